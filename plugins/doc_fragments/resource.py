@@ -1,0 +1,42 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options and attributes shared by every resource module of the collection.
+    DOCUMENTATION = r"""
+options:
+  state:
+    description:
+      - C(merged) creates or updates the listed items and leaves every other item alone; list
+        attributes such as O(config[].addresses) are added to.
+      - C(replaced) makes the listed items exactly as given (list attributes become exactly the
+        given lists); scalar attributes that are left out are not changed.
+      - C(overridden) is C(replaced) and, in addition, removes every item that the collection
+        created and that is not listed. Items created by anything else are never removed.
+      - C(deleted) removes the listed items; with no O(config), every item the collection created.
+      - C(gathered) returns the live state in the shape of O(config) and changes nothing.
+      - C(rendered) returns, without touching the host, the commands that build O(config) on an
+        empty host.
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered, rendered]
+    default: merged
+attributes:
+  check_mode:
+    support: full
+    description: Predicts exactly the changes a real run makes, in RV(commands), and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the items before and after.
+  idempotent:
+    support: full
+    description: A second run with the same input reports no change and writes nothing.
+requirements:
+  - pyroute2 (python3-pyroute2 on Debian/Ubuntu) on the managed host
+notes:
+  - Ownership is recorded on the managed host so that O(state=overridden) and O(state=deleted)
+    never remove objects created by someone else (Docker, libvirt, a user).
+"""

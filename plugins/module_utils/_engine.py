@@ -1,0 +1,168 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The resource-module engine shared by every module of the collection.
+
+Every module follows the same four steps: *gather* the live state, *diff* it with the desired
+``config`` (a pure function that yields operations and the expected result), *render* the
+operations as the commands a human would type, and *apply* them once. A module only supplies a
+:class:`Resource`; states, check mode, diff mode and the return values live here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
+OWNER_MARK = "linuxnet.bridge"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One change: ``command`` is the human form (``ip link add ...``), ``action``/``args`` the machine form."""
+
+    command: str
+    action: str
+    args: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+class ApplyError(RuntimeError):
+    """The kernel refused an operation; the message says which."""
+
+
+class Resource:
+    """What a module plugs into :func:`run`. Subclasses implement the hooks below."""
+
+    #: option name of each config item's identity, used for messages only
+    key_field = "name"
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.params = module.params if module is not None else {}
+        self.warnings: list[str] = []
+
+    # -- pure parts ---------------------------------------------------------------------------
+    def normalize(self, config: list[dict], state: str) -> list[dict]:
+        """Validate and canonicalise ``config``; raise ValidationError naming item and field."""
+        raise NotImplementedError
+
+    def key(self, item: dict) -> Any:
+        return item["name"]
+
+    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        """Return the operations that turn ``current`` into what ``state`` asks, and the expected result."""
+        raise NotImplementedError
+
+    def render(self, desired: list[dict]) -> list[str]:
+        """Commands that build ``desired`` on an empty host."""
+        ops, _after = self.plan(desired, {}, "merged")
+        return [op.command for op in ops]
+
+    def public(self, item: dict) -> dict:
+        """The item as users see it (same shape as ``config``); drops internal keys."""
+        return {k: v for k, v in item.items() if not k.startswith("_")}
+
+    # -- kernel parts -------------------------------------------------------------------------
+    def check_references(self, desired: list[dict], state: str) -> None:
+        """Validation that needs the live system (e.g. a bridge must exist); raise ValidationError."""
+
+    def gather(self, desired: list[dict], state: str) -> dict:
+        """Live state as ``{key: item}``; items carry ``_owned`` when the collection created them."""
+        raise NotImplementedError
+
+    def apply(self, operations: list[Operation]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release sockets and other handles."""
+
+
+def config_argument_spec(item_options: dict, extra: dict | None = None) -> dict:
+    spec = {
+        "config": {"type": "list", "elements": "dict", "options": item_options},
+        "state": {"type": "str", "default": "merged", "choices": STATES},
+    }
+    spec.update(extra or {})
+    return spec
+
+
+def _listing(items: dict, resource: Resource) -> list[dict]:
+    return [resource.public(items[k]) for k in sorted(items, key=str)]
+
+
+def run(module: Any, resource: Resource) -> None:
+    """Execute one resource-module run and exit the module."""
+    state = module.params["state"]
+    config = module.params.get("config")
+    result: dict[str, Any] = {"changed": False}
+    try:
+        if state in ("merged", "replaced", "overridden", "rendered") and config is None:
+            raise ValidationError(f"config: state={state} needs a config list")
+        desired = resource.normalize(config or [], state)
+        if state == "rendered":
+            result["rendered"] = resource.render(desired)
+            result["warnings"] = resource.warnings
+            module.exit_json(**result)
+        resource.check_references(desired, state)
+        before = resource.gather(desired, state)
+        if state == "gathered":
+            result["gathered"] = _listing(before, resource)
+            module.exit_json(**result)
+        operations, expected = resource.plan(desired, before, state)
+    except ValidationError as exc:
+        resource.close()
+        module.fail_json(msg=str(exc))
+        return
+
+    result["before"] = _listing(before, resource)
+    result["commands"] = [op.command for op in operations]
+    after = expected
+    if operations:
+        result["changed"] = True
+        if not module.check_mode:
+            try:
+                resource.apply(operations)
+            except ApplyError as exc:
+                resource.close()
+                module.fail_json(msg=str(exc), **result)
+                return
+            after = resource.gather(desired, state)
+    resource.close()
+    result["after"] = _listing(after, resource)
+    if module._diff and operations:
+        result["diff"] = {
+            "before": json.dumps(result["before"], indent=2, sort_keys=True) + "\n",
+            "after": json.dumps(result["after"], indent=2, sort_keys=True) + "\n",
+        }
+    for warning in resource.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+def merge_list(current: list, wanted: list | None, exact: bool) -> list:
+    """Lists in ``merged`` state are added to; in ``replaced``/``overridden`` they are exact."""
+    if wanted is None:
+        return list(current)
+    if exact:
+        return list(wanted)
+    return list(current) + [x for x in wanted if x not in current]
+
+
+def merge_item(current: dict | None, wanted: dict, exact: bool, list_keys: tuple = ()) -> dict:
+    """Expected item after applying ``wanted``: ``None`` values mean "leave as it is"."""
+    merged = dict(current or {})
+    for key, value in wanted.items():
+        if key in list_keys:
+            merged[key] = merge_list((current or {}).get(key) or [], value, exact)
+        elif value is not None:
+            merged[key] = value
+        elif key not in merged:
+            merged[key] = None
+    return merged

@@ -1,0 +1,153 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Input validation shared by every module.
+
+Names given by users end up in kernel objects, file paths and iptables-restore text, so each
+validator is strict: what passes here cannot inject a rule, a command or a path component.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+
+IFNAMSIZ = 15  # bytes, without the trailing NUL
+_IFNAME_FORBIDDEN = set("/:" + string.whitespace)
+_NETNS_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
+
+
+class ValidationError(ValueError):
+    """Bad user input; the message names the item and field."""
+
+
+def where(index: int, item: dict | None, field: str) -> str:
+    """Human pointer to an input field, e.g. ``config[2] (name=web).mtu``."""
+    label = ""
+    if isinstance(item, dict):
+        for key in ("name", "bridge", "publish"):
+            if item.get(key) not in (None, ""):
+                label = f" ({key}={item[key]!s:.40})"
+                break
+    return f"config[{index}]{label}.{field}"
+
+
+def interface_name(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{field}: an interface name is required")
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) > IFNAMSIZ:
+        raise ValidationError(f"{field}: interface name {value!r} is longer than {IFNAMSIZ} bytes")
+    if value in (".", "..") or any(ch in _IFNAME_FORBIDDEN for ch in value) or not value.isprintable():
+        raise ValidationError(
+            f"{field}: interface name {value!r} must not contain '/', ':', whitespace or non-printable characters"
+        )
+    if not all(ch in string.ascii_letters + string.digits + "_.-@+" for ch in value):
+        # Anything else would need quoting in iptables-restore text and `ip` command lines.
+        raise ValidationError(f"{field}: interface name {value!r} may only use letters, digits and '_.-@+'")
+    return value
+
+
+def netns_name(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{field}: a namespace name is required")
+    if value in (".", "..") or not _NETNS_NAME.match(value):
+        raise ValidationError(
+            f"{field}: namespace name {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
+            "and not '.' or '..'"
+        )
+    return value
+
+
+def cidr(value: object, field: str) -> str:
+    """An interface address with prefix, e.g. ``172.17.0.1/16`` (host bits allowed)."""
+    if not isinstance(value, str) or "/" not in value:
+        raise ValidationError(f"{field}: {value!r} is not an address in CIDR form such as 172.17.0.1/16")
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {value!r} is not a valid CIDR address ({exc})") from None
+    if iface.version != 4:
+        raise ValidationError(f"{field}: only IPv4 addresses are supported so far, got {value!r}")
+    return f"{iface.ip}/{iface.network.prefixlen}"
+
+
+def network(value: object, field: str) -> str:
+    """A subnet such as ``172.18.0.0/16``; host bits must be zero."""
+    if not isinstance(value, str) or "/" not in value:
+        raise ValidationError(f"{field}: {value!r} is not a subnet in CIDR form such as 172.18.0.0/16")
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {value!r} is not a valid subnet ({exc})") from None
+    if net.version != 4:
+        raise ValidationError(f"{field}: only IPv4 subnets are supported so far, got {value!r}")
+    return str(net)
+
+
+def ip_address(value: object, field: str, version: int | None = 4) -> str:
+    try:
+        addr = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValidationError(f"{field}: {value!r} is not a valid IP address") from None
+    if version and addr.version != version:
+        raise ValidationError(f"{field}: {value!r} is not an IPv{version} address")
+    return str(addr)
+
+
+def mac(value: object, field: str, allow_docker: bool = False) -> str:
+    if allow_docker and value == "docker":
+        return "docker"
+    text = str(value).strip().lower().replace("-", ":")
+    if not _MAC.match(text):
+        raise ValidationError(f"{field}: {value!r} is not a MAC address such as 02:42:ac:11:00:02")
+    if int(text[:2], 16) & 1:
+        raise ValidationError(f"{field}: {value!r} is a multicast MAC address")
+    return text
+
+
+def mtu(value: object, field: str) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field}: {value!r} is not an integer MTU") from None
+    if not 68 <= number <= 65535:
+        raise ValidationError(f"{field}: MTU {number} is outside 68..65535")
+    return number
+
+
+def safe_text(value: object, field: str) -> str:
+    """Text that is pasted into iptables-restore input: no whitespace, quotes or newlines."""
+    text = str(value)
+    if not text or any(ch in _UNSAFE_TEXT for ch in text) or not text.isprintable():
+        raise ValidationError(f"{field}: {value!r} must not be empty or contain spaces, quotes or newlines")
+    return text
+
+
+def file_text(value: object, field: str, limit: int = 65536) -> str:
+    text = str(value)
+    if "\x00" in text or len(text) > limit:
+        raise ValidationError(f"{field}: text must not contain NUL bytes or exceed {limit} characters")
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def hostname(value: object, field: str) -> str:
+    text = str(value)
+    if not re.match(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$", text):
+        raise ValidationError(f"{field}: {value!r} is not a valid host name")
+    return text
+
+
+def unique(items: list[dict], key, what: str) -> None:
+    seen: dict = {}
+    for index, item in enumerate(items):
+        k = key(item)
+        if k in seen:
+            raise ValidationError(f"config[{index}]: duplicate {what} {k!r} (also config[{seen[k]}])")
+        seen[k] = index

@@ -1,0 +1,263 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""veth pairs: the "cable" between a bridge on the host and a namespace (a container's eth0)."""
+
+from __future__ import annotations
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import OWNER_MARK, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
+    LinkResource,
+    address_ops,
+    docker_mac,
+    ip,
+    op_delete,
+    op_set_alias,
+    op_set_mac,
+    op_set_mtu,
+    op_set_state,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NamespaceMissing, list_namespaces
+
+ITEM_OPTIONS = {
+    "name": {"type": "str", "required": True},
+    "peer": {"type": "str"},
+    "peer_netns": {"type": "str"},
+    "master": {"type": "str"},
+    "addresses": {"type": "list", "elements": "str"},
+    "gateway": {"type": "str"},
+    "mtu": {"type": "int"},
+    "mac": {"type": "str"},
+    "hairpin": {"type": "bool"},
+}
+PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "mtu", "mac", "hairpin")
+
+
+def owner_alias(peer: str, peer_netns: str | None) -> str:
+    """The host end's alias records ownership and where the peer lives (netnsids are not names)."""
+    alias = f"{OWNER_MARK} veth peer={peer}"
+    return alias + (f" netns={peer_netns}" if peer_netns else "")
+
+
+def parse_alias(alias: str | None) -> dict | None:
+    if not alias or not alias.startswith(OWNER_MARK + " veth"):
+        return None
+    fields = dict(part.split("=", 1) for part in alias.split()[2:] if "=" in part)
+    return {"peer": fields.get("peer"), "peer_netns": fields.get("netns")}
+
+
+class VethResource(LinkResource):
+    def normalize(self, config: list[dict], state: str) -> list[dict]:
+        items = []
+        for i, raw in enumerate(config):
+            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            name = v.interface_name(raw.get("name"), at("name"))
+            peer_netns = v.netns_name(raw["peer_netns"], at("peer_netns")) if raw.get("peer_netns") else None
+            if raw.get("peer") is None and peer_netns is None and state not in ("deleted", "gathered"):
+                raise v.ValidationError(f"{at('peer_netns')}: required unless peer names a host interface")
+            peer = v.interface_name(raw.get("peer") or "eth0", at("peer"))
+            if peer_netns is None and peer == name:
+                raise v.ValidationError(f"{at('peer')}: both ends on the host cannot share the name {name}")
+            item = {
+                "name": name,
+                "peer": peer,
+                "peer_netns": peer_netns,
+                "master": v.interface_name(raw["master"], at("master")) if raw.get("master") else None,
+                "addresses": None,
+                "gateway": v.ip_address(raw["gateway"], at("gateway")) if raw.get("gateway") else None,
+                "mtu": v.mtu(raw["mtu"], at("mtu")) if raw.get("mtu") is not None else None,
+                "mac": v.mac(raw["mac"], at("mac"), allow_docker=True) if raw.get("mac") else None,
+                "hairpin": raw.get("hairpin"),
+            }
+            if raw.get("addresses") is not None:
+                item["addresses"] = [v.cidr(a, f"{at('addresses')}[{j}]") for j, a in enumerate(raw["addresses"])]
+            if item["mac"] == "docker":
+                if not item["addresses"]:
+                    raise v.ValidationError(f"{at('mac')}: 'docker' derives the MAC from addresses, which are empty")
+                item["mac"] = docker_mac(item["addresses"][0])
+            items.append(item)
+        v.unique(items, lambda it: it["name"], "veth name")
+        v.unique([it for it in items if it["peer_netns"]], lambda it: (it["peer_netns"], it["peer"]), "peer in namespace")
+        return items
+
+    def check_references(self, desired: list[dict], state: str) -> None:
+        if state in ("deleted", "gathered"):
+            return
+        known = set(list_namespaces())
+        host_links = self.netlink.links(None)
+        for index, item in enumerate(desired):
+            problems = []
+            if item["peer_netns"] and item["peer_netns"] not in known:
+                problems.append(f"config[{index}] (name={item['name']}).peer_netns: namespace {item['peer_netns']} does not exist")
+            master = host_links.get(item["master"]) if item["master"] else None
+            if item["master"] and (master is None or master["kind"] != "bridge"):
+                problems.append(f"config[{index}] (name={item['name']}).master: bridge {item['master']} does not exist")
+            existing = host_links.get(item["name"])
+            if existing and existing["kind"] != "veth":
+                raise v.ValidationError(
+                    f"config[{index}] (name={item['name']}).name: a {existing['kind'] or 'non-veth'} link of that name exists")
+            for problem in problems:
+                if self.module.check_mode:
+                    self.warnings.append(problem + " (an earlier task may create it)")
+                else:
+                    raise v.ValidationError(problem)
+
+    def gather(self, desired: list[dict], state: str) -> dict:
+        host = self.netlink.links(None)
+        by_index = {link["index"]: link for link in host.values()}
+        wanted = {d["name"] for d in desired}
+        current = {}
+        for link in host.values():
+            if link["kind"] != "veth":
+                continue
+            recorded = parse_alias(link["alias"])
+            item = {
+                "name": link["name"],
+                "peer": None,
+                "peer_netns": None,
+                "master": by_index[link["master"]]["name"] if link["master"] in by_index else None,
+                "addresses": None,
+                "gateway": None,
+                "mtu": link["mtu"],
+                "mac": None,
+                "hairpin": link["hairpin"] if link["master"] else None,
+                "_owned": recorded is not None,
+                "_up": link["up"],
+            }
+            if recorded is None and link["link_netnsid"] is None and link["link"] in by_index:
+                recorded = {"peer": by_index[link["link"]]["name"], "peer_netns": None}
+            if recorded and (recorded is not None and (link["name"] in wanted or item["_owned"])):
+                self._gather_peer(item, link, recorded)
+            elif recorded:
+                item["peer"], item["peer_netns"] = recorded["peer"], recorded["peer_netns"]
+            current[link["name"]] = item
+        return current
+
+    def _gather_peer(self, item: dict, link: dict, recorded: dict) -> None:
+        netns = recorded["peer_netns"]
+        try:
+            peer = self.netlink.link(recorded["peer"], netns)
+        except NamespaceMissing:
+            return
+        # The recorded peer counts only if it is really the other end of this pair.
+        if not peer or peer["kind"] != "veth" or peer["link"] != link["index"]:
+            return
+        item["peer"], item["peer_netns"] = recorded["peer"], netns
+        item["addresses"] = self.netlink.addresses(netns).get(peer["index"], [])
+        item["mac"] = peer["mac"]
+        item["_peer_up"] = peer["up"]
+        item["_peer_mtu"] = peer["mtu"]
+        item["gateway"] = self.netlink.default_gateway(netns) if netns else None
+
+    def public(self, item: dict) -> dict:
+        return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
+
+    def _create_ops(self, item: dict) -> list[Operation]:
+        name, peer, netns = item["name"], item["peer"], item["peer_netns"]
+        mtu = f" mtu {item['mtu']}" if item["mtu"] else ""
+        where = f" netns {netns}" if netns else ""
+        ops = [
+            Operation(
+                f"ip link add {name}{mtu} type veth peer name {peer}{mtu}{where}",
+                "veth_add",
+                {"name": name, "peer": peer, "peer_netns": netns, "mtu": item["mtu"]},
+            ),
+            op_set_alias(name, None, owner_alias(peer, netns)),
+        ]
+        if item["master"]:
+            ops.append(Operation(f"ip link set {name} master {item['master']}", "master", {"name": name, "master": item["master"]}))
+            if item["hairpin"]:
+                ops.append(Operation(f"bridge link set dev {name} hairpin on", "hairpin", {"name": name, "on": True}))
+        ops.append(op_set_state(name, None, True))
+        if item["mac"]:
+            ops.append(op_set_mac(peer, netns, item["mac"]))
+        ops += address_ops(peer, netns, [], item["addresses"], True)
+        ops.append(op_set_state(peer, netns, True))
+        if item["gateway"] and netns:
+            ops.append(self._gateway_op(netns, item["gateway"]))
+        return ops
+
+    @staticmethod
+    def _gateway_op(netns: str, gateway: str | None) -> Operation:
+        if gateway:
+            return Operation(ip(netns, f"route replace default via {gateway}"), "route_default", {"netns": netns, "gateway": gateway})
+        return Operation(ip(netns, "route del default"), "route_default", {"netns": netns, "gateway": None})
+
+    def _expected_new(self, item: dict) -> dict:
+        new = dict(item)
+        new["addresses"] = list(item["addresses"] or [])
+        new["_owned"] = True
+        if not item["master"]:
+            new["hairpin"] = None
+        return new
+
+    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        ops: list[Operation] = []
+        after = {k: dict(val) for k, val in current.items()}
+        if state == "deleted":
+            names = [d["name"] for d in desired] if desired else [n for n, c in current.items() if c["_owned"]]
+            for name in names:
+                if name in current:
+                    ops.append(op_delete(name, None))
+                    after.pop(name)
+            return ops, after
+        exact = state in ("replaced", "overridden")
+        for item in desired:
+            name = item["name"]
+            have = current.get(name)
+            if have is not None and (have["peer"] != item["peer"] or have["peer_netns"] != item["peer_netns"]):
+                why = "recreate: peer or peer_netns changed" if have["peer"] else "recreate: peer end is missing"
+                ops.append(op_delete(name, None, why))
+                have = None
+            if have is None:
+                ops += self._create_ops(item)
+                after[name] = self._expected_new(item)
+                continue
+            new = dict(have)
+            peer, netns = item["peer"], item["peer_netns"]
+            if item["master"] is not None and item["master"] != have["master"]:
+                ops.append(Operation(f"ip link set {name} master {item['master']}", "master", {"name": name, "master": item["master"]}))
+                new["master"] = item["master"]
+                new["hairpin"] = False
+            if item["mtu"] is not None and (item["mtu"] != have["mtu"] or item["mtu"] != have.get("_peer_mtu")):
+                if item["mtu"] != have["mtu"]:
+                    ops.append(op_set_mtu(name, None, item["mtu"]))
+                if item["mtu"] != have.get("_peer_mtu"):
+                    ops.append(op_set_mtu(peer, netns, item["mtu"]))
+                new["mtu"] = new["_peer_mtu"] = item["mtu"]
+            if item["hairpin"] is not None and new["master"] and bool(item["hairpin"]) != bool(new["hairpin"]):
+                word = "on" if item["hairpin"] else "off"
+                ops.append(Operation(f"bridge link set dev {name} hairpin {word}", "hairpin", {"name": name, "on": bool(item["hairpin"])}))
+                new["hairpin"] = bool(item["hairpin"])
+            if item["mac"] is not None and item["mac"] != have["mac"]:
+                ops.append(op_set_mac(peer, netns, item["mac"]))
+                new["mac"] = item["mac"]
+            have_addresses = have["addresses"] or []
+            ops += address_ops(peer, netns, have_addresses, item["addresses"], exact)
+            if item["addresses"] is not None:
+                new["addresses"] = list(item["addresses"]) if exact else have_addresses + [
+                    a for a in item["addresses"] if a not in have_addresses]
+            if not have.get("_up", True):
+                ops.append(op_set_state(name, None, True))
+                new["_up"] = True
+            if not have.get("_peer_up", True):
+                ops.append(op_set_state(peer, netns, True))
+                new["_peer_up"] = True
+            if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:
+                ops.append(self._gateway_op(netns, item["gateway"]))
+                new["gateway"] = item["gateway"]
+            elif netns and exact and item["gateway"] is None and have["gateway"]:
+                ops.append(self._gateway_op(netns, None))
+                new["gateway"] = None
+            after[name] = new
+        if state == "overridden":
+            wanted = {d["name"] for d in desired}
+            for name, have in current.items():
+                if have["_owned"] and name not in wanted:
+                    ops.append(op_delete(name, None))
+                    after.pop(name)
+        return ops, after

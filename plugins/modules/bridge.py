@@ -1,0 +1,119 @@
+#!/usr/bin/python
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: bridge
+short_description: Manage Linux bridges such as Docker's docker0
+version_added: 0.1.0
+description:
+  - Creates, updates and removes Linux bridges over netlink, in the host's network namespace or
+    in a named one. All bridges of one task are handled in one run.
+  - Bridges the collection creates carry the interface alias C(linuxnet.bridge); only those are
+    removed by O(state=overridden) and by O(state=deleted) without O(config).
+author:
+  - linuxnet.bridge developers
+extends_documentation_fragment:
+  - linuxnet.bridge.resource
+options:
+  config:
+    description: The bridges.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Interface name (at most 15 bytes of letters, digits and C(_.-@+)).
+        type: str
+        required: true
+      addresses:
+        description: IPv4 addresses in CIDR form, for example C(172.17.0.1/16) (the network's gateway).
+        type: list
+        elements: str
+      mtu:
+        description: MTU, 68..65535.
+        type: int
+      mac:
+        description: MAC address of the bridge.
+        type: str
+      stp:
+        description: Spanning tree protocol on or off.
+        type: bool
+      link_state:
+        description: Administrative state.
+        type: str
+        choices: [up, down]
+        default: up
+      netns:
+        description: Create the bridge in this named network namespace instead of the host's.
+        type: str
+seealso:
+  - module: linuxnet.bridge.veth
+  - module: linuxnet.bridge.firewall
+"""
+
+EXAMPLES = r"""
+- name: Docker's default bridge and a user-defined network's bridge
+  linuxnet.bridge.bridge:
+    config:
+      - name: docker0
+        addresses: [172.17.0.1/16]
+        mtu: 1500
+      - name: br-usernet
+        addresses: [172.18.0.1/16]
+
+- name: Show the ip commands without touching the host
+  linuxnet.bridge.bridge:
+    state: rendered
+    config:
+      - name: docker0
+        addresses: [172.17.0.1/16]
+"""
+
+RETURN = r"""
+before:
+  description: Bridges before the run.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: dict
+after:
+  description: Bridges after the run; in check mode, the prediction.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: dict
+commands:
+  description: Operations done (in check mode, that would be done) as C(ip) command lines.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: str
+  sample: ["ip link add docker0 type bridge", "ip addr add 172.17.0.1/16 dev docker0", "ip link set docker0 up"]
+gathered:
+  description: Live bridges in the shape of O(config).
+  returned: when state is gathered
+  type: list
+  elements: dict
+rendered:
+  description: Commands that build O(config) on an empty host.
+  returned: when state is rendered
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS, BridgeResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
+    if module.params["state"] != "rendered":
+        require_pyroute2(module)
+    _engine.run(module, BridgeResource(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+#!/usr/bin/python
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: netns
+short_description: Manage named network namespaces and their resolver files
+version_added: 0.1.0
+description:
+  - Creates and removes named network namespaces (as C(ip netns add) does, under C(/run/netns)),
+    brings their loopback up, and writes C(/etc/netns/<name>/resolv.conf) and C(hosts), which
+    C(ip netns exec) mounts over the host's files.
+  - All namespaces of one task are handled in one run; 200 namespaces cost one task.
+author:
+  - linuxnet.bridge developers
+extends_documentation_fragment:
+  - linuxnet.bridge.resource
+options:
+  config:
+    description: The namespaces.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Namespace name, 1-64 characters of letters, digits and C(_.@+-); not C(.) or C(..).
+        type: str
+        required: true
+      resolv_conf:
+        description: Content of C(/etc/netns/<name>/resolv.conf). Left alone when omitted (removed
+          with O(state=replaced) or O(state=overridden)).
+        type: str
+      hosts:
+        description:
+          - Entries of C(/etc/netns/<name>/hosts), after the standard C(localhost) lines.
+        type: list
+        elements: dict
+        suboptions:
+          ip:
+            description: Address.
+            type: str
+            required: true
+          names:
+            description: Host names for the address.
+            type: list
+            elements: str
+            required: true
+seealso:
+  - module: linuxnet.bridge.veth
+  - module: linuxnet.bridge.bridge
+"""
+
+EXAMPLES = r"""
+- name: Two namespaces, one with DNS settings like a Docker container
+  linuxnet.bridge.netns:
+    config:
+      - name: web
+        resolv_conf: |
+          nameserver 9.9.9.9
+          search example.internal
+        hosts:
+          - ip: 172.18.0.3
+            names: [db]
+      - name: db
+
+- name: Remove every namespace this collection created, except web
+  linuxnet.bridge.netns:
+    state: overridden
+    config:
+      - name: web
+
+- name: Show what exists
+  linuxnet.bridge.netns:
+    state: gathered
+  register: namespaces
+"""
+
+RETURN = r"""
+before:
+  description: Namespaces before the run.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: dict
+  sample: [{"name": "web"}]
+after:
+  description: Namespaces after the run; in check mode, the prediction.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: dict
+commands:
+  description: Operations done (in check mode, that would be done) as shell command lines.
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: str
+  sample: ["ip netns add db", "ip -n db link set lo up"]
+gathered:
+  description: Live namespaces in the shape of O(config).
+  returned: when state is gathered
+  type: list
+  elements: dict
+rendered:
+  description: Commands that build O(config) on an empty host.
+  returned: when state is rendered
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS, NetnsResource
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
+    if module.params["state"] != "rendered":
+        require_pyroute2(module)
+    _engine.run(module, NetnsResource(module))
+
+
+if __name__ == "__main__":
+    main()
