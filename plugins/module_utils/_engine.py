@@ -80,6 +80,9 @@ class Resource:
     def apply(self, operations: list[Operation]) -> None:
         raise NotImplementedError
 
+    def persist(self) -> None:
+        """After a real (non-check) run: record bookkeeping such as ownership state files."""
+
     def close(self) -> None:
         """Release sockets and other handles."""
 
@@ -134,6 +137,8 @@ def run(module: Any, resource: Resource) -> None:
                 module.fail_json(msg=str(exc), **result)
                 return
             after = resource.gather(desired, state)
+    if not module.check_mode:
+        resource.persist()
     resource.close()
     result["after"] = _listing(after, resource)
     if module._diff and operations:

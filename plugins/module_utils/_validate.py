@@ -65,6 +65,13 @@ def netns_name(value: object, field: str) -> str:
     return value
 
 
+def label(value: object, field: str, what: str = "name") -> str:
+    """A name used in messages, state files and comments (network names, mapping labels)."""
+    if not isinstance(value, str) or value in (".", "..") or not _NETNS_NAME.match(value):
+        raise ValidationError(f"{field}: {what} {value!r} must be 1-64 characters of letters, digits and '_.@+-'")
+    return value
+
+
 def cidr(value: object, field: str) -> str:
     """An interface address with prefix, e.g. ``172.17.0.1/16`` (host bits allowed)."""
     if not isinstance(value, str) or "/" not in value:
