@@ -13,23 +13,20 @@ ruleset with the desired one is a string comparison.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
-    RUN_DIR,
-    Backend,
     BuiltinRules,
     DesiredTable,
     Table,
+    TablesResource,
     empty_table,
     payload,
     plan_table,
     read_sysctl,
-    restore_operations,
     sysctl_name,
     write_sysctl,
 )
@@ -210,16 +207,13 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict]) 
     return found
 
 
-class FirewallResource(Resource):
+class FirewallResource(TablesResource):
+    state_dir = "firewall"
+
     def __init__(self, module) -> None:
         super().__init__(module)
-        self.prefix = "LINUXNET"
-        self.backend: Backend | None = None
-        self.live: dict[str, Table] = {}
-        self.known: dict[str, dict] = {}
         self.sysctls: dict[str, str | None] = {}
         self.bridges_present: set[str] = set()
-        self.final: dict[str, dict] = {}
 
     # -- pure ---------------------------------------------------------------------------------
     def normalize(self, config: list[dict], state: str) -> list[dict]:
@@ -269,10 +263,7 @@ class FirewallResource(Resource):
         forward_off = bool(nets) and self.sysctls.get(IP_FORWARD) not in ("1", None)
         want = desired_tables(nets, self.prefix, self.live, forward_off)
         is_ours = ownership(self.prefix, claimed_rules(nets + list(self.known.values()), self.prefix))
-        for table in ("filter", "nat"):
-            live = self.live.get(table) or empty_table(table)
-            lines = plan_table(table, live, want[table], is_ours)
-            ops += restore_operations(table, lines, live)
+        ops += self.table_operations(want, is_ours)
         if nets:
             ops += self._sysctl_ops(nets)
         return ops, final
@@ -299,19 +290,8 @@ class FirewallResource(Resource):
         return text.splitlines()
 
     # -- kernel -------------------------------------------------------------------------------
-    def state_path(self) -> str:
-        return os.path.join(RUN_DIR, "firewall", f"{self.prefix}.json")
-
     def gather(self, desired: list[dict], state: str) -> dict:
-        if self.backend is None:
-            self.backend = Backend(self.module, self.params.get("backend", "auto"))
-            self.backend.lock()
-        self.live = self.backend.save()
-        try:
-            with open(self.state_path(), encoding="utf-8") as handle:
-                self.known = json.load(handle)["networks"]
-        except (OSError, ValueError, KeyError):
-            self.known = {}
+        self.load_live()
         paths = [IP_FORWARD, BRIDGE_NF]
         bridges = {n["bridge"] for n in list(self.known.values()) + desired}
         self.bridges_present = {b for b in bridges if os.path.isdir(f"/sys/class/net/{b}") or os.path.isdir(f"/proc/sys/net/ipv4/conf/{b}")}
@@ -319,32 +299,12 @@ class FirewallResource(Resource):
         self.sysctls = {p: read_sysctl(p) for p in paths}
         return parse_networks(self.live, self.prefix, self.known)
 
-    def apply(self, operations: list[Operation]) -> None:
-        assert self.backend is not None
-        changes: dict[str, list[str]] = {}
-        for op in operations:
-            if op.action == "restore":
-                changes.setdefault(op.args["table"], []).append(op.args["line"])
-        self.backend.apply_transactions({t: payload(t, lines) for t, lines in changes.items()})
+    def apply_other(self, operations: list[Operation]) -> None:
         for op in operations:
             if op.action == "modprobe":
                 self.module.run_command(["modprobe", op.args["name"]])
             elif op.action == "sysctl":
                 write_sysctl(op.args["path"], op.args["value"])
-
-    def persist(self) -> None:
-        if self.final == self.known:
-            return
-        path = self.state_path()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"networks": self.final}, handle, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.unlock()
 
 
 def check_overlaps(items: list[dict], where: str = "") -> None:

@@ -19,11 +19,12 @@ The planner is pure. It knows three kinds of chains:
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
 
 TABLES = ("filter", "nat")
 BUILTIN = {
@@ -248,3 +249,69 @@ def write_sysctl(path: str, value: str) -> None:
 def sysctl_name(path: str) -> str:
     return path[len("/proc/sys/"):].replace("/", ".") if path.startswith("/proc/sys/") else path
 
+
+
+class TablesResource(Resource):
+    """Base of the iptables resources: lock, live ruleset, ownership state file, one restore per table."""
+
+    #: sub-directory of /run/linuxnet holding the state file of this resource
+    state_dir = ""
+
+    def __init__(self, module) -> None:
+        super().__init__(module)
+        self.prefix = "LINUXNET"
+        self.backend: Backend | None = None
+        self.live: dict[str, Table] = {}
+        self.known: dict[str, dict] = {}
+        self.final: dict[str, dict] = {}
+
+    def state_path(self) -> str:
+        return os.path.join(RUN_DIR, self.state_dir, f"{self.prefix}.json")
+
+    def load_live(self) -> None:
+        """Take the lock, then read the ruleset and the state file (in this order: no races)."""
+        if self.backend is None:
+            self.backend = Backend(self.module, self.params.get("backend", "auto"))
+            self.backend.lock()
+        self.live = self.backend.save()
+        try:
+            with open(self.state_path(), encoding="utf-8") as handle:
+                self.known = json.load(handle)["items"]
+        except (OSError, ValueError, KeyError):
+            self.known = {}
+
+    def live_table(self, table: str) -> Table:
+        return self.live.get(table) or empty_table(table)
+
+    def table_operations(self, want: dict[str, DesiredTable], is_ours: Callable[[str, str], bool]) -> list[Operation]:
+        ops: list[Operation] = []
+        for table in TABLES:
+            live = self.live_table(table)
+            ops += restore_operations(table, plan_table(table, live, want[table], is_ours), live)
+        return ops
+
+    def apply(self, operations: list[Operation]) -> None:
+        assert self.backend is not None
+        changes: dict[str, list[str]] = {}
+        for op in operations:
+            if op.action == "restore":
+                changes.setdefault(op.args["table"], []).append(op.args["line"])
+        self.backend.apply_transactions({t: payload(t, lines) for t, lines in changes.items()})
+        self.apply_other([op for op in operations if op.action != "restore"])
+
+    def apply_other(self, operations: list[Operation]) -> None:
+        """Operations other than rule changes (sysctls), run after the rules are committed."""
+
+    def persist(self) -> None:
+        if self.final == self.known:
+            return
+        path = self.state_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"items": self.final}, handle, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.unlock()

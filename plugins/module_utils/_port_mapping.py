@@ -1,0 +1,301 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Published ports like ``docker run -p``, as kernel NAT only (Docker with the userland proxy off).
+
+A port range is one rule per place (``--dport a:b``), so a 1000-port range costs three rules and no
+process. The module owns the contents of ``<P>`` in the filter and nat tables and its per-port
+hairpin rules in nat POSTROUTING; the chains and jumps themselves belong to the firewall module.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import chain_prefix
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
+    BuiltinRules,
+    DesiredTable,
+    TablesResource,
+    empty_table,
+    payload,
+    plan_table,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import PYROUTE2_IMPORT_ERROR, Netlink
+
+ITEM_OPTIONS = {
+    "bridge": {"type": "str", "required": True},
+    "container_ip": {"type": "str", "required": True},
+    "container_port": {"type": "str"},
+    "host_port": {"type": "str"},
+    "host_ip": {"type": "str"},
+    "protocol": {"type": "str", "choices": ["tcp", "udp", "sctp"]},
+    "publish": {"type": "str"},
+    "network": {"type": "str"},
+}
+MODULE_OPTIONS = {
+    "chain_prefix": {"type": "str", "default": "LINUXNET"},
+    "backend": {"type": "str", "default": "auto", "choices": ["auto", "iptables-nft", "iptables-legacy"]},
+}
+PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network")
+PROTOCOLS = ("tcp", "udp", "sctp")
+_PUBLISH = re.compile(
+    r"^(?:(?P<ip>[0-9.]+):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)(?:/(?P<proto>[a-z]+))?$"
+)
+
+
+def port_range(value: object, field: str) -> tuple[int, int]:
+    """``80`` or ``"8000-8010"`` → (first, last); rejects 0, >65535 and reversed ranges."""
+    text = str(value).strip()
+    match = re.match(r"^(\d+)(?:-(\d+))?$", text)
+    if not match:
+        raise v.ValidationError(f"{field}: {value!r} is not a port or a port range such as 8000-8010")
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else first
+    for port in (first, last):
+        if not 1 <= port <= 65535:
+            raise v.ValidationError(f"{field}: port {port} is outside 1-65535")
+    if last < first:
+        raise v.ValidationError(f"{field}: range {text} is reversed")
+    return first, last
+
+
+def format_range(ports: tuple[int, int], sep: str = "-") -> str:
+    return str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}{sep}{ports[1]}"
+
+
+def parse_publish(text: str, field: str) -> dict:
+    """Docker's ``-p [host_ip:]host_port[-end]:container_port[-end][/proto]`` (host port required)."""
+    match = _PUBLISH.match(text.strip())
+    if not match:
+        if re.match(r"^(\d+(-\d+)?)(/[a-z]+)?$", text.strip()) or "::" in text:
+            raise v.ValidationError(
+                f"{field}: {text!r} leaves the host port to be chosen at random; give it explicitly, e.g. 8080:80"
+            )
+        raise v.ValidationError(f"{field}: {text!r} is not of the form [host_ip:]host_port:container_port[/protocol]")
+    return {
+        "host_ip": match.group("ip"),
+        "host_port": match.group("hp"),
+        "container_port": match.group("cp"),
+        "protocol": match.group("proto") or "tcp",
+    }
+
+
+def mapping_key(item: dict) -> str:
+    return f"{item['host_ip'] or '0.0.0.0'}:{item['host_port']}/{item['protocol']}"
+
+
+def mapping_rules(item: dict, prefix: str) -> dict[str, str]:
+    proto, cip, br = item["protocol"], item["container_ip"], item["bridge"]
+    hp = format_range(item["_hp"], ":")
+    cp_match = format_range(item["_cp"], ":")
+    cp_target = format_range(item["_cp"], "-")
+    dest = f"-d {item['host_ip']}/32 " if item["host_ip"] else ""
+    return {
+        "dnat": f"{dest}-p {proto} -m {proto} --dport {hp} -j DNAT --to-destination {cip}:{cp_target}",
+        "accept": f"-d {cip}/32 ! -i {br} -o {br} -p {proto} -m {proto} --dport {cp_match} -j ACCEPT",
+        "hairpin": f"-s {cip}/32 -d {cip}/32 -p {proto} -m {proto} --dport {cp_match} -j MASQUERADE",
+    }
+
+
+def check_conflicts(items: list[dict], where: str = "") -> None:
+    """Two mappings may not claim one protocol and host port on overlapping host addresses."""
+    for a in range(len(items)):
+        for b in range(a + 1, len(items)):
+            x, y = items[a], items[b]
+            if x["protocol"] != y["protocol"]:
+                continue
+            if x["host_ip"] and y["host_ip"] and x["host_ip"] != y["host_ip"]:
+                continue
+            if x["_hp"][0] <= y["_hp"][1] and y["_hp"][0] <= x["_hp"][1]:
+                raise v.ValidationError(
+                    f"mapping {where}{mapping_key(y)} -> {y['container_ip']} conflicts with "
+                    f"{mapping_key(x)} -> {x['container_ip']}: same protocol and host port on overlapping host addresses"
+                )
+
+
+def desired_tables(items: list[dict], prefix: str) -> dict[str, DesiredTable]:
+    ordered = sorted(items, key=lambda it: (it["bridge"], it["container_ip"], it["protocol"], it["_hp"]))
+    rules = [mapping_rules(it, prefix) for it in ordered]
+    filt, nat = DesiredTable(), DesiredTable()
+    # Two host ports published for one container port share the ACCEPT and hairpin rules.
+    filt.owned = {prefix: _unique(r["accept"] for r in rules)}
+    nat.owned = {prefix: [r["dnat"] for r in rules]}
+    nat.builtin = {"POSTROUTING": BuiltinRules(bottom=_unique(r["hairpin"] for r in rules))}
+    return {"filter": filt, "nat": nat}
+
+
+def _unique(rules) -> list[str]:
+    return list(dict.fromkeys(rules))
+
+
+def ownership(claimed: set[str]):
+    def is_ours(chain: str, spec: str) -> bool:
+        return chain == "POSTROUTING" and spec in claimed
+
+    return is_ours
+
+
+def with_internal(item: dict) -> dict:
+    """Add the parsed port tuples used by the renderers."""
+    item = {key: item.get(key) for key in PUBLIC_KEYS}
+    item["_hp"] = port_range(item["host_port"], "host_port")
+    item["_cp"] = port_range(item["container_port"], "container_port")
+    return item
+
+
+_DNAT = re.compile(
+    r"^(?:-d (?P<hip>[0-9.]+)/32 )?-p (?P<proto>\w+) -m \w+ --dport (?P<hp>[\d:]+) -j DNAT --to-destination "
+    r"(?P<cip>[0-9.]+):(?P<cp>[\d-]+)$"
+)
+
+
+def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[str, dict]) -> dict[str, dict]:
+    """Rebuild mappings from the live ``<P>`` chains; ``known`` (the state file) supplies labels."""
+    bridges = {}
+    for spec in filter_rules:
+        m = re.match(r"^-d ([0-9.]+)/32 ! -i (\S+) -o \S+ -p (\w+) -m \w+ --dport ([\d:]+) -j ACCEPT$", spec)
+        if m:
+            bridges[(m.group(1), m.group(3), m.group(4).replace(":", "-"))] = m.group(2)
+    found = {}
+    for spec in nat_rules:
+        m = _DNAT.match(spec)
+        if not m:
+            continue
+        item = {
+            "host_ip": m.group("hip"),
+            "host_port": m.group("hp").replace(":", "-"),
+            "protocol": m.group("proto"),
+            "container_ip": m.group("cip"),
+            "container_port": m.group("cp"),
+            "bridge": bridges.get((m.group("cip"), m.group("proto"), m.group("cp"))),
+        }
+        key = mapping_key(item)
+        item["network"] = known.get(key, {}).get("network")
+        found[key] = item
+    return found
+
+
+class PortMappingResource(TablesResource):
+    state_dir = "port_mapping"
+
+    def key(self, item: dict) -> str:
+        return mapping_key(item)
+
+    def normalize(self, config: list[dict], state: str) -> list[dict]:
+        self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
+        items = []
+        for i, raw in enumerate(config):
+            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            fields = dict(raw)
+            if raw.get("publish"):
+                given = [k for k in ("host_ip", "host_port", "container_port") if raw.get(k) not in (None, "")]
+                if given:
+                    raise v.ValidationError(f"{at('publish')}: give either publish or {', '.join(given)}, not both")
+                parsed = parse_publish(str(raw["publish"]), at("publish"))
+                if raw.get("protocol") and raw["protocol"] != parsed["protocol"]:
+                    raise v.ValidationError(f"{at('protocol')}: conflicts with the protocol in publish")
+                fields.update(parsed)
+            protocol = fields.get("protocol") or "tcp"
+            if protocol not in PROTOCOLS:
+                raise v.ValidationError(f"{at('protocol')}: {protocol!r} is not one of tcp, udp, sctp")
+            if fields.get("container_port") in (None, ""):
+                raise v.ValidationError(f"{at('container_port')}: required (or give publish)")
+            cp = port_range(fields["container_port"], at("container_port"))
+            hp = port_range(fields["host_port"], at("host_port")) if fields.get("host_port") not in (None, "") else cp
+            if hp[1] - hp[0] != cp[1] - cp[0]:
+                raise v.ValidationError(
+                    f"{at('host_port')}: range {format_range(hp)} and container range {format_range(cp)} differ in length"
+                )
+            host_ip = fields.get("host_ip")
+            host_ip = v.ip_address(host_ip, at("host_ip")) if host_ip not in (None, "", "0.0.0.0") else None
+            item = {
+                "bridge": v.interface_name(fields.get("bridge"), at("bridge")),
+                "container_ip": v.ip_address(fields.get("container_ip"), at("container_ip")),
+                "container_port": format_range(cp),
+                "host_port": format_range(hp),
+                "host_ip": host_ip,
+                "protocol": protocol,
+                "network": v.label(fields["network"], at("network"), "network label") if fields.get("network") else None,
+                "_hp": hp,
+                "_cp": cp,
+            }
+            items.append(item)
+        check_conflicts(items)
+        return items
+
+    def public(self, item: dict) -> dict:
+        return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
+
+    def check_references(self, desired: list[dict], state: str) -> None:
+        if state in ("deleted", "gathered") or PYROUTE2_IMPORT_ERROR is not None:
+            return
+        netlink = Netlink()
+        try:
+            links = netlink.links(None)
+            addresses = netlink.addresses(None)
+            for index, item in enumerate(desired):
+                link = links.get(item["bridge"])
+                if link is None:
+                    self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
+                    continue
+                subnets = [ipaddress.ip_interface(a).network for a in addresses.get(link["index"], [])]
+                if not any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets):
+                    raise v.ValidationError(
+                        f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "
+                        f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"
+                    )
+        finally:
+            netlink.close()
+
+    def gather(self, desired: list[dict], state: str) -> dict:
+        self.load_live()
+        return parse_mappings(
+            self.live_table("nat").chain_rules(self.prefix), self.live_table("filter").chain_rules(self.prefix), self.known
+        )
+
+    def final_items(self, desired: list[dict], state: str) -> dict[str, dict]:
+        owned = {key: with_internal(item) for key, item in self.known.items()}
+        if state == "deleted":
+            for key in [mapping_key(d) for d in desired] if desired else list(owned):
+                owned.pop(key, None)
+            return owned
+        if state == "overridden":
+            owned = {}
+        for item in desired:
+            owned[mapping_key(item)] = item
+        check_conflicts(list(owned.values()), where="(with mappings managed earlier) ")
+        return owned
+
+    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        final = self.final_items(desired, state)
+        self.final = {k: self.public(it) for k, it in final.items()}
+        if state != "deleted" and desired:
+            for table in ("filter", "nat"):
+                if self.prefix not in self.live_table(table).chains:
+                    message = (f"chain {self.prefix} is missing in the {table} table: run linuxnet.bridge.firewall "
+                               f"with chain_prefix {self.prefix} first")
+                    if self.module is not None and self.module.check_mode:
+                        self.warnings.append(message)
+                    else:
+                        raise v.ValidationError(message)
+        want = desired_tables(list(final.values()), self.prefix)
+        for table in ("filter", "nat"):
+            if self.prefix not in self.live_table(table).chains:
+                want[table].owned = {}  # the firewall module creates and removes the chains
+        claimed = {mapping_rules(it, self.prefix)["hairpin"] for it in list(final.values()) + [with_internal(k) for k in self.known.values()]}
+        return self.table_operations(want, ownership(claimed)), {k: self.public(it) for k, it in final.items()}
+
+    def render(self, desired: list[dict]) -> list[str]:
+        want = desired_tables(desired, self.prefix)
+        claimed = {mapping_rules(it, self.prefix)["hairpin"] for it in desired}
+        text = "".join(
+            payload(table, plan_table(table, empty_table(table), want[table], ownership(claimed))) for table in ("filter", "nat")
+        )
+        return text.splitlines()
