@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - reported by the module with missing_re
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
     IPRoute = None
     NetlinkError = OSError
+    pyroute2_netns = None
 else:
     PYROUTE2_IMPORT_ERROR = None
 
