@@ -1,0 +1,66 @@
+"""Shared pytest fixtures: sandboxed lab factory, playbook runner, real-netns guard.
+
+* ``lab_factory(hosts, groups=None)`` creates a :class:`tests.lab.Lab` under the
+  test's tmp dir; every lab (even half-created ones) is destroyed at teardown,
+  also when the test failed.
+* ``run_playbook`` is :func:`tests.lab.playbook.run_playbook`.
+* ``real_netns_guard`` (session) snapshots the machine's real network namespace
+  before the first lab is made and fails the session if it changed at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import pytest
+
+from tests import guard
+from tests.lab.core import Lab, destroy_state_dir
+from tests.lab.playbook import run_playbook as _run_playbook
+
+
+@pytest.fixture(scope="session")
+def real_netns_guard() -> Iterator[dict[str, Any]]:
+    """Snapshot of the real network namespace; asserts it is unchanged at session end."""
+    before = guard.snapshot()
+    yield before
+    changes = guard.diff(before, guard.snapshot())
+    assert not changes, "tests changed the REAL network namespace:\n" + "\n".join(changes)
+
+
+@pytest.fixture
+def lab_factory(
+    tmp_path_factory: pytest.TempPathFactory, real_netns_guard: dict[str, Any]
+) -> Iterator[Callable[..., Lab]]:
+    """Factory ``make(hosts, groups=None) -> Lab``; all labs are destroyed at teardown."""
+    state_dirs: list[Path] = []
+    labs: list[Lab] = []
+
+    def make(hosts: Mapping[str, str], groups: Mapping[str, Iterable[str]] | None = None) -> Lab:
+        state_dir = tmp_path_factory.mktemp("lab") / "state"
+        state_dirs.append(state_dir)
+        lab = Lab.create(state_dir, hosts, groups)
+        labs.append(lab)
+        return lab
+
+    yield make
+    errors: list[BaseException] = []
+    for lab in reversed(labs):
+        try:
+            lab.destroy()
+        except Exception as exc:  # keep tearing down the others
+            errors.append(exc)
+    for state_dir in state_dirs:  # also covers labs whose create() raised
+        try:
+            destroy_state_dir(state_dir)
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def run_playbook() -> Callable[..., Any]:
+    """``run_playbook(inventory, playbook_path_or_yaml, extra_vars=None, check=False, diff=False)``."""
+    return _run_playbook

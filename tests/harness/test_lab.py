@@ -1,0 +1,198 @@
+"""Tests of the sandboxed lab itself (``tests/lab``): isolation, cleanup, Ansible access.
+
+Needs root (namespaces, mounts). Run: ``.venv/bin/python -m pytest tests/harness -q``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.lab import Lab, LabError
+from tests.lab.core import MARKER_ENV, STATE_FILE, _alive, find_lab_processes
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOSTS = {"linuxnet1": "172.16.211.128", "outside": "172.16.211.1"}
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.lab", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_hosts_are_isolated(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory(HOSTS)
+    for name, addr in HOSTS.items():
+        assert lab.run(name, ["hostname"]).stdout.strip() == name
+        assert sorted(lab.run(name, ["ls", "/sys/class/net"]).stdout.split()) == ["ens160", "lo"]
+        links = json.loads(lab.run(name, ["ip", "-j", "link", "show"]).stdout)
+        assert sorted(link["ifname"] for link in links) == ["ens160", "lo"]
+        assert all("UP" in link["flags"] for link in links)
+        addrs = json.loads(lab.run(name, ["ip", "-j", "-4", "addr", "show", "dev", "ens160"]).stdout)
+        assert [(a["local"], a["prefixlen"]) for a in addrs[0]["addr_info"]] == [(addr, 24)]
+        routes = json.loads(lab.run(name, ["ip", "-j", "-4", "route", "show", "table", "all"]).stdout)
+        assert not [r for r in routes if r["dst"] == "default"], routes
+        main = json.loads(lab.run(name, ["ip", "-j", "-4", "route", "show"]).stdout)
+        assert [r["dst"] for r in main] == ["172.16.211.0/24"]
+    assert lab.run("linuxnet1", ["ping", "-c1", "-W2", "172.16.211.1"]).returncode == 0
+    assert lab.run("outside", ["ping", "-c1", "-W2", "172.16.211.128"]).returncode == 0
+    # nothing outside the lab is reachable
+    assert lab.run("linuxnet1", ["ping", "-c1", "-W1", "8.8.8.8"], check=False).returncode != 0
+
+
+def test_run_etc_netns_private(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory({"h1": "172.16.211.10"})
+    real_run = set(os.listdir("/run"))
+    inside_run = set(lab.run("h1", ["ls", "-A", "/run"]).stdout.split())
+    assert not (real_run - {"netns", "lock"}) & inside_run, "real /run content visible inside"
+    assert lab.run("h1", ["ls", "-A", "/run/netns"]).stdout.strip() == ""
+    assert lab.run("h1", ["ls", "-A", "/etc/netns"]).stdout.strip() == ""
+    real_netns_before = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else None
+    ns = f"labtest{uuid.uuid4().hex[:6]}"
+    lab.run("h1", ["ip", "netns", "add", ns])
+    assert ns in lab.run("h1", ["ip", "netns", "list"]).stdout
+    lab.run("h1", ["sh", "-c", f"mkdir -p /etc/netns/{ns} && echo x > /etc/netns/{ns}/resolv.conf"])
+    probe = f"lab-probe-{uuid.uuid4().hex[:6]}"
+    lab.run("h1", ["touch", f"/etc/{probe}", f"/run/{probe}"])
+    real_netns_after = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else None
+    assert real_netns_after == real_netns_before
+    assert not os.path.exists(f"/etc/netns/{ns}")
+    assert not os.path.exists(f"/etc/{probe}") and not os.path.exists(f"/run/{probe}")
+    # the nested netns lives inside the sandbox only: no new entry in our netns list
+    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_destroy_cleans_everything_and_is_idempotent(tmp_path: Path, real_netns_guard: Any) -> None:
+    state_dir = tmp_path / "lab"
+    lab = Lab.create(state_dir, HOSTS, {"routers": ["linuxnet1"]})
+    marker = lab.marker
+    # a daemon started later inside a lab host carries no marker: still killed (shares the netns)
+    bg = lab.run("linuxnet1", ["sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"])
+    daemon = int(bg.stdout.strip())
+    assert _alive(daemon)
+    assert len(find_lab_processes(marker)) == 4  # fabric + 2 hosts + daemon
+    lab.destroy()
+    assert find_lab_processes(marker) == []
+    assert not _alive(daemon)
+    assert not state_dir.exists()
+    lab.destroy()  # idempotent
+    assert _cli("destroy", "--state-dir", str(state_dir)).returncode == 0
+    assert _cli("destroy", "--state-dir", str(tmp_path / "never-existed")).returncode == 0
+
+
+def test_cli_roundtrip(tmp_path: Path, real_netns_guard: Any) -> None:
+    sd = str(tmp_path / "cli")
+    try:
+        res = _cli("create", "--state-dir", sd, "--host", "a=172.16.211.128", "--host", "b=172.16.211.1",
+                   "--group", "g=a,b")
+        assert res.returncode == 0, res.stderr
+        assert "172.16.211.128" in res.stdout
+        assert _cli("status", "--state-dir", sd).returncode == 0
+        assert _cli("exec", "--state-dir", sd, "a", "--", "sh", "-c", "exit 7").returncode == 7
+        assert _cli("exec", "--state-dir", sd, "a", "--", "ping", "-c1", "-W2", "172.16.211.1").returncode == 0
+        assert _cli("create", "--state-dir", sd, "--host", "a=172.16.211.9").returncode == 2  # already running
+    finally:
+        assert _cli("destroy", "--state-dir", sd).returncode == 0
+    assert not Path(sd).exists()
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [{"Bad": "172.16.211.2"}, {"a.b": "172.16.211.2"}, {"a": "10.0.0.1"}, {"a": "172.16.211.255"},
+     {"a": "172.16.211.2", "b": "172.16.211.2"}],
+)
+def test_invalid_input_rejected(tmp_path: Path, hosts: dict[str, str]) -> None:
+    with pytest.raises(LabError):
+        Lab.create(tmp_path / "x", hosts)
+    assert not (tmp_path / "x" / STATE_FILE).exists()
+
+
+def test_crash_mid_create_is_cleaned(tmp_path: Path, real_netns_guard: Any) -> None:
+    sd = tmp_path / "crash"
+    hosts = [f"--host=h{i}=172.16.211.{10 + i}" for i in range(12)]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.lab", "create", "--state-dir", str(sd), *hosts],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                state = json.loads((sd / STATE_FILE).read_text())
+            except (OSError, ValueError):
+                state = {}
+            if len(state.get("pids", {})) >= 2:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert state.get("complete") is False, "create finished before we could crash it"
+    marker = state["marker"]
+    assert find_lab_processes(marker), "expected leftovers of the crashed create"
+    assert _cli("destroy", "--state-dir", str(sd)).returncode == 0
+    assert find_lab_processes(marker) == []
+    assert not sd.exists()
+
+
+def test_half_written_state_is_cleaned(tmp_path: Path) -> None:
+    """A state file holding only the marker (crash right after writing it) is enough."""
+    sd = tmp_path / "half"
+    sd.mkdir()
+    marker = f"tests.lab-{uuid.uuid4().hex}"
+    (sd / STATE_FILE).write_text(json.dumps({"version": 1, "marker": marker, "pids": {}}))
+    stray = subprocess.Popen(["sleep", "1000"], env={**os.environ, MARKER_ENV: marker}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while stray.pid not in find_lab_processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _cli("destroy", "--state-dir", str(sd)).returncode == 0
+        assert stray.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+    assert not (sd / STATE_FILE).exists()
+
+
+def test_ansible_reaches_lab_hosts(lab_factory: Callable[..., Lab], run_playbook: Callable[..., Any]) -> None:
+    lab = lab_factory(HOSTS, {"routers": ["linuxnet1"]})
+    playbook = """
+- name: Probe lab hosts
+  hosts: all
+  gather_facts: true
+  tasks:
+    - name: Ping across the LAN
+      ansible.builtin.command: ping -c1 -W2 172.16.211.1
+      when: inventory_hostname == 'linuxnet1'
+      changed_when: false
+"""
+    res = run_playbook(lab.inventory_path, playbook).assert_ok()
+    facts = {t.host: t.result["ansible_facts"] for t in res.tasks if t.task == "Gathering Facts"}
+    for name in HOSTS:
+        assert facts[name]["ansible_hostname"] == name
+        assert sorted(facts[name]["ansible_interfaces"]) == ["ens160", "lo"]
+        assert facts[name]["ansible_ens160"]["ipv4"]["address"] == HOSTS[name]
+    assert res.task("Ping across the LAN", "linuxnet1").result["rc"] == 0
+    assert res.stats["linuxnet1"]["failures"] == 0
+    # plain `ansible` ad-hoc setup through the same inventory
+    adhoc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "-i", str(lab.inventory_path), "routers",
+         "-m", "ansible.builtin.setup", "-a", "filter=ansible_hostname"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+    assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
+    assert "linuxnet1" in adhoc.stdout and "outside" not in adhoc.stdout
