@@ -1,0 +1,318 @@
+"""Input validation of the netns, bridge and veth resources (pure; no root, no kernel).
+
+Every bad value must be refused by ``normalize()`` *before* anything touches the host, with a
+message that names the item and the field, e.g. ``config[1] (name=x).mtu``.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q``
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
+from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import (
+    BridgeResource,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (
+    NetnsResource,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import (
+    ValidationError,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethResource
+
+
+class FakeModule:
+    """The little of AnsibleModule that a Resource reads in its pure parts."""
+
+    def __init__(self, check_mode: bool = False, **params) -> None:
+        self.params = {"state": "merged", "config": None, **params}
+        self.check_mode = check_mode
+        self._diff = False
+
+
+def bridges(config, state="merged"):
+    return BridgeResource(FakeModule()).normalize(config, state)
+
+
+def veths(config, state="merged"):
+    return VethResource(FakeModule()).normalize(config, state)
+
+
+def namespaces(config, state="merged"):
+    return NetnsResource(FakeModule()).normalize(config, state)
+
+
+def refused(func, config, state="merged") -> str:
+    with pytest.raises(ValidationError) as info:
+        func(config, state)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ names
+
+BAD_IFNAMES = {
+    "16 bytes": "a" * 16,
+    "16 bytes of utf-8": "\u00e9" * 8,
+    "slash": "br/0",
+    "space": "br 0",
+    "tab": "br\t0",
+    "colon": "br0:1",
+    "newline": "br0\nx",
+    "dot": ".",
+    "dotdot": "..",
+    "non-printable": "br\x010",
+    "shell metachar": "br$(id)",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_IFNAMES.values(), ids=BAD_IFNAMES.keys())
+def test_interface_name_refused_everywhere(bad):
+    # bridge name, veth host end, veth peer, veth master
+    message = refused(bridges, [{"name": "ok0"}, {"name": bad}])
+    assert re.match(r"config\[1\] \(name=.*\)\.name: ", message, re.DOTALL), message
+    message = refused(veths, [{"name": bad, "peer_netns": "ns1"}])
+    assert re.match(r"config\[0\] \(name=.*\)\.name: ", message, re.DOTALL), message
+    message = refused(veths, [{"name": "v1", "peer": bad, "peer_netns": "ns1"}])
+    assert message.startswith("config[0] (name=v1).peer:"), message
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "master": bad}])
+    assert message.startswith("config[0] (name=v1).master:"), message
+
+
+def test_interface_name_length_limit_is_15_bytes():
+    assert bridges([{"name": "a" * 15}])[0]["name"] == "a" * 15
+    message = refused(bridges, [{"name": "a" * 16}])
+    assert "longer than 15 bytes" in message
+    # bytes, not characters: 8 two-byte characters are 16 bytes
+    assert "15 bytes" in refused(bridges, [{"name": "\u00e9" * 8}])
+
+
+@pytest.mark.parametrize("bad", ["/", "a b", "a:b", "a\nb", "a\tb"])
+def test_interface_name_message_mentions_the_rule(bad):
+    message = refused(bridges, [{"name": bad}])
+    assert "must not contain" in message or "may only use" in message, message
+
+
+def test_interface_name_required():
+    assert refused(bridges, [{"name": ""}]).startswith("config[0].name:")
+    assert refused(bridges, [{"name": None}]).startswith("config[0].name:")
+
+
+BAD_NETNS = {
+    "empty": "",
+    "dot": ".",
+    "dotdot": "..",
+    "slash": "a/b",
+    "traversal": "../etc",
+    "newline": "ns\n1",
+    "space": "ns 1",
+    "nul": "ns\x001",
+    "control": "ns\x1b1",
+    "del": "ns\x7f",
+    "too long": "n" * 65,
+}
+
+
+@pytest.mark.parametrize("bad", BAD_NETNS.values(), ids=BAD_NETNS.keys())
+def test_namespace_name_refused_everywhere(bad):
+    message = refused(namespaces, [{"name": "good"}, {"name": bad}])
+    assert message.startswith("config[1]"), message
+    assert message.split(": ", 1)[0].endswith(".name"), message
+    if bad:  # the empty name is only "required"; the veth/bridge option is then simply unset
+        message = refused(bridges, [{"name": "br0", "netns": bad}])
+        assert message.startswith("config[0] (name=br0).netns:"), message
+        message = refused(veths, [{"name": "v1", "peer_netns": bad}])
+        assert message.startswith("config[0] (name=v1).peer_netns:"), message
+
+
+def test_namespace_name_accepted_forms():
+    names = ["a", "web-1", "db_2", "x.y", "a@b", "c+d", "n" * 64]
+    assert [n["name"] for n in namespaces([{"name": n} for n in names])] == names
+
+
+def test_empty_namespace_name_is_required():
+    assert refused(namespaces, [{"name": ""}]) == "config[0].name: a namespace name is required"
+
+
+# ------------------------------------------------------------------------------------------ values
+
+BAD_CIDRS = {
+    "no prefix": "172.17.0.1",
+    "octet 300": "172.17.0.300/16",
+    "prefix 33": "172.17.0.1/33",
+    "negative prefix": "172.17.0.1/-1",
+    "words": "gateway/16",
+    "ipv6": "fd00::1/64",
+    "empty": "",
+    "trailing junk": "172.17.0.1/16 dev eth0",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_CIDRS.values(), ids=BAD_CIDRS.keys())
+def test_bad_cidr_names_item_field_and_index(bad):
+    message = refused(bridges, [{"name": "br0", "addresses": ["10.0.0.1/24", bad]}])
+    assert message.startswith("config[0] (name=br0).addresses[1]:"), message
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": [bad]}])
+    assert message.startswith("config[0] (name=v1).addresses[0]:"), message
+
+
+def test_cidr_normalisation():
+    item = bridges([{"name": "br0", "addresses": ["172.17.0.1/255.255.0.0", "10.1.2.3/32"]}])[0]
+    assert item["addresses"] == ["172.17.0.1/16", "10.1.2.3/32"]
+
+
+BAD_MACS = {
+    "short": "02:42:ac:11:00",
+    "long": "02:42:ac:11:00:02:03",
+    "not hex": "02:42:ac:11:00:zz",
+    "no separators": "0242ac110002",
+    "multicast": "01:00:5e:00:00:01",
+    "broadcast": "ff:ff:ff:ff:ff:ff",
+    "word": "random",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_MACS.values(), ids=BAD_MACS.keys())
+def test_bad_mac(bad):
+    message = refused(bridges, [{"name": "br0"}, {"name": "br1", "mac": bad}])
+    assert message.startswith("config[1] (name=br1).mac:"), message
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": ["10.0.0.2/24"], "mac": bad}])
+    assert message.startswith("config[0] (name=v1).mac:"), message
+
+
+def test_mac_normalisation():
+    assert bridges([{"name": "br0", "mac": "02-42-AC-11-00-02"}])[0]["mac"] == "02:42:ac:11:00:02"
+
+
+def test_docker_mac_keyword_only_for_veth():
+    assert refused(bridges, [{"name": "br0", "mac": "docker"}]).startswith("config[0] (name=br0).mac:")
+
+
+@pytest.mark.parametrize("bad", [67, 65536, 0, -1, "big"])
+def test_mtu_out_of_range(bad):
+    message = refused(bridges, [{"name": "a"}, {"name": "x", "mtu": bad}])
+    assert message.startswith("config[1] (name=x).mtu:"), message
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "mtu": bad}])
+    assert message.startswith("config[0] (name=v1).mtu:"), message
+
+
+def test_mtu_message_states_the_range():
+    assert refused(bridges, [{"name": "a"}, {"name": "x", "mtu": 67}]) == "config[1] (name=x).mtu: MTU 67 is outside 68..65535"
+
+
+@pytest.mark.parametrize("good", [68, 1500, 9000, 65535])
+def test_mtu_in_range(good):
+    assert bridges([{"name": "br0", "mtu": good}])[0]["mtu"] == good
+    assert veths([{"name": "v1", "peer_netns": "ns1", "mtu": good}])[0]["mtu"] == good
+
+
+@pytest.mark.parametrize("bad", ["10.0.0", "10.0.0.1/24", "fd00::1", "host"])
+def test_bad_gateway(bad):
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "gateway": bad}])
+    assert message.startswith("config[0] (name=v1).gateway:"), message
+
+
+# ------------------------------------------------------------------------------------------ items
+
+
+def test_duplicate_bridges():
+    message = refused(bridges, [{"name": "br0"}, {"name": "br1"}, {"name": "br0"}])
+    assert message.startswith("config[2]:") and "duplicate" in message and "'br0'" in message
+    assert "config[0]" in message
+
+
+def test_same_bridge_name_in_different_namespaces_is_not_a_duplicate():
+    items = bridges([{"name": "br0"}, {"name": "br0", "netns": "ns1"}, {"name": "br0", "netns": "ns2"}])
+    assert [i["netns"] for i in items] == [None, "ns1", "ns2"]
+    assert "duplicate" in refused(bridges, [{"name": "br0", "netns": "ns1"}, {"name": "br0", "netns": "ns1"}])
+
+
+def test_duplicate_veths():
+    message = refused(veths, [{"name": "v1", "peer_netns": "a"}, {"name": "v1", "peer_netns": "b"}])
+    assert message.startswith("config[1]:") and "duplicate" in message and "'v1'" in message
+
+
+def test_duplicate_peer_in_same_namespace():
+    # two pairs cannot both put their eth0 into namespace a
+    message = refused(veths, [{"name": "v1", "peer_netns": "a"}, {"name": "v2", "peer_netns": "a"}])
+    assert message.startswith("config[1]:") and "duplicate" in message
+    assert len(veths([{"name": "v1", "peer_netns": "a"}, {"name": "v2", "peer_netns": "b"}])) == 2
+
+
+def test_duplicate_namespaces():
+    message = refused(namespaces, [{"name": "a"}, {"name": "b"}, {"name": "a"}])
+    assert message.startswith("config[2]:") and "duplicate" in message and "'a'" in message
+
+
+def test_veth_needs_peer_netns_or_host_peer():
+    message = refused(veths, [{"name": "v1"}])
+    assert message.startswith("config[0] (name=v1).peer_netns:"), message
+    # a host-only pair names its other end
+    item = veths([{"name": "v1", "peer": "v1p"}])[0]
+    assert (item["peer"], item["peer_netns"]) == ("v1p", None)
+    # deleting by name needs neither
+    assert veths([{"name": "v1"}], "deleted")[0]["name"] == "v1"
+
+
+def test_veth_peer_defaults_to_eth0():
+    assert veths([{"name": "v1", "peer_netns": "ns1"}])[0]["peer"] == "eth0"
+
+
+def test_veth_host_pair_cannot_share_a_name():
+    assert refused(veths, [{"name": "v1", "peer": "v1"}]).startswith("config[0] (name=v1).peer:")
+    # in another namespace the same name is fine
+    assert veths([{"name": "v1", "peer": "v1", "peer_netns": "ns1"}])[0]["peer"] == "v1"
+
+
+def test_docker_mac_needs_an_address():
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "mac": "docker"}])
+    assert message.startswith("config[0] (name=v1).mac:"), message
+
+
+def test_docker_mac_rule():
+    item = veths([{"name": "v1", "peer_netns": "ns1", "addresses": ["172.17.0.2/16"], "mac": "docker"}])[0]
+    assert item["mac"] == "02:42:ac:11:00:02"
+    # the first address counts
+    item = veths([{"name": "v1", "peer_netns": "ns1", "addresses": ["10.255.0.17/8", "172.17.0.2/16"], "mac": "docker"}])[0]
+    assert item["mac"] == "02:42:0a:ff:00:11"
+
+
+def test_netns_hosts_entries():
+    item = namespaces([{"name": "web", "hosts": [{"ip": "172.18.0.3", "names": ["db", "db.local"]}, {"ip": "fd00::3", "names": "x"}]}])[0]
+    assert item["hosts"] == [{"ip": "172.18.0.3", "names": ["db", "db.local"]}, {"ip": "fd00::3", "names": ["x"]}]
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["ok"]}, {"ip": "nope", "names": ["db"]}]}])
+    assert message.startswith("config[0] (name=web).hosts[1].ip:"), message
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": []}]}])
+    assert message.startswith("config[0] (name=web).hosts[0].names:"), message
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["bad name"]}]}])
+    assert message.startswith("config[0] (name=web).hosts[0].names:"), message
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["x\ny"]}]}])
+    assert message.startswith("config[0] (name=web).hosts[0].names:"), message
+
+
+def test_netns_resolv_conf():
+    item = namespaces([{"name": "web", "resolv_conf": "nameserver 9.9.9.9"}])[0]
+    assert item["resolv_conf"] == "nameserver 9.9.9.9\n"
+    message = refused(namespaces, [{"name": "web", "resolv_conf": "nameserver\x009.9.9.9"}])
+    assert message.startswith("config[0] (name=web).resolv_conf:"), message
+
+
+def test_validation_happens_for_the_first_bad_item_only_with_its_own_index():
+    # the good first items must not be blamed
+    message = refused(bridges, [{"name": "br0", "mtu": 1500}, {"name": "br1", "mtu": 1500}, {"name": "br2", "mtu": 70000}])
+    assert message.startswith("config[2] (name=br2).mtu:")
+
+
+def test_where_helper():
+    assert v.where(1, {"name": "x"}, "mtu") == "config[1] (name=x).mtu"
+    assert v.where(0, {}, "name") == "config[0].name"
+    assert v.where(3, {"name": "y" * 60}, "mac") == f"config[3] (name={'y' * 40}).mac"
