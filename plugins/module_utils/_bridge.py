@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import OWNER_MARK, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
@@ -32,6 +34,14 @@ ITEM_OPTIONS = {
     "netns": {"type": "str"},
 }
 PUBLIC_KEYS = ("name", "netns", "addresses", "mtu", "mac", "stp", "link_state")
+NETNS_RECORD_DIR = "/run/linuxnet/bridge-netns"
+
+
+def recorded_namespaces() -> list[str]:
+    try:
+        return [n for n in os.listdir(NETNS_RECORD_DIR) if n in set(list_namespaces())]
+    except FileNotFoundError:
+        return []
 
 
 def bridge_key(item: dict) -> str:
@@ -39,13 +49,20 @@ def bridge_key(item: dict) -> str:
 
 
 class BridgeResource(LinkResource):
+    def execute(self, op: Operation) -> None:
+        super().execute(op)
+        if op.action == "bridge_add" and op.args.get("netns"):
+            os.makedirs(NETNS_RECORD_DIR, exist_ok=True)
+            with open(os.path.join(NETNS_RECORD_DIR, op.args["netns"]), "w", encoding="utf-8"):
+                pass
+
     def key(self, item: dict) -> str:
         return bridge_key(item)
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         items = []
         for i, raw in enumerate(config):
-            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            at = functools.partial(v.where, i, raw)
             item = {
                 "name": v.interface_name(raw.get("name"), at("name")),
                 "netns": v.netns_name(raw["netns"], at("netns")) if raw.get("netns") else None,
@@ -82,7 +99,10 @@ class BridgeResource(LinkResource):
 
     def gather(self, desired: list[dict], state: str) -> dict:
         current = {}
-        for netns in [None] + sorted({d["netns"] for d in desired if d["netns"]}):
+        # Our bridges inside namespaces are recorded under /run/linuxnet, so finding them costs
+        # one socket per such namespace instead of one per namespace on the host.
+        spaces = {d["netns"] for d in desired if d["netns"]} | set(recorded_namespaces())
+        for netns in [None] + sorted(spaces):
             try:
                 links = self.netlink.links(netns)
                 addresses = self.netlink.addresses(netns)

@@ -12,6 +12,7 @@ ruleset with the desired one is a string comparison.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -196,7 +197,11 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict]) 
             "snat_source": None,
         }
         for spec in nat.chain_rules("POSTROUTING"):
-            m = re.match(rf"^(?:-s (\S+) ! -o {re.escape(bridge)}|-o {re.escape(bridge)} -m addrtype --src-type LOCAL) -j (MASQUERADE|SNAT --to-source (\S+))$", spec)
+            m = re.match(
+                rf"^(?:-s (\S+) ! -o {re.escape(bridge)}|-o {re.escape(bridge)} -m addrtype --src-type LOCAL)"
+                r" -j (MASQUERADE|SNAT --to-source (\S+))$",
+                spec,
+            )
             if not m:
                 continue
             if m.group(1):
@@ -220,7 +225,7 @@ class FirewallResource(TablesResource):
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
         items = []
         for i, raw in enumerate(config):
-            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            at = functools.partial(v.where, i, raw)
             item = {
                 "name": v.label(raw.get("name"), at("name"), "network name"),
                 "bridge": v.interface_name(raw.get("bridge"), at("bridge")),

@@ -65,7 +65,7 @@ def parse_save(text: str) -> dict[str, Table]:
             current.chains[name] = policy
             current.rules.setdefault(name, [])
         elif line.startswith("-A "):
-            _, chain, spec = line.split(" ", 2)
+            chain, spec = line.split(" ", 2)[1:]
             current.rules.setdefault(chain, []).append(spec)
     return tables
 
@@ -250,7 +250,6 @@ def sysctl_name(path: str) -> str:
     return path[len("/proc/sys/"):].replace("/", ".") if path.startswith("/proc/sys/") else path
 
 
-
 class TablesResource(Resource):
     """Base of the iptables resources: lock, live ruleset, ownership state file, one restore per table."""
 
@@ -291,7 +290,8 @@ class TablesResource(Resource):
         return ops
 
     def apply(self, operations: list[Operation]) -> None:
-        assert self.backend is not None
+        if self.backend is None:
+            raise ApplyError("internal error: apply() before gather()")
         changes: dict[str, list[str]] = {}
         for op in operations:
             if op.action == "restore":

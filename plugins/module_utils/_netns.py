@@ -89,7 +89,8 @@ class NetnsResource(Resource):
                             "names": [v.hostname(n, f"{field}.names") for n in names],
                         }
                     )
-                item["hosts"] = hosts
+                # The standard localhost lines are always written; listing them again changes nothing.
+                item["hosts"] = [h for h in hosts if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
             items.append(item)
         v.unique(items, lambda it: it["name"], "namespace name")
         return items

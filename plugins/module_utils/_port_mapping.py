@@ -13,6 +13,7 @@ hairpin rules in nat POSTROUTING; the chains and jumps themselves belong to the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -192,7 +193,7 @@ class PortMappingResource(TablesResource):
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
         items = []
         for i, raw in enumerate(config):
-            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            at = functools.partial(v.where, i, raw)
             fields = dict(raw)
             if raw.get("publish"):
                 given = [k for k in ("host_ip", "host_port", "container_port") if raw.get(k) not in (None, "")]

@@ -278,8 +278,8 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
                            "why": "egress through masquerade" if egress else "internal network: no egress"})
     for port in plan["ports"]:
         parsed = parse_publish(port["publish"], "ports") if port.get("publish") else port
-        host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-")[0]
-        container_port = str(parsed.get("container_port")).split("-")[0]
+        host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
+        container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]
         protocol = parsed.get("protocol") or "tcp"
         host_ip = parsed.get("host_ip") or host_address
         endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)

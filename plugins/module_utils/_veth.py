@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import OWNER_MARK, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
@@ -51,10 +52,14 @@ def parse_alias(alias: str | None) -> dict | None:
 
 
 class VethResource(LinkResource):
+    def __init__(self, module) -> None:
+        super().__init__(module)
+        self.foreign: dict[str, dict] = {}
+
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         items = []
         for i, raw in enumerate(config):
-            at = lambda f: v.where(i, raw, f)  # noqa: E731
+            at = functools.partial(v.where, i, raw)
             name = v.interface_name(raw.get("name"), at("name"))
             peer_netns = v.netns_name(raw["peer_netns"], at("peer_netns")) if raw.get("peer_netns") else None
             if raw.get("peer") is None and peer_netns is None and state not in ("deleted", "gathered"):
@@ -97,6 +102,9 @@ class VethResource(LinkResource):
             if item["master"] and (master is None or master["kind"] != "bridge"):
                 problems.append(f"config[{index}] (name={item['name']}).master: bridge {item['master']} does not exist")
             existing = host_links.get(item["name"])
+            if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not parse_alias(existing["alias"]):
+                raise v.ValidationError(
+                    f"config[{index}] (name={item['name']}).name: a veth of that name exists that linuxnet.bridge did not create")
             if existing and existing["kind"] != "veth":
                 raise v.ValidationError(
                     f"config[{index}] (name={item['name']}).name: a {existing['kind'] or 'non-veth'} link of that name exists")
@@ -115,6 +123,11 @@ class VethResource(LinkResource):
             if link["kind"] != "veth":
                 continue
             recorded = parse_alias(link["alias"])
+            if recorded is None and link["link_netnsid"] is not None:
+                # Someone else's pair (a lab LAN port, Docker's vethXXXX): its peer's namespace has
+                # no name we could report, so it is neither reported nor ever touched.
+                self.foreign[link["name"]] = link
+                continue
             item = {
                 "name": link["name"],
                 "peer": None,
@@ -241,10 +254,11 @@ class VethResource(LinkResource):
             if item["addresses"] is not None:
                 new["addresses"] = list(item["addresses"]) if exact else have_addresses + [
                     a for a in item["addresses"] if a not in have_addresses]
-            if not have.get("_up", True):
+            # Our pairs are kept up; a foreign pair's link state is its owner's business.
+            if have["_owned"] and not have.get("_up", True):
                 ops.append(op_set_state(name, None, True))
                 new["_up"] = True
-            if not have.get("_peer_up", True):
+            if have["_owned"] and not have.get("_peer_up", True):
                 ops.append(op_set_state(peer, netns, True))
                 new["_peer_up"] = True
             if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:

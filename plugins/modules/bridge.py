@@ -15,7 +15,7 @@ description:
   - Bridges the collection creates carry the interface alias C(linuxnet.bridge); only those are
     removed by O(state=overridden) and by O(state=deleted) without O(config).
 author:
-  - linuxnet.bridge developers
+  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:

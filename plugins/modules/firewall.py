@@ -10,12 +10,12 @@ module: firewall
 short_description: Docker-style iptables chains for bridge networks
 version_added: 0.1.0
 description:
-  - Manages the iptables rules Docker's bridge driver creates for its networks (with the userland
-    proxy off): isolation between networks, inter-container communication (ICC), internal
+  - Manages the iptables rules Docker's bridge driver creates for its networks, with the userland
+    proxy off. That is isolation between networks, inter-container communication (ICC), internal
     networks, masquerade or SNAT, and the forwarding sysctls Docker's daemon sets.
   - Chains C(<P>), C(<P>-USER), C(<P>-ISOLATION-STAGE-1) and C(<P>-ISOLATION-STAGE-2) in the filter
     table and C(<P>) in the nat table, where C(<P>) is O(chain_prefix). C(<P>-USER) belongs to the
-    administrator: created once with a C(RETURN) rule, never flushed.
+    administrator; it is created once with a C(RETURN) rule and never flushed.
   - All changes of one run go in one C(iptables-restore --noflush) transaction per table; rules
     and chains the collection does not own are never touched. If the nat transaction fails, the
     filter table is put back as it was.
@@ -23,7 +23,7 @@ description:
     does), C(net.bridge.bridge-nf-call-iptables=1), and C(route_localnet=1) on managed bridges
     that exist, together with kube-proxy's guard rule against CVE-2020-8558 in INPUT.
 author:
-  - linuxnet.bridge developers
+  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:

@@ -15,7 +15,7 @@ description:
     C(ip netns exec) mounts over the host's files.
   - All namespaces of one task are handled in one run; 200 namespaces cost one task.
 author:
-  - linuxnet.bridge developers
+  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:

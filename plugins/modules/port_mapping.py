@@ -20,7 +20,7 @@ description:
   - The chains belong to M(linuxnet.bridge.firewall), which must have run with the same
     O(chain_prefix). All changes go in one C(iptables-restore --noflush) per table.
 author:
-  - linuxnet.bridge developers
+  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:

@@ -17,7 +17,7 @@ description:
   - The host end of a pair the collection creates carries an alias that records ownership and
     where the peer lives.
 author:
-  - linuxnet.bridge developers
+  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
