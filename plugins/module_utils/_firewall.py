@@ -193,7 +193,8 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict]) 
             "subnet": internal.get(bridge) or base.get("subnet"),
             "icc": f"-i {bridge} -o {bridge} -j DROP" not in filt.chain_rules("FORWARD"),
             "internal": bridge in internal,
-            "masquerade": False,
+            # internal networks have no NAT rule to read it from: report what was configured
+            "masquerade": bool(base.get("masquerade", True)) if bridge in internal else False,
             "snat_source": None,
         }
         for spec in nat.chain_rules("POSTROUTING"):
@@ -302,7 +303,8 @@ class FirewallResource(TablesResource):
         self.bridges_present = {b for b in bridges if os.path.isdir(f"/sys/class/net/{b}") or os.path.isdir(f"/proc/sys/net/ipv4/conf/{b}")}
         paths += [route_localnet_path(b) for b in self.bridges_present]
         self.sysctls = {p: read_sysctl(p) for p in paths}
-        return parse_networks(self.live, self.prefix, self.known)
+        # After apply the state file is not written yet: names come from the run's result too.
+        return parse_networks(self.live, self.prefix, {**self.known, **self.final})
 
     def apply_other(self, operations: list[Operation]) -> None:
         for op in operations:

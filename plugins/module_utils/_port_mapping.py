@@ -258,7 +258,9 @@ class PortMappingResource(TablesResource):
     def gather(self, desired: list[dict], state: str) -> dict:
         self.load_live()
         return parse_mappings(
-            self.live_table("nat").chain_rules(self.prefix), self.live_table("filter").chain_rules(self.prefix), self.known
+            self.live_table("nat").chain_rules(self.prefix),
+            self.live_table("filter").chain_rules(self.prefix),
+            {**self.known, **self.final},  # after apply the state file is not written yet
         )
 
     def final_items(self, desired: list[dict], state: str) -> dict[str, dict]:

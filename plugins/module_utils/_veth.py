@@ -261,12 +261,11 @@ class VethResource(LinkResource):
             if have["_owned"] and not have.get("_peer_up", True):
                 ops.append(op_set_state(peer, netns, True))
                 new["_peer_up"] = True
+            # The default route belongs to the namespace, which several pairs may share: a pair
+            # without gateway leaves it alone, in every state.
             if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:
                 ops.append(self._gateway_op(netns, item["gateway"]))
                 new["gateway"] = item["gateway"]
-            elif netns and exact and item["gateway"] is None and have["gateway"]:
-                ops.append(self._gateway_op(netns, None))
-                new["gateway"] = None
             after[name] = new
         if state == "overridden":
             wanted = {d["name"] for d in desired}

@@ -46,7 +46,7 @@ options:
         type: list
         elements: str
       gateway:
-        description: Default route of the peer namespace.
+        description: Default route of the peer namespace. Left alone when omitted, in every state (several pairs may share one namespace).
         type: str
       mtu:
         description: MTU of both ends.
