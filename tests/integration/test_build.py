@@ -1,0 +1,63 @@
+"""The collection builds into a tarball that ansible-galaxy installs, and playbooks use it by FQCN."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def test_build_install_and_use_by_fqcn(tmp_path: Path) -> None:
+    built = run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path / "dist"), str(REPO)])
+    assert built.returncode == 0, built.stderr
+    tarball = tmp_path / "dist" / "linuxnet-bridge-0.1.0.tar.gz"
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+    assert "plugins/modules/firewall.py" in names and "roles/bridge_network/tasks/main.yml" in names
+    assert not [n for n in names if n.startswith((".venv", ".collections", ".cache", ".git/"))], "build_ignore leaks"
+
+    collections = tmp_path / "collections"
+    # A clean configuration: the checkout's ansible.cfg would point at the working tree instead.
+    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp_path / "none.cfg"), ANSIBLE_COLLECTIONS_PATH=str(collections))
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    installed = run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)], env=env, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    assert (collections / "ansible_collections/linuxnet/bridge/MANIFEST.json").is_file()
+
+    playbook = tmp_path / "use.yml"
+    playbook.write_text(
+        """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Render Docker's default network without touching the host
+      linuxnet.bridge.firewall:
+        state: rendered
+        chain_prefix: DOCKER
+        config: [{name: bridge, bridge: docker0, subnet: 172.17.0.0/16}]
+      register: rendered
+    - name: The installed collection answered
+      ansible.builtin.assert:
+        that: "'-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP' in rendered.rendered"
+    - name: Filters by FQCN
+      ansible.builtin.assert:
+        that: "(networks | linuxnet.bridge.deployment(endpoints)).veths | length == 1"
+      vars:
+        networks: [{name: bridge, subnet: 172.17.0.0/16}]
+        endpoints: [{name: c1, network: bridge}]
+""",
+        encoding="utf-8",
+    )
+    used = run([str(BIN / "ansible-playbook"), str(playbook)], env=env, cwd=tmp_path)
+    assert used.returncode == 0, used.stdout + used.stderr
+    assert str(collections) in run([str(BIN / "ansible-doc"), "linuxnet.bridge.veth"], env=env, cwd=tmp_path).stdout
