@@ -52,7 +52,7 @@ def _run(argv: Sequence[str]) -> str:
     if shutil.which(argv[0]) is None:
         return f"<{argv[0]} not installed>"
     try:
-        res = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+        res = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"<{' '.join(argv)} failed: {exc}>"
     if res.returncode != 0:

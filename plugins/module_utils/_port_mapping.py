@@ -19,7 +19,7 @@ import re
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import chain_prefix
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix  # noqa: F401 (re-exported)
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
     BuiltinRules,
     DesiredTable,
@@ -39,10 +39,6 @@ ITEM_OPTIONS = {
     "protocol": {"type": "str", "choices": ["tcp", "udp", "sctp"]},
     "publish": {"type": "str"},
     "network": {"type": "str"},
-}
-MODULE_OPTIONS = {
-    "chain_prefix": {"type": "str", "default": "LINUXNET"},
-    "backend": {"type": "str", "default": "auto", "choices": ["auto", "iptables-nft", "iptables-legacy"]},
 }
 PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network")
 PROTOCOLS = ("tcp", "udp", "sctp")

@@ -26,6 +26,7 @@ author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
+  - linuxnet.bridge.iptables
 options:
   config:
     description: The networks.
@@ -59,19 +60,6 @@ options:
       snat_source:
         description: SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)).
         type: str
-  chain_prefix:
-    description:
-      - Prefix of the chain names, 1-10 characters of C(A-Z0-9_-). The default coexists with a real
-        dockerd on the same host; V(DOCKER) gives Docker's own chain names.
-    type: str
-    default: LINUXNET
-  backend:
-    description: iptables variant; V(auto) uses the one the host's C(iptables) command uses.
-    type: str
-    choices: [auto, iptables-nft, iptables-legacy]
-    default: auto
-requirements:
-  - iptables (iptables-save and iptables-restore) on the managed host
 notes:
   - O(state=rendered) returns the C(iptables-restore) payload that builds O(config) on an empty host.
   - The networks the collection manages are recorded in C(/run/linuxnet/firewall/<prefix>.json),

@@ -23,6 +23,7 @@ author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
+  - linuxnet.bridge.iptables
 options:
   config:
     description:
@@ -60,17 +61,6 @@ options:
       network:
         description: A label shown in O(state=gathered) and messages.
         type: str
-  chain_prefix:
-    description: Chain prefix, the same as given to M(linuxnet.bridge.firewall).
-    type: str
-    default: LINUXNET
-  backend:
-    description: iptables variant; V(auto) uses the one the host's C(iptables) command uses.
-    type: str
-    choices: [auto, iptables-nft, iptables-legacy]
-    default: auto
-requirements:
-  - iptables on the managed host; pyroute2 to check O(config[].container_ip) against the bridge
 seealso:
   - module: linuxnet.bridge.firewall
 """

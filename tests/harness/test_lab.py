@@ -28,7 +28,7 @@ HOSTS = {"linuxnet1": "172.16.211.128", "outside": "172.16.211.1"}
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.lab", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "tests.lab", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -71,7 +71,7 @@ def test_run_etc_netns_private(lab_factory: Callable[..., Lab]) -> None:
     assert not os.path.exists(f"/etc/netns/{ns}")
     assert not os.path.exists(f"/etc/{probe}") and not os.path.exists(f"/run/{probe}")
     # the nested netns lives inside the sandbox only: no new entry in our netns list
-    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
 
 
 def test_destroy_cleans_everything_and_is_idempotent(tmp_path: Path, real_netns_guard: Any) -> None:
@@ -190,7 +190,7 @@ def test_ansible_reaches_lab_hosts(lab_factory: Callable[..., Lab], run_playbook
     adhoc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible")), "-i", str(lab.inventory_path), "routers",
          "-m", "ansible.builtin.setup", "-a", "filter=ansible_hostname"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
              "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )

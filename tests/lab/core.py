@@ -287,7 +287,7 @@ def destroy_state_dir(state_dir: str | os.PathLike[str]) -> list[int]:
         if not isinstance(marker, str) or len(marker) < 16:
             raise LabError(f"{sdir / STATE_FILE}: no valid marker; refusing to guess what to kill")
         # Loop: a process may have been forked while we were scanning.
-        for _ in range(5):
+        for _attempt in range(5):
             pids = find_lab_processes(marker)
             if not pids:
                 break
@@ -488,6 +488,7 @@ class Lab:
             capture_output=True,
             text=True,
             timeout=20,
+            check=False,
         )
         if res.returncode != 0:
             raise LabError(f"ip {' '.join(args)} in sandbox {pid} failed: {res.stderr.strip()}")
@@ -504,7 +505,7 @@ class Lab:
 
     def _check_ours(self, pid: int) -> None:
         ok = False
-        for _ in range(50):  # tolerate a transiently unreadable environ
+        for _attempt in range(50):  # tolerate a transiently unreadable environ
             ok = _alive(pid) and _has_marker(pid, self.marker)
             if ok or not _alive(pid):
                 break

@@ -106,7 +106,7 @@ def test_netns_merged_creates_missing_only_and_leaves_others():
 def test_netns_resolv_conf_merged_vs_replaced():
     current = {"web": ns_current("web", resolv_conf="nameserver 1.1.1.1\n", hosts=[{"ip": "10.0.0.1", "names": ["a"]}])}
     # changed text is rewritten in place
-    commands, _ = plan(NetnsResource, [{"name": "web", "resolv_conf": "nameserver 9.9.9.9"}], current)
+    commands, _after = plan(NetnsResource, [{"name": "web", "resolv_conf": "nameserver 9.9.9.9"}], current)
     assert commands == ["printf '%s' 'nameserver 9.9.9.9\n' > /etc/netns/web/resolv.conf"]
     # omitted: merged leaves the files, replaced/overridden remove them
     assert plan(NetnsResource, [{"name": "web"}], current, "merged")[0] == []
@@ -429,7 +429,7 @@ def test_veth_in_place_master_mac_addresses():
 
 def test_veth_gateway():
     current = {"v1": veth_current("v1", addresses=["10.0.0.2/24"], gateway="10.0.0.1")}
-    commands, _ = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "gateway": "10.0.0.254"}], current)
+    commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "gateway": "10.0.0.254"}], current)
     assert commands == ["ip -n ns1 route replace default via 10.0.0.254"]
     assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current, "merged")[0] == []
     # The default route belongs to the namespace, which several pairs may share (eth0 + eth1):
@@ -488,13 +488,13 @@ def test_veth_recreated_only_when_peer_or_netns_changes(change):
 def test_veth_attribute_changes_never_recreate(change):
     current = {"v1": veth_current("v1", master="br0", addresses=["10.0.0.2/24"], gateway="10.0.0.1")}
     for state in ("merged", "replaced", "overridden"):
-        commands, _ = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", **change}], current, state)
+        commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", **change}], current, state)
         assert commands and no_recreate(commands), (state, commands)
 
 
 def test_veth_with_missing_peer_end_is_recreated_and_says_so():
     current = {"v1": {**veth_current("v1"), "peer": None, "peer_netns": None}}
-    commands, _ = plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current)
+    commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current)
     assert commands[0] == "ip link del v1  # recreate: peer end is missing"
 
 

@@ -1,0 +1,26 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options of the modules that change iptables rules.
+    DOCUMENTATION = r"""
+options:
+  chain_prefix:
+    description:
+      - Prefix of the chain names, 1-10 characters of C(A-Z0-9_-). The default coexists with a real
+        dockerd on the same host; V(DOCKER) gives Docker's own chain names. The firewall and
+        port_mapping modules must use the same prefix.
+    type: str
+    default: LINUXNET
+  backend:
+    description: iptables variant; V(auto) uses the one the host's C(iptables) command uses.
+    type: str
+    choices: [auto, iptables-nft, iptables-legacy]
+    default: auto
+requirements:
+  - iptables (iptables-save and iptables-restore) on the managed host
+"""
