@@ -93,6 +93,10 @@ def mapping_rules(item: dict, prefix: str) -> dict[str, str]:
     hp = format_range(item["_hp"], ":")
     cp_match = format_range(item["_cp"], ":")
     cp_target = format_range(item["_cp"], "-")
+    if item["_hp"][0] != item["_hp"][1] and item["_hp"] != item["_cp"]:
+        # A DNAT port range alone maps every port to a free one of the range (the first), not host
+        # port + offset: "/base" shifts by (port - base) (xt_DNAT rev 2, Linux >= 5.9, iptables >= 1.8.6).
+        cp_target += f"/{item['_hp'][0]}"
     dest = f"-d {item['host_ip']}/32 " if item["host_ip"] else ""
     return {
         "dnat": f"{dest}-p {proto} -m {proto} --dport {hp} -j DNAT --to-destination {cip}:{cp_target}",
@@ -149,7 +153,7 @@ def with_internal(item: dict) -> dict:
 
 _DNAT = re.compile(
     r"^(?:-d (?P<hip>[0-9.]+)/32 )?-p (?P<proto>\w+) -m \w+ --dport (?P<hp>[\d:]+) -j DNAT --to-destination "
-    r"(?P<cip>[0-9.]+):(?P<cp>[\d-]+)$"
+    r"(?P<cip>[0-9.]+):(?P<cp>[\d-]+)(?:/\d+)?$"
 )
 
 
