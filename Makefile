@@ -47,9 +47,10 @@ molecule: deps ## Molecule scenarios (default: seed topology; fleet: three hosts
 	molecule test --all
 
 lint: deps ## ruff, ansible-lint (production profile), ansible-test sanity
-	ruff check plugins tests
-	ansible-lint --profile production
-	tests/tools/sanity.sh
+	@rc=0; ruff check plugins tests || rc=1; \
+	ansible-lint --profile production || rc=1; \
+	tests/tools/sanity.sh || rc=1; \
+	exit $$rc
 
 sanity: deps ## ansible-test sanity only
 	tests/tools/sanity.sh
