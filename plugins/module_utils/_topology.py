@@ -82,7 +82,7 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
                 raise v.ValidationError(f"{where}.address: {address} is the gateway of {net['name']}")
         if any(a["network"] == net["name"] for a in out):
             raise v.ValidationError(f"{where}.name: endpoint attached twice to {net['name']}")
-        out.append({"network": net["name"], "address": address})
+        out.append({"network": net["name"], "address": address, "at": f"{where}.address"})
     return out
 
 
@@ -173,7 +173,7 @@ def _allocate(nets: dict, eps: list[dict], current_veths: list[dict]) -> None:
                 other = used[att["network"]].get(att["address"])
                 if other:
                     raise v.ValidationError(
-                        f"{ep['at']}: address {att['address']} on {att['network']} is already used by endpoint {other}")
+                        f"{att['at']}: address {att['address']} on {att['network']} is already used by endpoint {other}")
                 used[att["network"]][att["address"]] = ep["name"]
     for ep in eps:
         for att in ep["attachments"]:
