@@ -19,7 +19,7 @@ import re
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix  # noqa: F401 (re-exported)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import chain_prefix
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
     BuiltinRules,
     DesiredTable,

@@ -39,6 +39,8 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         gateway = v.ip_address(raw["gateway"], f"{at}.gateway") if raw.get("gateway") else str(hosts[0])
         if ipaddress.ip_address(gateway) not in subnet:
             raise v.ValidationError(f"{at}.gateway: {gateway} is outside {subnet}")
+        if not _usable(gateway, subnet):
+            raise v.ValidationError(f"{at}.gateway: {gateway} is the network or broadcast address of {subnet}")
         if name in result:
             raise v.ValidationError(f"{at}.name: duplicate network {name}")
         result[name] = {
@@ -53,6 +55,12 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
             "snat_source": v.ip_address(raw["snat_source"], f"{at}.snat_source") if raw.get("snat_source") else None,
         }
     return result
+
+
+def _usable(address: str, subnet) -> bool:
+    """Not the network or broadcast address (both are usable in /31 and /32, as in subnet.hosts())."""
+    ip = ipaddress.ip_address(address)
+    return subnet.prefixlen >= 31 or ip not in (subnet.network_address, subnet.broadcast_address)
 
 
 def _first_hosts(subnet, count: int):
@@ -78,6 +86,8 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
             address = v.ip_address(att["address"], f"{where}.address")
             if ipaddress.ip_address(address) not in ipaddress.ip_network(net["subnet"]):
                 raise v.ValidationError(f"{where}.address: {address} is outside {net['subnet']}")
+            if not _usable(address, ipaddress.ip_network(net["subnet"])):
+                raise v.ValidationError(f"{where}.address: {address} is the network or broadcast address of {net['subnet']}")
             if address == net["gateway"]:
                 raise v.ValidationError(f"{where}.address: {address} is the gateway of {net['name']}")
         if any(a["network"] == net["name"] for a in out):

@@ -117,11 +117,8 @@ rendered:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
-from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import (
-    ITEM_OPTIONS,
-    MODULE_OPTIONS,
-    PortMappingResource,
-)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import ITEM_OPTIONS, PortMappingResource
 
 
 def main() -> None:
