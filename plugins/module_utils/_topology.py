@@ -43,9 +43,13 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
             raise v.ValidationError(f"{at}.gateway: {gateway} is the network or broadcast address of {subnet}")
         if name in result:
             raise v.ValidationError(f"{at}.name: duplicate network {name}")
+        bridge = v.interface_name(raw.get("bridge") or default_bridge(name), f"{at}.bridge")
+        other = next((n["name"] for n in result.values() if n["bridge"] == bridge), None)
+        if other:
+            raise v.ValidationError(f"{at}.bridge: bridge {bridge} is already used by network {other}")
         result[name] = {
             "name": name,
-            "bridge": v.interface_name(raw.get("bridge") or default_bridge(name), f"{at}.bridge"),
+            "bridge": bridge,
             "subnet": str(subnet),
             "gateway": gateway,
             "icc": bool(raw.get("icc", True)),
