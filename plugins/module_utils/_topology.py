@@ -295,7 +295,7 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
         host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
         container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]
         protocol = parsed.get("protocol") or "tcp"
-        host_ip = parsed.get("host_ip") or host_address
+        host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0") else host_address
         endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)
         if host_ip and not host_ip.startswith("127."):
             checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
