@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
@@ -326,29 +327,35 @@ def mismatches(results: list[dict]) -> list[dict]:
     return [dict(r, line=describe(r)) for r in results if bool(r.get("observed")) != bool(r["expect"])]
 
 
+def _node_id(text: str) -> str:
+    """A Mermaid node id: letters, digits and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
 def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None = None, probe_address: str | None = None) -> str:
     """A Mermaid flowchart of one host's deployment (bridges, endpoints, published ports)."""
     lines = ["flowchart LR"]
+    host_id = _node_id(host)
     if probe:
-        lines.append(f'  {probe}["{probe}<br/>{probe_address or ""}"] --- lan(("lab LAN"))')
-        lines.append(f'  lan --- {host}_lan["{host} ens160<br/>{address or ""}"]')
-    lines.append(f'  subgraph {host}["host {host}"]')
+        lines.append(f'  {_node_id(probe)}["{probe}<br/>{probe_address or ""}"] --- lan(("lab LAN"))')
+        lines.append(f'  lan --- {host_id}_lan["{host} ens160<br/>{address or ""}"]')
+    lines.append(f'  subgraph {host_id}["host {host}"]')
     for net in plan["networks"]:
         flags = [] if net["icc"] else ["icc off"]
         flags += ["internal"] if net["internal"] else []
         extra = f"<br/>{', '.join(flags)}" if flags else ""
-        lines.append(f'    {net["bridge"].replace("-", "_")}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]}{extra}"]')
+        lines.append(f'    {_node_id(net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]}{extra}"]')
     for ep in plan["endpoints"]:
-        node = "ep_" + ep["name"].replace("-", "_").replace(".", "_")
+        node = "ep_" + _node_id(ep["name"])
         addrs = "<br/>".join(f"eth{i} {ip}" for i, ip in enumerate(ep["networks"].values()))
         lines.append(f'    {node}["{ep["name"]}<br/>{addrs}"]')
         for net_name in ep["networks"]:
             bridge = next(n["bridge"] for n in plan["networks"] if n["name"] == net_name)
-            lines.append(f"    {node} --- {bridge.replace('-', '_')}")
+            lines.append(f"    {node} --- {_node_id(bridge)}")
     lines.append("  end")
     for port in plan["ports"]:
-        node = "ep_" + next(e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()).replace("-", "_")
-        lines.append(f'  {host}_lan -. "-p {port.get("publish", port.get("host_port"))}" .-> {node}')
+        node = "ep_" + _node_id(next(e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()))
+        lines.append(f'  {host_id}_lan -. "-p {port.get("publish", port.get("host_port"))}" .-> {node}')
     return "\n".join(lines) + "\n"
 
 
