@@ -1,0 +1,629 @@
+"""linuxnet.bridge.firewall against real kernels, inside lab hosts, with real traffic.
+
+Lab hosts (``tests/lab``): ``linuxnet1`` 172.16.211.128 and ``outside`` 172.16.211.1 on a lab LAN.
+The modules run through real ``ansible-playbook`` runs (community.docker.nsenter connection);
+endpoints are network namespaces inside ``linuxnet1`` attached with the collection's netns/bridge/
+veth modules. ``outside`` gets routes to the endpoint subnets via ``linuxnet1``, so that "cannot
+reach" is the firewall's doing and "sees 172.16.211.128" proves the masquerade (without it the
+endpoint's own address would arrive). Every server is a small Python program of this file that
+answers with the peer address it saw.
+
+Nothing here touches the machine's own network namespace (``real_netns_guard``).
+
+Run (root): ``.venv/bin/python -m pytest tests/integration/test_firewall.py -q``
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.lab.core import Lab
+from tests.lab.playbook import run_playbook as run_playbook_now
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
+
+HOST, OUTSIDE = "linuxnet1", "outside"
+ADDR, OUT_ADDR, SNAT_ADDR = "172.16.211.128", "172.16.211.1", "172.16.211.130"
+HOSTS = {HOST: ADDR, OUTSIDE: OUT_ADDR}
+PORT = 7000
+GUARD = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+
+_spec = importlib.util.spec_from_file_location(
+    "_firewall_render_reference", Path(__file__).resolve().parents[1] / "unit" / "test_firewall_render.py")
+REF = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(REF)  # reference rulesets (anchors-rulesets.md) and the "same effect" check
+
+# ------------------------------------------------------------------------------ traffic helper
+
+PROBE_PY = r'''
+import json, socket, subprocess, sys, threading, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+
+def tcp_loop(sock, port):
+    while True:
+        conn, peer = sock.accept()
+        try:
+            conn.sendall(f"{peer[0]} {port}\n".encode())
+        except OSError:
+            pass
+        conn.close()
+
+
+def udp_loop(sock, port):
+    while True:
+        data, peer = sock.recvfrom(2048)
+        sock.sendto(data + f" {peer[0]} {port}".encode(), peer)
+
+
+def serve(tcp, udp, ready):
+    for ports, kind, loop in ((tcp, socket.SOCK_STREAM, tcp_loop), (udp, socket.SOCK_DGRAM, udp_loop)):
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, kind)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            if kind == socket.SOCK_STREAM:
+                sock.listen(128)
+            threading.Thread(target=loop, args=(sock, port), daemon=True).start()
+    with open(ready, "w") as handle:
+        handle.write("ready\n")
+    while True:
+        time.sleep(3600)
+
+
+def connect(kind, addr, port, timeout):
+    if kind == "tcp":
+        with socket.create_connection((addr, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            print(data.decode().strip())
+            return 0 if data else 1
+    if kind == "http":
+        token = f"probe-{time.time_ns()}"
+        with urllib.request.urlopen(f"http://{addr}:{port}/?{token}", timeout=timeout) as resp:
+            print(token, resp.status, resp.read(200).decode(errors="replace").strip())
+            return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout / 3)
+        token = f"probe-{time.time_ns()}".encode()
+        for _ in range(3):
+            sock.sendto(token, (addr, port))
+            try:
+                data, _peer = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            if data.startswith(token):
+                print(data[len(token):].decode().strip())
+                return 0
+    return 1
+
+
+def check(items):
+    def one(item):
+        argv = [sys.executable, __file__, "connect", item["kind"], item["addr"], str(item["port"]), str(item.get("timeout", 1.5))]
+        if item.get("ns"):
+            argv = ["ip", "netns", "exec", item["ns"]] + argv
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "reply": "", "error": "timeout"}
+        return {"ok": proc.returncode == 0, "reply": proc.stdout.strip(), "error": proc.stderr.strip()[-300:]}
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        print(json.dumps(list(pool.map(one, items))))
+
+
+if __name__ == "__main__":
+    verb = sys.argv[1]
+    if verb == "serve":
+        serve(json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4])
+    elif verb == "connect":
+        try:
+            sys.exit(connect(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])))
+        except Exception as exc:
+            print(type(exc).__name__, exc, file=sys.stderr)
+            sys.exit(1)
+    elif verb == "check":
+        check(json.loads(sys.argv[2]))
+'''
+
+
+class Traffic:
+    """Servers (peer-reporting TCP/UDP) in lab hosts and namespaces, and parallel probes."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.script = workdir / "probe.py"
+        self.script.write_text(PROBE_PY, encoding="utf-8")
+        self.pids: list[int] = []
+
+    def spawn(self, host: str, netns: str | None, argv: list[str], tag: str, seconds: int = 600) -> Path:
+        """Run ``argv`` in the background (time-limited, in its own process group, carrying the lab
+        marker so that the lab's destroy finds it too); returns its log file (stdout + stderr)."""
+        argv = ["timeout", str(seconds)] + argv
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        log = self.workdir / f"{tag}.log"
+        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+        script = f"LAB_MARKER='{self.lab.marker}' setsid {quoted} >'{log}' 2>&1 </dev/null & echo $!"
+        self.pids.append(int(self.lab.run(host, ["sh", "-c", script]).stdout.strip()))
+        return log
+
+    def start(self, host: str, netns: str | None, tcp=(PORT,), udp=(PORT,)) -> None:
+        """A server that answers every TCP connection / UDP datagram with the peer address it saw."""
+        tag = f"{host}-{netns or 'host'}-{len(self.pids)}"
+        ready = self.workdir / f"{tag}.ready"
+        log = self.spawn(host, netns, [sys.executable, str(self.script), "serve", json.dumps(list(tcp)), json.dumps(list(udp)), str(ready)], tag)
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert time.monotonic() < deadline, f"server {tag} did not start: {log.read_text()}"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.killpg(pid, signal.SIGTERM)  # setsid: the server is its own process group
+            except ProcessLookupError:
+                pass
+        self.pids.clear()
+
+    def probe(self, host: str, checks: list[tuple]) -> list[dict]:
+        """checks: (netns or None, kind, address, port); all run at once from lab host ``host``."""
+        items = [{"ns": ns, "kind": kind, "addr": addr, "port": port} for ns, kind, addr, port in checks]
+        out = self.lab.run(host, [sys.executable, str(self.script), "check", json.dumps(items)], timeout=60).stdout
+        return json.loads(out)
+
+    def expect(self, host: str, expectations: dict[tuple, Any]) -> None:
+        """{check: True|False|"peer address the server must have seen"}; one failure list for all."""
+        checks = list(expectations)
+        results = self.probe(host, checks)
+        problems = []
+        for check, want, got in zip(checks, expectations.values(), results):
+            src = f"{host}{'/' + check[0] if check[0] else ''}"
+            what = f"{src} -> {check[2]}:{check[3]}/{check[1]}"
+            if want is False and got["ok"]:
+                problems.append(f"{what}: reached ({got['reply']}) but must not")
+            elif want is not False and not got["ok"]:
+                problems.append(f"{what}: not reached ({got['error']})")
+            elif isinstance(want, str) and got["reply"].split()[:len(want.split())] != want.split():
+                problems.append(f"{what}: server answered {got['reply']!r}, expected {want!r} (peer [port])")
+        assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------------ ansible helpers
+
+
+def playbook(*tasks: dict) -> str:
+    return yaml.safe_dump([{"name": "lab", "hosts": HOST, "gather_facts": False, "tasks": list(tasks)}], sort_keys=False)
+
+
+def fw_task(name: str, config: Any = None, state: str = "merged", **options: Any) -> dict:
+    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "backend")}}
+    if config is not None:
+        args["config"] = config
+    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "backend")}
+    return {"name": name, "linuxnet.bridge.firewall": args, **extra}
+
+
+def run(run_playbook, lab: Lab, *tasks: dict, ok: bool = True, **kwargs: Any):
+    result = run_playbook(lab.inventory_path, playbook(*tasks), **kwargs)
+    if ok:
+        result.assert_ok()
+        for t in result.tasks:
+            assert not t.failed, f"task {t.task} failed: {json.dumps(t.result, indent=1)[:3000]}"
+    return result
+
+
+def res(result, name: str) -> dict:
+    return result.task(name, HOST).result
+
+
+def sh(lab: Lab, script: str, host: str = HOST, check: bool = True):
+    return lab.run(host, ["sh", "-c", script], check=check)
+
+
+def save(lab: Lab, variant: str = "iptables-nft") -> list[str]:
+    """iptables-save of the lab host without comments and counters."""
+    text = lab.run(HOST, [f"{variant}-save"]).stdout
+    return [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def ours(line: str, bridges: tuple[str, ...] = ("lnx-",), prefix: str = "LINUXNET") -> bool:
+    return prefix in line or GUARD in line or any(f" {b}" in line for b in bridges)
+
+
+def foreign(lines: list[str], **kwargs: Any) -> list[str]:
+    return [line for line in lines if not ours(line, **kwargs)]
+
+
+def duplicates(lines: list[str]) -> list[str]:
+    rules = [line for line in lines if line.startswith("-A ")]
+    return sorted({line for line in rules if rules.count(line) > 1})
+
+
+def state_file(lab: Lab, prefix: str = "LINUXNET") -> str:
+    return sh(lab, f"cat /run/linuxnet/firewall/{prefix}.json 2>/dev/null || true").stdout
+
+
+def sysctls(lab: Lab) -> str:
+    return sh(lab, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables").stdout
+
+
+WRAPPER = """#!/bin/sh
+echo "$(basename "$0") $*" >> {log}
+exec /usr/sbin/$(basename "$0") "$@"
+"""
+
+
+def restore_wrappers(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A PATH whose iptables-*restore log every call; returns (task environment, log file)."""
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    log = tmp_path / "restores.log"
+    log.write_text("")
+    for name in ("iptables-restore", "iptables-nft-restore", "iptables-legacy-restore"):
+        path = wrap / name
+        path.write_text(WRAPPER.format(log=log))
+        path.chmod(0o755)
+    return {"PATH": f"{wrap}:/usr/sbin:/usr/bin:/sbin:/bin"}, log
+
+
+def restores(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def lab(lab_factory):
+    return lab_factory({HOST: ADDR})
+
+
+# ============================================================================== traffic, both backends
+
+NETWORKS = [
+    {"name": "front", "bridge": "lnx-front", "subnet": "172.18.0.0/16"},
+    {"name": "back", "bridge": "lnx-back", "subnet": "172.19.0.0/16", "icc": False},
+    {"name": "intern", "bridge": "lnx-int", "subnet": "172.20.0.0/16", "internal": True},
+    {"name": "snat", "bridge": "lnx-snat", "subnet": "172.21.0.0/16", "snat_source": SNAT_ADDR},
+]
+ENDPOINTS = {  # netns: (bridge, address)
+    "f1": ("lnx-front", "172.18.0.2"), "f2": ("lnx-front", "172.18.0.3"),
+    "b1": ("lnx-back", "172.19.0.2"), "b2": ("lnx-back", "172.19.0.3"),
+    "i1": ("lnx-int", "172.20.0.2"), "i2": ("lnx-int", "172.20.0.3"),
+    "s1": ("lnx-snat", "172.21.0.2"),
+}
+
+
+def make_endpoints(lab: Lab, bridges: dict[str, str], endpoints: dict[str, tuple[str, str]]) -> None:
+    """Bridges {name: gateway/prefix} and endpoint namespaces {netns: (bridge, address)} inside the lab
+    host, with plain ip commands (one shell run; the netlink modules have tests of their own).
+    Like dockerd's endpoints: MAC 02:42 + address, default route via the bridge, hairpin mode on."""
+    lines = ["set -e"]
+    for bridge, gateway in bridges.items():
+        lines.append(f"ip link add {bridge} type bridge && ip addr add {gateway} dev {bridge} && ip link set {bridge} up")
+    for ns, (bridge, address) in endpoints.items():
+        prefix = bridges[bridge].split("/")[1]
+        mac = "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+        lines += [
+            f"ip netns add {ns} && ip -n {ns} link set lo up",
+            f"ip link add v{ns} type veth peer name eth0 netns {ns}",
+            f"ip link set v{ns} master {bridge} && ip link set v{ns} up && bridge link set dev v{ns} hairpin on",
+            f"ip -n {ns} link set eth0 address {mac} && ip -n {ns} addr add {address}/{prefix} dev eth0",
+            f"ip -n {ns} link set eth0 up && ip -n {ns} route add default via {bridges[bridge].split('/')[0]}",
+        ]
+    sh(lab, "\n".join(lines))
+
+
+# Per backend, one lab. The iptables-nft host starts with ip_forward=0 (so the module turns it on
+# and sets the FORWARD policy to DROP, as dockerd does); the iptables-legacy host starts with
+# ip_forward=1 and keeps policy ACCEPT, so there the collection's rules alone must do the isolating.
+BACKENDS = {"iptables-nft": "0", "iptables-legacy": "1"}
+
+
+@pytest.fixture(scope="module", params=list(BACKENDS))
+def net(request, tmp_path_factory, real_netns_guard):
+    """A lab per backend: four networks with endpoints on linuxnet1, servers everywhere."""
+    backend = request.param
+    workdir = tmp_path_factory.mktemp(f"fw-{backend}")
+    lab = Lab.create(workdir / "lab", HOSTS)
+    traffic = None
+    try:
+        sh(lab, f"ip addr add {SNAT_ADDR}/24 dev ens160 && echo {BACKENDS[backend]} > /proc/sys/net/ipv4/ip_forward")
+        sh(lab, " && ".join(f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
+        make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0.0/16", ".0.1/16") for n in NETWORKS}, ENDPOINTS)
+        result = run(run_playbook_now, lab, fw_task("firewall", NETWORKS, backend=backend))
+        traffic = Traffic(lab, workdir)
+        traffic.start(OUTSIDE, None)
+        for ns in ENDPOINTS:
+            traffic.start(HOST, ns)
+        yield {"lab": lab, "traffic": traffic, "backend": backend, "result": res(result, "firewall")}
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        lab.destroy()
+
+
+def test_first_run_result_and_backend(net):
+    """The rules are in the chosen backend only; ``after`` names the networks as configured."""
+    lab, backend, result = net["lab"], net["backend"], net["result"]
+    other = "iptables-legacy" if backend == "iptables-nft" else "iptables-nft"
+    mine, theirs = save(lab, backend), save(lab, other)
+    assert ":LINUXNET-ISOLATION-STAGE-1 - [0:0]" in mine
+    assert not [line for line in theirs if "LINUXNET" in line], f"rules leaked into {other}: {theirs}"
+    assert result["changed"] is True and result["before"] == []
+    assert sysctls(lab).split() == ["1", "1"]
+    assert sh(lab, "cat /proc/sys/net/ipv4/conf/lnx-front/route_localnet").stdout.strip() == "1"
+    if BACKENDS[backend] == "0":
+        assert ":FORWARD DROP [0:0]" in mine  # dockerd: it had to turn ip_forward on, so policy DROP
+        assert "iptables -t filter -P FORWARD DROP" in result["commands"]
+    else:
+        assert ":FORWARD ACCEPT [0:0]" in mine and not [c for c in result["commands"] if " -P " in c]
+    expected = sorted((dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True) for n in NETWORKS),
+                      key=lambda n: n["name"])
+    assert result["after"] == expected, "after does not report the networks as configured"
+
+
+def test_second_run_and_gathered_change_nothing(net):
+    """Idempotence and gathered round trip on each backend (iptables-legacy-save prints its own way)."""
+    lab, backend = net["lab"], net["backend"]
+    before = save(lab, backend)
+    result = run(run_playbook_now, lab, fw_task("again", NETWORKS, backend=backend),
+                 fw_task("gathered", state="gathered", backend=backend, register="g"),
+                 fw_task("feed back", "{{ g.gathered }}", state="overridden", backend=backend))
+    for name in ("again", "feed back"):
+        assert res(result, name)["changed"] is False and res(result, name)["commands"] == [], (name, res(result, name)["commands"])
+    assert res(result, "gathered")["gathered"] == net["result"]["after"]
+    assert save(lab, backend) == before
+
+
+def test_same_network_reaches_each_other_and_outside(net):
+    net["traffic"].expect(HOST, {
+        ("f1", "tcp", "172.18.0.3", PORT): "172.18.0.2",  # bridged, no NAT inside the network
+        ("f2", "tcp", "172.18.0.2", PORT): "172.18.0.3",
+        ("f1", "udp", "172.18.0.3", PORT): "172.18.0.2",
+        ("f1", "tcp", OUT_ADDR, PORT): ADDR,  # masqueraded to the LAN address
+        ("f2", "udp", OUT_ADDR, PORT): ADDR,
+    })
+
+
+def test_icc_off_blocks_the_network_but_not_the_way_out(net):
+    net["traffic"].expect(HOST, {
+        ("b1", "tcp", "172.19.0.3", PORT): False,
+        ("b2", "tcp", "172.19.0.2", PORT): False,
+        ("b1", "udp", "172.19.0.3", PORT): False,
+        ("b1", "tcp", OUT_ADDR, PORT): ADDR,
+        ("b2", "tcp", OUT_ADDR, PORT): ADDR,
+    })
+
+
+def test_networks_are_isolated_in_both_directions(net):
+    net["traffic"].expect(HOST, {
+        ("f1", "tcp", "172.19.0.2", PORT): False,
+        ("b1", "tcp", "172.18.0.2", PORT): False,
+        ("f1", "udp", "172.19.0.2", PORT): False,
+        ("b1", "udp", "172.18.0.2", PORT): False,
+        ("s1", "tcp", "172.18.0.2", PORT): False,
+        ("f1", "tcp", "172.21.0.2", PORT): False,
+    })
+
+
+def test_internal_network_reaches_only_itself(net):
+    net["traffic"].expect(HOST, {
+        ("i1", "tcp", "172.20.0.3", PORT): "172.20.0.2",
+        ("i2", "udp", "172.20.0.2", PORT): "172.20.0.3",
+        ("i1", "tcp", OUT_ADDR, PORT): False,
+        ("i1", "udp", OUT_ADDR, PORT): False,
+        ("i1", "tcp", "172.18.0.2", PORT): False,
+        ("f1", "tcp", "172.20.0.2", PORT): False,
+        ("b1", "tcp", "172.20.0.2", PORT): False,
+    })
+
+
+def test_snat_source_is_what_outside_sees(net):
+    net["traffic"].expect(HOST, {("s1", "tcp", OUT_ADDR, PORT): SNAT_ADDR, ("s1", "udp", OUT_ADDR, PORT): SNAT_ADDR})
+
+
+def test_outside_and_unpublished_endpoints(net):
+    """outside has a route to every subnet. Internal networks are closed either way. The others:
+    with policy DROP nothing gets in (FORWARD -o br -j <P> has no ACCEPT for unpublished ports);
+    with policy ACCEPT routed traffic gets in (and the endpoint sees outside's own address),
+    exactly as with dockerd 20.10-27; only Docker 28 added rules against direct routing."""
+    closed = BACKENDS[net["backend"]] == "0"
+    net["traffic"].expect(OUTSIDE, {
+        (None, "tcp", "172.20.0.2", PORT): False,
+        (None, "udp", "172.20.0.3", PORT): False,
+        (None, "tcp", "172.18.0.2", PORT): False if closed else OUT_ADDR,
+        (None, "tcp", "172.19.0.2", PORT): False if closed else OUT_ADDR,
+        (None, "udp", "172.21.0.2", PORT): False if closed else OUT_ADDR,
+    })
+
+
+# ============================================================================== rulesets
+
+
+def test_chain_prefix_docker_builds_dockers_ruleset(lab, run_playbook):
+    """chain_prefix DOCKER: chains DOCKER-*, and the live ruleset (as iptables-save prints it) is
+    dockerd's §1.4.3 one, rule for rule, in an order with the same effect; a second run writes nothing."""
+    tasks = [
+        fw_task("firewall", REF.SCENARIO_143, chain_prefix="DOCKER"),
+        {"name": "ports", "linuxnet.bridge.port_mapping": {"chain_prefix": "DOCKER", "config": REF.PORTS_143}},
+    ]
+    run(run_playbook, lab, *tasks)
+    live = save(lab)
+    chains = sorted(line.split()[0][1:] for line in live if line.startswith(":"))
+    assert [c for c in chains if c not in REF.BUILTIN["filter"] + REF.BUILTIN["nat"]] == [
+        "DOCKER", "DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"]
+    assert ":FORWARD DROP [0:0]" in live
+    parsed = REF.parse_save("\n".join(live) + "\n")
+    ours_ = {t: {c: list(r) for c, r in tab.rules.items()} for t, tab in parsed.items()}
+    REF.assert_like_docker(ours_, REF.reference_chains(REF.REF_143), extra={("filter", "INPUT"): [GUARD]})
+    again = run(run_playbook, lab, *tasks)
+    for name in ("firewall", "ports"):
+        assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], name
+    assert save(lab) == live
+
+
+OURS = [
+    {"name": "front", "bridge": "lnx-front", "subnet": "10.31.0.0/24"},
+    {"name": "back", "bridge": "lnx-back", "subnet": "10.32.0.0/24", "icc": False},
+    {"name": "intern", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True},
+]
+
+
+def seed_foreign(lab: Lab) -> list[str]:
+    """Docker's full §1.2 ruleset (DOCKER-* chains) plus a user's rules, as someone else made them."""
+    sh(lab, "echo 1 > /proc/sys/net/ipv4/ip_forward")  # as on a host where dockerd runs
+    lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.DOCKER_12)
+    lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.USER_RULES)
+    live = save(lab)
+    assert "-A DOCKER-USER -j RETURN" in live and "-A FORWARD -s 198.51.100.0/24 -j DROP" in live
+    return live
+
+
+def test_foreign_rules_are_byte_identical_after_converge_and_deleted(lab, run_playbook):
+    seeded = seed_foreign(lab)
+    result = run(run_playbook, lab, fw_task("firewall", OURS))
+    assert res(result, "firewall")["changed"] is True
+    live = save(lab)
+    assert "-A FORWARD -j LINUXNET-ISOLATION-STAGE-1" in live
+    assert foreign(live) == seeded, "foreign rules changed by converge"
+    # the admin's own rule in LINUXNET-USER is theirs: kept by every later run
+    sh(lab, "iptables -I LINUXNET-USER 1 -s 192.0.2.7/32 -j DROP")
+    result = run(run_playbook, lab, fw_task("again", OURS), fw_task("overridden", OURS[:1], state="overridden"))
+    assert res(result, "again")["commands"] == []
+    assert foreign(save(lab)) == seeded, "foreign rules changed by overridden"
+    assert "-A LINUXNET-USER -s 192.0.2.7/32 -j DROP" in save(lab)
+    result = run(run_playbook, lab, fw_task("deleted", state="deleted"))
+    after = save(lab)
+    assert [line for line in after if "LINUXNET" in line] == [
+        ":LINUXNET-USER - [0:0]", "-A FORWARD -j LINUXNET-USER", "-A LINUXNET-USER -s 192.0.2.7/32 -j DROP", "-A LINUXNET-USER -j RETURN"]
+    assert foreign(after) == seeded, "foreign rules changed by deleted"
+    # and once the admin's rule is gone too, deleted leaves exactly the seeded ruleset
+    sh(lab, "iptables -D LINUXNET-USER -s 192.0.2.7/32 -j DROP")
+    run(run_playbook, lab, fw_task("deleted", state="deleted"))
+    assert save(lab) == seeded
+
+
+def test_idempotence_check_mode_and_repair(lab, run_playbook, tmp_path):
+    env, log = restore_wrappers(tmp_path)
+    seeded = seed_foreign(lab)
+    sh(lab, "echo 0 > /proc/sys/net/ipv4/ip_forward")
+    apply = fw_task("firewall", OURS, environment=env)
+
+    predicted = run(run_playbook, lab, apply, check=True, diff=True)
+    assert save(lab) == seeded and restores(log) == [] and sysctls(lab).split()[0] == "0", "check mode changed the host"
+    assert res(predicted, "firewall")["changed"] is True and "diff" in res(predicted, "firewall")
+
+    created = run(run_playbook, lab, apply)
+    commands = res(created, "firewall")["commands"]
+    assert commands == res(predicted, "firewall")["commands"], "check mode did not predict the run"
+    assert "sysctl -w net.ipv4.ip_forward=1" in commands
+    assert not [c for c in commands if " -P " in c], "the FORWARD policy was DROP already (Docker's ruleset)"
+    assert [line.split()[0] for line in restores(log)] == ["iptables-nft-restore"] * 2  # one per table
+    assert all("--noflush" in line for line in restores(log))
+    converged = save(lab)
+    assert duplicates(converged) == []
+
+    # second run: nothing to do, nothing written; gathered feeds back unchanged
+    again = run(run_playbook, lab, apply, fw_task("gathered", state="gathered", register="g"),
+                fw_task("feed back", "{{ g.gathered }}", state="overridden", environment=env))
+    for name in ("firewall", "feed back"):
+        assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], (name, res(again, name)["commands"])
+    assert len(restores(log)) == 2, f"a run without changes wrote: {restores(log)[2:]}"
+    assert save(lab) == converged
+    assert sorted(g["name"] for g in res(again, "gathered")["gathered"]) == ["back", "front", "intern"]
+
+    # a firewall reload flushes FORWARD: detected, reported, only FORWARD repaired
+    sh(lab, "iptables -F FORWARD")
+    repaired = run(run_playbook, lab, apply)
+    commands = res(repaired, "firewall")["commands"]
+    assert res(repaired, "firewall")["changed"] is True
+    assert commands and all(re.match(r"iptables -t filter -[IA] FORWARD ", c) for c in commands), commands
+    after = save(lab)
+    assert [line for line in after if ours(line)] == [line for line in converged if ours(line)]
+    # (Docker's and the user's FORWARD rules are not ours to put back)
+    assert [line for line in after if line.startswith("-A FORWARD") and not ours(line)] == []
+
+    # chains deleted: recreated, with the jump
+    sh(lab, "iptables -D FORWARD -j LINUXNET-ISOLATION-STAGE-1 && iptables -F LINUXNET-ISOLATION-STAGE-1"
+            " && iptables -F LINUXNET-ISOLATION-STAGE-2 && iptables -X LINUXNET-ISOLATION-STAGE-1"
+            " && iptables -X LINUXNET-ISOLATION-STAGE-2 && iptables -t nat -F POSTROUTING")
+    repaired = run(run_playbook, lab, apply, fw_task("then", OURS))
+    assert res(repaired, "firewall")["changed"] is True and res(repaired, "then")["commands"] == []
+    assert [line for line in save(lab) if ours(line)] == [line for line in converged if ours(line)]
+
+
+def test_all_or_nothing_when_the_nat_table_fails(lab, run_playbook):
+    seed_foreign(lab)
+    fail = {"LINUXNET_TEST_FAIL_TABLE": "nat"}
+    # from a host without our chains, and from a host with one network, adding more
+    for start in ([], OURS[:1]):
+        if start:
+            run(run_playbook, lab, fw_task("start", start))
+        before, before_state, before_sysctls = save(lab), state_file(lab), sysctls(lab)
+        result = run(run_playbook, lab, fw_task("firewall", OURS, environment=fail, ignore_errors=True), ok=False)
+        r = res(result, "firewall")
+        assert r.get("failed") is True, r
+        assert "table nat" in r["msg"] and "table filter restored" in r["msg"], r["msg"]
+        assert r["commands"], "the failed run should still say what it tried"
+        assert save(lab) == before, "filter (or nat) was left half-changed"
+        assert state_file(lab) == before_state and sysctls(lab) == before_sysctls
+    # without the fault, the same run goes through
+    result = run(run_playbook, lab, fw_task("firewall", OURS))
+    assert res(result, "firewall")["changed"] is True and "-A FORWARD -i lnx-back -o lnx-back -j DROP" in save(lab)
+
+
+def test_two_parallel_runs_end_without_duplicates(lab, run_playbook):
+    seeded = seed_foreign(lab)
+    books = [playbook(fw_task("firewall", OURS[:2])), playbook(fw_task("firewall", OURS[1:])),
+             playbook(fw_task("firewall", OURS))]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda book: run_playbook(lab.inventory_path, book), books))
+    for result in results:
+        result.assert_ok()
+    live = save(lab)
+    assert duplicates(live) == [], f"duplicate rules after parallel runs: {duplicates(live)}"
+    assert foreign(live) == seeded
+    assert sum(res(r, "firewall")["changed"] for r in results) >= 1
+    final = run(run_playbook, lab, fw_task("firewall", OURS, state="overridden"))
+    assert res(final, "firewall")["commands"] == [], "parallel runs did not end in the correct ruleset"
+
+
+def test_bad_input_changes_nothing(lab, run_playbook):
+    run(run_playbook, lab, fw_task("start", OURS))
+    before, before_state = save(lab), state_file(lab)
+    bad = {
+        "overlap earlier": (fw_task("overlap earlier", [{"name": "x", "bridge": "lnx-x", "subnet": "10.31.0.128/25"}]),
+                            "subnet (with networks managed earlier) of network x"),
+        "prefix": (fw_task("prefix", OURS, chain_prefix="docker"), "chain_prefix:"),
+        "newline": (fw_task("newline", [{"name": "ok", "bridge": "lnx\n-A", "subnet": "10.50.0.0/24"}]), "config[0] (name=ok).bridge:"),
+        "duplicate": (fw_task("duplicate", [{"name": "a", "bridge": "lnx-a", "subnet": "10.60.0.0/24"},
+                                            {"name": "a", "bridge": "lnx-b", "subnet": "10.61.0.0/24"}]), "config[1]: duplicate network name"),
+        "snat": (fw_task("snat", [{"name": "a", "bridge": "lnx-a", "subnet": "10.60.0.0/24", "snat_source": "host"}]),
+                 "config[0] (name=a).snat_source:"),
+    }
+    result = run(run_playbook, lab, *[dict(t, ignore_errors=True) for t, _start in bad.values()], ok=False)
+    assert result.rc == 0, result.stderr
+    problems = []
+    for name, (_task, start) in bad.items():
+        r = res(result, name)
+        if not r.get("failed") or not r["msg"].startswith(start) or r.get("changed") or r.get("commands"):
+            problems.append(f"{name}: failed={r.get('failed')} msg={r.get('msg')!r} commands={r.get('commands')}")
+    assert not problems, "\n".join(problems)
+    assert save(lab) == before and state_file(lab) == before_state

@@ -1,0 +1,317 @@
+"""linuxnet.bridge.port_mapping against a real kernel, inside lab hosts, with real traffic.
+
+One lab for the whole module (lab hosts ``linuxnet1`` 172.16.211.128 + 172.16.211.130 and
+``outside`` 172.16.211.1). On ``linuxnet1``: bridge ``lnx-web`` 10.41.0.0/24 with the ``web``
+namespace (10.41.0.2, ``python3 -m http.server 80``) and ``rng`` (10.41.0.3, peer-reporting TCP
+servers on 30000, 30500 and 30999), bridge ``lnx-udp`` 10.42.0.0/24 with ``udp`` (10.42.0.2, a UDP
+echo on port 80 that also reports the peer), and linuxnet.bridge.firewall for both networks.
+Before anything of ours, someone else's rules are loaded: Docker's full §1.2 ruleset (with its
+published ports moved to 8181/8088 so that they do not answer for ours) and a user's rules in
+INPUT, FORWARD and nat; they must stay byte-identical through everything.
+
+The traffic helper (servers that answer with the peer address they saw, parallel probes) is the
+one of ``test_firewall.py``. Nothing here touches the machine's own network namespace.
+
+Run (root): ``.venv/bin/python -m pytest tests/integration/test_port_mapping.py -q``
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab.core import Lab
+from tests.lab.playbook import run_playbook
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
+
+_spec = importlib.util.spec_from_file_location("_firewall_lab_helpers", Path(__file__).with_name("test_firewall.py"))
+FW = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(FW)
+REF = FW.REF
+
+HOST, OUTSIDE = FW.HOST, FW.OUTSIDE
+ADDR, OUT_ADDR, OTHER_ADDR = FW.ADDR, FW.OUT_ADDR, "172.16.211.130"
+WEB, RNG, UDP = "10.41.0.2", "10.41.0.3", "10.42.0.2"
+
+NETWORKS = [
+    {"name": "web", "bridge": "lnx-web", "subnet": "10.41.0.0/24"},
+    {"name": "udp", "bridge": "lnx-udp", "subnet": "10.42.0.0/24"},
+]
+ENDPOINTS = {"web": ("lnx-web", WEB), "rng": ("lnx-web", RNG), "udp": ("lnx-udp", UDP)}
+M_WEB = {"bridge": "lnx-web", "container_ip": WEB, "publish": f"{ADDR}:81:80", "network": "web"}
+M_LOCAL = {"bridge": "lnx-web", "container_ip": WEB, "publish": "127.0.0.1:8081:80", "network": "web"}
+M_UDP = {"bridge": "lnx-udp", "container_ip": UDP, "publish": "8080:80/udp", "network": "udp"}
+M_RANGE = {"bridge": "lnx-web", "container_ip": RNG, "container_port": "30000-30999", "host_port": "20000-20999"}
+MAPPINGS = [M_WEB, M_LOCAL, M_UDP, M_RANGE]
+
+# Docker's §1.2 ruleset, its two published host ports moved out of the way of ours.
+DOCKER_FOREIGN = REF.DOCKER_12.replace("--dport 81 ", "--dport 8181 ").replace("--dport 8080 ", "--dport 8088 ")
+
+
+def pm_task(name: str, config: Any = None, state: str = "overridden", **extra: Any) -> dict:
+    args: dict[str, Any] = {"state": state}
+    if config is not None:
+        args["config"] = config
+    return {"name": name, "linuxnet.bridge.port_mapping": args, **extra}
+
+
+def run(lab: Lab, *tasks: dict, ok: bool = True, **kwargs: Any):
+    return FW.run(run_playbook, lab, *tasks, ok=ok, **kwargs)
+
+
+def res(result, name: str) -> dict:
+    return result.task(name, HOST).result
+
+
+def save(lab: Lab) -> list[str]:
+    return FW.save(lab)
+
+
+def ours(line: str) -> bool:
+    return FW.ours(line, bridges=("lnx-",)) or "10.41." in line or "10.42." in line
+
+
+def foreign(lines: list[str]) -> list[str]:
+    return [line for line in lines if not ours(line)]
+
+
+def port_rules(lines: list[str]) -> list[str]:
+    """Rules that belong to port mappings (DNAT in nat <P>, ACCEPT in filter <P>, hairpins)."""
+    return [line for line in lines if line.startswith("-A LINUXNET ") or re.match(r"-A POSTROUTING -s (10\.4[12]\.\S+)/32 -d \1/32 ", line)]
+
+
+def state_file(lab: Lab) -> str:
+    return FW.sh(lab, "cat /run/linuxnet/port_mapping/LINUXNET.json 2>/dev/null || true").stdout
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, real_netns_guard):
+    workdir = tmp_path_factory.mktemp("pm")
+    lab = Lab.create(workdir / "lab", FW.HOSTS)
+    traffic = None
+    try:
+        FW.sh(lab, f"ip addr add {OTHER_ADDR}/24 dev ens160 && echo 1 > /proc/sys/net/ipv4/ip_forward")
+        FW.sh(lab, " && ".join(f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
+        lab.run(HOST, ["iptables-restore", "--noflush"], input=DOCKER_FOREIGN)
+        lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.USER_RULES)
+        seeded = save(lab)
+        FW.make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0/24", ".1/24") for n in NETWORKS},
+                          ENDPOINTS)
+        run(lab, FW.fw_task("firewall", NETWORKS))
+        traffic = FW.Traffic(lab, workdir)
+        site = workdir / "site"
+        site.mkdir()
+        (site / "index.html").write_text("web-namespace-index\n")
+        server = [sys.executable, "-u", "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", str(site)]
+        http_log = traffic.spawn(HOST, "web", server, "http-server")
+        traffic.start(HOST, "rng", tcp=(30000, 30500, 30999), udp=())
+        traffic.start(HOST, "udp", tcp=(), udp=(80,))
+        deadline = time.monotonic() + 10
+        while not traffic.probe(HOST, [(None, "http", WEB, 80)])[0]["ok"]:
+            assert time.monotonic() < deadline, f"http.server did not start: {http_log.read_text()}"
+            time.sleep(0.1)
+        yield {"lab": lab, "traffic": traffic, "http_log": http_log, "seeded": seeded, "applied": None}
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        lab.destroy()
+
+
+def apply(env: dict, config: list[dict]) -> None:
+    """Make the lab's mappings exactly ``config`` (skipped when the previous test left them so)."""
+    if env["applied"] != config:
+        env["applied"] = None
+        run(env["lab"], pm_task("port_mapping", config))
+        env["applied"] = config
+
+
+def assert_foreign_untouched(env: dict) -> None:
+    assert foreign(save(env["lab"])) == env["seeded"], "someone else's rules changed"
+
+
+def client_of(env: dict, reply: str) -> str:
+    """The client address http.server logged for the request of an http probe (reply = token ...)."""
+    token = reply.split()[0]
+    deadline = time.monotonic() + 5
+    while True:
+        for line in env["http_log"].read_text().splitlines():
+            if f"/?{token} " in line:
+                return line.split()[0]
+        assert time.monotonic() < deadline, f"no log line for {token}:\n{env['http_log'].read_text()[-2000:]}"
+        time.sleep(0.05)
+
+
+# ============================================================================== converge
+
+
+def test_check_mode_apply_and_idempotence(env, tmp_path):
+    lab = env["lab"]
+    wrapper_env, log = FW.restore_wrappers(tmp_path)
+    before, before_state = save(lab), state_file(lab)
+    assert port_rules(before) == [] and before_state == ""
+    task = pm_task("port_mapping", MAPPINGS, state="merged", environment=wrapper_env)
+
+    predicted = run(lab, task, check=True, diff=True)
+    assert res(predicted, "port_mapping")["changed"] is True and "diff" in res(predicted, "port_mapping")
+    assert save(lab) == before and state_file(lab) == "" and FW.restores(log) == [], "check mode changed the host"
+
+    applied = run(lab, task)
+    commands = res(applied, "port_mapping")["commands"]
+    assert commands == res(predicted, "port_mapping")["commands"], "check mode did not predict the run"
+    assert [line.split()[0] for line in FW.restores(log)] == ["iptables-nft-restore"] * 2
+    after = res(applied, "port_mapping")["after"]
+    assert {(m["host_port"], m.get("host_ip"), m["protocol"], m.get("network")) for m in after} == {
+        ("81", ADDR, "tcp", "web"), ("8081", "127.0.0.1", "tcp", "web"), ("8080", None, "udp", "udp"), ("20000-20999", None, "tcp", None)}
+    live = save(lab)
+    # the 1000-port range costs exactly three rules: DNAT, forward ACCEPT, hairpin
+    assert [line for line in live if "20000" in line or "30000" in line] == [
+        f"-A LINUXNET -d {RNG}/32 ! -i lnx-web -o lnx-web -p tcp -m tcp --dport 30000:30999 -j ACCEPT",
+        f"-A POSTROUTING -s {RNG}/32 -d {RNG}/32 -p tcp -m tcp --dport 30000:30999 -j MASQUERADE",
+        f"-A LINUXNET -p tcp -m tcp --dport 20000:20999 -j DNAT --to-destination {RNG}:30000-30999/20000",
+    ]
+    assert len(port_rules(live)) == 4 + 3 + 3  # 4 DNAT; 3 ACCEPT and 3 hairpins (web's two ports share theirs)
+    assert FW.duplicates(live) == []
+    env["applied"] = MAPPINGS
+
+    again = run(lab, task, pm_task("gathered", state="gathered", register="g"),
+                pm_task("feed back", "{{ g.gathered }}", environment=wrapper_env))
+    for name in ("port_mapping", "feed back"):
+        assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], (name, res(again, name)["commands"])
+    assert len(FW.restores(log)) == 2, f"a run without changes wrote: {FW.restores(log)[2:]}"
+    assert save(lab) == live
+    assert len(res(again, "gathered")["gathered"]) == 4
+    assert_foreign_untouched(env)
+
+
+# ============================================================================== traffic
+
+
+def test_outside_reaches_the_web_namespace_and_is_seen_as_itself(env):
+    apply(env, MAPPINGS)
+    result = env["traffic"].probe(OUTSIDE, [(None, "http", ADDR, 81)])[0]
+    assert result["ok"], result
+    assert result["reply"].split()[1:] == ["200", "web-namespace-index"]
+    assert client_of(env, result["reply"]) == OUT_ADDR, "the server must see the client's own address (no SNAT inbound)"
+    # published on 172.16.211.128 only: not on the host's other address, nor on 8081 (127.0.0.1 only)
+    env["traffic"].expect(OUTSIDE, {(None, "http", OTHER_ADDR, 81): False, (None, "http", ADDR, 8081): False,
+                                    (None, "http", ADDR, 80): False})
+
+
+def test_from_the_host_itself(env):
+    apply(env, MAPPINGS)
+    env["traffic"].expect(HOST, {(None, "http", ADDR, 81): True, (None, "http", "127.0.0.1", 8081): True,
+                                 (None, "http", OTHER_ADDR, 81): False, (None, "udp", ADDR, 8080): True})
+    lab = env["lab"]
+    # localhost publishing needs route_localnet on the bridge, and then kube-proxy's guard (CVE-2020-8558)
+    assert FW.sh(lab, "cat /proc/sys/net/ipv4/conf/lnx-web/route_localnet").stdout.strip() == "1"
+    assert f"-A INPUT {FW.GUARD}" in save(lab)
+
+
+def test_hairpin(env):
+    """A namespace reaches its own published port via the host's LAN address (and its neighbour too)."""
+    apply(env, MAPPINGS)
+    traffic = env["traffic"]
+    results = traffic.probe(HOST, [("web", "http", ADDR, 81), ("rng", "http", ADDR, 81)])
+    assert all(r["ok"] for r in results), results
+    # its own published port: the hairpin MASQUERADE makes the bridge's address the client
+    assert client_of(env, results[0]["reply"]) == "10.41.0.1"
+    traffic.expect(HOST, {("udp", "udp", ADDR, 8080): "10.42.0.1"})
+
+
+def test_udp_mapping(env):
+    apply(env, MAPPINGS)
+    env["traffic"].expect(OUTSIDE, {(None, "udp", ADDR, 8080): f"{OUT_ADDR} 80", (None, "udp", OTHER_ADDR, 8080): f"{OUT_ADDR} 80",
+                                    (None, "tcp", ADDR, 8080): False})
+
+
+def test_three_ports_of_a_1000_port_range(env):
+    apply(env, MAPPINGS)
+    env["traffic"].expect(OUTSIDE, {
+        (None, "tcp", ADDR, 20000): f"{OUT_ADDR} 30000",
+        (None, "tcp", ADDR, 20500): f"{OUT_ADDR} 30500",
+        (None, "tcp", ADDR, 20999): f"{OUT_ADDR} 30999",
+        (None, "tcp", ADDR, 19999): False,
+        (None, "tcp", ADDR, 21000): False,
+    })
+
+
+# ============================================================================== bad input
+
+
+def test_conflicts_and_bad_input_are_rejected_with_nothing_changed(env):
+    apply(env, MAPPINGS)
+    lab = env["lab"]
+    before, before_state = save(lab), state_file(lab)
+    web = {"bridge": "lnx-web", "container_ip": WEB}
+    bad = {
+        "any address vs managed 172.16.211.128:81": (
+            pm_task("a", [dict(web, publish="81:80")], state="merged"), "mapping (with mappings managed earlier) "),
+        "within config": (pm_task("b", [dict(web, publish="9000:80"), dict(web, publish=f"{ADDR}:9000:81")]),
+                          "mapping 172.16.211.128:9000/tcp"),
+        "range overlaps managed udp": (pm_task("c", [dict(web, publish="8000-8090:8000-8090/udp")], state="merged"),
+                                       "mapping (with mappings managed earlier) "),
+        "container ip outside the bridge": (pm_task("d", [dict(web, container_ip="10.42.0.9", publish="9001:80")]),
+                                            "config[0].container_ip: 10.42.0.9 is outside every subnet of bridge lnx-web"),
+        "random host port": (pm_task("e", [dict(web, publish="80")]), "config[0] (bridge=lnx-web).publish:"),
+    }
+    result = run(lab, *[dict(t, ignore_errors=True) for t, _start in bad.values()], ok=False)
+    assert result.rc == 0, result.stderr
+    problems = []
+    for label, (task, start) in bad.items():
+        r = res(result, task["name"])
+        if not r.get("failed") or not r["msg"].startswith(start) or r.get("changed") or r.get("commands"):
+            problems.append(f"{label}: failed={r.get('failed')} msg={r.get('msg')!r} commands={r.get('commands')}")
+    assert not problems, "\n".join(problems)
+    assert save(lab) == before and state_file(lab) == before_state
+
+
+# ============================================================================== removal
+
+
+def test_removing_mappings_stops_the_traffic_and_leaves_no_rule(env):
+    apply(env, MAPPINGS)
+    lab, traffic = env["lab"], env["traffic"]
+    # deleted: only that mapping; the 127.0.0.1 one shares its ACCEPT and hairpin rules and keeps working
+    result = run(lab, pm_task("deleted", [{"bridge": "lnx-web", "container_ip": WEB, "publish": f"{ADDR}:81:80"}], state="deleted"))
+    env["applied"] = None
+    assert res(result, "deleted")["commands"] == [
+        "iptables -t nat -F LINUXNET",
+        f"iptables -t nat -A LINUXNET -p udp -m udp --dport 8080 -j DNAT --to-destination {UDP}:80",
+        f"iptables -t nat -A LINUXNET -d 127.0.0.1/32 -p tcp -m tcp --dport 8081 -j DNAT --to-destination {WEB}:80",
+        f"iptables -t nat -A LINUXNET -p tcp -m tcp --dport 20000:20999 -j DNAT --to-destination {RNG}:30000-30999/20000",
+    ]
+    traffic.expect(OUTSIDE, {(None, "http", ADDR, 81): False, (None, "tcp", ADDR, 20000): f"{OUT_ADDR} 30000"})
+    traffic.expect(HOST, {(None, "http", ADDR, 81): False, (None, "http", "127.0.0.1", 8081): True})
+    assert not [line for line in save(lab) if "--dport 81 " in line]
+    # overridden without the web mappings: nothing of 10.41.0.2 is left; the others still work
+    run(lab, pm_task("overridden", [M_UDP, M_RANGE]))
+    env["applied"] = [M_UDP, M_RANGE]
+    traffic.expect(HOST, {(None, "http", "127.0.0.1", 8081): False, ("web", "http", ADDR, 81): False})
+    traffic.expect(OUTSIDE, {(None, "udp", ADDR, 8080): f"{OUT_ADDR} 80"})
+    assert not [line for line in save(lab) if WEB in line]
+    assert json.loads(state_file(lab))["items"].keys() == {"0.0.0.0:8080/udp", "0.0.0.0:20000-20999/tcp"}
+    assert_foreign_untouched(env)
+
+
+def test_deleted_without_config_leaves_only_what_was_there(env):
+    lab = env["lab"]
+    apply(env, [M_UDP, M_RANGE])
+    result = run(lab, pm_task("deleted", state="deleted"), pm_task("again", state="deleted"))
+    env["applied"] = []
+    assert res(result, "deleted")["changed"] is True and res(result, "again")["commands"] == []
+    live = save(lab)
+    assert port_rules(live) == []
+    # the chains are the firewall's: still there, empty
+    assert live.count(":LINUXNET - [0:0]") == 2
+    assert re.sub(r"\s+", "", state_file(lab)) == '{"items":{}}'
+    env["traffic"].expect(OUTSIDE, {(None, "udp", ADDR, 8080): False, (None, "tcp", ADDR, 20000): False})
+    assert_foreign_untouched(env)

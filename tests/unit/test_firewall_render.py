@@ -1,0 +1,877 @@
+"""linuxnet.bridge.firewall without a kernel: rendering, minimal-diff planning, validation.
+
+* The rendered ``iptables-restore`` payloads (``state: rendered``) for the reference scenarios, with
+  ``chain_prefix: DOCKER``, are applied to a small model of ``iptables-restore --noflush`` and the
+  resulting chains are compared with what dockerd 20.10 (``--userland-proxy=false``) created,
+  copied verbatim from ``../shared/reference/anchors-rulesets.md`` §1.4.3 and §1.4.2: the same
+  rules in every chain, and an order with the same effect (two rules may only trade places when no
+  packet can get a different verdict from it).
+* ``plan_table()`` / ``FirewallResource.plan()`` against handmade live rulesets: nothing when equal,
+  only owned rules touched, foreign rules never deleted, re-insertion after FORWARD was flushed.
+* Bad input is refused by ``normalize()`` with a message naming the item and field.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q`` (no root needed).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _firewall as fw  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (  # noqa: E402
+    Table,
+    parse_save,
+    plan_table,
+)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError  # noqa: E402
+
+REFERENCE_DOC = Path(__file__).resolve().parents[3] / "shared" / "reference" / "anchors-rulesets.md"
+
+# ------------------------------------------------------------------------------ reference text
+# anchors-rulesets.md §1.4.3, [RUN] dockerd 20.10.24 --userland-proxy=false --icc=false: docker0
+# 172.17.0.0/16 (ICC off), br-xxx 172.18.0.0/16, c1 172.17.0.2 -p 172.16.211.128:81:80 and
+# c2 172.18.0.2 -p 8080:80/udp. Verbatim.
+REF_143 = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o br-xxx -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o br-xxx -j DOCKER
+-A FORWARD -i br-xxx ! -o br-xxx -j ACCEPT
+-A FORWARD -i br-xxx -o br-xxx -j ACCEPT
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j DROP
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d 172.18.0.2/32 ! -i br-xxx -o br-xxx -p udp -m udp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i br-xxx ! -o br-xxx -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o br-xxx -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -o br-xxx -m addrtype --src-type LOCAL -j MASQUERADE
+-A POSTROUTING -s 172.18.0.0/16 ! -o br-xxx -j MASQUERADE
+-A POSTROUTING -o docker0 -m addrtype --src-type LOCAL -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p udp -m udp --dport 80 -j MASQUERADE
+-A DOCKER -d 172.16.211.128/32 -p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.2:80
+-A DOCKER -p udp -m udp --dport 8080 -j DNAT --to-destination 172.18.0.2:80
+COMMIT
+"""
+
+# anchors-rulesets.md §1.4.2: the full filter table after §1.2 + §1.4.1 (br-noicc 172.19.0.0/16,
+# ICC off) + §1.4.2 (br-int 172.20.0.0/16, --internal), real, in order. Verbatim. The filter table
+# is the same with the userland proxy on or off (§1.4.3 lists the differences: nat only).
+REF_142_FILTER = """\
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -i br-int -o br-int -j ACCEPT
+-A FORWARD -o br-noicc -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o br-noicc -j DOCKER
+-A FORWARD -i br-noicc ! -o br-noicc -j ACCEPT
+-A FORWARD -o br-xxx -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o br-xxx -j DOCKER
+-A FORWARD -i br-xxx ! -o br-xxx -j ACCEPT
+-A FORWARD -i br-xxx -o br-xxx -j ACCEPT
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A FORWARD -i br-noicc -o br-noicc -j DROP
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d 172.18.0.2/32 ! -i br-xxx -o br-xxx -p udp -m udp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 ! -s 172.20.0.0/16 -o br-int -j DROP
+-A DOCKER-ISOLATION-STAGE-1 ! -d 172.20.0.0/16 -i br-int -j DROP
+-A DOCKER-ISOLATION-STAGE-1 -i br-noicc ! -o br-noicc -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i br-xxx ! -o br-xxx -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o br-noicc -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o br-xxx -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+"""
+
+# anchors-rulesets.md §1.2 (dockerd 20.10.24, userland proxy ON): used as a *foreign* ruleset that
+# must survive untouched while the collection manages its own LINUXNET-* chains. Verbatim.
+DOCKER_12 = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o br-xxx -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o br-xxx -j DOCKER
+-A FORWARD -i br-xxx ! -o br-xxx -j ACCEPT
+-A FORWARD -i br-xxx -o br-xxx -j ACCEPT
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d 172.18.0.2/32 ! -i br-xxx -o br-xxx -p udp -m udp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i br-xxx ! -o br-xxx -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o br-xxx -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.18.0.0/16 ! -o br-xxx -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p udp -m udp --dport 80 -j MASQUERADE
+-A DOCKER -i br-xxx -j RETURN
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER -d 172.16.211.128/32 ! -i docker0 -p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.2:80
+-A DOCKER ! -i br-xxx -p udp -m udp --dport 8080 -j DNAT --to-destination 172.18.0.2:80
+COMMIT
+"""
+
+# Rules of a user in the shared chains (and in chains of their own), next to everything else.
+USER_RULES = """\
+*filter
+:USER-IN - [0:0]
+-I INPUT 1 -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -s 192.0.2.0/24 -j USER-IN
+-A FORWARD -s 198.51.100.0/24 -j DROP
+-A USER-IN -j LOG
+COMMIT
+*nat
+-A PREROUTING -p tcp -m tcp --dport 2222 -j REDIRECT --to-ports 22
+-A POSTROUTING -s 10.99.0.0/16 -o ens160 -j MASQUERADE
+-A OUTPUT -d 203.0.113.5/32 -j RETURN
+COMMIT
+"""
+
+SCENARIO_143 = [
+    {"name": "bridge", "bridge": "docker0", "subnet": "172.17.0.0/16", "icc": False},
+    {"name": "usernet", "bridge": "br-xxx", "subnet": "172.18.0.0/16"},
+]
+PORTS_143 = [
+    {"bridge": "docker0", "container_ip": "172.17.0.2", "publish": "172.16.211.128:81:80"},
+    {"bridge": "br-xxx", "container_ip": "172.18.0.2", "publish": "8080:80/udp"},
+]
+SCENARIO_142 = [
+    {"name": "bridge", "bridge": "docker0", "subnet": "172.17.0.0/16"},
+    {"name": "usernet", "bridge": "br-xxx", "subnet": "172.18.0.0/16"},
+    {"name": "noicc", "bridge": "br-noicc", "subnet": "172.19.0.0/16", "icc": False},
+    {"name": "internal1", "bridge": "br-int", "subnet": "172.20.0.0/16", "internal": True},
+]
+# kube-proxy's guard for CVE-2020-8558 (the issue asks for it with route_localnet): not in Docker.
+GUARD = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+
+
+# ------------------------------------------------------------------------------ a small kernel
+BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
+TARGETS = {"ACCEPT", "DROP", "RETURN", "REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT"}
+
+
+class RestoreError(Exception):
+    pass
+
+
+class Kernel:
+    """A model of ``iptables-restore --noflush``: each ``*table`` ... ``COMMIT`` is all-or-nothing.
+
+    Declaring a user chain (``:C - [0:0]``) creates or flushes it, ``-A/-I/-D/-F/-X`` behave like
+    iptables (``-D`` of a missing rule, a jump to a missing chain, ``-X`` of a referenced or
+    non-empty chain fail the whole table).
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.tables = {t: {"policy": {c: "ACCEPT" for c in BUILTIN[t]}, "chains": {c: [] for c in BUILTIN[t]}} for t in BUILTIN}
+        self.restores = 0
+        if text:
+            self.restore(text)
+
+    def restore(self, text: str) -> None:
+        self.restores += 1
+        name, work = None, None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("*"):
+                name = line[1:]
+                work = copy.deepcopy(self.tables[name])
+            elif line == "COMMIT":
+                self.tables[name] = work
+                name, work = None, None
+            else:
+                self._line(name, work, line)
+        assert name is None, "payload without COMMIT"
+
+    @staticmethod
+    def _line(table: str, t: dict, line: str) -> None:
+        chains = t["chains"]
+        if line.startswith(":"):
+            chain, policy = line[1:].split()[:2]
+            if chain in BUILTIN[table]:
+                t["policy"][chain] = policy
+            else:
+                chains[chain] = []
+            return
+        op, rest = line[:2], line[3:]
+        chain, _sep, spec = rest.partition(" ")
+        if chain not in chains:
+            raise RestoreError(f"{line}: no chain {chain}")
+        if op in ("-A", "-I"):
+            pos = len(chains[chain]) + 1 if op == "-A" else 1
+            if op == "-I" and re.match(r"^\d+ ", spec):
+                pos_text, spec = spec.split(" ", 1)
+                pos = int(pos_text)
+            tokens = spec.split()
+            target = tokens[tokens.index("-j") + 1]
+            if target not in TARGETS and target not in chains:
+                raise RestoreError(f"{line}: jump to missing chain {target}")
+            if not 1 <= pos <= len(chains[chain]) + 1:
+                raise RestoreError(f"{line}: index of insertion too big")
+            chains[chain].insert(pos - 1, spec)
+        elif op == "-D":
+            if spec not in chains[chain]:
+                raise RestoreError(f"{line}: rule does not exist")
+            chains[chain].remove(spec)
+        elif op == "-F":
+            chains[chain] = []
+        elif op == "-X":
+            referenced = [s for rules in chains.values() for s in rules if s.split()[-1] == chain]
+            if chain in BUILTIN[table] or chains[chain] or referenced:
+                raise RestoreError(f"{line}: cannot delete chain")
+            del chains[chain]
+        else:
+            raise RestoreError(f"unknown restore line {line}")
+
+    def rules(self, table: str, chain: str) -> list[str]:
+        return list(self.tables[table]["chains"].get(chain, []))
+
+    def chain_names(self, table: str) -> set[str]:
+        return set(self.tables[table]["chains"])
+
+    def live(self) -> dict[str, Table]:
+        """What ``iptables-save`` + ``parse_save`` give the module."""
+        out = {}
+        for name, t in self.tables.items():
+            chains = {c: t["policy"].get(c, "-") for c in t["chains"]}
+            out[name] = Table(chains=chains, rules={c: list(r) for c, r in t["chains"].items()})
+        return out
+
+    def save(self) -> str:
+        text = ""
+        for name, t in self.tables.items():
+            text += f"*{name}\n"
+            text += "".join(f":{c} {t['policy'].get(c, '-')} [0:0]\n" for c in t["chains"])
+            text += "".join(f"-A {c} {s}\n" for c, rules in t["chains"].items() for s in rules)
+            text += "COMMIT\n"
+        return text
+
+
+def reference_chains(text: str) -> dict[str, dict[str, list[str]]]:
+    """``-A`` lines of an iptables-save text by table and chain (a bare list counts as filter)."""
+    if "*" not in text:
+        text = "*filter\n" + text + "COMMIT\n"
+    parsed = parse_save(text)
+    return {t: {c: list(r) for c, r in tab.rules.items() if r} for t, tab in parsed.items()}
+
+
+def kernel_chains(kernel: Kernel) -> dict[str, dict[str, list[str]]]:
+    return {t: {c: list(r) for c, r in v["chains"].items()} for t, v in kernel.tables.items()}
+
+
+# ------------------------------------------------------------------------------ resources
+
+
+class FakeModule:
+    """The little of AnsibleModule that a Resource reads in its pure parts."""
+
+    def __init__(self, check_mode: bool = False, **params) -> None:
+        self.params = {"state": "merged", "config": None, "chain_prefix": "LINUXNET", "backend": "auto", **params}
+        self.check_mode = check_mode
+        self._diff = False
+
+
+def firewall(prefix: str = "LINUXNET") -> fw.FirewallResource:
+    return fw.FirewallResource(FakeModule(chain_prefix=prefix))
+
+
+def rendered(config: list[dict], prefix: str = "DOCKER") -> list[str]:
+    res = firewall(prefix)
+    return res.render(res.normalize(config, "rendered"))
+
+
+def rendered_ports(config: list[dict], prefix: str = "DOCKER") -> list[str]:
+    res = PortMappingResource(FakeModule(chain_prefix=prefix))
+    return res.render(res.normalize(config, "rendered"))
+
+
+def build(config: list[dict], ports: list[dict] | None = None, prefix: str = "DOCKER") -> Kernel:
+    """An empty host after the firewall's and then the port_mapping's rendered payloads."""
+    kernel = Kernel()
+    kernel.restore("\n".join(rendered(config, prefix)) + "\n")
+    if ports:
+        kernel.restore("\n".join(rendered_ports(ports, prefix)) + "\n")
+    return kernel
+
+
+class Run(NamedTuple):
+    commands: list[str]  # the module's ``commands``
+    lines: dict[str, list[str]]  # restore lines by table
+    known: dict  # the state file after the run
+
+
+def converge(kernel: Kernel, known: dict, config: list[dict], state: str = "merged", prefix: str = "LINUXNET",
+             sysctls: dict | None = None, apply: bool = True) -> Run:
+    """One module run against ``kernel`` (plan, then the restores it would make)."""
+    res = firewall(prefix)
+    desired = res.normalize(config, state)
+    res.live = kernel.live()
+    res.known = copy.deepcopy(known)
+    res.sysctls = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1"} if sysctls is None else dict(sysctls)
+    res.bridges_present = set()
+    ops = res.plan(desired, {}, state)[0]
+    lines: dict[str, list[str]] = {}
+    for op in ops:
+        if op.action == "restore":
+            lines.setdefault(op.args["table"], []).append(op.args["line"])
+    if apply:
+        for table, body in lines.items():
+            kernel.restore(f"*{table}\n" + "".join(f"{line}\n" for line in body) + "COMMIT\n")
+    return Run([op.command for op in ops], lines, copy.deepcopy(res.final))
+
+
+# ------------------------------------------------------------------------------ "same effect"
+
+
+def _target(spec: str) -> tuple[str, str]:
+    tokens = spec.split()
+    j = len(tokens) - 1 - tokens[::-1].index("-j")
+    return tokens[j + 1], " ".join(tokens[j + 1:])
+
+
+def outcomes(chains: dict[str, list[str]], spec: str) -> set[str]:
+    """Verdicts a rule can give: a terminal target, or for a jump every verdict of the chain it
+    jumps to plus 'continue' (RETURN or falling off its end). The admin's -USER chain: anything."""
+    target, text = _target(spec)
+    if target.endswith("-USER"):
+        return {"ANY"}
+    if target in chains:
+        out = {"continue"}
+        for rule in chains[target]:
+            out |= {"continue" if o == "RETURN" else o for o in outcomes(chains, rule)}
+        return out
+    return {text}
+
+
+def _match(spec: str, option: str) -> tuple[bool, str] | None:
+    m = re.search(rf"(?:(!) )?{re.escape(option)} (\S+)", spec)
+    return (m.group(1) is None, m.group(2)) if m else None
+
+
+def _ports(spec: str) -> tuple[int, int] | None:
+    m = re.search(r"--dport (\d+)(?::(\d+))?", spec)
+    return (int(m.group(1)), int(m.group(2) or m.group(1))) if m else None
+
+
+def disjoint(a: str, b: str) -> bool:
+    """No packet can match both rules (decided on the options these rulesets use)."""
+    for option in ("-i", "-o", "-p"):
+        ma, mb = _match(a, option), _match(b, option)
+        if ma and mb:
+            if ma[0] and mb[0] and ma[1] != mb[1]:
+                return True  # -o x vs -o y
+            if ma[0] != mb[0] and ma[1] == mb[1]:
+                return True  # -o x vs ! -o x
+    da, db = _match(a, "-d"), _match(b, "-d")
+    if da and db and da[0] and db[0] and da[1].endswith("/32") and db[1].endswith("/32") and da[1] != db[1]:
+        return True
+    pa, pb = _ports(a), _ports(b)
+    return bool(pa and pb and (pa[1] < pb[0] or pb[1] < pa[0]))
+
+
+def order_problems(ref: list[str], ours: list[str], chains: dict[str, list[str]]) -> list[str]:
+    """Pairs of rules in a different relative order whose swap could change a verdict."""
+    problems = []
+    common = [r for r in ref if r in ours]
+    for i, a in enumerate(common):
+        for b in common[i + 1:]:
+            if ours.index(a) < ours.index(b):
+                continue  # same relative order
+            oa, ob = outcomes(chains, a), outcomes(chains, b)
+            same_verdict = "ANY" not in oa | ob and len((oa | ob) - {"continue"}) <= 1
+            if not same_verdict and not disjoint(a, b):
+                problems.append(f"{b!r} now comes before {a!r}")
+    return problems
+
+
+def assert_like_docker(ours: dict[str, dict[str, list[str]]], ref: dict[str, dict[str, list[str]]],
+                       extra: dict[tuple[str, str], list[str]] | None = None) -> None:
+    """Same rules in every chain (``extra``: our additions, named), in an order with the same effect."""
+    extra = extra or {}
+    problems = []
+    for table in sorted(set(ours) | set(ref)):
+        for chain in sorted(set(ours.get(table, {})) | set(ref.get(table, {}))):
+            mine = [r for r in ours.get(table, {}).get(chain, []) if r not in extra.get((table, chain), [])]
+            theirs = ref.get(table, {}).get(chain, [])
+            if sorted(mine) != sorted(theirs):
+                problems.append(
+                    f"{table} {chain}: rule sets differ\n  missing: {sorted(set(theirs) - set(mine))}\n"
+                    f"  unexpected: {sorted(set(mine) - set(theirs))}"
+                )
+                continue
+            problems += [f"{table} {chain}: {p}" for p in order_problems(theirs, mine, ours.get(table, {}))]
+    for (table, chain), rules in extra.items():
+        missing = [r for r in rules if r not in ours.get(table, {}).get(chain, [])]
+        problems += [f"{table} {chain}: our own addition is missing: {r!r}" for r in missing]
+    assert not problems, "\n".join(problems)
+
+
+# ============================================================================== reference scenarios
+
+
+def test_reference_text_is_verbatim_from_the_anchors_document():
+    """The constants above are copies; if the reference document is around, prove it."""
+    if not REFERENCE_DOC.exists():
+        pytest.skip(f"{REFERENCE_DOC} is not on this machine (the constants are the reference)")
+    doc = REFERENCE_DOC.read_text(encoding="utf-8")
+    section_143 = doc[doc.index("#### 1.4.3"):doc.index("#### 1.4.4")]
+    section_142 = doc[doc.index("#### 1.4.2"):doc.index("#### 1.4.3")]
+    section_12 = doc[doc.index("### 1.2 "):doc.index("### 1.3 ")]
+    assert REF_143 in section_143
+    assert REF_142_FILTER in section_142
+    assert DOCKER_12 in section_12
+
+
+def test_rendered_143_is_dockers_ruleset_with_userland_proxy_off():
+    """firewall + port_mapping rendered with chain_prefix DOCKER == dockerd's own rules (§1.4.3)."""
+    kernel = build(SCENARIO_143, PORTS_143)
+    ref = reference_chains(REF_143)
+    assert_like_docker(kernel_chains(kernel), ref, extra={("filter", "INPUT"): [GUARD]})
+    # chain names are Docker's own
+    assert kernel.chain_names("filter") == set(BUILTIN["filter"]) | {
+        "DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2"}
+    assert kernel.chain_names("nat") == set(BUILTIN["nat"]) | {"DOCKER"}
+    # the admin's jump comes first, isolation second, ICC-off DROP last (as Docker does)
+    forward = kernel.rules("filter", "FORWARD")
+    assert forward[:2] == ["-j DOCKER-USER", "-j DOCKER-ISOLATION-STAGE-1"]
+    assert forward[-1] == "-i docker0 -o docker0 -j DROP"
+    assert kernel.rules("filter", "DOCKER-ISOLATION-STAGE-1")[-1] == "-j RETURN"
+    assert kernel.rules("filter", "DOCKER-ISOLATION-STAGE-2")[-1] == "-j RETURN"
+    assert kernel.rules("filter", "DOCKER-USER") == ["-j RETURN"]
+
+
+def test_rendered_firewall_alone_is_dockers_network_part_of_143():
+    """Without port mappings: every rule of §1.4.3 that is not per-port, nothing else."""
+    per_port = re.compile(r"--dport")
+    ref = {t: {c: [r for r in rules if not per_port.search(r)] for c, rules in chains.items()}
+           for t, chains in reference_chains(REF_143).items()}
+    ref = {t: {c: r for c, r in chains.items() if r} for t, chains in ref.items()}
+    kernel = build(SCENARIO_143)
+    assert_like_docker(kernel_chains(kernel), ref, extra={("filter", "INPUT"): [GUARD]})
+    assert kernel.rules("filter", "DOCKER") == [] and kernel.rules("nat", "DOCKER") == []
+
+
+def test_rendered_142_internal_network_filter_table():
+    """§1.2 + §1.4.1 (ICC off) + §1.4.2 (internal): the full filter table, rule for rule."""
+    kernel = build(SCENARIO_142, PORTS_143)
+    ours = kernel_chains(kernel)
+    assert_like_docker({"filter": ours["filter"]}, reference_chains(REF_142_FILTER), extra={("filter", "INPUT"): [GUARD]})
+    # internal: no NAT at all, no conntrack/-j DOCKER/isolation-stage-2 rule for br-int
+    nat_rules = [r for rules in ours["nat"].values() for r in rules]
+    assert not [r for r in nat_rules if "br-int" in r or "172.20." in r], nat_rules
+    assert "-o br-int -j DOCKER-ISOLATION-STAGE-2" not in kernel.rules("filter", "DOCKER-ISOLATION-STAGE-2")
+    assert not [r for r in kernel.rules("filter", "FORWARD") if "br-int" in r and r != "-i br-int -o br-int -j ACCEPT"]
+    # the ICC-off network: §1.4.1's nat rule, plus the proxy-off hairpin rule
+    assert "-s 172.19.0.0/16 ! -o br-noicc -j MASQUERADE" in kernel.rules("nat", "POSTROUTING")
+    assert "-o br-noicc -m addrtype --src-type LOCAL -j MASQUERADE" in kernel.rules("nat", "POSTROUTING")
+
+
+def test_internal_network_without_icc():
+    kernel = build([{"name": "int", "bridge": "br-int", "subnet": "172.20.0.0/16", "internal": True, "icc": False}])
+    assert kernel.rules("filter", "FORWARD") == ["-j DOCKER-USER", "-j DOCKER-ISOLATION-STAGE-1", "-i br-int -o br-int -j DROP"]
+    assert kernel.rules("filter", "DOCKER-ISOLATION-STAGE-1") == [
+        "! -s 172.20.0.0/16 -o br-int -j DROP", "! -d 172.20.0.0/16 -i br-int -j DROP", "-j RETURN"]
+    assert kernel.rules("nat", "POSTROUTING") == []
+
+
+def test_rendered_snat_source_and_no_masquerade():
+    """Docker's host_ipv4 gives SNAT instead of MASQUERADE (hairpin too); masquerade off drops the
+    subnet rule but keeps the proxy-off hairpin rule."""
+    kernel = build([
+        {"name": "a", "bridge": "br-a", "subnet": "10.1.0.0/24", "snat_source": "172.16.211.130"},
+        {"name": "b", "bridge": "br-b", "subnet": "10.2.0.0/24", "masquerade": False},
+    ])
+    assert sorted(kernel.rules("nat", "POSTROUTING")) == sorted([
+        "-o br-a -m addrtype --src-type LOCAL -j SNAT --to-source 172.16.211.130",
+        "-s 10.1.0.0/24 ! -o br-a -j SNAT --to-source 172.16.211.130",
+        "-o br-b -m addrtype --src-type LOCAL -j MASQUERADE",
+    ])
+
+
+def test_rendered_payload_shape():
+    """One *filter and one *nat transaction, each ending in COMMIT; chains declared before use."""
+    lines = rendered(SCENARIO_143)
+    assert lines[0] == "*filter" and lines.count("COMMIT") == 2 and lines[-1] == "COMMIT"
+    assert lines.index("*nat") == lines.index("COMMIT") + 1
+    declared = [line for line in lines if line.startswith(":")]
+    assert set(declared) == {":DOCKER - [0:0]", ":DOCKER-USER - [0:0]", ":DOCKER-ISOLATION-STAGE-1 - [0:0]",
+                             ":DOCKER-ISOLATION-STAGE-2 - [0:0]"}
+    for line in lines:
+        assert "\n" not in line and "'" not in line and '"' not in line
+    # the rendered payload does not depend on the order of config
+    assert rendered(list(reversed(SCENARIO_143))) == lines
+
+
+def test_rendered_with_default_prefix_names_linuxnet_chains():
+    kernel = Kernel("\n".join(rendered(SCENARIO_143, prefix="LINUXNET")) + "\n")
+    assert kernel.chain_names("filter") - set(BUILTIN["filter"]) == {
+        "LINUXNET", "LINUXNET-USER", "LINUXNET-ISOLATION-STAGE-1", "LINUXNET-ISOLATION-STAGE-2"}
+    assert not [r for t in kernel.tables for rules in kernel.tables[t]["chains"].values() for r in rules if "DOCKER" in r]
+
+
+# ============================================================================== sysctls and policy
+
+
+def test_forward_policy_drop_only_when_ip_forward_was_off():
+    kernel = Kernel()
+    commands, lines = converge(kernel, {}, SCENARIO_143, sysctls={fw.IP_FORWARD: "0", fw.BRIDGE_NF: "0"}, apply=False)[:2]
+    assert lines["filter"][0] == ":FORWARD DROP [0:0]"
+    assert commands[0] == "iptables -t filter -P FORWARD DROP"
+    assert commands[-2:] == ["sysctl -w net.ipv4.ip_forward=1", "sysctl -w net.bridge.bridge-nf-call-iptables=1"]
+    commands, lines = converge(kernel, {}, SCENARIO_143, apply=False)[:2]
+    assert not [c for c in commands if " -P " in c or c.startswith("sysctl")], commands
+    # br_netfilter not loaded (no sysctl file): modprobe first
+    commands = converge(kernel, {}, SCENARIO_143, sysctls={fw.IP_FORWARD: "1"}, apply=False).commands
+    assert commands[-2:] == ["modprobe br_netfilter", "sysctl -w net.bridge.bridge-nf-call-iptables=1"]
+
+
+def test_route_localnet_only_for_bridges_that_exist():
+    res = firewall()
+    desired = res.normalize(SCENARIO_143, "merged")
+    res.live, res.known = Kernel().live(), {}
+    res.sysctls = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1", fw.route_localnet_path("docker0"): "0"}
+    res.bridges_present = {"docker0"}
+    ops = res.plan(desired, {}, "merged")[0]
+    assert [op.command for op in ops if op.action == "sysctl"] == ["sysctl -w net.ipv4.conf.docker0.route_localnet=1"]
+
+
+# ============================================================================== minimal diffs
+
+
+def test_plan_is_empty_when_the_live_ruleset_is_the_desired_one():
+    kernel = Kernel()
+    run_ = converge(kernel, {}, SCENARIO_142)
+    commands, known = run_.commands, run_.known
+    assert commands and kernel.restores == 2
+    for state in ("merged", "replaced", "overridden"):
+        again, lines = converge(kernel, known, SCENARIO_142, state=state)[:2]
+        assert again == [] and lines == {}, state
+    assert kernel.restores == 2  # nothing written
+    # plan_table itself: [] for every table when live == want
+    res = firewall()
+    want = fw.desired_tables(res.normalize(SCENARIO_142, "merged"), "LINUXNET", kernel.live(), False)
+    is_ours = fw.ownership("LINUXNET", fw.claimed_rules(res.normalize(SCENARIO_142, "merged"), "LINUXNET"))
+    for table in ("filter", "nat"):
+        assert plan_table(table, kernel.live()[table], want[table], is_ours) == []
+
+
+def foreign_view(kernel: Kernel, prefix: str = "LINUXNET", ours: tuple[str, ...] = ("lnx",)) -> dict:
+    """Everything but our chains and the rules that mention our prefix or our bridges."""
+    view = {}
+    for table, t in kernel.tables.items():
+        view[table] = {
+            "policy": dict(t["policy"]),
+            "chains": {c: [r for r in rules if prefix not in r and r != GUARD and not any(f" {b}" in r for b in ours)]
+                       for c, rules in t["chains"].items() if not c.startswith(prefix)},
+        }
+    return view
+
+
+OURS = [
+    {"name": "front", "bridge": "lnx-front", "subnet": "10.31.0.0/24"},
+    {"name": "back", "bridge": "lnx-back", "subnet": "10.32.0.0/24", "icc": False},
+]
+
+
+def test_foreign_docker_and_user_rules_are_never_touched():
+    """A full Docker ruleset (DOCKER-* chains) and user rules stay byte-identical through
+    create, change, re-create, and deleted; every -D is one of our rules."""
+    kernel = Kernel(DOCKER_12)
+    kernel.restore(USER_RULES)
+    foreign = foreign_view(kernel)
+    original = kernel.save()
+    known: dict = {}
+    steps = [
+        (OURS, "merged"),
+        (OURS + [{"name": "int", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True}], "merged"),
+        ([OURS[1]], "overridden"),
+        ([], "deleted"),
+    ]
+    for config, state in steps:
+        commands, lines, known = converge(kernel, known, config, state=state)
+        assert commands, (config, state)
+        assert foreign_view(kernel) == foreign, f"foreign rules changed by {state} {config}"
+        for table, body in lines.items():
+            for line in body:
+                if line.startswith(("-D ", "-F ", "-X ", ":")):
+                    assert "LINUXNET" in line or "lnx-" in line or GUARD in line, f"touches a foreign rule or chain: {line}"
+    assert kernel.save() == original, "deleted did not leave exactly the foreign ruleset"
+
+
+def test_our_forward_rules_go_first_and_foreign_ones_keep_their_order():
+    kernel = Kernel(DOCKER_12)
+    converge(kernel, {}, [{"name": "x", "bridge": "lnx0", "subnet": "10.40.0.0/24"}])
+    forward = kernel.rules("filter", "FORWARD")
+    assert forward[:2] == ["-j LINUXNET-USER", "-j LINUXNET-ISOLATION-STAGE-1"]
+    assert forward[-10:] == reference_chains(DOCKER_12)["filter"]["FORWARD"]
+
+
+def test_forward_flushed_is_reinserted_and_only_forward_changes():
+    kernel = Kernel(DOCKER_12)
+    kernel.restore(USER_RULES)
+    known = converge(kernel, {}, OURS).known
+    expected = kernel.save()
+    ours_in_forward = [r for r in kernel.rules("filter", "FORWARD") if "LINUXNET" in r or "lnx-" in r]
+    kernel.restore("*filter\n-F FORWARD\nCOMMIT\n")  # a firewall reload flushes FORWARD
+    commands, lines = converge(kernel, known, OURS)[:2]
+    assert set(lines) == {"filter"}, lines
+    assert all(line.startswith(("-I FORWARD ", "-A FORWARD ")) for line in lines["filter"]), lines
+    assert kernel.rules("filter", "FORWARD") == ours_in_forward  # Docker's/user's FORWARD rules are not ours to restore
+    kernel2 = Kernel(expected)
+    assert kernel.rules("filter", "INPUT") == kernel2.rules("filter", "INPUT")
+    assert commands == [f"iptables -t filter {line}" for line in lines["filter"]]
+
+
+def test_only_the_damaged_parts_are_rewritten():
+    kernel = Kernel(USER_RULES)
+    known = converge(kernel, {}, OURS).known
+    # a rule of ours deleted from POSTROUTING: only nat is written, only that rule's place
+    kernel.restore("*nat\n-D POSTROUTING -s 10.31.0.0/24 ! -o lnx-front -j MASQUERADE\nCOMMIT\n")
+    lines = converge(kernel, known, OURS).lines
+    assert set(lines) == {"nat"}
+    assert all("POSTROUTING" in line for line in lines["nat"]), lines
+    assert "-s 10.31.0.0/24 ! -o lnx-front -j MASQUERADE" in kernel.rules("nat", "POSTROUTING")
+    # an owned chain emptied: only that chain is rewritten
+    kernel.restore("*filter\n-F LINUXNET-ISOLATION-STAGE-2\nCOMMIT\n")
+    lines = converge(kernel, known, OURS).lines
+    assert lines == {"filter": [":LINUXNET-ISOLATION-STAGE-2 - [0:0]", "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-back -j DROP",
+                                "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-front -j DROP", "-A LINUXNET-ISOLATION-STAGE-2 -j RETURN"]}
+    # chains deleted (with the jumps into them): recreated
+    kernel.restore("*filter\n-D FORWARD -j LINUXNET-ISOLATION-STAGE-1\n-F LINUXNET-ISOLATION-STAGE-1\n"
+                   "-X LINUXNET-ISOLATION-STAGE-1\nCOMMIT\n")
+    lines = converge(kernel, known, OURS).lines
+    assert "LINUXNET-ISOLATION-STAGE-1" in kernel.chain_names("filter")
+    assert kernel.rules("filter", "FORWARD")[:2] == ["-j LINUXNET-USER", "-j LINUXNET-ISOLATION-STAGE-1"]
+    assert converge(kernel, known, OURS)[0] == []
+
+
+def test_admin_rules_in_user_chain_survive_everything():
+    kernel = Kernel()
+    known = converge(kernel, {}, OURS).known
+    kernel.restore("*filter\n-I LINUXNET-USER 1 -s 192.0.2.7/32 -j DROP\nCOMMIT\n")
+    assert converge(kernel, known, OURS)[0] == []
+    known = converge(kernel, known, [OURS[0]], state="overridden").known
+    assert kernel.rules("filter", "LINUXNET-USER") == ["-s 192.0.2.7/32 -j DROP", "-j RETURN"]
+    known = converge(kernel, known, [], state="deleted").known
+    assert known == {}
+    # the admin's chain and its jump stay; everything else of ours is gone
+    assert kernel.rules("filter", "LINUXNET-USER") == ["-s 192.0.2.7/32 -j DROP", "-j RETURN"]
+    assert kernel.rules("filter", "FORWARD") == ["-j LINUXNET-USER"]
+    assert kernel.chain_names("filter") == set(BUILTIN["filter"]) | {"LINUXNET-USER"}
+    assert kernel.chain_names("nat") == set(BUILTIN["nat"])
+    assert converge(kernel, known, [], state="deleted")[0] == []
+
+
+def test_deleted_one_network_removes_only_its_rules():
+    kernel = Kernel()
+    known = converge(kernel, {}, OURS).known
+    before = kernel_chains(kernel)
+    known = converge(kernel, known, [{"name": "back", "bridge": "lnx-back", "subnet": "10.32.0.0/24"}], state="deleted").known
+    assert set(known) == {"front"}
+    after = kernel_chains(kernel)
+    for table, chains in before.items():
+        for chain, rules in chains.items():
+            assert after[table].get(chain, []) == [r for r in rules if "lnx-back" not in r and "10.32." not in r], (table, chain)
+
+
+def test_deleted_and_overridden_on_a_foreign_only_host_write_nothing():
+    kernel = Kernel(DOCKER_12)
+    for state in ("deleted", "overridden"):
+        commands, lines = converge(kernel, {}, [], state=state)[:2]
+        assert commands == [] and lines == {}, state
+    assert kernel.restores == 1
+
+
+def test_network_change_in_place_replaces_its_rules():
+    kernel = Kernel()
+    known = converge(kernel, {}, OURS).known
+    changed = [dict(OURS[0], icc=False), OURS[1]]
+    run_ = converge(kernel, known, changed, state="replaced")
+    commands, known = run_.commands, run_.known
+    assert "iptables -t filter -A FORWARD -i lnx-front -o lnx-front -j DROP" in commands
+    assert "-i lnx-front -o lnx-front -j ACCEPT" not in kernel.rules("filter", "FORWARD")
+    assert converge(kernel, known, changed)[0] == []
+
+
+def test_gathered_rebuilds_the_config():
+    kernel = Kernel(DOCKER_12)
+    config = OURS + [
+        {"name": "int", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True},
+        {"name": "snat", "bridge": "lnx-snat", "subnet": "10.34.0.0/24", "snat_source": "172.16.211.130"},
+    ]
+    known = converge(kernel, {}, config).known
+    found = fw.parse_networks(kernel.live(), "LINUXNET", known)
+    res = firewall()
+    gathered = [res.public(found[name]) for name in sorted(found)]
+    expected = {n["name"]: res.public(n) for n in res.normalize(config, "merged")}
+    assert {g["name"]: g for g in gathered} == expected
+    # fed back as config, gathered changes nothing
+    for state in ("merged", "replaced", "overridden"):
+        assert converge(kernel, known, gathered, state=state)[0] == [], state
+
+
+# ============================================================================== validation
+
+
+def refused(config, prefix: str = "LINUXNET", state: str = "merged") -> str:
+    with pytest.raises(ValidationError) as info:
+        firewall(prefix).normalize(config, state)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("prefix", ["", "docker", "ABCDEFGHIJK", "A B", "A\nB", "A'B", 'A"B', "A/B", "A:B", "DÖCKER", 7])
+def test_bad_chain_prefix(prefix):
+    message = refused([{"name": "a", "bridge": "br0", "subnet": "10.0.0.0/24"}], prefix=prefix)
+    assert message.startswith("chain_prefix:"), message
+
+
+@pytest.mark.parametrize("prefix", ["A", "DOCKER", "LINUXNET", "ABCDEFGHIJ", "X_1-2"])
+def test_good_chain_prefix_fits_iptables_chain_name_limit(prefix):
+    firewall(prefix).normalize([], "merged")
+    assert len(f"{prefix}-ISOLATION-STAGE-1") <= 28
+
+
+def test_overlapping_subnets_name_both_networks_and_the_field():
+    message = refused([
+        {"name": "a", "bridge": "br-a", "subnet": "172.17.0.0/16"},
+        {"name": "b", "bridge": "br-b", "subnet": "10.0.0.0/8"},
+        {"name": "c", "bridge": "br-c", "subnet": "172.17.3.0/24"},
+    ])
+    assert "subnet" in message and "network c (172.17.3.0/24)" in message and "network a (172.17.0.0/16)" in message, message
+
+
+def test_overlap_with_networks_managed_earlier_is_refused_before_any_change():
+    kernel = Kernel()
+    known = converge(kernel, {}, OURS).known
+    saved = kernel.save()
+    with pytest.raises(ValidationError) as info:
+        converge(kernel, known, [{"name": "new", "bridge": "lnx-new", "subnet": "10.31.0.128/25"}])
+    assert "new" in str(info.value) and "front" in str(info.value) and "managed earlier" in str(info.value)
+    assert kernel.save() == saved
+    # overridden replaces the earlier networks: then it is fine
+    converge(kernel, known, [{"name": "new", "bridge": "lnx-new", "subnet": "10.31.0.128/25"}], state="overridden")
+
+
+def test_duplicate_names_and_bridges():
+    message = refused([{"name": "a", "bridge": "br-a", "subnet": "10.1.0.0/24"}, {"name": "a", "bridge": "br-b", "subnet": "10.2.0.0/24"}])
+    assert message.startswith("config[1]: duplicate network name 'a'"), message
+    message = refused([{"name": "a", "bridge": "br-a", "subnet": "10.1.0.0/24"}, {"name": "b", "bridge": "br-a", "subnet": "10.2.0.0/24"}])
+    assert message.startswith("config[1]: duplicate bridge 'br-a'"), message
+
+
+BAD_TEXT = {"newline": "a\nb", "space": "a b", "single quote": "a'b", "double quote": 'a"b', "tab": "a\tb",
+            "carriage return": "a\rb", "empty": "", "slash": "a/b", "dotdot": ".."}
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_name_that_could_reach_restore_text_is_refused(bad):
+    message = refused([{"name": "ok", "bridge": "br-ok", "subnet": "10.1.0.0/24"}, {"name": bad, "bridge": "br-x", "subnet": "10.2.0.0/24"}])
+    assert message.split(": ", 1)[0].startswith("config[1]") and message.split(": ", 1)[0].endswith(".name"), message
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_bridge_that_could_reach_restore_text_is_refused(bad):
+    message = refused([{"name": "x", "bridge": bad, "subnet": "10.2.0.0/24"}])
+    assert message.startswith("config[0] (name=x).bridge:"), message
+
+
+@pytest.mark.parametrize("bad", ["a" * 16, "br$x", "br;x", "br,x", "br!", "br#1", "-j ACCEPT"])
+def test_bridge_not_a_valid_interface_name(bad):
+    assert refused([{"name": "x", "bridge": bad, "subnet": "10.2.0.0/24"}]).startswith("config[0] (name=x).bridge:")
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1/24", "10.0.0.0", "10.0.0.0/33", "fd00::/64", "net", "", "10.0.0.0/24 -j ACCEPT"])
+def test_bad_subnet(bad):
+    assert refused([{"name": "x", "bridge": "br-x", "subnet": bad}]).startswith("config[0] (name=x).subnet:")
+
+
+@pytest.mark.parametrize("bad", ["172.16.211.300", "fd00::1", "host", "1.2.3.4 -j DROP"])
+def test_bad_snat_source(bad):
+    message = refused([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "snat_source": bad}])
+    assert message.startswith("config[0] (name=x).snat_source:"), message
+
+
+def test_normalized_defaults():
+    item = firewall().normalize([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": None}], "merged")[0]
+    assert item == {"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": True, "internal": False,
+                    "masquerade": True, "snat_source": None}
+
+
+def test_the_same_effect_check_is_not_vacuous():
+    """Moving ICC-off DROP above the conntrack ACCEPT, or RETURN above the isolation jumps, is caught."""
+    ref = reference_chains(REF_143)
+    forward = list(ref["filter"]["FORWARD"])
+    drop = forward.pop()
+    forward.insert(forward.index("-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"), drop)
+    assert order_problems(ref["filter"]["FORWARD"], forward, ref["filter"])
+    iso1 = list(reversed(ref["filter"]["DOCKER-ISOLATION-STAGE-1"]))
+    assert order_problems(ref["filter"]["DOCKER-ISOLATION-STAGE-1"], iso1, ref["filter"])
+    # two DNATs of one port on different host addresses are disjoint; on the same, they are not
+    a = "-d 172.16.211.128/32 -p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.2:80"
+    b = "-p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.3:80"
+    assert order_problems([a, b], [b, a], {}) and not order_problems([a, b.replace("81", "82")], [b.replace("81", "82"), a], {})
