@@ -271,7 +271,8 @@ class TablesResource(Resource):
         """Take the lock, then read the ruleset and the state file (in this order: no races)."""
         if self.backend is None:
             self.backend = Backend(self.module, self.params.get("backend", "auto"))
-            self.backend.lock()
+            if not self.module.check_mode:  # check mode only reads, and writes no lock file
+                self.backend.lock()
         self.live = self.backend.save()
         try:
             with open(self.state_path(), encoding="utf-8") as handle:

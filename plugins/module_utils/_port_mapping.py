@@ -69,7 +69,12 @@ def format_range(ports: tuple[int, int], sep: str = "-") -> str:
 
 def parse_publish(text: str, field: str) -> dict:
     """Docker's ``-p [host_ip:]host_port[-end]:container_port[-end][/proto]`` (host port required)."""
-    match = _PUBLISH.match(text.strip())
+    text = text.strip()
+    if text.startswith("[") or text.count(":") > 2:
+        raise v.ValidationError(f"{field}: {text!r} uses an IPv6 host address; only IPv4 is supported so far")
+    # Docker accepts the protocol in any case (/TCP) and lower-cases it.
+    text = re.sub(r"/([A-Za-z]+)$", lambda m: "/" + m.group(1).lower(), text)
+    match = _PUBLISH.match(text)
     if not match:
         if re.match(r"^(\d+(-\d+)?)(/[a-z]+)?$", text.strip()) or "::" in text:
             raise v.ValidationError(
@@ -279,15 +284,22 @@ class PortMappingResource(TablesResource):
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
         final = self.final_items(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
-        if state != "deleted" and desired:
-            for table in ("filter", "nat"):
-                if self.prefix not in self.live_table(table).chains:
-                    message = (f"chain {self.prefix} is missing in the {table} table: run linuxnet.bridge.firewall "
-                               f"with chain_prefix {self.prefix} first")
-                    if self.module is not None and self.module.check_mode:
-                        self.warnings.append(message)
-                    else:
-                        raise v.ValidationError(message)
+        check_mode = self.module is not None and self.module.check_mode
+        for table in ("filter", "nat"):
+            if self.prefix in self.live_table(table).chains:
+                continue
+            if state != "deleted" and desired and not check_mode:
+                raise v.ValidationError(
+                    f"chain {self.prefix} is missing in the {table} table: run linuxnet.bridge.firewall "
+                    f"with chain_prefix {self.prefix} first"
+                )
+            if state != "deleted" and desired:
+                # Check mode of a whole play: the firewall task before us would create the chain.
+                self.warnings.append(f"chain {self.prefix} is missing in the {table} table; predicted as if "
+                                     "linuxnet.bridge.firewall had created it")
+                self.live[table] = self.live_table(table)
+                self.live[table].chains[self.prefix] = "-"
+                self.live[table].rules[self.prefix] = []
         want = desired_tables(list(final.values()), self.prefix)
         for table in ("filter", "nat"):
             if self.prefix not in self.live_table(table).chains:

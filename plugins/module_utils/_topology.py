@@ -24,6 +24,21 @@ def veth_name(endpoint: str, network: str) -> str:
     return "veth" + hashlib.sha256(f"{endpoint}/{network}".encode()).hexdigest()[:7]
 
 
+def veth_names(eps: list[dict]) -> dict[tuple[str, str], str]:
+    """Names for every (endpoint, network) pair; a 7-digit collision gets 11 digits (15 bytes)."""
+    names: dict[tuple[str, str], str] = {}
+    taken: set[str] = set()
+    for key in sorted((ep["name"], att["network"]) for ep in eps for att in ep["attachments"]):
+        name = veth_name(*key)
+        if name in taken:
+            name = "veth" + hashlib.sha256(f"{key[0]}/{key[1]}".encode()).hexdigest()[:11]
+        if name in taken:
+            raise v.ValidationError(f"linuxnet_endpoints: no unique veth name for {key[0]} on {key[1]}")
+        taken.add(name)
+        names[key] = name
+    return names
+
+
 def default_bridge(name: str) -> str:
     return "docker0" if name == DEFAULT_NETWORK else ("br-" + name)[:15]
 
@@ -48,6 +63,9 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         other = next((n["name"] for n in result.values() if n["bridge"] == bridge), None)
         if other:
             raise v.ValidationError(f"{at}.bridge: bridge {bridge} is already used by network {other}")
+        overlap = next((n["name"] for n in result.values() if ipaddress.ip_network(n["subnet"]).overlaps(subnet)), None)
+        if overlap:
+            raise v.ValidationError(f"{at}.subnet: {subnet} overlaps the subnet of network {overlap}")
         result[name] = {
             "name": name,
             "bridge": bridge,
@@ -123,7 +141,8 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             warnings.append(f"{at}.ports: ignored for endpoint {name} in host mode (as Docker does)")
         eps.append({"name": name, "mode": mode, "attachments": attachments, "raw": raw, "at": at})
 
-    _allocate(nets, eps, current_veths or [])
+    names = veth_names(eps)
+    _allocate(nets, eps, current_veths or [], names)
 
     netns, veths, ports = [], [], []
     for ep in eps:
@@ -134,11 +153,13 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         if dns:
             item["resolv_conf"] = _resolv_conf(dns, ep["at"])
         netns.append(item)
+        # Docker routes through the first network that has a way out; internal ones have none.
+        routed = next((a["network"] for a in ep["attachments"] if not nets[a["network"]]["internal"]), None)
         for index, att in enumerate(ep["attachments"]):
             net = nets[att["network"]]
             prefix = ipaddress.ip_network(net["subnet"]).prefixlen
             veth = {
-                "name": veth_name(ep["name"], net["name"]),
+                "name": names[(ep["name"], net["name"])],
                 "peer": f"eth{index}",
                 "peer_netns": ep["name"],
                 "master": net["bridge"],
@@ -146,7 +167,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
                 "mac": "docker",
                 "hairpin": True,
             }
-            if index == 0 and not net["internal"]:
+            if att["network"] == routed:
                 veth["gateway"] = net["gateway"]
             if net["mtu"]:
                 veth["mtu"] = net["mtu"]
@@ -178,7 +199,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     }
 
 
-def _allocate(nets: dict, eps: list[dict], current_veths: list[dict]) -> None:
+def _allocate(nets: dict, eps: list[dict], current_veths: list[dict], names: dict) -> None:
     """Explicit addresses first, then addresses endpoints already have, then the lowest free."""
     live = {veth["name"]: veth for veth in current_veths if veth.get("name")}
     used: dict[str, dict[str, str]] = {name: {} for name in nets}
@@ -196,7 +217,7 @@ def _allocate(nets: dict, eps: list[dict], current_veths: list[dict]) -> None:
                 continue
             net = nets[att["network"]]
             subnet = ipaddress.ip_network(net["subnet"])
-            for cidr in (live.get(veth_name(ep["name"], net["name"])) or {}).get("addresses") or []:
+            for cidr in (live.get(names[(ep["name"], net["name"])]) or {}).get("addresses") or []:
                 ip = str(ipaddress.ip_interface(cidr).ip)
                 if ipaddress.ip_address(ip) in subnet and ip not in used[net["name"]] and ip != net["gateway"]:
                     att["address"] = ip
