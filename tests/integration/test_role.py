@@ -210,7 +210,7 @@ def snapshot(lab) -> dict[str, Any]:
 def settled_snapshot(lab) -> dict[str, Any]:
     """A snapshot after the kernel has settled (carrier flags of fresh links change for a moment)."""
     last = snapshot(lab)
-    for _ in range(10):
+    for _attempt in range(10):
         time.sleep(0.3)
         now = snapshot(lab)
         if now == last:
@@ -308,7 +308,6 @@ def test_addresses_names_interfaces_mtu_mac_modes(lab, run_playbook):
     for name, module in TASKS.items():
         if module in ("netns", "veth"):
             assert second.task(name, HOST).changed, name
-
 
 
 def test_bad_variables_fail_before_any_change(lab, run_playbook):
