@@ -131,6 +131,8 @@ def snapshot() -> dict[str, Any]:
         "etc_netns": _dir("/etc/netns"),
         "iptables": _tables("iptables-save"),
         "ip6tables": _tables("ip6tables-save"),
+        # The legacy backend keeps separate tables; the tests use it too.
+        "iptables_legacy": _tables("iptables-legacy-save") if shutil.which("iptables-legacy-save") else [],
         "sysctls": _sysctls(),
         "mounts": _mounts(),
     }
