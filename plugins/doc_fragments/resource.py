@@ -12,7 +12,7 @@ options:
   state:
     description:
       - C(merged) creates or updates the listed items and leaves every other item alone; list
-        attributes such as O(config[].addresses) are added to.
+        attributes such as C(addresses) are added to.
       - C(replaced) makes the listed items exactly as given (list attributes become exactly the
         given lists); scalar attributes that are left out are not changed.
       - C(overridden) is C(replaced) and, in addition, removes every item that the collection
