@@ -96,6 +96,7 @@ class Netlink:
         self._sockets: dict[str | None, Any] = {}
         self._links: dict[str | None, dict[str, dict]] = {}
         self._addrs: dict[str | None, dict[int, list[str]]] = {}
+        self._indexes: dict[tuple[str | None, str], int] = {}
 
     def close(self) -> None:
         for sock in self._sockets.values():
@@ -107,6 +108,7 @@ class Netlink:
         if netns is ...:
             self._links.clear()
             self._addrs.clear()
+            self._indexes.clear()
         else:
             self._links.pop(netns, None)
             self._addrs.pop(netns, None)
@@ -173,9 +175,18 @@ class Netlink:
             raise ApplyError(f"{command}: {exc}") from None
         finally:
             self.invalidate(netns)
+            if method == "link" and args[:1] == ("del",):
+                # A deleted link frees its name (a deleted veth takes its peer along, in another
+                # namespace): forget every cached index.
+                self._indexes.clear()
 
     def index(self, name: str, netns: str | None, command: str) -> int:
-        found = self.ipr(netns).link_lookup(ifname=name)
-        if not found:
-            raise ApplyError(f"{command}: interface {name} not found")
-        return found[0]
+        """Index of link ``name`` in ``netns``, looked up once per run: a link keeps its index for
+        its whole life, links are never renamed or moved here, and deletions clear the cache."""
+        key = (netns, name)
+        if key not in self._indexes:
+            found = self.ipr(netns).link_lookup(ifname=name)
+            if not found:
+                raise ApplyError(f"{command}: interface {name} not found")
+            self._indexes[key] = found[0]
+        return self._indexes[key]
