@@ -92,6 +92,22 @@ def test_destroy_cleans_everything_and_is_idempotent(tmp_path: Path, real_netns_
     assert _cli("destroy", "--state-dir", str(tmp_path / "never-existed")).returncode == 0
 
 
+def test_destroy_kills_servers_in_named_namespaces(tmp_path: Path, real_netns_guard: Any) -> None:
+    """A server started with `ip netns exec` shares neither the lab host's netns nor its mount
+    namespace (the seed topology's web server): destroy must find it through /run/netns."""
+    lab = Lab.create(tmp_path / "lab", HOSTS)
+    try:
+        out = lab.run("linuxnet1", ["sh", "-c", "ip netns add web && { ip netns exec web sleep 1000 "
+                                                "</dev/null >/dev/null 2>&1 & echo $!; }"])
+        server = int(out.stdout.split()[-1])
+        time.sleep(0.3)  # ip netns exec has entered the namespace and exec'd sleep
+        assert _alive(server)
+        assert server in find_lab_processes(lab.marker)
+    finally:
+        lab.destroy()
+    assert not _alive(server)
+
+
 def test_cli_roundtrip(tmp_path: Path, real_netns_guard: Any) -> None:
     sd = str(tmp_path / "cli")
     try:

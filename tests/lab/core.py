@@ -209,6 +209,26 @@ def _marker_pids(marker: str) -> list[int]:
     return [p for p in _all_pids() if p != me and _has_marker(p, marker) and _alive(p)]
 
 
+def _named_netns(pid: int) -> set[str]:
+    """Network namespaces named inside a lab host (its private /run/netns), as ``net:[inode]``.
+
+    A server started there with ``ip netns exec`` shares neither the lab host's network nor its
+    mount namespace, so only this finds it.
+    """
+    found: set[str] = set()
+    root = f"/proc/{pid}/root/run/netns"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return found
+    for name in names:
+        try:
+            found.add(f"net:[{os.stat(os.path.join(root, name)).st_ino}]")
+        except OSError:
+            continue
+    return found
+
+
 def find_lab_processes(marker: str) -> list[int]:
     """All live pids of the lab with *marker*, including processes sharing its namespaces.
 
@@ -223,6 +243,7 @@ def find_lab_processes(marker: str) -> list[int]:
             ns = _ns(pid, kind)
             if ns is not None and ns not in (own_net, own_mnt):
                 namespaces.add(ns)
+        namespaces.update(ns for ns in _named_netns(pid) if ns != own_net)
     found = set(marked)
     if namespaces:
         for pid in _all_pids():
