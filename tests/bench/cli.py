@@ -304,14 +304,14 @@ class Bench:
                         if peer.max_n is not None and n > peer.max_n:
                             continue
                         self._one(peer, wl, rep, "full")
+                if n == args.sizes[0] and not args.no_range_cost:
+                    # The cost of the port range: the smallest N again, eprange publishing nothing.
+                    wl = w.build(n, range_ports=False)
+                    for rep in range(1, args.repeat + 1):
+                        for peer in peers:
+                            if peer.max_n is None or n <= peer.max_n:
+                                self._one(peer, wl, rep, "norange")
                 self._checkpoint(t0)
-            if not args.no_range_cost and args.sizes:
-                n = min(args.sizes)
-                wl = w.build(n, range_ports=False)
-                for rep in range(1, args.repeat + 1):
-                    for peer in peers:
-                        if peer.max_n is None or n <= peer.max_n:
-                            self._one(peer, wl, rep, "norange")
         finally:
             self._drop_lab()
             self.results["meta"]["duration_s"] = round(time.monotonic() - t0, 1)
@@ -402,18 +402,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.chdir(REPO)
 
-    def _interrupt(signum, _frame):  # SIGTERM/SIGHUP: unwind like Ctrl-C, so labs are destroyed
-        raise KeyboardInterrupt(f"signal {signum}")
+    def _interrupt(signum, _frame):  # unwind like Ctrl-C, so that labs are destroyed
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup: keep ignoring SIGHUP
+            signal.signal(sig, _interrupt)
     before = guard.snapshot()
     bench = Bench(args)
     rc = 0
     try:
         rc = bench.run()
-    except KeyboardInterrupt:
-        log("interrupted: destroying the lab and stopping")
+    except KeyboardInterrupt as exc:
+        log(f"interrupted ({exc or 'SIGINT'}): destroying the lab and stopping")
         rc = 130
     except BenchError as exc:
         log(f"failed: {exc}")
