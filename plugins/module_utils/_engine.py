@@ -100,6 +100,28 @@ def _listing(items: dict, resource: Resource) -> list[dict]:
     return [resource.public(items[k]) for k in sorted(items, key=str)]
 
 
+def predict(resource: Resource, state: str, before: dict | None = None) -> list[Operation]:
+    """The operations a run of ``resource`` with its ``config`` would apply now (reads only).
+
+    ``before`` is a live state this resource gathered moments ago, to spare a second gather.
+    Raises ValidationError like :func:`run` would report it.
+    """
+    config = resource.params.get("config")
+    if state in ("merged", "replaced", "overridden") and config is None:
+        raise ValidationError(f"config: state={state} needs a config list")
+    desired = resource.normalize(config or [], state)
+    resource.check_references(desired, state)
+    if before is None:
+        before = resource.gather(desired, state)
+    operations, _expected = resource.plan(desired, before, state)
+    return operations
+
+
+def listing(items: dict, resource: Resource) -> list[dict]:
+    """Gathered items as ``state: gathered`` returns them: config items sorted by key."""
+    return _listing(items, resource)
+
+
 def run(module: Any, resource: Resource) -> None:
     """Execute one resource-module run and exit the module."""
     state = module.params["state"]

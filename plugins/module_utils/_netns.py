@@ -25,16 +25,28 @@ OWNED_DIR = "/run/linuxnet/netns"
 HOSTS_HEADER = "# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _STANDARD_HOSTS = {("127.0.0.1", ("localhost",)), ("::1", ("localhost", "ip6-localhost", "ip6-loopback"))}
 
+HOSTS_OPTIONS = {
+    "type": "list",
+    "elements": "dict",
+    "options": {
+        "ip": {"type": "str", "required": True},
+        "names": {"type": "list", "elements": "str", "required": True},
+    },
+}
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
     "resolv_conf": {"type": "str"},
-    "hosts": {
+    "hosts": HOSTS_OPTIONS,
+    "host_groups": {"type": "list", "elements": "str"},
+}
+# Entries shared by many namespaces are sent once: N endpoints on one network would otherwise
+# make the module arguments grow with N squared.
+MODULE_OPTIONS = {
+    "host_groups": {
         "type": "list",
         "elements": "dict",
-        "options": {
-            "ip": {"type": "str", "required": True},
-            "names": {"type": "list", "elements": "str", "required": True},
-        },
+        "default": [],
+        "options": {"name": {"type": "str", "required": True}, "hosts": {**HOSTS_OPTIONS, "required": True}},
     },
 }
 
@@ -55,6 +67,36 @@ def parse_hosts(text: str) -> list[dict]:
     return entries
 
 
+def _host_entries(raw_entries: list[dict], at: str) -> list[dict]:
+    entries = []
+    for j, entry in enumerate(raw_entries):
+        field = f"{at}[{j}]"
+        names = entry.get("names") or []
+        if isinstance(names, str):
+            names = [names]
+        if not names:
+            raise v.ValidationError(f"{field}.names: at least one name is required")
+        entries.append(
+            {
+                "ip": v.ip_address(entry.get("ip"), f"{field}.ip", version=None),
+                "names": [v.hostname(n, f"{field}.names") for n in names],
+            }
+        )
+    return entries
+
+
+def expand_hosts(own: list[dict], groups: list[list[dict]]) -> list[dict]:
+    """``own`` entries, then those of each group whose names are not all listed already."""
+    hosts = list(own)
+    seen = {n for entry in own for n in entry["names"]}
+    for group in groups:
+        for entry in group:
+            if not seen.issuperset(entry["names"]):
+                hosts.append(entry)
+                seen.update(entry["names"])
+    return hosts
+
+
 def _write_command(path: str, text: str) -> str:
     return f"printf '%s' {shlex.quote(text)} > {path}"
 
@@ -65,6 +107,13 @@ class NetnsResource(Resource):
         self.netlink = Netlink()
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
+        groups: dict[str, list[dict]] = {}
+        for i, raw in enumerate(self.params.get("host_groups") or []):
+            at = f"host_groups[{i}]"
+            name = v.netns_name(raw.get("name"), f"{at}.name")
+            if name in groups:
+                raise v.ValidationError(f"{at}.name: duplicate host group {name}")
+            groups[name] = _host_entries(raw.get("hosts") or [], f"{at}.hosts")
         items = []
         for i, raw in enumerate(config):
             item = {
@@ -74,21 +123,12 @@ class NetnsResource(Resource):
             }
             if raw.get("resolv_conf") is not None:
                 item["resolv_conf"] = v.file_text(raw["resolv_conf"], v.where(i, raw, "resolv_conf"))
-            if raw.get("hosts") is not None:
-                hosts = []
-                for j, entry in enumerate(raw["hosts"]):
-                    field = v.where(i, raw, f"hosts[{j}]")
-                    names = entry.get("names") or []
-                    if isinstance(names, str):
-                        names = [names]
-                    if not names:
-                        raise v.ValidationError(f"{field}.names: at least one name is required")
-                    hosts.append(
-                        {
-                            "ip": v.ip_address(entry.get("ip"), f"{field}.ip", version=None),
-                            "names": [v.hostname(n, f"{field}.names") for n in names],
-                        }
-                    )
+            if raw.get("hosts") is not None or raw.get("host_groups") is not None:
+                hosts = _host_entries(raw.get("hosts") or [], v.where(i, raw, "hosts"))
+                for j, group in enumerate(raw.get("host_groups") or []):
+                    if group not in groups:
+                        raise v.ValidationError(f"{v.where(i, raw, f'host_groups[{j}]')}: no host group {group!r} in host_groups")
+                hosts = expand_hosts(hosts, [groups[g] for g in raw.get("host_groups") or []])
                 # The standard localhost lines are always written; listing them again changes nothing.
                 item["hosts"] = [h for h in hosts if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
             items.append(item)

@@ -226,6 +226,8 @@ def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[st
 
 class PortMappingResource(TablesResource):
     state_dir = "port_mapping"
+    #: sockets and dumps to read the bridges from; None opens (and closes) its own
+    netlink: Netlink | None = None
 
     def key(self, item: dict) -> str:
         return mapping_key(item)
@@ -278,7 +280,7 @@ class PortMappingResource(TablesResource):
     def check_references(self, desired: list[dict], state: str) -> None:
         if state in ("deleted", "gathered") or PYROUTE2_IMPORT_ERROR is not None:
             return
-        netlink = Netlink()
+        netlink = self.netlink or Netlink()
         try:
             links = netlink.links(None)
             addresses = netlink.addresses(None)
@@ -294,7 +296,8 @@ class PortMappingResource(TablesResource):
                         f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"
                     )
         finally:
-            netlink.close()
+            if netlink is not self.netlink:
+                netlink.close()
 
     def gather(self, desired: list[dict], state: str) -> dict:
         self.load_live()

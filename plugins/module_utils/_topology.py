@@ -148,7 +148,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     for ep in eps:
         if ep["mode"] == "host":
             continue
-        item = {"name": ep["name"], "hosts": _hosts_entries(ep, eps, nets)}
+        item = {"name": ep["name"], "hosts": _own_hosts_entry(ep), "host_groups": _host_group_names(ep)}
         dns = ep["raw"].get("dns")
         if dns:
             item["resolv_conf"] = _resolv_conf(dns, ep["at"])
@@ -186,6 +186,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     ]
     return {
         "netns": netns,
+        "host_groups": _host_groups(eps, nets),
         "bridges": bridges,
         "veths": veths,
         "firewall": firewall,
@@ -239,20 +240,26 @@ def _allocate(nets: dict, eps: list[dict], current_veths: list[dict], names: dic
                 raise v.ValidationError(f"{ep['at']}: network {net['name']} ({net['subnet']}) has no free address left")
 
 
-def _hosts_entries(ep: dict, eps: list[dict], nets: dict) -> list[dict]:
+def _own_hosts_entry(ep: dict) -> list[dict]:
+    """An endpoint knows its own name on every network, as in Docker's /etc/hosts."""
+    return [{"ip": ep["attachments"][0]["address"], "names": [ep["name"]]}] if ep["attachments"] else []
+
+
+def _host_group_names(ep: dict) -> list[str]:
     """Names resolve between endpoints sharing a user-defined network, as with Docker's DNS."""
-    entries = []
-    if ep["attachments"]:
-        entries.append({"ip": ep["attachments"][0]["address"], "names": [ep["name"]]})
-    mine = {a["network"] for a in ep["attachments"] if a["network"] != DEFAULT_NETWORK}
-    for other in eps:
-        if other is ep:
+    return [a["network"] for a in ep["attachments"] if a["network"] != DEFAULT_NETWORK]
+
+
+def _host_groups(eps: list[dict], nets: dict) -> list[dict]:
+    """One host group per user-defined network: its endpoints and their addresses on it."""
+    groups: dict[str, list[dict]] = {name: [] for name in nets if name != DEFAULT_NETWORK}
+    for ep in eps:
+        if ep["mode"] == "host":
             continue
-        for att in other["attachments"]:
-            if att["network"] in mine:
-                entries.append({"ip": att["address"], "names": [other["name"]]})
-                break
-    return entries
+        for att in ep["attachments"]:
+            if att["network"] in groups:
+                groups[att["network"]].append({"ip": att["address"], "names": [ep["name"]]})
+    return [{"name": name, "hosts": hosts} for name, hosts in groups.items() if hosts]
 
 
 def _resolv_conf(dns: dict, at: str) -> str:

@@ -48,6 +48,40 @@ options:
             type: list
             elements: str
             required: true
+      host_groups:
+        description:
+          - Names of O(host_groups) whose entries follow O(config[].hosts) in the file, in this
+            order; an entry whose names are all listed already is left out.
+          - Giving O(config[].hosts) or O(config[].host_groups) makes the module manage the file.
+        type: list
+        elements: str
+  host_groups:
+    description:
+      - Host entries shared by several namespaces (for example everyone on one network), sent
+        once instead of once per namespace.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Group name, referenced by O(config[].host_groups).
+        type: str
+        required: true
+      hosts:
+        description: The entries.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          ip:
+            description: Address.
+            type: str
+            required: true
+          names:
+            description: Host names for the address.
+            type: list
+            elements: str
+            required: true
 seealso:
   - module: linuxnet.bridge.veth
   - module: linuxnet.bridge.bridge
@@ -65,6 +99,19 @@ EXAMPLES = r"""
           - ip: 172.18.0.3
             names: [db]
       - name: db
+
+- name: Namespaces on one network that know each other by name, entries sent once
+  linuxnet.bridge.netns:
+    host_groups:
+      - name: backend
+        hosts:
+          - {ip: 172.18.0.2, names: [web]}
+          - {ip: 172.18.0.3, names: [db]}
+    config:
+      - name: web
+        host_groups: [backend]
+      - name: db
+        host_groups: [backend]
 
 - name: Remove every namespace this collection created, except web
   linuxnet.bridge.netns:
@@ -112,11 +159,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS, NetnsResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS, MODULE_OPTIONS, NetnsResource
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
+    )
     if module.params["state"] != "rendered":
         require_pyroute2(module)
     _engine.run(module, NetnsResource(module))

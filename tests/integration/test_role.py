@@ -35,6 +35,7 @@ SITE = REPO / "playbooks" / "site.yml"
 HOST = "linuxnet1"
 ADDR = "172.16.211.128"
 ROLE = "linuxnet.bridge.bridge_network : "  # prefix of the role's task names in the results
+COMPARE = ROLE + "Compare the host with the inventory"  # linuxnet.bridge.deployment_info
 TASKS = {  # role task name -> module
     ROLE + "Namespaces of the endpoints": "netns",
     ROLE + "Bridges of the networks": "bridge",
@@ -330,7 +331,7 @@ def test_bad_variables_fail_before_any_change(lab, run_playbook):
                    ok=False)
     assert outside.rc != 0
     failed = [t for t in outside.tasks if t.failed]
-    assert [t.task for t in failed] == [ROLE + "Plan the deployment from the inventory"], [t.task for t in failed]
+    assert [t.task for t in failed] == [COMPARE], [t.task for t in failed]
     assert "linuxnet_endpoints[1].networks[0].address: 10.0.0.5 is outside 172.18.0.0/16" in failed[0].result["msg"], failed[0].result["msg"]
     assert not [t.task for t in outside.tasks if t.task in TASKS], "modules ran after the plan failed"
     assert_same(before, snapshot(lab), "plan failure")
@@ -398,3 +399,39 @@ def test_check_mode_predicts_and_changes_nothing(lab, run_playbook):
             assert done == commands[name], name
         else:
             assert done and set(commands[name]) <= set(done), (name, commands[name], done)
+
+
+# One drift per module, made behind the role's back; the read-only pass must blame exactly that module.
+DRIFTS = {
+    "netns": "rm /etc/netns/c3/resolv.conf",
+    "bridge": "ip addr del 172.18.0.1/16 dev br-usernet",
+    "veth": "ip -n c1 addr flush dev eth0",
+    "firewall": "iptables -D FORWARD -j LINUXNET-ISOLATION-STAGE-1",
+    "port_mapping": "iptables -t nat -S LINUXNET | grep -- '-j DNAT' | sed 's/^-A/-D/' | xargs -L1 iptables -t nat",
+}
+
+
+def test_rerun_is_one_read_only_pass_and_every_drift_is_repaired(lab, run_playbook):
+    site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
+    converged = settled_snapshot(lab)
+
+    again = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
+    assert [t.task for t in again.changed_tasks()] == []
+    assert again.task(COMPARE, HOST).result["pending"] == []
+    for name in TASKS:  # the module tasks cost nothing when the host is as described
+        assert again.task(name, HOST).skipped, name
+    assert_same(converged, snapshot(lab), "a run that found nothing to do")
+
+    for module, drift in DRIFTS.items():
+        sh(lab, drift)
+        repaired = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
+        live = repaired.task(COMPARE, HOST).result
+        assert live["pending"] == [module], (drift, live["commands"])
+        # every module runs, in order, and only the drifted one changes something
+        assert [t.task for t in repaired.changed_tasks()] == [n for n, m in TASKS.items() if m == module], drift
+        done = repaired.task(next(n for n, m in TASKS.items() if m == module), HOST).result["commands"]
+        assert done == live["commands"][module], drift
+        assert_same(converged, settled_snapshot(lab), f"repairing {drift!r}")
+
+    final = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
+    assert final.task(COMPARE, HOST).result["pending"] == []

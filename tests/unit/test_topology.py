@@ -37,6 +37,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import (
     tree,
     veth_name,
 )
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import expand_hosts
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 BRIDGE = {"name": "bridge", "subnet": "172.17.0.0/16"}
@@ -78,6 +79,12 @@ def veths_of(p: dict, endpoint: str) -> list[dict]:
 def netns_of(p: dict, endpoint: str) -> dict:
     (item,) = [n for n in p["netns"] if n["name"] == endpoint]
     return item
+
+
+def hosts_file(p: dict, item: dict) -> list[tuple[str, list[str]]]:
+    """The entries the netns module writes for ``item`` (its own, then its host groups)."""
+    groups = {g["name"]: g["hosts"] for g in p["host_groups"]}
+    return [(h["ip"], h["names"]) for h in expand_hosts(item["hosts"], [groups[g] for g in item["host_groups"]])]
 
 
 def mac_for(cidr: str) -> str:
@@ -377,7 +384,7 @@ def test_host_and_none_modes():
     p = plan([BRIDGE], [{"name": "h", "mode": "host", "networks": ["bridge"]}, {"name": "n", "mode": "none", "network": "bridge"},
                         {"name": "b", "network": "bridge"}])
     assert [n["name"] for n in p["netns"]] == ["n", "b"]  # host mode: no namespace
-    assert netns_of(p, "n") == {"name": "n", "hosts": []}
+    assert netns_of(p, "n") == {"name": "n", "hosts": [], "host_groups": []}
     assert [vt["peer_netns"] for vt in p["veths"]] == ["b"]  # none: only lo
     assert addresses(p) == {"h": {}, "n": {}, "b": {"bridge": "172.17.0.2"}}  # b gets the first address
     assert [(e["name"], e["mode"]) for e in p["endpoints"]] == [("h", "host"), ("n", "none"), ("b", "bridge")]
@@ -409,14 +416,18 @@ def test_hosts_entries_on_user_defined_networks_only():
         {"name": "k2", "network": "backnet"},
         {"name": "n1", "mode": "none"},
     ])
-    hosts = {n["name"]: [(h["ip"], h["names"]) for h in n["hosts"]] for n in p["netns"]}
+    hosts = {n["name"]: hosts_file(p, n) for n in p["netns"]}
+    # each network's entries travel once (arguments grow with N, not N squared)
+    assert [g["name"] for g in p["host_groups"]] == ["usernet", "backnet"]
+    assert sum(len(n["hosts"]) for n in p["netns"]) == 6
     # on `bridge` only the endpoint's own name, as in Docker's default network
     assert hosts["b1"] == [("172.17.0.2", ["b1"])]
     assert hosts["b2"] == [("172.17.0.3", ["b2"])]
     # peers on shared user-defined networks, once each, with their address on a shared network
     assert hosts["u1"] == [("172.18.0.2", ["u1"]), ("172.18.0.3", ["u2"]), ("172.18.0.4", ["k1"])]
     assert hosts["u2"] == [("172.17.0.4", ["u2"]), ("172.18.0.2", ["u1"]), ("172.18.0.4", ["k1"])]
-    assert hosts["k1"] == [("10.30.0.2", ["k1"]), ("172.18.0.2", ["u1"]), ("172.18.0.3", ["u2"]), ("10.30.0.3", ["k2"])]
+    # in the order of the endpoint's own networks (k1: backnet, then usernet)
+    assert hosts["k1"] == [("10.30.0.2", ["k1"]), ("10.30.0.3", ["k2"]), ("172.18.0.2", ["u1"]), ("172.18.0.3", ["u2"])]
     assert hosts["k2"] == [("10.30.0.3", ["k2"]), ("10.30.0.2", ["k1"])]
     assert hosts["n1"] == []
 

@@ -299,6 +299,40 @@ def test_netns_hosts_entries():
     assert message.startswith("config[0] (name=web).hosts[0].names:"), message
 
 
+def test_netns_host_groups_expand_after_own_entries():
+    groups = [
+        {"name": "front", "hosts": [{"ip": "172.18.0.2", "names": ["web"]}, {"ip": "172.18.0.3", "names": ["db"]}]},
+        {"name": "back", "hosts": [{"ip": "10.0.0.3", "names": ["db"]}, {"ip": "10.0.0.4", "names": ["cache"]}]},
+    ]
+    module = FakeModule(host_groups=groups)
+    items = NetnsResource(module).normalize(
+        [{"name": "web", "hosts": [{"ip": "172.18.0.2", "names": ["web"]}], "host_groups": ["front", "back"]},
+         {"name": "cache", "host_groups": ["back"]},
+         {"name": "bare"}],
+        "merged",
+    )
+    # own entry first; db only once (first group wins); cache from the second group
+    assert items[0]["hosts"] == [
+        {"ip": "172.18.0.2", "names": ["web"]},
+        {"ip": "172.18.0.3", "names": ["db"]},
+        {"ip": "10.0.0.4", "names": ["cache"]},
+    ]
+    assert items[1]["hosts"] == groups[1]["hosts"]
+    assert items[2]["hosts"] is None  # neither hosts nor host_groups: the file is left alone
+
+
+def test_netns_host_groups_refused():
+    def with_groups(groups, config):
+        return NetnsResource(FakeModule(host_groups=groups)).normalize(config, "merged")
+
+    with pytest.raises(ValidationError, match=r"^config\[0\] \(name=web\)\.host_groups\[0\]: no host group 'nope'"):
+        with_groups([], [{"name": "web", "host_groups": ["nope"]}])
+    with pytest.raises(ValidationError, match=r"^host_groups\[1\]\.name: duplicate host group g"):
+        with_groups([{"name": "g", "hosts": []}, {"name": "g", "hosts": []}], [])
+    with pytest.raises(ValidationError, match=r"^host_groups\[0\]\.hosts\[0\]\.names:"):
+        with_groups([{"name": "g", "hosts": [{"ip": "10.0.0.1", "names": ["x\ny"]}]}], [])
+
+
 def test_netns_resolv_conf():
     item = namespaces([{"name": "web", "resolv_conf": "nameserver 9.9.9.9"}])[0]
     assert item["resolv_conf"] == "nameserver 9.9.9.9\n"

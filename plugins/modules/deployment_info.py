@@ -1,0 +1,126 @@
+#!/usr/bin/python
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: deployment_info
+short_description: Plan a bridge-network deployment and tell which modules would change the host
+version_added: 0.1.0
+description:
+  - Turns networks and endpoints (the variables of the role M(linuxnet.bridge.bridge_network)) into
+    the C(config) of the modules M(linuxnet.bridge.netns), M(linuxnet.bridge.bridge),
+    M(linuxnet.bridge.veth), M(linuxnet.bridge.firewall) and M(linuxnet.bridge.port_mapping), keeping
+    the addresses of existing endpoints.
+  - Asks each of them, in one pass over the live host and without changing anything, what a run
+    with O(ignore:state=overridden) would do. The role skips the five module tasks when nothing
+    would change, so a run that finds the host as described costs one module run instead of six.
+  - When something would change, checks that the kernel can create a bridge, a veth pair and read
+    the nat table (in a throw-away network namespace) and fails with a clear message if not.
+author:
+  - linuxnet.bridge developers (@linuxnet)
+extends_documentation_fragment:
+  - linuxnet.bridge.iptables
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything, in check mode or not.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+  idempotent:
+    support: full
+    description: Read-only.
+options:
+  networks:
+    description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
+    type: list
+    elements: dict
+    default: []
+  endpoints:
+    description: Endpoints, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_endpoints) of the role.
+    type: list
+    elements: dict
+    default: []
+requirements:
+  - pyroute2 on the managed host
+"""
+
+EXAMPLES = r"""
+- name: Find out whether the host matches the inventory
+  linuxnet.bridge.deployment_info:
+    networks:
+      - name: backend
+        subnet: 172.18.0.0/16
+    endpoints:
+      - name: web
+        networks: [{name: backend}]
+        ports: ["8080:80"]
+  register: live
+
+- name: Converge only when needed
+  linuxnet.bridge.veth:
+    config: "{{ live.plan.veths }}"
+    state: overridden
+  when: "'veth' in live.pending"
+"""
+
+RETURN = r"""
+plan:
+  description:
+    - The C(config) of each module (keys C(netns), C(bridges), C(veths), C(firewall), C(ports)),
+      the C(warnings) about ignored input, and the resolved C(networks) and C(endpoints).
+    - The same as the filter P(linuxnet.bridge.deployment#filter) given the host's current veths.
+  returned: always
+  type: dict
+pending:
+  description: Modules that would change something, in the order the role runs them.
+  returned: always
+  type: list
+  elements: str
+  sample: [veth, firewall]
+commands:
+  description: For each module, the commands its run would apply now.
+  returned: always
+  type: dict
+  sample: {netns: [], bridge: [], veth: [], firewall: ["iptables -t filter -A LINUXNET-FORWARD ..."], port_mapping: []}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import KERNEL_PROBE, pending_changes
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "networks": {"type": "list", "elements": "dict", "default": []},
+            "endpoints": {"type": "list", "elements": "dict", "default": []},
+            **MODULE_OPTIONS,
+        },
+        supports_check_mode=True,
+    )
+    require_pyroute2(module)
+    p = module.params
+    try:
+        result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["backend"])
+    except ValidationError as exc:
+        module.fail_json(msg=str(exc))
+    if result["pending"]:
+        rc, _out, err = module.run_command(KERNEL_PROBE)
+        if rc != 0:
+            module.fail_json(
+                msg="This host cannot run Docker-style bridge networking: creating a bridge, a veth pair and"
+                f" reading the iptables nat table in a throw-away namespace failed ({err.strip()}). The kernel"
+                " needs bridge, veth, netns and netfilter (nat) support.",
+                **result,
+            )
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
