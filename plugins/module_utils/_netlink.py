@@ -148,6 +148,16 @@ class Netlink:
     def link(self, name: str, netns: str | None = None) -> dict | None:
         return self.links(netns).get(name)
 
+    def link_by_index(self, index: int, netns: str | None = None) -> dict | None:
+        """One link, asked for by index: cheaper than a dump when one link of a namespace is wanted."""
+        if netns in self._links:
+            return next((link for link in self._links[netns].values() if link["index"] == index), None)
+        try:
+            found = list(self.ipr(netns).get_links(index))
+        except NetlinkError:  # no such index
+            return None
+        return link_summary(found[0]) if found else None
+
     def addresses(self, netns: str | None = None) -> dict[int, list[str]]:
         """IPv4 addresses per link index, as ``a.b.c.d/len`` in kernel order."""
         if netns not in self._addrs:
@@ -158,7 +168,7 @@ class Netlink:
         return self._addrs[netns]
 
     def default_gateway(self, netns: str | None = None) -> str | None:
-        for msg in self.ipr(netns).get_routes(family=2, table=254):
+        for msg in self.ipr(netns).get_default_routes(family=2, table=254):
             if msg["dst_len"] == 0 and msg.get_attr("RTA_GATEWAY"):
                 return msg.get_attr("RTA_GATEWAY")
         return None

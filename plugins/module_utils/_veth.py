@@ -153,11 +153,14 @@ class VethResource(LinkResource):
     def _gather_peer(self, item: dict, link: dict, recorded: dict) -> None:
         netns = recorded["peer_netns"]
         try:
-            peer = self.netlink.link(recorded["peer"], netns)
+            if netns and link["link"]:  # IFLA_LINK is the peer's index in its namespace
+                peer = self.netlink.link_by_index(link["link"], netns)
+            else:
+                peer = self.netlink.link(recorded["peer"], netns)
         except NamespaceMissing:
             return
         # The recorded peer counts only if it is really the other end of this pair.
-        if not peer or peer["kind"] != "veth" or peer["link"] != link["index"]:
+        if not peer or peer["name"] != recorded["peer"] or peer["kind"] != "veth" or peer["link"] != link["index"]:
             return
         item["peer"], item["peer_netns"] = recorded["peer"], netns
         item["addresses"] = self.netlink.addresses(netns).get(peer["index"], [])
