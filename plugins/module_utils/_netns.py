@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import shutil
+import threading
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import (
+    NETNS_RUN_DIR,
     Netlink,
     list_namespaces,
     pyroute2_netns,
@@ -97,6 +100,34 @@ def expand_hosts(own: list[dict], groups: list[list[dict]]) -> list[dict]:
     return hosts
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def create_namespace(name: str) -> None:
+    """``ip netns add NAME`` inside this process.
+
+    pyroute2.netns.create forks a helper process per namespace (about 20 ms each). Instead this
+    thread unshares its network namespace, pyroute2.netns.attach bind-mounts it to
+    /run/netns/NAME (making /run/netns a shared mount first, as iproute2 does), and the thread
+    returns to its own namespace.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    pyroute2_netns.pushns()
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"unshare: {os.strerror(errno)}")
+        try:
+            pyroute2_netns.attach(name, f"{os.getpid()}/task/{threading.get_native_id()}")
+        except OSError:
+            path = os.path.join(NETNS_RUN_DIR, name)
+            if os.path.exists(path) and not os.path.ismount(path):
+                os.unlink(path)  # the empty mountpoint attach made before its mount failed
+            raise
+    finally:
+        pyroute2_netns.popns()
+
+
 def _write_command(path: str, text: str) -> str:
     return f"printf '%s' {shlex.quote(text)} > {path}"
 
@@ -105,6 +136,8 @@ class NetnsResource(Resource):
     def __init__(self, module) -> None:
         super().__init__(module)
         self.netlink = Netlink()
+        # namespace -> (expanded hosts, own hosts, host group names) of items that use host_groups
+        self._folded: dict[str, tuple[list[dict], list[dict], list[str]]] = {}
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         groups: dict[str, list[dict]] = {}
@@ -128,9 +161,12 @@ class NetnsResource(Resource):
                 for j, group in enumerate(raw.get("host_groups") or []):
                     if group not in groups:
                         raise v.ValidationError(f"{v.where(i, raw, f'host_groups[{j}]')}: no host group {group!r} in host_groups")
-                hosts = expand_hosts(hosts, [groups[g] for g in raw.get("host_groups") or []])
+                expanded = expand_hosts(hosts, [groups[g] for g in raw.get("host_groups") or []])
                 # The standard localhost lines are always written; listing them again changes nothing.
-                item["hosts"] = [h for h in hosts if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
+                item["hosts"] = [h for h in expanded if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
+                if raw.get("host_groups"):
+                    own = [h for h in hosts if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
+                    self._folded[item["name"]] = (item["hosts"], own, list(raw["host_groups"]))
             items.append(item)
         v.unique(items, lambda it: it["name"], "namespace name")
         return items
@@ -152,7 +188,13 @@ class NetnsResource(Resource):
         return current
 
     def public(self, item: dict) -> dict:
-        return {k: item[k] for k in ("name", "resolv_conf", "hosts") if item.get(k) is not None}
+        shown = {k: item[k] for k in ("name", "resolv_conf", "hosts") if item.get(k) is not None}
+        folded = self._folded.get(item["name"])
+        if folded is not None and item.get("hosts") == folded[0]:
+            # As configured: own entries plus group names. Expanded, N namespaces sharing a
+            # network would make the result (before, after) grow with N squared.
+            shown["hosts"], shown["host_groups"] = folded[1], folded[2]
+        return shown
 
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
         ops: list[Operation] = []
@@ -211,13 +253,13 @@ class NetnsResource(Resource):
     def _apply_one(self, op: Operation) -> None:
         args = op.args
         if op.action == "add":
-            pyroute2_netns.create(args["name"])
+            create_namespace(args["name"])
             os.makedirs(OWNED_DIR, exist_ok=True)
             with open(os.path.join(OWNED_DIR, args["name"]), "w", encoding="utf-8"):
                 pass
         elif op.action == "lo_up":
-            ipr = self.netlink.ipr(args["name"])
-            self.netlink.call(args["name"], op.command, "link", "set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            # The loopback device is index 1 in every network namespace (LOOPBACK_IFINDEX).
+            self.netlink.call(args["name"], op.command, "link", "set", index=1, state="up")
         elif op.action == "write":
             os.makedirs(os.path.dirname(args["path"]), exist_ok=True)
             tmp = args["path"] + ".linuxnet-tmp"
