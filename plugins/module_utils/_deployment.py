@@ -15,6 +15,7 @@ skips the five module tasks and a no-change run costs one module run.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -23,6 +24,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITE
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS as FIREWALL_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, FirewallResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import Backend
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS as NETNS_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import MODULE_OPTIONS as NETNS_MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
@@ -63,6 +65,22 @@ class SharedNetlink(Netlink):
 
     def release(self) -> None:
         super().close()
+
+
+class SavedOnce:
+    """A Backend that runs iptables-save once for every resource of the pass (nothing writes)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._saved: dict | None = None
+
+    def save(self) -> dict:
+        if self._saved is None:
+            self._saved = self._backend.save()
+        return copy.deepcopy(self._saved)  # each resource plans on its own copy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
 
 
 class ReadOnlyModule:
@@ -110,6 +128,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
     plan = plan_deployment(networks, endpoints, _engine.listing(live_veths, veths))
 
     commands: dict[str, list[str]] = {}
+    iptables = SavedOnce(Backend(ReadOnlyModule(module, {}), backend))
     for key, name, resource_class, item_options, module_options in STEPS:
         params: dict[str, Any] = {"config": plan[key], "state": "overridden"}
         if module_options is MODULE_OPTIONS:
@@ -127,6 +146,8 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
                 before = live_veths
         else:
             resource = _resource(resource_class, ReadOnlyModule(module, params), netlink)
+            if module_options is MODULE_OPTIONS:
+                resource.backend = iptables
         try:
             commands[name] = [op.command for op in _engine.predict(resource, "overridden", before)]
         finally:

@@ -291,10 +291,15 @@ class PortMappingResource(TablesResource):
                     continue
                 subnets = [ipaddress.ip_interface(a).network for a in addresses.get(link["index"], [])]
                 if not any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets):
-                    raise v.ValidationError(
+                    problem = (
                         f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "
                         f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"
                     )
+                    if self.module is not None and self.module.check_mode:
+                        # the bridge task of the same play may be about to give it that subnet
+                        self.warnings.append(problem + " (an earlier task may change the bridge)")
+                    else:
+                        raise v.ValidationError(problem)
         finally:
             if netlink is not self.netlink:
                 netlink.close()

@@ -198,7 +198,17 @@ def _targets(results: dict, ns: list[int]) -> list[str]:
         rows.append(["N=100 first converge faster than netavark", "not measured", "–"])
     rr100 = median_wall(results, "linuxnet", 100, "rerun")
     bare = med([r["wall"] for r in results.get("baseline", {}).get("bare", [])])
-    if rr100 is not None and bare is not None:
+    paired = [(r["phases"]["rerun"]["wall"], r["phases"]["bare"]["wall"]) for r in _runs(results, "linuxnet", 100)
+              if "bare" in r["phases"] and "rerun" in r["phases"]]
+    if paired:
+        deltas = [rerun - start for rerun, start in paired]
+        delta = med(deltas)
+        rows.append(["N=100 idempotent re-run within 2 s of a bare `ansible-playbook` start",
+                     f"re-run {fs(med([p[0] for p in paired]))} s, bare start in the same lab just before it "
+                     f"{fs(med([p[1] for p in paired]))} s: median difference +{fs(delta)} s "
+                     f"({', '.join('+' + fs(d) for d in deltas)})",
+                     "met" if delta <= 2 else "**not met**"])
+    elif rr100 is not None and bare is not None:
         ok = rr100 <= bare + 2
         rows.append(["N=100 idempotent re-run within 2 s of a bare `ansible-playbook` start",
                      f"re-run {fs(rr100)} s, bare start {fs(bare)} s: +{fs(rr100 - bare)} s", "met" if ok else "**not met**"])
@@ -304,7 +314,10 @@ def _baseline(results: dict) -> list[str]:
     return ["## Ansible baseline", ""] + table(["run", "seconds", "processes", "peak tree RSS MB"], rows) + [
         "", "The lab hosts are reached with the `community.docker.nsenter` connection, which has no pipelining: "
         "every module run costs several `nsenter` + shell processes (temp dir, file copy, run, cleanup). "
-        "The difference ping − bare is the price of one module run through that connection.", ""]
+        "The difference ping − bare is the price of one module run through that connection.", "",
+        "The speed of this machine (a shared VM) drifts by tens of percent within minutes, so for the re-run "
+        "target every linuxnet repetition also times a bare start in its own lab right before its re-run, and "
+        "the target is judged on those pairs.", ""]
 
 
 def _peers_section(ps: list[str]) -> list[str]:

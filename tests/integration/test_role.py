@@ -436,3 +436,21 @@ def test_rerun_is_one_read_only_pass_and_every_drift_is_repaired(lab, run_playbo
 
     final = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
     assert final.task(COMPARE, HOST).result["pending"] == []
+
+
+def test_a_network_moves_to_another_subnet(lab, run_playbook):
+    """The read-only pass must not refuse a published port that the bridge task is about to make valid."""
+    def topology(prefix: str) -> tuple[list, list]:
+        return ([{"name": "bridge", "subnet": f"{prefix}.0.0/16"}],
+                [{"name": "web", "networks": [{"name": "bridge", "address": f"{prefix}.0.5"}], "ports": [f"{ADDR}:81:80"]}])
+
+    site(run_playbook, lab, *topology("172.17"))
+    moved = site(run_playbook, lab, *topology("172.20"))
+    assert {"bridge", "veth", "firewall", "port_mapping"} <= set(moved.task(COMPARE, HOST).result["pending"])
+    assert endpoint_addrs(lab, "web") == {"eth0": ["172.20.0.5/16"]}
+    assert default_routes(lab, "web") == [("172.20.0.1", "eth0")]
+    rules = iptables(lab)
+    assert [r for r in rules if "--to-destination 172.20.0.5:80" in r], rules
+    assert not [r for r in rules if "172.17." in r], rules
+    assert sh(lab, "ping -c1 -W2 172.20.0.5", check=False).returncode == 0
+    assert site(run_playbook, lab, *topology("172.20")).task(COMPARE, HOST).result["pending"] == []
