@@ -44,6 +44,15 @@ options:
     type: list
     elements: dict
     default: []
+  return_plan:
+    description:
+      - V(always) returns RV(plan) on every run.
+      - V(on_change) returns it only when a module would change something; a run that finds the
+        host as described then returns a few hundred bytes instead of the whole plan (the role
+        uses this).
+    type: str
+    choices: [always, on_change]
+    default: always
 requirements:
   - pyroute2 on the managed host
 """
@@ -73,8 +82,13 @@ plan:
     - The C(config) of each module (keys C(netns), C(bridges), C(veths), C(firewall), C(ports)),
       the C(warnings) about ignored input, and the resolved C(networks) and C(endpoints).
     - The same as the filter P(linuxnet.bridge.deployment#filter) given the host's current veths.
-  returned: always
+  returned: always, unless O(return_plan=on_change) and RV(pending) is empty
   type: dict
+ignored:
+  description: What of the input is ignored and why (the same as RV(plan.warnings)).
+  returned: always
+  type: list
+  elements: str
 pending:
   description: Modules that would change something, in the order the role runs them.
   returned: always
@@ -100,6 +114,7 @@ def main() -> None:
         argument_spec={
             "networks": {"type": "list", "elements": "dict", "default": []},
             "endpoints": {"type": "list", "elements": "dict", "default": []},
+            "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
             **MODULE_OPTIONS,
         },
         supports_check_mode=True,
@@ -119,6 +134,9 @@ def main() -> None:
                 " needs bridge, veth, netns and netfilter (nat) support.",
                 **result,
             )
+    result["ignored"] = result["plan"]["warnings"]
+    if p["return_plan"] == "on_change" and not result["pending"]:
+        del result["plan"]
     module.exit_json(changed=False, **result)
 
 
