@@ -154,20 +154,22 @@ class VethResource(LinkResource):
         netns = recorded["peer_netns"]
         try:
             if netns and link["link"]:  # IFLA_LINK is the peer's index in its namespace
-                peer = self.netlink.link_by_index(link["link"], netns)
+                peer, addresses, gateway = self.netlink.endpoint(netns, link["link"])
             else:
                 peer = self.netlink.link(recorded["peer"], netns)
+                addresses = self.netlink.addresses(netns).get(peer["index"], []) if peer else []
+                gateway = self.netlink.default_gateway(netns) if netns else None
         except NamespaceMissing:
             return
         # The recorded peer counts only if it is really the other end of this pair.
         if not peer or peer["name"] != recorded["peer"] or peer["kind"] != "veth" or peer["link"] != link["index"]:
             return
         item["peer"], item["peer_netns"] = recorded["peer"], netns
-        item["addresses"] = self.netlink.addresses(netns).get(peer["index"], [])
+        item["addresses"] = addresses
         item["mac"] = peer["mac"]
         item["_peer_up"] = peer["up"]
         item["_peer_mtu"] = peer["mtu"]
-        item["gateway"] = self.netlink.default_gateway(netns) if netns else None
+        item["gateway"] = gateway
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
