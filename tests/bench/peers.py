@@ -204,6 +204,7 @@ class ScriptPeer(Peer):
 
 class Netavark(ScriptPeer):
     name = "netavark"
+    max_n = 100  # N=1000 takes hours: each setup reads and rewrites a ruleset that keeps growing
     title = "netavark (`ip netns add` + `netavark setup` per endpoint; `netavark teardown` + `ip netns del`)"
 
     def __init__(self) -> None:
