@@ -85,7 +85,7 @@ plan:
   returned: always, unless O(return_plan=on_change) and RV(pending) is empty
   type: dict
 ignored:
-  description: What of the input is ignored and why (the same as RV(plan.warnings)).
+  description: What of the input is ignored and why (the C(warnings) of RV(plan)).
   returned: always
   type: list
   elements: str
