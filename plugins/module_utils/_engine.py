@@ -96,7 +96,8 @@ def config_argument_spec(item_options: dict, extra: dict | None = None) -> dict:
     return spec
 
 
-def _listing(items: dict, resource: Resource) -> list[dict]:
+def listing(items: dict, resource: Resource) -> list[dict]:
+    """Gathered items as ``state: gathered`` returns them: config items sorted by key."""
     return [resource.public(items[k]) for k in sorted(items, key=str)]
 
 
@@ -117,11 +118,6 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
     return operations
 
 
-def listing(items: dict, resource: Resource) -> list[dict]:
-    """Gathered items as ``state: gathered`` returns them: config items sorted by key."""
-    return _listing(items, resource)
-
-
 def run(module: Any, resource: Resource) -> None:
     """Execute one resource-module run and exit the module."""
     state = module.params["state"]
@@ -138,7 +134,7 @@ def run(module: Any, resource: Resource) -> None:
         resource.check_references(desired, state)
         before = resource.gather(desired, state)
         if state == "gathered":
-            result["gathered"] = _listing(before, resource)
+            result["gathered"] = listing(before, resource)
             module.exit_json(**result)
         operations, expected = resource.plan(desired, before, state)
     except ValidationError as exc:
@@ -146,7 +142,7 @@ def run(module: Any, resource: Resource) -> None:
         module.fail_json(msg=str(exc))
         return
 
-    result["before"] = _listing(before, resource)
+    result["before"] = listing(before, resource)
     result["commands"] = [op.command for op in operations]
     after = expected
     if operations:
@@ -162,7 +158,7 @@ def run(module: Any, resource: Resource) -> None:
     if not module.check_mode:
         resource.persist()
     resource.close()
-    result["after"] = _listing(after, resource)
+    result["after"] = listing(after, resource)
     if module._diff and operations:
         result["diff"] = {
             "before": json.dumps(result["before"], indent=2, sort_keys=True) + "\n",

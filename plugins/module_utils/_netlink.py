@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _rtnl
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
@@ -90,6 +90,25 @@ def link_summary(msg: Any) -> dict:
     }
 
 
+def open_in_namespace(netns: str, opener: Callable[[], Any]) -> Any:
+    """``opener()`` run inside named namespace ``netns``: a socket it opens stays bound there.
+
+    The thread enters the namespace just long enough to open the socket, so no helper process
+    is forked (pyroute2's netns= option forks one per socket). Never creates a namespace.
+    """
+    try:
+        fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
+    except FileNotFoundError:
+        raise NamespaceMissing(netns) from None
+    pyroute2_netns.pushns()
+    try:
+        pyroute2_netns.setns(fd)
+        return opener()
+    finally:
+        pyroute2_netns.popns()
+        os.close(fd)
+
+
 class Netlink:
     """Lazily opened netlink sockets per namespace with cached dumps."""
 
@@ -116,27 +135,9 @@ class Netlink:
 
     def ipr(self, netns: str | None = None) -> Any:
         """Socket for ``netns`` (None: the module's own namespace); never creates a namespace."""
-        if netns in self._sockets:
-            return self._sockets[netns]
-        if netns is None:
-            sock = IPRoute(groups=0)
-        else:
-            path = os.path.join(NETNS_RUN_DIR, netns)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise NamespaceMissing(netns) from None
-            # Enter the namespace just long enough to open the socket: the socket stays bound to
-            # it, and no helper process is forked (pyroute2's netns= option forks one per socket).
-            pyroute2_netns.pushns()
-            try:
-                pyroute2_netns.setns(fd)
-                sock = IPRoute(groups=0)
-            finally:
-                pyroute2_netns.popns()
-                os.close(fd)
-        self._sockets[netns] = sock
-        return sock
+        if netns not in self._sockets:
+            self._sockets[netns] = IPRoute(groups=0) if netns is None else open_in_namespace(netns, lambda: IPRoute(groups=0))
+        return self._sockets[netns]
 
     def links(self, netns: str | None = None) -> dict[str, dict]:
         if netns not in self._links:
@@ -149,33 +150,13 @@ class Netlink:
     def link(self, name: str, netns: str | None = None) -> dict | None:
         return self.links(netns).get(name)
 
-    def link_by_index(self, index: int, netns: str | None = None) -> dict | None:
-        """One link, asked for by index: cheaper than a dump when one link of a namespace is wanted."""
-        if netns in self._links:
-            return next((link for link in self._links[netns].values() if link["index"] == index), None)
-        try:
-            found = list(self.ipr(netns).get_links(index))
-        except NetlinkError:  # no such index
-            return None
-        return link_summary(found[0]) if found else None
-
     def endpoint(self, netns: str, index: int) -> tuple[dict | None, list[str], str | None]:
         """Link ``index`` of ``netns``, its IPv4 addresses and the namespace's default gateway.
 
         Read with the lightweight reader of ``_rtnl`` (a tenth of pyroute2's cost), on a socket
         opened inside the namespace like :meth:`ipr` does; nothing is cached.
         """
-        try:
-            fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NamespaceMissing(netns) from None
-        pyroute2_netns.pushns()
-        try:
-            pyroute2_netns.setns(fd)
-            reader = _rtnl.Reader()
-        finally:
-            pyroute2_netns.popns()
-            os.close(fd)
+        reader = open_in_namespace(netns, _rtnl.Reader)
         try:
             link = reader.link(index)
             if link is None:
