@@ -1,7 +1,8 @@
 """Shared pytest fixtures: sandboxed lab factory, playbook runner, real-netns guard.
 
-* ``lab_factory(hosts, groups=None)`` creates a :class:`tests.lab.Lab` under the
-  test's tmp dir; every lab (even half-created ones) is destroyed at teardown,
+* ``lab_factory(hosts, groups=None, python_interpreter=None)`` creates a
+  :class:`tests.lab.Lab` under the test's tmp dir (``python_interpreter``: the hosts'
+  ``ansible_python_interpreter``, default the controller's); every lab (even half-created ones) is destroyed at teardown,
   also when the test failed.
 * ``run_playbook`` is :func:`tests.lab.playbook.run_playbook`.
 * ``real_netns_guard`` (session) snapshots the machine's real network namespace
@@ -33,14 +34,15 @@ def real_netns_guard() -> Iterator[dict[str, Any]]:
 def lab_factory(
     tmp_path_factory: pytest.TempPathFactory, real_netns_guard: dict[str, Any]
 ) -> Iterator[Callable[..., Lab]]:
-    """Factory ``make(hosts, groups=None) -> Lab``; all labs are destroyed at teardown."""
+    """Factory ``make(hosts, groups=None, python_interpreter=None) -> Lab``; all labs are destroyed at teardown."""
     state_dirs: list[Path] = []
     labs: list[Lab] = []
 
-    def make(hosts: Mapping[str, str], groups: Mapping[str, Iterable[str]] | None = None) -> Lab:
+    def make(hosts: Mapping[str, str], groups: Mapping[str, Iterable[str]] | None = None,
+             python_interpreter: str | None = None) -> Lab:
         state_dir = tmp_path_factory.mktemp("lab") / "state"
         state_dirs.append(state_dir)
-        lab = Lab.create(state_dir, hosts, groups)
+        lab = Lab.create(state_dir, hosts, groups, python_interpreter=python_interpreter)
         labs.append(lab)
         return lab
 

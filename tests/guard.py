@@ -17,6 +17,21 @@ What is captured (all by reading only; nothing is ever changed):
   ``[packets:bytes]`` counters stripped;
 * forwarding / bridge-netfilter related sysctls of the real namespace;
 * the mount points of the current mount namespace (to catch leaked mounts).
+
+``save`` also records (under ``_processes``) the network namespace inode of every process
+and the lab processes that already run. ``check`` then also fails, naming pid and cmdline,
+on every process left in a lab namespace (see ``leftover_processes``):
+
+* a process carrying a ``LAB_MARKER`` environment variable (any lab's),
+* a process whose ``/proc/PID/mountinfo`` carries a lab mount tag (``lab-<32 hex>``, see
+  ``tests.lab.core.lab_mount_tag``): ``ip netns exec`` / ``unshare -m`` children of a lab
+  host, booted lab machines,
+* a process whose network namespace did not exist at ``save`` time.
+
+Not flagged: the guard itself, pid 1, processes that already matched at ``save`` (a lab kept
+on purpose), and, for the new-netns rule only, the guard's own network namespace and
+processes that run in a system service's cgroup (``/system.slice/...``, for example
+``PrivateNetwork=yes`` units) other than the guard's own.
 """
 
 from __future__ import annotations
@@ -30,6 +45,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+from tests.lab.core import LAB_TAG_RE, MARKER_ENV
 
 _LINK_RE = re.compile(r"^\d+:\s+(?P<name>[^:@]+)(?:@[^:]+)?:\s+<(?P<flags>[^>]*)>(?P<rest>.*)$")
 _COUNTER_RE = re.compile(r"\[\d+:\d+\]")
@@ -138,6 +155,115 @@ def snapshot() -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- lab processes
+
+PROCESSES_KEY = "_processes"
+
+
+def _proc_read(pid: int | str, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _netns_of(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _start_time(pid: int | str) -> str:
+    stat = _proc_read(pid, "stat")
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else "?"
+
+
+def _identity(pid: int) -> str:
+    """``pid:starttime``: survives pid reuse (a new process with the same pid differs)."""
+    return f"{pid}:{_start_time(pid)}"
+
+
+def _cgroup(pid: int | str) -> str:
+    for line in _proc_read(pid, "cgroup").decode(errors="replace").splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return ""
+
+
+def _cmdline_text(pid: int) -> str:
+    raw = _proc_read(pid, "cmdline")
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return text or "[" + _proc_read(pid, "comm").decode(errors="replace").strip() + "]"
+
+
+def _is_zombie(pid: int) -> bool:
+    stat = _proc_read(pid, "stat")
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state in (b"", b"Z", b"X")
+
+
+def _lab_reasons(pid: int, known_netns: set[str] | None, own_net: str | None = None) -> list[str]:
+    reasons = []
+    markers = [e.split(b"=", 1)[1].decode(errors="replace") for e in _proc_read(pid, "environ").split(b"\0")
+               if e.startswith(MARKER_ENV.encode() + b"=")]
+    if markers:
+        reasons.append(f"{MARKER_ENV}={markers[0]}")
+    tags = sorted(set(LAB_TAG_RE.findall(_proc_read(pid, "mountinfo").decode(errors="replace"))))
+    if tags:
+        reasons.append("mount tag " + ",".join(tags))
+    if known_netns is not None:
+        net = _netns_of(pid)
+        if net is not None and net not in known_netns and net != own_net:
+            reasons.append(f"new netns {net}")
+    return reasons
+
+
+def _is_other_service(pid: int, own_cgroup: str) -> bool:
+    cg = _cgroup(pid)
+    return cg.startswith("/system.slice/") and cg != own_cgroup
+
+
+def process_snapshot() -> dict[str, Any]:
+    """Netns inodes of all processes now, and the processes that already look like a lab's."""
+    netns = {ns for pid in _pids() if (ns := _netns_of(pid)) is not None}
+    own = _netns_of("self")
+    if own is not None:
+        netns.add(own)
+    before = sorted(_identity(pid) for pid in _pids() if pid != os.getpid() and _lab_reasons(pid, None))
+    return {"netns": sorted(netns), "lab_processes": before}
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def leftover_processes(saved: dict[str, Any] | None) -> list[str]:
+    """One line ``pid=N reasons: cmdline`` per process left in a lab namespace.
+
+    *saved* is :func:`process_snapshot` taken before the tests (``None``: only the marker
+    and mount tag rules apply).
+    """
+    me = os.getpid()
+    own_net = _netns_of("self")
+    own_cgroup = _cgroup("self")
+    known = set(saved["netns"]) if saved is not None else None
+    already = set(saved.get("lab_processes", [])) if saved is not None else set()
+    out = []
+    for pid in sorted(_pids()):
+        if pid in (me, 1) or _is_zombie(pid):
+            continue
+        reasons = _lab_reasons(pid, known, own_net)  # our own netns is never "new"
+        if not reasons or _identity(pid) in already:
+            continue
+        if len(reasons) == 1 and reasons[0].startswith("new netns ") and _is_other_service(pid, own_cgroup):
+            continue  # e.g. a PrivateNetwork=yes system service started during the tests
+        out.append(f"pid={pid} ({'; '.join(reasons)}): {_cmdline_text(pid)}")
+    return out
+
+
 def _render(snap: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for key in sorted(snap):
@@ -167,17 +293,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args[1])
     if args[0] == "save":
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(snapshot(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        data = {**snapshot(), PROCESSES_KEY: process_snapshot()}
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"guard: saved snapshot of the real network namespace to {path}")
         return 0
     old = json.loads(path.read_text(encoding="utf-8"))
+    saved_procs = old.pop(PROCESSES_KEY, None)
+    rc = 0
     d = diff(old, snapshot())
     if d:
         print("guard: the REAL network namespace CHANGED:", file=sys.stderr)
         print("\n".join(d), file=sys.stderr)
-        return 1
-    print("guard: real network namespace unchanged")
-    return 0
+        rc = 1
+    else:
+        print("guard: real network namespace unchanged")
+    left = leftover_processes(saved_procs)
+    if left:
+        print(f"guard: {len(left)} process(es) LEFT in lab namespaces:", file=sys.stderr)
+        print("\n".join(left), file=sys.stderr)
+        rc = 1
+    else:
+        print("guard: no process left in a lab namespace")
+    return rc
 
 
 if __name__ == "__main__":

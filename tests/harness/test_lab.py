@@ -17,8 +17,9 @@ from typing import Any, Callable
 
 import pytest
 
+from tests import guard
 from tests.lab import Lab, LabError
-from tests.lab.core import MARKER_ENV, STATE_FILE, _alive, find_lab_processes
+from tests.lab.core import LAB_TAG_RE, MARKER_ENV, STATE_FILE, _alive, find_lab_processes, lab_mount_tag, mount_tags
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
@@ -106,6 +107,145 @@ def test_destroy_kills_servers_in_named_namespaces(tmp_path: Path, real_netns_gu
     finally:
         lab.destroy()
     assert not _alive(server)
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_mount_tag() -> None:
+    marker = f"tests.lab-{uuid.uuid4().hex}"
+    tag = lab_mount_tag(marker)
+    assert tag == "lab-" + marker.rsplit("-", 1)[1] and LAB_TAG_RE.fullmatch(tag)
+    other = lab_mount_tag("some-other-marker-format")
+    assert LAB_TAG_RE.fullmatch(other) and other == lab_mount_tag("some-other-marker-format")
+    assert not mount_tags("self"), "the machine's own mount namespace must carry no lab tag"
+
+
+# How a daemon (parent pid 1 after `setsid -f`, no lab marker) is started inside lab host
+# linuxnet1. It writes its pid to the lab host's private /run, then becomes `sleep 1000`.
+_DAEMON = "echo $$ > /run/daemon.pid; exec sleep 1000 </dev/null >/dev/null 2>&1"
+_MACHINE_LIKE = ("echo $$ > /run/daemon.pid; exec unshare --pid --fork --net --mount --propagation private "
+                 "--mount-proc sleep 1000 </dev/null >/dev/null 2>&1")
+_VARIANTS = {
+    # the issue-11 leak: `ip netns exec` (own mount namespace), then the name is deleted
+    "netns-exec-then-del": 'ip netns add x && ip netns exec x setsid -f sh -c "$D" && '
+                           "while [ ! -s /run/daemon.pid ]; do sleep 0.05; done && ip netns del x",
+    "unshare-m": 'unshare -m --propagation private setsid -f sh -c "$D"',
+    "unshare-m-n": 'unshare -m -n --propagation private setsid -f sh -c "$D"',
+    # like a booted nspawn machine: own pid, mount and network namespace
+    "pid-mnt-net": 'setsid -f sh -c "$M"',
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_destroy_kills_daemons_in_child_namespaces(tmp_path: Path, real_netns_guard: Any, variant: str) -> None:
+    lab = Lab.create(tmp_path / "lab", HOSTS)
+    pinned: list[int] = []  # pidfds of the daemons, so the cleanup below can never hit a reused pid
+    daemons: list[int] = []
+    try:
+        host = lab.pid("linuxnet1")
+        subprocess.run(lab.nsenter_argv("linuxnet1", ["sh", "-c", _VARIANTS[variant]]),
+                       env={**os.environ, "D": _DAEMON, "M": _MACHINE_LIKE},
+                       capture_output=True, text=True, check=True, timeout=30)
+        deadline = time.monotonic() + 10
+        pid_text = ""
+        while not pid_text and time.monotonic() < deadline:
+            pid_text = lab.run("linuxnet1", ["cat", "/run/daemon.pid"], check=False).stdout.strip()
+            time.sleep(0.05)
+        daemon = int(pid_text)
+        daemons.append(daemon)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait for the exec of sleep / the pid-ns child
+            kids = _children(daemon)
+            if variant == "pid-mnt-net":
+                if kids and Path(f"/proc/{kids[0]}/cmdline").read_bytes().startswith(b"sleep"):
+                    daemons.append(kids[0])
+                    break
+            elif Path(f"/proc/{daemon}/cmdline").read_bytes().startswith(b"sleep"):
+                break
+            time.sleep(0.02)
+        pinned.extend(os.pidfd_open(d) for d in daemons)
+        lab_ns = {os.readlink(f"/proc/{host}/ns/{k}") for k in ("net", "mnt")}
+        for d in daemons:
+            assert _alive(d)
+            assert f"{MARKER_ENV}=".encode() not in Path(f"/proc/{d}/environ").read_bytes()
+            assert lab_mount_tag(lab.marker) in mount_tags(d)
+            assert os.readlink(f"/proc/{d}/ns/mnt") not in lab_ns  # own mount namespace
+            if variant != "unshare-m":
+                assert os.readlink(f"/proc/{d}/ns/net") not in lab_ns  # and a netns of its own
+        assert _ppid(daemons[0]) == 1
+        if variant == "netns-exec-then-del":
+            assert lab.run("linuxnet1", ["ip", "netns", "list"]).stdout.strip() == ""
+        if variant == "pid-mnt-net":
+            assert os.readlink(f"/proc/{daemons[1]}/ns/pid") != os.readlink(f"/proc/{host}/ns/pid")
+        assert set(daemons) <= set(find_lab_processes(lab.marker))
+        lab.destroy()
+        for d in daemons:
+            assert not _alive(d), f"{variant}: pid {d} survived destroy"
+    finally:
+        lab.destroy()
+        for fd in pinned:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)  # only if destroy failed: never a reused pid
+            except ProcessLookupError:
+                pass
+            os.close(fd)
+
+
+def test_guard_flags_processes_left_in_lab_namespaces(tmp_path: Path, real_netns_guard: Any,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "guard.json"
+    # a lab process that already ran at save time (a lab kept on purpose) is not a leftover
+    kept = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, MARKER_ENV: f"tests.lab-{uuid.uuid4().hex}"})
+    deadline = time.monotonic() + 10
+    while f"{MARKER_ENV}=".encode() not in Path(f"/proc/{kept.pid}/environ").read_bytes():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert guard.main(["save", str(saved)]) == 0
+    assert not [ln for ln in guard.leftover_processes(json.loads(saved.read_text())["_processes"])
+                if ln.startswith(f"pid={os.getpid()} ")], "the guard flagged itself"
+    # a process in a network namespace that did not exist at save time (our own sandbox)
+    stray = subprocess.Popen(["unshare", "--net", "--", "sleep", "1000"], stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    # a process in our own netns that carries a lab marker
+    marked = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, start_new_session=True,
+                              env={**os.environ, MARKER_ENV: f"tests.lab-{uuid.uuid4().hex}"})
+    # the processes of a lab that is still there (marker, mount tag, new netns)
+    lab = Lab.create(tmp_path / "lab", HOSTS)
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{stray.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while Path(f"/proc/{stray.pid}/cmdline").read_bytes() != b"sleep\x001000\x00":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        capsys.readouterr()
+        assert guard.main(["check", str(saved)]) == 1
+        err = capsys.readouterr().err
+        assert f"pid={stray.pid} (new netns net:[" in err and "): sleep 1000" in err, err
+        assert f"pid={marked.pid} ({MARKER_ENV}=tests.lab-" in err, err
+        for name in HOSTS:
+            assert f"pid={lab.pid(name)} ({MARKER_ENV}={lab.marker}; mount tag {lab_mount_tag(lab.marker)};" in err, err
+        assert f"pid={os.getpid()} " not in err and f"pid={kept.pid} " not in err
+    finally:
+        for proc in (stray, marked, kept):  # by pid (we started them); the lab by its marker
+            proc.kill()
+            proc.wait()
+        lab.destroy()
+    left = "\n".join(guard.leftover_processes(json.loads(saved.read_text())["_processes"]))
+    for pid in (stray.pid, marked.pid, *lab.pids.values()):
+        assert f"pid={pid} " not in left, left
 
 
 def test_cli_roundtrip(tmp_path: Path, real_netns_guard: Any) -> None:

@@ -3,6 +3,7 @@
 Commands::
 
     create  --state-dir DIR --host NAME=ADDR [--host ...] [--group GROUP=N1,N2 ...]
+            [--machine NAME=SUITE ...]
     destroy --state-dir DIR
     status  --state-dir DIR
     exec    --state-dir DIR NAME -- CMD [ARG ...]
@@ -40,6 +41,16 @@ def _parse_groups(values: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
+def _parse_machines(values: Sequence[str]) -> dict[str, str]:
+    machines: dict[str, str] = {}
+    for value in values:
+        name, sep, suite = value.partition("=")
+        if not sep or not name or not suite:
+            raise LabError(f"--machine expects NAME=SUITE, got {value!r}")
+        machines[name] = suite
+    return machines
+
+
 def _print_table(lab: Lab) -> None:
     rows = [("HOST", "PID", "ADDRESS", "ALIVE")]
     for name, st in lab.status().items():
@@ -58,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--state-dir", required=True)
     c.add_argument("--host", action="append", required=True, metavar="NAME=ADDR")
     c.add_argument("--group", action="append", default=[], metavar="GROUP=NAME1,NAME2")
+    c.add_argument(
+        "--machine", action="append", default=[], metavar="NAME=SUITE",
+        help="boot host NAME as a Debian machine (bullseye, bookworm, trixie) reached over SSH",
+    )  # fmt: skip
 
     d = sub.add_parser("destroy", help="kill all lab processes and remove state (idempotent)")
     d.add_argument("--state-dir", required=True)
@@ -76,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "create":
-            lab = Lab.create(args.state_dir, _parse_hosts(args.host), _parse_groups(args.group))
+            lab = Lab.create(
+                args.state_dir, _parse_hosts(args.host), _parse_groups(args.group), machines=_parse_machines(args.machine)
+            )
             _print_table(lab)
             return 0
         if args.cmd == "destroy":

@@ -28,18 +28,26 @@ The marker is written to ``state.json`` *before* any process is started, so
 creating process crashed before it recorded their pids (it scans ``/proc/*/environ``).
 Processes that were started inside a lab host later (e.g. daemons launched by a role)
 do not carry the marker; they are found because they share a lab network or mount
-namespace. Killing all processes that hold a namespace makes the kernel release the
+namespace, or because their mount table carries the lab's *mount tag*
+(:func:`lab_mount_tag`): every mount a lab host makes has a source named after the tag, and
+a mount namespace copied from a lab host's (``ip netns exec``, ``unshare -m``,
+``systemd-nspawn``) keeps those mounts, so ``/proc/PID/mountinfo`` shows the tag even when
+the process's network namespace was unnamed (``ip netns del``) and its mount namespace is
+its own. Killing all processes that hold a namespace makes the kernel release the
 namespace and every mount inside it; no mount is ever made in the machine's own
 mount namespace, so there is nothing else to unmount.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
 import re
+import select
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,20 +57,29 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from tests.lab import machine
+from tests.lab.images import SUITES, Image, ensure_image
+
 __all__ = [
     "LAB_NETWORK",
+    "LAB_TAG_RE",
     "Lab",
     "LabError",
     "destroy_state_dir",
+    "find_lab_processes",
+    "lab_mount_tag",
+    "mount_tags",
     "validate_host_name",
 ]
 
 #: The lab LAN. Every lab host address must be inside it.
 LAB_NETWORK = ipaddress.IPv4Network("172.16.211.0/24")
+#: The fabric's own address on the lab LAN: SSH to booted machines starts from here.
+FABRIC_ADDRESS = ipaddress.IPv4Address("172.16.211.254")
 #: Name of the LAN port inside each lab host.
 LAN_PORT = "ens160"
 #: Name of the bridge inside the fabric namespace.
@@ -73,6 +90,9 @@ MARKER_ENV = "LAB_MARKER"
 ROLE_ENV = "LAB_ROLE"
 STATE_VERSION = 1
 _NAME_RE = re.compile(r"^[a-z0-9_-]{1,63}$")
+_MARKER_RE = re.compile(r"^tests\.lab-([0-9a-f]{32})$")
+#: Matches the mount tag of any lab (see :func:`lab_mount_tag`) inside a mountinfo line.
+LAB_TAG_RE = re.compile(r"lab-[0-9a-f]{32}(?![0-9a-f])")
 _IFNAMSIZ = 15
 
 # Shell run as the first process inside a new lab host's namespaces. It must never be
@@ -81,12 +101,13 @@ _HOST_SETUP = r"""
 set -eu
 [ "$(readlink /proc/self/ns/net)" != "$LAB_OUTER_NETNS" ] || { echo "refusing: not in a new netns" >&2; exit 97; }
 [ "$(readlink /proc/self/ns/mnt)" != "$LAB_OUTER_MNTNS" ] || { echo "refusing: not in a new mntns" >&2; exit 97; }
-mount -n -t tmpfs -o mode=0755,size=64m lab-run /run
+case "$LAB_MOUNT_TAG" in lab-????????????????????????????????) ;; *) echo "refusing: bad LAB_MOUNT_TAG" >&2; exit 97;; esac
+mount -n -t tmpfs -o mode=0755,size=64m "$LAB_MOUNT_TAG-run" /run
 mkdir -p /run/netns /run/lock /run/.lab/etc-upper /run/.lab/etc-work && chmod 1777 /run/lock
-mount -n -t overlay -o lowerdir=/etc,upperdir=/run/.lab/etc-upper,workdir=/run/.lab/etc-work lab-etc /etc
+mount -n -t overlay -o lowerdir=/etc,upperdir=/run/.lab/etc-upper,workdir=/run/.lab/etc-work "$LAB_MOUNT_TAG-etc" /etc
 mkdir -p /etc/netns
-mount -n -t tmpfs -o mode=0755,size=4m lab-etc-netns /etc/netns
-mount -n -t sysfs lab-sys /sys
+mount -n -t tmpfs -o mode=0755,size=4m "$LAB_MOUNT_TAG-etc-netns" /etc/netns
+mount -n -t sysfs "$LAB_MOUNT_TAG-sys" /sys
 hostname "$LAB_HOSTNAME"
 printf '%s\n' "$LAB_HOSTNAME" > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$LAB_HOSTNAME" > /etc/hosts
@@ -101,6 +122,7 @@ set -eu
 hostname lab-fabric
 ip link set lo up
 ip link add lan0 type bridge
+ip addr add "$LAB_FABRIC_ADDRESS/$LAB_PREFIXLEN" dev lan0
 ip link set lan0 up
 echo READY
 exec sleep infinity </dev/null >/dev/null 2>&1
@@ -136,6 +158,8 @@ def _validate_hosts(hosts: Mapping[str, str]) -> dict[str, str]:
             raise LabError(f"host {name}: invalid address {addr!r}") from exc
         if ip not in LAB_NETWORK or ip in (LAB_NETWORK.network_address, LAB_NETWORK.broadcast_address):
             raise LabError(f"host {name}: {addr} is not a usable address of {LAB_NETWORK}")
+        if ip == FABRIC_ADDRESS:
+            raise LabError(f"host {name}: {addr} is the lab fabric's own address")
         if str(ip) in seen_addr:
             raise LabError(f"hosts {seen_addr[str(ip)]} and {name} share address {ip}")
         port = _port_name(name)
@@ -157,6 +181,17 @@ def _validate_groups(groups: Mapping[str, Iterable[str]] | None, hosts: Mapping[
             if m not in hosts:
                 raise LabError(f"group {group}: unknown host {m!r}")
         out[group] = members
+    return out
+
+
+def _validate_machines(machines: Mapping[str, str] | None, hosts: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, suite in (machines or {}).items():
+        if name not in hosts:
+            raise LabError(f"machine {name!r} is not a host of the lab (give it with --host too)")
+        if suite not in SUITES:
+            raise LabError(f"machine {name}: unknown suite {suite!r} (use {', '.join(SUITES)})")
+        out[name] = suite
     return out
 
 
@@ -209,6 +244,38 @@ def _marker_pids(marker: str) -> list[int]:
     return [p for p in _all_pids() if p != me and _has_marker(p, marker) and _alive(p)]
 
 
+def lab_mount_tag(marker: str) -> str:
+    """The mount tag of the lab with *marker*: ``lab-`` and 32 hex digits.
+
+    For the usual marker ``tests.lab-<hex>`` the digits are the marker's own; any other
+    marker is hashed. Every mount a lab makes carries the tag in its source (``<tag>-run``,
+    ``<tag>-etc``, ...) or in a path (for example a bind mount or overlay whose directories
+    are named after it). **Any process whose mountinfo contains the lab's tag belongs to the
+    lab** and is killed by :func:`destroy_state_dir`, whatever its network, mount or pid
+    namespace.
+    """
+    m = _MARKER_RE.match(marker)
+    suffix = m.group(1) if m else hashlib.sha256(marker.encode()).hexdigest()[:32]
+    return f"lab-{suffix}"
+
+
+def _read_mountinfo(pid: int | str) -> str:
+    try:
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def mount_tags(pid: int | str) -> set[str]:
+    """Lab mount tags (any lab's) present in the mount table of process *pid*."""
+    return set(LAB_TAG_RE.findall(_read_mountinfo(pid)))
+
+
+def _has_mount_tag(pid: int, tag: str) -> bool:
+    return tag in _read_mountinfo(pid)
+
+
 def _named_netns(pid: int) -> set[str]:
     """Network namespaces named inside a lab host (its private /run/netns), as ``net:[inode]``.
 
@@ -230,12 +297,20 @@ def _named_netns(pid: int) -> set[str]:
 
 
 def find_lab_processes(marker: str) -> list[int]:
-    """All live pids of the lab with *marker*, including processes sharing its namespaces.
+    """All live pids of the lab with *marker*.
 
-    Processes in the machine's own (our) network or mount namespace are never included.
+    A process belongs to the lab if it carries the marker in its environment, if its mount
+    table contains the lab's mount tag (:func:`lab_mount_tag`; found whatever its network,
+    mount or pid namespace: ``ip netns exec`` after ``ip netns del``, ``unshare -m``, a
+    booted ``systemd-nspawn`` machine), or if it shares a network or mount namespace with a
+    process found so far (or a netns still named in a lab host's ``/run/netns``).
+
+    Never included (except by marker): processes in our own network or mount namespace,
+    pid 1 and ourselves.
     """
     me = os.getpid()
     own_net, own_mnt = _ns("self", "net"), _ns("self", "mnt")
+    tag = lab_mount_tag(marker)
     marked = _marker_pids(marker)
     namespaces: set[str] = set()
     for pid in marked:
@@ -245,14 +320,29 @@ def find_lab_processes(marker: str) -> list[int]:
                 namespaces.add(ns)
         namespaces.update(ns for ns in _named_netns(pid) if ns != own_net)
     found = set(marked)
-    if namespaces:
-        for pid in _all_pids():
-            if pid in (me, 1) or pid in found:
-                continue
-            net, mnt = _ns(pid, "net"), _ns(pid, "mnt")
-            if (net in namespaces or mnt in namespaces) and net != own_net and mnt != own_mnt and _alive(pid):
+    candidates: dict[int, tuple[str, str]] = {}
+    for pid in _all_pids():
+        if pid in (me, 1) or pid in found:
+            continue
+        net, mnt = _ns(pid, "net"), _ns(pid, "mnt")
+        if net is None or mnt is None or net == own_net or mnt == own_mnt:
+            continue  # gone, unreadable, or in our own namespaces: never ours to kill
+        candidates[pid] = (net, mnt)
+    for pid, (net, mnt) in candidates.items():
+        if _has_mount_tag(pid, tag):
+            found.add(pid)
+            namespaces.update((net, mnt))
+    # Processes sharing a namespace with what was found (a daemon in a lab host's netns, or
+    # in the netns of a tagged process after it lost its mounts), until nothing new turns up.
+    changed = True
+    while changed:
+        changed = False
+        for pid, (net, mnt) in candidates.items():
+            if pid not in found and (net in namespaces or mnt in namespaces):
                 found.add(pid)
-    return sorted(found)
+                namespaces.update((net, mnt))
+                changed = True
+    return sorted(p for p in found if _alive(p))
 
 
 # --------------------------------------------------------------------------- state file
@@ -279,19 +369,44 @@ def _load_state(state_dir: Path) -> dict[str, Any] | None:
         raise LabError(f"cannot read {path}: {exc}") from exc
 
 
-def _kill_and_wait(pids: Sequence[int], timeout: float = 10.0) -> list[int]:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    remaining = list(pids)
-    while remaining and time.monotonic() < deadline:
-        remaining = [p for p in remaining if _alive(p)]
-        if remaining:
-            time.sleep(0.02)
-    return remaining
+def _kill_and_wait(pids: Sequence[int], confirm: Callable[[], Iterable[int]] | None = None,
+                   timeout: float = 10.0) -> list[int]:
+    """SIGKILL *pids* and wait until they are gone; return the ones still alive.
+
+    Pids are not trusted: each is pinned with a pidfd first, then *confirm* (a fresh scan) must
+    still list it. A pid whose process died and was reused in between is therefore never
+    signalled: the pidfd refers to the dead process, and the signal goes nowhere.
+    """
+    pinned: dict[int, int] = {}
+    try:
+        for pid in pids:
+            try:
+                pinned[pid] = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+        still = set(confirm()) if confirm is not None else set(pinned)
+        targets = {pid: fd for pid, fd in pinned.items() if pid in still}
+        for fd in targets.values():
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        remaining = dict(targets)
+        poller = select.poll()
+        for fd in remaining.values():
+            poller.register(fd, select.POLLIN)
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for fd, _event in poller.poll(max(1, int(left * 1000))):  # readable = exited
+                poller.unregister(fd)
+                remaining = {p: f for p, f in remaining.items() if f != fd}
+        return sorted(remaining)
+    finally:
+        for fd in pinned.values():
+            os.close(fd)
 
 
 def destroy_state_dir(state_dir: str | os.PathLike[str]) -> list[int]:
@@ -312,17 +427,22 @@ def destroy_state_dir(state_dir: str | os.PathLike[str]) -> list[int]:
             pids = find_lab_processes(marker)
             if not pids:
                 break
-            left = _kill_and_wait(pids)
+            left = _kill_and_wait(pids, confirm=lambda: find_lab_processes(marker))
             killed.extend(pids)
             if left:
                 raise LabError(f"processes survived SIGKILL: {left}")
         else:
             raise LabError(f"lab processes keep appearing for marker {marker}")
-    for name in (STATE_FILE, STATE_FILE + ".tmp", INVENTORY_FILE):
+    for name in (STATE_FILE, STATE_FILE + ".tmp", INVENTORY_FILE, *machine.STATE_FILES):
         try:
             (sdir / name).unlink()
         except FileNotFoundError:
             pass
+    if state is not None:
+        # Machines' overlays: their mounts died with the supervisors killed above.
+        shutil.rmtree(sdir / machine.MACHINES_DIR, ignore_errors=True)
+        for log in sdir.glob("image-*.log"):
+            log.unlink()
     if state is not None and state.get("created_state_dir"):
         try:
             sdir.rmdir()
@@ -347,6 +467,8 @@ class Lab:
     groups: dict[str, list[str]]
     pids: dict[str, int]
     fabric_pid: int | None
+    #: Hosts that are booted Debian machines (name -> suite); the others are namespace hosts.
+    machines: dict[str, str] = field(default_factory=dict)
     _popens: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     _state_extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -358,14 +480,20 @@ class Lab:
         hosts: Mapping[str, str],
         groups: Mapping[str, Iterable[str]] | None = None,
         python_interpreter: str | None = None,
+        machines: Mapping[str, str] | None = None,
     ) -> Lab:
         """Create a lab with *hosts* (name -> address) and *groups* (name -> members).
+
+        Hosts named in *machines* (name -> Debian suite) are booted machines (see
+        :mod:`tests.lab.machine`), the others namespace lab hosts. Machine images are built
+        first when the cache lacks them (minutes), then all machines boot in parallel.
 
         The state file is written before anything is started and updated after every
         step. On any error everything created so far is destroyed again.
         """
         host_addrs = _validate_hosts(hosts)
         group_map = _validate_groups(groups, host_addrs)
+        machine_map = _validate_machines(machines, host_addrs)
         for tool in ("unshare", "nsenter", "ip", "sleep", "mount", "hostname"):
             if shutil.which(tool) is None:
                 raise LabError(f"required tool {tool!r} not found in PATH")
@@ -386,6 +514,7 @@ class Lab:
             groups=group_map,
             pids={},
             fabric_pid=None,
+            machines=machine_map,
         )
         lab._state_extra = {
             "created_state_dir": created_dir,
@@ -394,13 +523,23 @@ class Lab:
         }
         lab._save()
         try:
-            lab.fabric_pid = lab._spawn("fabric", _FABRIC_SETUP, {})
+            images = {suite: ensure_image(suite, sdir / f"image-{suite}.log") for suite in set(machine_map.values())}
+            lab.fabric_pid = lab._spawn(
+                "fabric",
+                _FABRIC_SETUP,
+                {"LAB_FABRIC_ADDRESS": str(FABRIC_ADDRESS), "LAB_PREFIXLEN": str(LAB_NETWORK.prefixlen)},
+            )
             lab._save()
             for name, addr in host_addrs.items():
+                if name in machine_map:
+                    lab.pids[name] = lab._start_machine(name, addr, images[machine_map[name]])
+                    lab._save()
+                    continue
                 pid = lab._spawn(f"host:{name}", _HOST_SETUP, {"LAB_HOSTNAME": name})
                 lab.pids[name] = pid
                 lab._save()
                 lab._wire(name, addr)
+            lab._wait_machines()
             lab._state_extra["complete"] = True
             lab._save()
             lab.write_inventory()
@@ -423,6 +562,7 @@ class Lab:
             groups={k: list(v) for k, v in state.get("groups", {}).items()},
             pids={k: int(v) for k, v in state.get("pids", {}).items()},
             fabric_pid=state.get("fabric_pid"),
+            machines=dict(state.get("machines", {})),
         )
         lab._state_extra = {
             k: state.get(k) for k in ("created_state_dir", "python_interpreter", "complete")
@@ -438,6 +578,7 @@ class Lab:
             "groups": self.groups,
             "pids": self.pids,
             "fabric_pid": self.fabric_pid,
+            "machines": self.machines,
             "bridge": BRIDGE,
             "lan_port": LAN_PORT,
             "network": str(LAB_NETWORK),
@@ -453,6 +594,7 @@ class Lab:
             ROLE_ENV: role,
             "LAB_OUTER_NETNS": _ns("self", "net") or "",
             "LAB_OUTER_MNTNS": _ns("self", "mnt") or "",
+            "LAB_MOUNT_TAG": lab_mount_tag(self.marker),
             **extra_env,
         }
         argv = ["unshare", "--net", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script]
@@ -524,6 +666,50 @@ class Lab:
         self._nsenter_ip(hpid, "addr", "add", f"{addr}/{LAB_NETWORK.prefixlen}", "dev", LAN_PORT)
         self._nsenter_ip(hpid, "link", "set", LAN_PORT, "up")
 
+    def _start_machine(self, name: str, addr: str, image: Image) -> int:
+        """Prepare machine *name*'s overlay and start its supervisor (it boots in the background)."""
+        assert self.fabric_pid is not None
+        self._check_ours(self.fabric_pid)
+        key = machine.ensure_ssh_key(self.state_dir)
+        machine.write_proxy(self.state_dir, self.marker, self.fabric_pid)
+        paths = machine.MachinePaths(self.state_dir, name)
+        machine.prepare_machine(paths, name, addr, LAB_NETWORK.prefixlen, key.with_suffix(".pub").read_text())
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "LANG": "C.UTF-8",
+            MARKER_ENV: self.marker,
+            ROLE_ENV: f"machine:{name}",
+            "LAB_OUTER_MNTNS": _ns("self", "mnt") or "",
+        }
+        tag = f"{lab_mount_tag(self.marker)}-machine-{name}"
+        try:
+            proc = machine.spawn_supervisor(paths, name, image, self.fabric_pid, BRIDGE, env, tag)
+        except machine.MachineError as exc:
+            raise LabError(str(exc)) from exc
+        self._popens.append(proc)
+        if not _has_marker(proc.pid, self.marker):
+            raise LabError(f"machine {name}: supervisor {proc.pid} does not carry the lab marker")
+        return proc.pid
+
+    def _wait_machines(self) -> None:
+        popens = {p.pid: p for p in self._popens}
+        for name in self.machines:
+            try:
+                seconds = machine.wait_ssh(self.state_dir, name, self.hosts[name], popens[self.pids[name]])
+            except machine.MachineError as exc:
+                raise LabError(str(exc)) from exc
+            self._state_extra.setdefault("boot_seconds", {})[name] = round(seconds, 1)
+
+    def machine_init_pid(self, name: str) -> int:
+        """Pid (as seen from here) of machine *name*'s PID 1, checked to be of this lab."""
+        sup = self.pid(name)
+        if not self._is_live(sup):
+            raise LabError(f"machine {name} is not running")
+        init = machine.init_pid(sup)
+        if init is None or not _has_marker(init, self.marker):
+            raise LabError(f"machine {name} has not booted (or is rebooting)")
+        return init
+
     def _check_ours(self, pid: int) -> None:
         ok = False
         for _attempt in range(50):  # tolerate a transiently unreadable environ
@@ -560,17 +746,32 @@ class Lab:
     def address(self, name: str) -> str:
         return self.hosts[name]
 
-    def inventory(self) -> dict[str, Any]:
-        """The inventory as a dict (what :meth:`write_inventory` writes as YAML)."""
-        hosts = {
-            name: {
+    def _host_vars(self, name: str, addr: str) -> dict[str, Any]:
+        if name not in self.machines:
+            return {
                 "ansible_connection": "community.docker.nsenter",
                 "ansible_nsenter_pid": self.pids[name],
                 "ansible_python_interpreter": self.python_interpreter,
                 "lab_address": addr,
             }
-            for name, addr in self.hosts.items()
+        # A real host: SSH as an unprivileged user, become, the machine's own python3.
+        return {
+            "ansible_connection": "ssh",
+            "ansible_host": addr,
+            "ansible_user": "ansible",
+            "ansible_become": True,
+            "ansible_ssh_private_key_file": str(self.state_dir / machine.SSH_KEY),
+            "ansible_ssh_common_args": shlex.join(machine.ssh_options(self.state_dir, with_key=False)),
+            "ansible_ssh_pipelining": True,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "lab_address": addr,
+            "lab_machine": self.machines[name],
+            "lab_machine_release": SUITES[self.machines[name]],
         }
+
+    def inventory(self) -> dict[str, Any]:
+        """The inventory as a dict (what :meth:`write_inventory` writes as YAML)."""
+        hosts = {name: self._host_vars(name, addr) for name, addr in self.hosts.items()}
         inv: dict[str, Any] = {
             "all": {
                 "vars": {
@@ -596,7 +797,12 @@ class Lab:
         return self.inventory_path
 
     def nsenter_argv(self, name: str, argv: Sequence[str]) -> list[str]:
-        """argv that runs *argv* inside lab host *name* (net, mount, uts namespaces)."""
+        """argv that runs *argv* inside lab host *name* (net, mount, uts namespaces).
+
+        On a machine: all namespaces and the root of its PID 1, as root.
+        """
+        if name in self.machines:
+            return ["nsenter", "-t", str(self.machine_init_pid(name)), "-a", "-r", "-w", "--", *argv]
         pid = self.pid(name)
         self._check_ours(pid)
         return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "--", *argv]

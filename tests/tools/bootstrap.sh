@@ -21,6 +21,12 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Booted lab machines: Debian images (mmdebstrap, dpkg-scanpackages), systemd-nspawn, SSH.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v nc >/dev/null || need+=(netcat-openbsd)
 if [ "${LINUXNET_BENCH:-0}" = "1" ]; then command -v netavark >/dev/null || [ -x /usr/lib/podman/netavark ] || need+=(netavark); fi
 if [ ${#need[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then
