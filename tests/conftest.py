@@ -1,8 +1,9 @@
 """Shared pytest fixtures: sandboxed lab factory, playbook runner, real-netns guard.
 
-* ``lab_factory(hosts, groups=None, python_interpreter=None)`` creates a
+* ``lab_factory(hosts, groups=None, python_interpreter=None, machines=None)`` creates a
   :class:`tests.lab.Lab` under the test's tmp dir (``python_interpreter``: the hosts'
-  ``ansible_python_interpreter``, default the controller's); every lab (even half-created ones) is destroyed at teardown,
+  ``ansible_python_interpreter``, default the controller's; ``machines``: hosts booted as
+  Debian machines, name -> suite); every lab (even half-created ones) is destroyed at teardown,
   also when the test failed.
 * ``run_playbook`` is :func:`tests.lab.playbook.run_playbook`.
 * ``real_netns_guard`` (session) snapshots the machine's real network namespace
@@ -39,10 +40,10 @@ def lab_factory(
     labs: list[Lab] = []
 
     def make(hosts: Mapping[str, str], groups: Mapping[str, Iterable[str]] | None = None,
-             python_interpreter: str | None = None) -> Lab:
+             python_interpreter: str | None = None, machines: Mapping[str, str] | None = None) -> Lab:
         state_dir = tmp_path_factory.mktemp("lab") / "state"
         state_dirs.append(state_dir)
-        lab = Lab.create(state_dir, hosts, groups, python_interpreter=python_interpreter)
+        lab = Lab.create(state_dir, hosts, groups, python_interpreter=python_interpreter, machines=machines)
         labs.append(lab)
         return lab
 

@@ -238,6 +238,9 @@ def ssh_options(state_dir: Path, with_key: bool = True) -> list[str]:
         "-o", "LogLevel=ERROR",
         "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=10",
+        # A machine that reboots vanishes without closing the connection: notice it.
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3",
         *key,
     ]  # fmt: skip
 
