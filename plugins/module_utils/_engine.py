@@ -15,6 +15,7 @@ operations as the commands a human would type, and *apply* them once. A module o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
 OWNER_MARK = "linuxnet.bridge"
+CAP_NET_ADMIN = 12  # bit in /proc/self/status CapEff
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,41 @@ class Resource:
         """Release sockets and other handles."""
 
 
+def missing_privilege() -> str | None:
+    """Why this process may not change the network (None: it may), as a phrase for messages.
+
+    Root, or CAP_NET_ADMIN in the effective set. Without it every netlink or iptables request
+    ends in EPERM; saying so once beats a traceback from the first request.
+    """
+    euid = os.geteuid()
+    if euid == 0:
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            caps = next((line.split()[1] for line in status if line.startswith("CapEff:")), "0")
+        if int(caps, 16) >> CAP_NET_ADMIN & 1:
+            return None
+    except (OSError, ValueError):  # no /proc: judge by the uid alone
+        pass
+    try:
+        import pwd
+
+        user = pwd.getpwuid(euid).pw_name
+    except (ImportError, KeyError):
+        user = "?"
+    return f"runs as {user} (uid {euid}) without CAP_NET_ADMIN"
+
+
+def require_privilege(module: Any) -> None:
+    """Fail the module with one message when it cannot change the network (module edge)."""
+    reason = missing_privilege()
+    if reason is not None:
+        name = getattr(module, "_name", None) or "this module"
+        module.fail_json(
+            msg=f"{name} needs root on the managed host: it {reason}. Set `become: true` on the play, role or task."
+        )
+
+
 def config_argument_spec(item_options: dict, extra: dict | None = None) -> dict:
     spec = {
         "config": {"type": "list", "elements": "dict", "options": item_options},
@@ -123,6 +160,8 @@ def run(module: Any, resource: Resource) -> None:
     state = module.params["state"]
     config = module.params.get("config")
     result: dict[str, Any] = {"changed": False}
+    if state != "rendered":
+        require_privilege(module)
     try:
         if state in ("merged", "replaced", "overridden", "rendered") and config is None:
             raise ValidationError(f"config: state={state} needs a config list")

@@ -12,6 +12,7 @@ the number of namespaces touched, never with the number of items times the numbe
 
 from __future__ import annotations
 
+import errno
 import os
 import traceback
 from typing import Any, Callable
@@ -31,12 +32,37 @@ except ImportError:  # pragma: no cover - reported by the module with missing_re
     pyroute2_netns = None
 else:
     PYROUTE2_IMPORT_ERROR = None
+try:  # where every version defines the IPRoute methods (0.9's IPRoute forwards them at runtime)
+    from pyroute2.iproute.linux import RTNL_API
+except ImportError:  # pragma: no cover - then IPRoute itself must have them
+    RTNL_API = None
+
+# The oldest pyroute2 proven to work (Debian 11's); older ones are refused by what they lack.
+PYROUTE2_MINIMUM = "0.5.14"
+# Everything the collection calls, checked by presence: version strings lie (Debian 12's 0.7.2
+# reports "unknown") and distributions backport. Keyword differences are handled where used.
+IPROUTE_METHODS = ("get_links", "get_addr", "get_default_routes", "link_lookup", "link", "addr", "route", "brport")
+NETNS_FUNCTIONS = ("pushns", "popns", "setns", "attach", "remove")
 
 NETNS_RUN_DIR = "/run/netns"
 IFF_UP = 1
+# Delete requests as (message type, NLM_F_REQUEST | NLM_F_ACK), which every pyroute2 accepts in
+# place of a command word. pyroute2 before 0.7 sends deletes with NLM_F_CREATE | NLM_F_EXCL, and
+# since Linux 5.19 NLM_F_EXCL on a delete means NLM_F_BULK, refused with EOPNOTSUPP.
+PLAIN_DELETE = {"link": (_rtnl.RTM_DELLINK, 0x5), "addr": (_rtnl.RTM_DELADDR, 0x5), "route": (_rtnl.RTM_DELROUTE, 0x5)}
+
+
+def missing_pyroute2_features(iproute_classes: tuple, netns: Any) -> list[str]:
+    """The pyroute2 functions the collection needs that none of ``iproute_classes`` (or ``netns``) has."""
+    missing = [
+        f"IPRoute.{name}" for name in IPROUTE_METHODS
+        if not any(callable(getattr(cls, name, None)) for cls in iproute_classes if cls is not None)
+    ]
+    return missing + [f"pyroute2.netns.{name}" for name in NETNS_FUNCTIONS if not callable(getattr(netns, name, None))]
 
 
 def require_pyroute2(module: Any) -> None:
+    """Fail the module with one message unless the managed host's pyroute2 can do the job."""
     if PYROUTE2_IMPORT_ERROR is not None:
         from ansible.module_utils.basic import missing_required_lib
 
@@ -46,6 +72,46 @@ def require_pyroute2(module: Any) -> None:
             ),
             exception=PYROUTE2_IMPORT_ERROR,
         )
+    missing = missing_pyroute2_features((IPRoute, RTNL_API), pyroute2_netns)
+    if missing:
+        module.fail_json(
+            msg=f"pyroute2 {pyroute2_version()} on the managed host is too old: linuxnet.bridge needs pyroute2 >= "
+            f"{PYROUTE2_MINIMUM} (this one lacks {', '.join(missing)})"
+        )
+
+
+def pyroute2_version() -> str:
+    """The installed pyroute2's version for messages only (the distribution metadata, else the module's)."""
+    try:
+        from importlib.metadata import version  # Python 3.8+
+
+        return version("pyroute2")
+    except Exception:  # metadata missing or unreadable: a message must not fail
+        import pyroute2
+
+        return str(getattr(pyroute2, "__version__", "unknown"))
+
+
+# Keyword arguments for IPRoute(): before 0.7.3 it takes no ``groups`` (and joins no multicast
+# group unless bind() is called); from 0.9 it joins the default groups unless told groups=0, and
+# events this module never reads would only fill the socket buffer. Learnt at the first socket.
+_iproute_kwargs: dict | None = None
+
+
+def new_iproute() -> Any:
+    """A rtnetlink socket subscribed to no multicast group, whatever the pyroute2 version."""
+    global _iproute_kwargs
+    if _iproute_kwargs is None:
+        try:
+            sock = IPRoute(groups=0)
+        except TypeError as exc:
+            if "groups" not in str(exc):
+                raise
+            _iproute_kwargs = {}
+        else:
+            _iproute_kwargs = {"groups": 0}
+            return sock
+    return IPRoute(**_iproute_kwargs)
 
 
 def list_namespaces() -> list[str]:
@@ -136,7 +202,7 @@ class Netlink:
     def ipr(self, netns: str | None = None) -> Any:
         """Socket for ``netns`` (None: the module's own namespace); never creates a namespace."""
         if netns not in self._sockets:
-            self._sockets[netns] = IPRoute(groups=0) if netns is None else open_in_namespace(netns, lambda: IPRoute(groups=0))
+            self._sockets[netns] = new_iproute() if netns is None else open_in_namespace(netns, new_iproute)
         return self._sockets[netns]
 
     def links(self, netns: str | None = None) -> dict[str, dict]:
@@ -185,7 +251,12 @@ class Netlink:
         """Run one netlink request; turn kernel errors into ApplyError naming the command."""
         try:
             sock = self.ipr(netns)
-            return getattr(sock, method)(*args, **kwargs)
+            try:
+                return getattr(sock, method)(*args, **kwargs)
+            except NetlinkError as exc:
+                if not (args[:1] == ("del",) and method in PLAIN_DELETE and getattr(exc, "code", None) == errno.EOPNOTSUPP):
+                    raise
+                return getattr(sock, method)(PLAIN_DELETE[method], *args[1:], **kwargs)
         except NamespaceMissing as exc:
             raise ApplyError(f"{command}: network namespace {exc} does not exist") from None
         except (NetlinkError, OSError) as exc:

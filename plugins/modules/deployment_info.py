@@ -54,7 +54,7 @@ options:
     choices: [always, on_change]
     default: always
 requirements:
-  - pyroute2 on the managed host
+  - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root
 """
 
 EXAMPLES = r"""
@@ -103,6 +103,7 @@ commands:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import KERNEL_PROBE, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
@@ -119,6 +120,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    _engine.require_privilege(module)
     require_pyroute2(module)
     p = module.params
     try:

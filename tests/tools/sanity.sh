@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+# Managed hosts may run Python 3.9 (Debian 11): nothing newer in plugins/ (vermin and an AST check).
+"${PYTHON:-$root/.venv/bin/python}" tests/tools/python_floor.py
 # ansible-test bootstraps pip in its venvs with a script from ci-files.testing.ansible.com, which
 # is out of reach here: put a stand-in where it looks first (its cache).
 pip_version=$(python3 -c 'import sys; sys.path.insert(0, "'"$PWD"'/.venv/lib/python3.11/site-packages"); from ansible_test._util.target.setup.requirements import PIP_VERSION as v; print(v)' 2>/dev/null || echo 24.2)

@@ -1,0 +1,186 @@
+"""The role on managed hosts with the pyroute2 (and Python) that Debian 11, 12 and 13 ship.
+
+Every other test borrows the controller's pyroute2 (0.9.x). Real hosts use their distro's
+python3-pyroute2, whose API differs (``IPRoute(groups=...)`` only exists from 0.7.3, for one).
+For each version (and 0.8) a venv under ``.cache/pyroute2/<version>/`` (made once, then reused) becomes the
+lab host's ``ansible_python_interpreter``, and ``playbooks/site.yml`` runs there: build, a re-run
+that must change nothing, real traffic, then ``linuxnet_state: absent``.
+
+The venv uses the Python of that Debian release when this machine has it (pyenv or PATH), else
+the controller's Python.
+
+Run (root): ``.venv/bin/python -m pytest tests/integration/test_pyroute2_versions.py -q``
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "playbooks" / "site.yml"
+CACHE = REPO / ".cache" / "pyroute2"
+HOST = "linuxnet1"
+ADDR = "172.16.211.128"
+COMPARE = "linuxnet.bridge.bridge_network : Compare the host with the inventory"
+
+# pyroute2 of each Debian release (apt-cache policy python3-pyroute2) -> that release's Python
+VERSIONS = {
+    "0.5.14": "3.9",  # Debian 11 bullseye
+    "0.7.2": "3.11",  # Debian 12 bookworm
+    "0.7.7": "3.13",  # Debian 13 trixie
+    "0.8.1": "3.11",  # no Debian release: the 0.8 series (0.9 is the controller's, used by every other test)
+}
+
+NETWORKS = [
+    {"name": "bridge", "subnet": "172.17.0.0/16"},
+    {"name": "usernet", "subnet": "172.18.0.0/16", "mtu": 1400},
+]
+ENDPOINTS = [
+    {"name": "c1", "network": "bridge"},
+    {"name": "c2", "network": "bridge"},
+    {"name": "web", "networks": [{"name": "bridge", "address": "172.17.0.5"}], "ports": [f"{ADDR}:81:80"]},
+    {"name": "u1", "networks": ["usernet", "bridge"], "dns": {"nameservers": ["192.0.2.53"]}},
+    {"name": "u2", "network": "usernet"},
+]
+
+# One connection through the published port: a one-shot listener in `web`, a client on the host.
+LISTENER = (
+    "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+    " s.bind(('0.0.0.0', 80)); s.listen(1); c, peer = s.accept(); c.sendall(b'hello from web'); c.close()"
+)
+CLIENT = (
+    "import socket, sys, time\n"
+    "for _ in range(50):\n"
+    "    try:\n"
+    f"        c = socket.create_connection(('{ADDR}', 81), timeout=2)\n"
+    "    except OSError:\n"
+    "        time.sleep(0.1)\n"
+    "        continue\n"
+    "    sys.stdout.write(c.recv(100).decode()); break\n"
+)
+
+
+def base_python(version: str) -> str:
+    """The Python paired with ``version`` in VERSIONS if installed here, else the controller's."""
+    wanted = VERSIONS[version]
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(f"{pyenv_root}/versions/{wanted}.*/bin/python{wanted}"), reverse=True)
+    candidates.append(shutil.which(f"python{wanted}") or "")
+    for candidate in filter(None, candidates):
+        # a pyenv shim for a version that is not selected exits non-zero
+        if subprocess.run([candidate, "-c", "import venv"], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return sys.executable
+
+
+def pyroute2_venv(version: str) -> Path:
+    """``.cache/pyroute2/<version>/bin/python`` with exactly that pyroute2 (created once)."""
+    root = CACHE / version
+    python = root / "bin" / "python"
+    base = base_python(version)
+    stamp = root / ".made-with"
+    if python.exists() and stamp.exists() and stamp.read_text() == base:
+        return python
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run([base, "-m", "venv", str(root)], check=True, capture_output=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pyroute2=={version}"],
+                   check=True, capture_output=True)
+    stamp.write_text(base)
+    return python
+
+
+def site(run_playbook, lab, **extra):
+    extra_vars = {"linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS,
+                  **extra}
+    result = run_playbook(lab.inventory_path, SITE, extra_vars=extra_vars)
+    failed = [t for t in result.tasks if t.failed]
+    assert not failed, f"task {failed[0].task} failed: {json.dumps(failed[0].result, indent=1)[:3000]}"
+    result.assert_ok()
+    return result
+
+
+def sh(lab, script: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    return lab.run(HOST, ["sh", "-c", script], check=check, timeout=timeout)
+
+
+def addrs(lab, netns: str) -> dict[str, list[str]]:
+    out = json.loads(lab.run(HOST, ["ip", "-n", netns, "-j", "-4", "addr", "show"]).stdout)
+    return {e["ifname"]: [f"{a['local']}/{a['prefixlen']}" for a in e["addr_info"]] for e in out if e["ifname"] != "lo"}
+
+
+def pings(lab, netns: str, address: str) -> bool:
+    return sh(lab, f"ip netns exec {netns} ping -n -c1 -W2 {address}", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_role_with_debian_pyroute2(version, lab_factory, run_playbook):
+    python = pyroute2_venv(version)
+    probe = "import sys, importlib.metadata as m; print(m.version('pyroute2'), '%d.%d' % sys.version_info[:2])"
+    reported = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert reported[0] == version
+    lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]}, python_interpreter=str(python))
+    assert lab.inventory()["all"]["hosts"][HOST]["ansible_python_interpreter"] == str(python)
+
+    first = site(run_playbook, lab)
+    assert first.task(COMPARE, HOST).result["pending"] == ["netns", "bridge", "veth", "firewall", "port_mapping"]
+    assert addrs(lab, "c1") == {"eth0": ["172.17.0.2/16"]}
+    assert addrs(lab, "web") == {"eth0": ["172.17.0.5/16"]}
+    assert addrs(lab, "u1") == {"eth0": ["172.18.0.2/16"], "eth1": ["172.17.0.4/16"]}
+    mtu = json.loads(lab.run(HOST, ["ip", "-n", "u2", "-j", "link", "show", "eth0"]).stdout)[0]["mtu"]
+    assert mtu == 1400
+
+    again = site(run_playbook, lab)
+    assert [t.task for t in again.changed_tasks()] == []
+    assert again.task(COMPARE, HOST).result["pending"] == []
+    assert again.stats[HOST]["changed"] == 0
+
+    assert pings(lab, "c1", "172.17.0.3")  # same network
+    assert pings(lab, "u2", "172.18.0.2")  # same network
+    assert not pings(lab, "u2", "172.17.0.2")  # different networks: isolated
+    served = sh(lab, f"ip netns exec web timeout 20 {python} -c \"{LISTENER}\" & "
+                     f"{python} -c \"{CLIENT}\"; wait", check=False)
+    assert served.stdout == "hello from web", served
+
+    gone = site(run_playbook, lab, linuxnet_state="absent")
+    assert gone.stats[HOST]["changed"] > 0
+    assert json.loads(lab.run(HOST, ["ip", "-j", "netns", "list"]).stdout or "[]") == []
+    assert "LINUXNET" not in sh(lab, "iptables-save").stdout
+
+
+def test_modules_without_root_fail_with_one_message(lab_factory):
+    """A connection that is not root (no become) gets told so, not a netlink EPERM traceback."""
+    lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
+    for module in ("netns", "bridge", "veth", "firewall", "port_mapping", "deployment_info"):
+        params = {} if module == "deployment_info" else {"state": "gathered"}
+        args = json.dumps({"ANSIBLE_MODULE_ARGS": {**params, "_ansible_module_name": f"linuxnet.bridge.{module}"}})
+        # the module reads its arguments from stdin, run as nobody with no capabilities
+        run = lab.run(HOST, ["env", f"PYTHONPATH={REPO / '.collections'}", "setpriv", "--reuid=65534", "--regid=65534",
+                             "--clear-groups", sys.executable, str(REPO / "plugins" / "modules" / f"{module}.py")],
+                      check=False, input=args)
+        result = json.loads(run.stdout)
+        assert result["failed"] and "Traceback" not in run.stdout + run.stderr, run
+        assert result["msg"] == (f"linuxnet.bridge.{module} needs root on the managed host: it runs as nobody (uid 65534)"
+                                 " without CAP_NET_ADMIN. Set `become: true` on the play, role or task.")
+
+
+def test_package_install_runs_under_site_yml_without_gathered_facts(lab_factory, run_playbook):
+    """site.yml has gather_facts: false; the role reads the distribution itself (check mode: apt only looks)."""
+    lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
+    result = run_playbook(lab.inventory_path, SITE, extra_vars={"linuxnet_networks": NETWORKS[:1]}, check=True)
+    result.assert_ok()
+    role = "linuxnet.bridge.bridge_network : "
+    facts = result.task(role + "Read the distribution (minimal facts)", HOST)
+    assert not facts.skipped and facts.result["ansible_facts"]["ansible_os_family"] == "Debian"
+    apt = result.task(role + "Install pyroute2, iptables and nftables (apt)", HOST)
+    assert not apt.skipped and not apt.failed, apt.result
+    assert result.task(role + "Install pyroute2, iptables and nftables", HOST).skipped
