@@ -40,6 +40,7 @@ __all__ = ["MachinePaths", "init_pid", "prepare_machine", "spawn_supervisor", "s
 SSH_KEY = "id_ed25519"
 PROXY_SCRIPT = "ssh-proxy.sh"
 MACHINES_DIR = "machines"
+CONTROL_DIR = "cp"
 #: Files of a lab's state dir that belong to its machines (removed by destroy).
 STATE_FILES = (SSH_KEY, SSH_KEY + ".pub", PROXY_SCRIPT)
 BOOT_TIMEOUT = 90.0
