@@ -203,11 +203,13 @@ class Bench:
         os.environ[RUN_ENV] = self.run_id  # inherited by everything we start, also inside labs
         self.runner = Runner()
         self.lab: Lab | None = None
-        self.results: dict = {"runs": [], "baseline": {}, "skipped": [], "errors": []}
+        self.results: dict = {"runs": [], "baseline": {}, "skipped": [], "capped": [], "errors": []}
 
     # -- one lab per measurement ----------------------------------------------------------------
-    def _new_lab(self, workdir: Path) -> Lab:
-        self.lab = Lab.create(workdir / "lab", hosts={HOST: HOST_ADDRESS}, groups={GROUP: [HOST]})
+    def _new_lab(self, workdir: Path, machine: str | None = None) -> Lab:
+        """A fresh lab with one host: a namespace lab host, or a booted Debian machine of suite *machine*."""
+        self.lab = Lab.create(workdir / "lab", hosts={HOST: HOST_ADDRESS}, groups={GROUP: [HOST]},
+                              machines={HOST: machine} if machine else None)
         prepare_lab(self.lab)
         return self.lab
 
@@ -227,7 +229,7 @@ class Bench:
         path = ctx.workdir / "bare.yml"
         path.write_text(BARE_PLAYBOOK)
         m = self.runner.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(ctx.lab.inventory_path),
-                             str(path)], env=ansible_env({"ANSIBLE_NOCOLOR": "1"}), log=ctx.workdir / "bare.log")
+                             str(path)], env=ctx.ansible_env(), log=ctx.workdir / "bare.log")
         if m.rc != 0:
             raise BenchError(f"paired bare start failed rc={m.rc}; log {ctx.workdir / 'bare.log'}")
         return m
@@ -235,12 +237,14 @@ class Bench:
     def measure(self, peer: Peer, wl: w.Workload, rep: int, variant: str) -> dict:
         workdir = self.run_dir / f"n{wl.n}-{variant}-{peer.name}-{rep}"
         workdir.mkdir()
-        lab = self._new_lab(workdir)
+        lab = self._new_lab(workdir, peer.machine)
         record: dict = {"peer": peer.name, "n": wl.n, "variant": variant, "rep": rep, "phases": {}, "state": {},
                         "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+        ctx = Context(self.runner, lab, workdir, wl, timeout=self.args.timeout)
         try:
-            ctx = Context(self.runner, lab, workdir, wl, timeout=self.args.timeout)
             peer.prepare(ctx)
+            if ctx.info:
+                record["managed_host"] = dict(ctx.info)
             record["state"]["empty"] = inspect(ctx)
             m = peer.converge(ctx)
             record["phases"]["converge"] = m.as_dict()
@@ -254,7 +258,7 @@ class Bench:
                 raise BenchError(f"{peer.name}: endpoints cannot reach their gateway: {ping}")
             if variant == "full":
                 if peer.rerun_supported:
-                    if peer.name == "linuxnet":
+                    if peer.paired_bare:
                         record["phases"]["bare"] = self._paired_bare(ctx).as_dict()
                     record["phases"]["rerun"] = peer.rerun(ctx).as_dict()
                     record["state"]["rerun"] = inspect(ctx)
@@ -263,15 +267,27 @@ class Bench:
                 if record["state"]["torn_down"]["netns"] != 0:
                     raise BenchError(f"{peer.name}: namespaces left after teardown: {record['state']['torn_down']}")
         finally:
+            if HOST in lab.machines:
+                ctx.close_ssh()
             self._drop_lab()
             if not self.args.keep_work:
                 shutil.rmtree(workdir, ignore_errors=True)
         return record
 
-    def baseline(self) -> None:
-        workdir = self.run_dir / "baseline"
+    def baseline(self, machine: str | None = None) -> None:
+        """Bare ``ansible-playbook`` starts and one ``ping`` task, in a namespace lab host or a machine.
+
+        On a machine (keys ``bare-ssh``, ``ping-ssh``) the first ping opens the SSH connection and
+        the later ones reuse it (ControlPersist, as for users running playbooks one after another).
+        """
+        suffix = "-ssh" if machine else ""
+        workdir = self.run_dir / f"baseline{suffix}"
         workdir.mkdir()
-        lab = self._new_lab(workdir)
+        lab = self._new_lab(workdir, machine)
+        env = ansible_env({"ANSIBLE_NOCOLOR": "1"})
+        if machine:
+            (workdir / "cp").mkdir(mode=0o700)
+            env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(workdir / "cp")  # see peers.Context.ansible_env
         try:
             for name, text in (("bare", BARE_PLAYBOOK), ("ping", PING_PLAYBOOK)):
                 path = workdir / f"{name}.yml"
@@ -279,14 +295,16 @@ class Bench:
                 runs = []
                 for _attempt in range(max(3, self.args.repeat)):
                     m = self.runner.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i",
-                                         str(lab.inventory_path), str(path)],
-                                        env=ansible_env({"ANSIBLE_NOCOLOR": "1"}), log=workdir / f"{name}.log")
+                                         str(lab.inventory_path), str(path)], env=env, log=workdir / f"{name}.log")
                     if m.rc != 0:
-                        raise BenchError(f"baseline {name} failed rc={m.rc}; log {workdir / name}.log")
+                        raise BenchError(f"baseline {name}{suffix} failed rc={m.rc}; log {workdir / name}.log")
                     runs.append(m.as_dict())
-                self.results["baseline"][name] = runs
-                log(f"baseline {name}: median {statistics.median(r['wall'] for r in runs):.2f}s")
+                self.results["baseline"][name + suffix] = runs
+                walls = ", ".join(f"{r['wall']:.2f}" for r in runs)
+                log(f"baseline {name}{suffix}: median {statistics.median(r['wall'] for r in runs):.2f}s ({walls})")
         finally:
+            if machine:
+                Context(self.runner, lab, workdir, w.build(1)).close_ssh()
             self._drop_lab()
 
     def run(self) -> int:
@@ -314,8 +332,16 @@ class Bench:
         try:
             if not args.no_baseline:
                 self.baseline()
+                for suite in sorted({p.machine for p in peers if p.machine}):
+                    self.baseline(suite)
             for n in args.sizes:
                 wl = w.build(n)
+                for peer in peers:
+                    if peer.max_n is not None and n > peer.max_n:
+                        log(f"skipping {peer.name} N={n} (runs N <= {peer.max_n})" +
+                            (f": {peer.cap_reason}" if peer.cap_reason else ""))
+                        self.results["capped"].append({"peer": peer.name, "n": n, "max_n": peer.max_n,
+                                                       "why": peer.cap_reason})
                 for rep in range(1, args.repeat + 1):
                     for peer in peers:
                         if peer.max_n is not None and n > peer.max_n:
