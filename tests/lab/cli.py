@@ -3,7 +3,7 @@
 Commands::
 
     create  --state-dir DIR --host NAME=ADDR [--host ...] [--group GROUP=N1,N2 ...]
-            [--machine NAME=SUITE ...]
+            [--machine NAME=SUITE ...] [--vm NAME=SUITE ...]
     destroy --state-dir DIR
     status  --state-dir DIR
     exec    --state-dir DIR NAME -- CMD [ARG ...]
@@ -41,12 +41,12 @@ def _parse_groups(values: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-def _parse_machines(values: Sequence[str]) -> dict[str, str]:
+def _parse_machines(values: Sequence[str], option: str = "--machine") -> dict[str, str]:
     machines: dict[str, str] = {}
     for value in values:
         name, sep, suite = value.partition("=")
         if not sep or not name or not suite:
-            raise LabError(f"--machine expects NAME=SUITE, got {value!r}")
+            raise LabError(f"{option} expects NAME=SUITE, got {value!r}")
         machines[name] = suite
     return machines
 
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--machine", action="append", default=[], metavar="NAME=SUITE",
         help="boot host NAME as a Debian machine (bullseye, bookworm, trixie) reached over SSH",
     )  # fmt: skip
+    c.add_argument(
+        "--vm", action="append", default=[], metavar="NAME=SUITE",
+        help="boot host NAME as a QEMU virtual machine (own kernel; slow under TCG) reached over SSH",
+    )  # fmt: skip
 
     d = sub.add_parser("destroy", help="kill all lab processes and remove state (idempotent)")
     d.add_argument("--state-dir", required=True)
@@ -92,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "create":
             lab = Lab.create(
-                args.state_dir, _parse_hosts(args.host), _parse_groups(args.group), machines=_parse_machines(args.machine)
+                args.state_dir,
+                _parse_hosts(args.host),
+                _parse_groups(args.group),
+                machines=_parse_machines(args.machine),
+                vms=_parse_machines(args.vm, "--vm"),
             )
             _print_table(lab)
             return 0

@@ -61,8 +61,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from tests.lab import machine
-from tests.lab.images import SUITES, Image, ensure_image
+from tests.lab import machine, vm
+from tests.lab.images import SUITES, Image, VmImage, ensure_image, ensure_vm_image
 
 __all__ = [
     "LAB_NETWORK",
@@ -191,6 +191,24 @@ def _validate_machines(machines: Mapping[str, str] | None, hosts: Mapping[str, s
             raise LabError(f"machine {name!r} is not a host of the lab (give it with --host too)")
         if suite not in SUITES:
             raise LabError(f"machine {name}: unknown suite {suite!r} (use {', '.join(SUITES)})")
+        out[name] = suite
+    return out
+
+
+def _validate_vms(vms: Mapping[str, str] | None, hosts: Mapping[str, str], machines: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    taps: dict[str, str] = {}
+    for name, suite in (vms or {}).items():
+        if name not in hosts:
+            raise LabError(f"VM {name!r} is not a host of the lab (give it with --host too)")
+        if name in machines:
+            raise LabError(f"host {name!r} cannot be both a machine and a VM")
+        if suite not in SUITES:
+            raise LabError(f"VM {name}: unknown suite {suite!r} (use {', '.join(SUITES)})")
+        tap = vm.tap_name(name)
+        if tap in taps:
+            raise LabError(f"VMs {taps[tap]} and {name} map to the same tap name {tap}")
+        taps[tap] = name
         out[name] = suite
     return out
 
@@ -441,6 +459,9 @@ def destroy_state_dir(state_dir: str | os.PathLike[str]) -> list[int]:
     if state is not None:
         # Machines' overlays: their mounts died with the supervisors killed above.
         shutil.rmtree(sdir / machine.MACHINES_DIR, ignore_errors=True)
+        shutil.rmtree(sdir / machine.CONTROL_DIR, ignore_errors=True)
+        # VMs' qcow2 overlays and consoles (QEMU was killed above).
+        shutil.rmtree(sdir / vm.VMS_DIR, ignore_errors=True)
         for log in sdir.glob("image-*.log"):
             log.unlink()
     if state is not None and state.get("created_state_dir"):
@@ -469,6 +490,8 @@ class Lab:
     fabric_pid: int | None
     #: Hosts that are booted Debian machines (name -> suite); the others are namespace hosts.
     machines: dict[str, str] = field(default_factory=dict)
+    #: Hosts that are QEMU virtual machines (name -> suite), see :mod:`tests.lab.vm`.
+    vms: dict[str, str] = field(default_factory=dict)
     _popens: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     _state_extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -481,12 +504,14 @@ class Lab:
         groups: Mapping[str, Iterable[str]] | None = None,
         python_interpreter: str | None = None,
         machines: Mapping[str, str] | None = None,
+        vms: Mapping[str, str] | None = None,
     ) -> Lab:
         """Create a lab with *hosts* (name -> address) and *groups* (name -> members).
 
         Hosts named in *machines* (name -> Debian suite) are booted machines (see
         :mod:`tests.lab.machine`), the others namespace lab hosts. Machine images are built
-        first when the cache lacks them (minutes), then all machines boot in parallel.
+        first when the cache lacks them (minutes), then all machines boot in parallel. Hosts
+        named in *vms* (name -> suite) are QEMU virtual machines (:mod:`tests.lab.vm`).
 
         The state file is written before anything is started and updated after every
         step. On any error everything created so far is destroyed again.
@@ -494,6 +519,7 @@ class Lab:
         host_addrs = _validate_hosts(hosts)
         group_map = _validate_groups(groups, host_addrs)
         machine_map = _validate_machines(machines, host_addrs)
+        vm_map = _validate_vms(vms, host_addrs, machine_map)
         for tool in ("unshare", "nsenter", "ip", "sleep", "mount", "hostname"):
             if shutil.which(tool) is None:
                 raise LabError(f"required tool {tool!r} not found in PATH")
@@ -515,6 +541,7 @@ class Lab:
             pids={},
             fabric_pid=None,
             machines=machine_map,
+            vms=vm_map,
         )
         lab._state_extra = {
             "created_state_dir": created_dir,
@@ -523,7 +550,11 @@ class Lab:
         }
         lab._save()
         try:
-            images = {suite: ensure_image(suite, sdir / f"image-{suite}.log") for suite in set(machine_map.values())}
+            try:
+                images = {s: ensure_image(s, sdir / f"image-{s}.log") for s in set(machine_map.values())}
+                vm_images = {s: ensure_vm_image(s, sdir / f"image-{s}-vm.log") for s in set(vm_map.values())}
+            except RuntimeError as exc:
+                raise LabError(f"cannot build a machine image: {exc}") from exc
             lab.fabric_pid = lab._spawn(
                 "fabric",
                 _FABRIC_SETUP,
@@ -533,6 +564,10 @@ class Lab:
             for name, addr in host_addrs.items():
                 if name in machine_map:
                     lab.pids[name] = lab._start_machine(name, addr, images[machine_map[name]])
+                    lab._save()
+                    continue
+                if name in vm_map:
+                    lab.pids[name] = lab._start_vm(name, addr, vm_images[vm_map[name]])
                     lab._save()
                     continue
                 pid = lab._spawn(f"host:{name}", _HOST_SETUP, {"LAB_HOSTNAME": name})
@@ -563,6 +598,7 @@ class Lab:
             pids={k: int(v) for k, v in state.get("pids", {}).items()},
             fabric_pid=state.get("fabric_pid"),
             machines=dict(state.get("machines", {})),
+            vms=dict(state.get("vms", {})),
         )
         lab._state_extra = {
             k: state.get(k) for k in ("created_state_dir", "python_interpreter", "complete")
@@ -579,6 +615,7 @@ class Lab:
             "pids": self.pids,
             "fabric_pid": self.fabric_pid,
             "machines": self.machines,
+            "vms": self.vms,
             "bridge": BRIDGE,
             "lan_port": LAN_PORT,
             "network": str(LAB_NETWORK),
@@ -691,11 +728,47 @@ class Lab:
             raise LabError(f"machine {name}: supervisor {proc.pid} does not carry the lab marker")
         return proc.pid
 
+    def _start_vm(self, name: str, addr: str, image: VmImage) -> int:
+        """Create VM *name*'s overlay and tap, and start QEMU in the fabric netns (boots in the background)."""
+        assert self.fabric_pid is not None
+        self._check_ours(self.fabric_pid)
+        key = machine.ensure_ssh_key(self.state_dir)
+        machine.write_proxy(self.state_dir, self.marker, self.fabric_pid)
+        paths = vm.VmPaths(self.state_dir, name)
+        tap = vm.tap_name(name)
+        try:
+            vm.create_overlay(paths, image)
+            cmdline = vm.kernel_cmdline(name, addr, LAB_NETWORK.prefixlen, key.with_suffix(".pub").read_text())
+        except vm.VmError as exc:
+            raise LabError(str(exc)) from exc
+        # The tap exists only inside the fabric netns (and dies with it).
+        self._nsenter_ip(self.fabric_pid, "tuntap", "add", "dev", tap, "mode", "tap")
+        self._nsenter_ip(self.fabric_pid, "link", "set", tap, "master", BRIDGE, "up")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "LANG": "C.UTF-8",
+            MARKER_ENV: self.marker,
+            ROLE_ENV: f"vm:{name}",
+            "LAB_OUTER_NETNS": _ns("self", "net") or "",
+            "LAB_FABRIC_PID": str(self.fabric_pid),
+        }
+        try:
+            proc = vm.spawn_vm(paths, name, image, self.fabric_pid, tap, vm.mac_address(addr), cmdline, env)
+        except vm.VmError as exc:
+            raise LabError(str(exc)) from exc
+        self._popens.append(proc)
+        if not _has_marker(proc.pid, self.marker):
+            raise LabError(f"VM {name}: QEMU {proc.pid} does not carry the lab marker")
+        if _ns(proc.pid, "net") != _ns(self.fabric_pid, "net"):
+            raise LabError(f"VM {name}: QEMU {proc.pid} is not in the lab's fabric netns")
+        return proc.pid
+
     def _wait_machines(self) -> None:
         popens = {p.pid: p for p in self._popens}
-        for name in self.machines:
+        for name in [*self.machines, *self.vms]:
+            timeout = vm.BOOT_TIMEOUT if name in self.vms else machine.BOOT_TIMEOUT
             try:
-                seconds = machine.wait_ssh(self.state_dir, name, self.hosts[name], popens[self.pids[name]])
+                seconds = machine.wait_ssh(self.state_dir, name, self.hosts[name], popens[self.pids[name]], timeout)
             except machine.MachineError as exc:
                 raise LabError(str(exc)) from exc
             self._state_extra.setdefault("boot_seconds", {})[name] = round(seconds, 1)
@@ -747,6 +820,11 @@ class Lab:
         return self.hosts[name]
 
     def _host_vars(self, name: str, addr: str) -> dict[str, Any]:
+        if name in self.vms:
+            return {
+                **self._ssh_host_vars(addr, self.vms[name]),
+                "lab_vm": True,
+            }
         if name not in self.machines:
             return {
                 "ansible_connection": "community.docker.nsenter",
@@ -754,6 +832,9 @@ class Lab:
                 "ansible_python_interpreter": self.python_interpreter,
                 "lab_address": addr,
             }
+        return self._ssh_host_vars(addr, self.machines[name])
+
+    def _ssh_host_vars(self, addr: str, suite: str) -> dict[str, Any]:
         # A real host: SSH as an unprivileged user, become, the machine's own python3.
         return {
             "ansible_connection": "ssh",
@@ -763,10 +844,13 @@ class Lab:
             "ansible_ssh_private_key_file": str(self.state_dir / machine.SSH_KEY),
             "ansible_ssh_common_args": shlex.join(machine.ssh_options(self.state_dir, with_key=False)),
             "ansible_ssh_pipelining": True,
+            # Ansible shares one SSH master per address and user: every lab's machines have
+            # the same addresses, so each lab keeps its masters in its own directory.
+            "ansible_control_path_dir": str(self.state_dir / machine.CONTROL_DIR),
             "ansible_python_interpreter": "/usr/bin/python3",
             "lab_address": addr,
-            "lab_machine": self.machines[name],
-            "lab_machine_release": SUITES[self.machines[name]],
+            "lab_machine": suite,
+            "lab_machine_release": SUITES[suite],
         }
 
     def inventory(self) -> dict[str, Any]:
@@ -799,8 +883,11 @@ class Lab:
     def nsenter_argv(self, name: str, argv: Sequence[str]) -> list[str]:
         """argv that runs *argv* inside lab host *name* (net, mount, uts namespaces).
 
-        On a machine: all namespaces and the root of its PID 1, as root.
+        On a machine: all namespaces and the root of its PID 1, as root. On a VM: SSH, as root.
         """
+        if name in self.vms:
+            self._check_ours(self.pid(name))
+            return machine.ssh_argv(self.state_dir, self.hosts[name], argv)
         if name in self.machines:
             return ["nsenter", "-t", str(self.machine_init_pid(name)), "-a", "-r", "-w", "--", *argv]
         pid = self.pid(name)

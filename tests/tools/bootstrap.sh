@@ -27,6 +27,10 @@ command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v nc >/dev/null || need+=(netcat-openbsd)
+# Lab VMs (make test-vm): QEMU, qemu-img for the qcow2 disks, mkfs.ext4 for the image.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 if [ "${LINUXNET_BENCH:-0}" = "1" ]; then command -v netavark >/dev/null || [ -x /usr/lib/podman/netavark ] || need+=(netavark); fi
 if [ ${#need[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then
