@@ -9,6 +9,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 LAB_STATE := $(CURDIR)/.cache/lab/main
 GUARD := $(CURDIR)/.cache/guard-before.txt
 PYTEST := $(PY) -m pytest -p no:cacheprovider
+# Ansible refuses a non-blocking stdin (as a background job may hand down): give it /dev/null.
+STDIN := </dev/null
 
 .PHONY: help deps lab lab-down test unit harness integration molecule test-vm lint sanity build bench bench-quick clean
 
@@ -18,8 +20,8 @@ help: ## list the targets
 deps: ## system packages (apt) and the .venv, when missing
 	@tests/tools/bootstrap.sh $(MAKECMDGOALS)
 
-lab: deps ## the main job: the seed topology in a lab, verified with traffic (LAB_KEEP=1 keeps it)
-	@rc=0; ansible-playbook playbooks/lab.yml -e lab_state_dir=$(LAB_STATE) || rc=$$?; \
+lab: deps ## the main job: a reference topology in a lab, verified with traffic (LAB_KEEP=1 keeps it)
+	@rc=0; ansible-playbook tests/lab/playbooks/lab.yml -e lab_state_dir=$(LAB_STATE) || rc=$$?; \
 	if [ "$$LAB_KEEP" != 1 ]; then $(PY) -m tests.lab destroy --state-dir $(LAB_STATE) >/dev/null; fi; exit $$rc
 
 lab-down: deps ## remove a lab kept with LAB_KEEP=1
@@ -28,7 +30,7 @@ lab-down: deps ## remove a lab kept with LAB_KEEP=1
 test: deps ## every test: unit, harness, integration, Molecule, build, lint; then the host guard
 	@mkdir -p .cache && $(PY) -m tests.guard save $(GUARD)
 	@rc=0; \
-	$(PYTEST) -q tests/unit tests/harness tests/integration || rc=1; \
+	$(PYTEST) -q tests/unit tests/harness tests/integration $(STDIN) || rc=1; \
 	$(MAKE) --no-print-directory molecule || rc=1; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(PY) -m tests.guard check $(GUARD) || rc=1; \
@@ -38,20 +40,20 @@ unit: deps ## unit tests only (no root needed for these)
 	$(PYTEST) -q tests/unit
 
 harness: deps ## tests of the lab harness
-	$(PYTEST) -q tests/harness
+	$(PYTEST) -q tests/harness $(STDIN)
 
 integration: deps ## module and role tests inside lab hosts
-	$(PYTEST) -q tests/integration
+	$(PYTEST) -q tests/integration $(STDIN)
 
 # Every scenario but vm (a QEMU VM under TCG takes minutes: `make test-vm` runs it).
 MOLECULE_SCENARIOS = $(filter-out vm,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 molecule: deps ## Molecule scenarios (all but vm: default, fleet, machine, matrix)
-	@rc=0; for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s || rc=1; done; exit $$rc
+	@rc=0; for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s $(STDIN) || rc=1; done; exit $$rc
 
 test-vm: deps ## the QEMU VM: harness test and Molecule scenario vm (slow: minutes under TCG)
 	LINUXNET_TEST_VM=1 $(PYTEST) -q tests/harness/test_vm.py
-	molecule test -s vm
+	molecule test -s vm $(STDIN)
 
 lint: deps ## ruff, ansible-lint (production profile), ansible-test sanity
 	@rc=0; ruff check plugins tests || rc=1; \

@@ -122,7 +122,10 @@ def run_playbook(
             argv += ["--limit", limit]
         argv += extra_args or []
         env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": tmp})
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout, check=False)
+        # stdin from /dev/null: ansible refuses a non-blocking stdin (as a background job may have).
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout, check=False
+        )
     data: dict[str, Any] | None
     try:
         data = json.loads(proc.stdout[proc.stdout.index("{") :]) if "{" in proc.stdout else None
