@@ -18,8 +18,11 @@ import string
 
 IFNAMSIZ = 15  # bytes, without the trailing NUL
 _IFNAME_FORBIDDEN = set("/:" + string.whitespace)
-_NETNS_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Always used with fullmatch(): `$` also matches before a trailing newline, so "evil\n" would
+# pass a match() and reach a file or restore text as a line of its own.
+_NETNS_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 _UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
 
 
@@ -57,7 +60,7 @@ def interface_name(value: object, field: str) -> str:
 def netns_name(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"{field}: a namespace name is required")
-    if value in (".", "..") or not _NETNS_NAME.match(value):
+    if value in (".", "..") or not _NETNS_NAME.fullmatch(value):
         raise ValidationError(
             f"{field}: namespace name {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
             "and not '.' or '..'"
@@ -67,7 +70,7 @@ def netns_name(value: object, field: str) -> str:
 
 def label(value: object, field: str, what: str = "name") -> str:
     """A name used in messages, state files and comments (network names, mapping labels)."""
-    if not isinstance(value, str) or value in (".", "..") or not _NETNS_NAME.match(value):
+    if not isinstance(value, str) or value in (".", "..") or not _NETNS_NAME.fullmatch(value):
         raise ValidationError(f"{field}: {what} {value!r} must be 1-64 characters of letters, digits and '_.@+-'")
     return value
 
@@ -112,7 +115,7 @@ def mac(value: object, field: str, allow_docker: bool = False) -> str:
     if allow_docker and value == "docker":
         return "docker"
     text = str(value).strip().lower().replace("-", ":")
-    if not _MAC.match(text):
+    if not _MAC.fullmatch(text):
         raise ValidationError(f"{field}: {value!r} is not a MAC address such as 02:42:ac:11:00:02")
     if int(text[:2], 16) & 1:
         raise ValidationError(f"{field}: {value!r} is a multicast MAC address")
@@ -146,7 +149,7 @@ def file_text(value: object, field: str, limit: int = 65536) -> str:
 
 def hostname(value: object, field: str) -> str:
     text = str(value)
-    if not re.match(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$", text):
+    if not _HOSTNAME.fullmatch(text):
         raise ValidationError(f"{field}: {value!r} is not a valid host name")
     return text
 

@@ -350,3 +350,36 @@ def test_where_helper():
     assert v.where(1, {"name": "x"}, "mtu") == "config[1] (name=x).mtu"
     assert v.where(0, {}, "name") == "config[0].name"
     assert v.where(3, {"name": "y" * 60}, "mac") == f"config[3] (name={'y' * 40}).mac"
+
+
+# `$` matches before a trailing newline: a validator written with match() and `$` lets
+# "name\n" through, and the newline then starts a line of its own in a hosts file or in
+# restore text. Every validator must refuse a trailing newline.
+TRAILING = {"newline": "\n", "crlf": "\r\n", "cr": "\r"}
+
+
+@pytest.mark.parametrize("tail", TRAILING.values(), ids=TRAILING.keys())
+def test_trailing_newline_is_refused_by_every_validator(tail):
+    for check, good in (
+        (v.netns_name, "evil"),
+        (v.label, "evil"),
+        (v.hostname, "evil.example"),
+        (v.interface_name, "eth0"),
+        (v.mac, "02:42:ac:11:00:02"),
+        (v.safe_text, "comment"),
+    ):
+        assert check(good, "field") == good
+        if check is v.mac:  # the MAC is normalised (stripped), never pasted as given
+            assert check(good + tail, "field") == good
+            continue
+        with pytest.raises(ValidationError, match=r"^field: "):
+            check(good + tail, "field")
+
+
+def test_trailing_newline_never_reaches_a_namespace_or_hosts_file():
+    message = refused(namespaces, [{"name": "evil\n"}])
+    assert message.startswith("config[0]"), message
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["db\n"]}]}])
+    assert message.startswith("config[0] (name=web).hosts[0].names:"), message
+    message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["db\n6.6.6.6 evil.example"]}]}])
+    assert message.startswith("config[0] (name=web).hosts[0].names:"), message
