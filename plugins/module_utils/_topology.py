@@ -4,14 +4,13 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""From inventory variables (networks, endpoints) to the ``config`` of every module, and to the
-reachability matrix that ``verify.yml`` checks. Pure: runs on the controller in filter plugins."""
+"""From inventory variables (networks, endpoints) to the ``config`` of every module: the plan the
+role deploys. Pure: runs on the controller in filter plugins and in ``deployment_info``."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
@@ -289,116 +288,4 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
             parse_publish(item["publish"], f"{ep['at']}.ports[{k}]")
         item.update({"bridge": nets[att["network"]]["bridge"], "container_ip": att["address"], "network": att["network"]})
         out.append(item)
-    return out
-
-
-def reachability(plan: dict, probe_address: str | None = None, host_address: str | None = None) -> list[dict]:
-    """Every check verify.yml runs, with the expected outcome derived from Docker's model."""
-    nets = {n["name"]: n for n in plan["networks"]}
-    eps = [e for e in plan["endpoints"] if e["mode"] == "bridge"]
-    checks = []
-    for a in eps:
-        for b in eps:
-            if a is b:
-                continue
-            shared = [n for n in a["networks"] if n in b["networks"]]
-            if shared:
-                net = shared[0]
-                expect = nets[net]["icc"]
-                why = f"same network {net}" + ("" if expect else " with icc off")
-                target = b["networks"][net]
-            else:
-                net = next(iter(b["networks"]))
-                expect = False
-                why = "different networks (isolation)"
-                target = b["networks"][net]
-            checks.append({"source": a["name"], "target": b["name"], "kind": "icmp", "address": target,
-                           "port": None, "expect": expect, "why": why})
-        if probe_address:
-            egress = any(not nets[n]["internal"] for n in a["networks"])
-            checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
-                           "port": None, "expect": egress,
-                           "why": "egress through masquerade" if egress else "internal network: no egress"})
-    for port in plan["ports"]:
-        parsed = parse_publish(port["publish"], "ports") if port.get("publish") else port
-        host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
-        container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]
-        protocol = parsed.get("protocol") or "tcp"
-        host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0") else host_address
-        endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)
-        if host_ip and not host_ip.startswith("127."):
-            checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
-                           "port": int(host_port), "container_port": int(container_port),
-                           "expect": True, "why": f"published {port.get('publish') or host_port}"})
-    return checks
-
-
-def listener(check: dict) -> dict:
-    """The listener a published-port check needs inside the target endpoint."""
-    return {"netns": check["target"], "kind": check["kind"], "port": check.get("container_port") or check["port"]}
-
-
-def describe(result: dict) -> str:
-    where = f"{result['address']}:{result['port']}/{result['kind']}" if result.get("port") else f"{result['address']} ({result['kind']})"
-    expected = "reach" if result["expect"] else "blocked"
-    observed = "reach" if result.get("observed") else "blocked"
-    verdict = "ok" if bool(result.get("observed")) == bool(result["expect"]) else "MISMATCH"
-    return f"{verdict:8} {result['source']:>12} -> {str(result['target']):<12} {where:<28} expected {expected:<7} observed {observed:<7} ({result['why']})"
-
-
-def matrix(results: list[dict]) -> list[str]:
-    header = f"{'verdict':8} {'from':>12} -> {'to':<12} {'address':<28} expected/observed (why)"
-    return [header] + [describe(r) for r in results]
-
-
-def mismatches(results: list[dict]) -> list[dict]:
-    return [dict(r, line=describe(r)) for r in results if bool(r.get("observed")) != bool(r["expect"])]
-
-
-def _node_id(text: str) -> str:
-    """A Mermaid node id: letters, digits and '_' only."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)
-
-
-def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None = None, probe_address: str | None = None) -> str:
-    """A Mermaid flowchart of one host's deployment (bridges, endpoints, published ports)."""
-    lines = ["flowchart LR"]
-    host_id = _node_id(host)
-    if probe:
-        lines.append(f'  {_node_id(probe)}["{probe}<br/>{probe_address or ""}"] --- lan(("lab LAN"))')
-        lines.append(f'  lan --- {host_id}_lan["{host} ens160<br/>{address or ""}"]')
-    lines.append(f'  subgraph {host_id}["host {host}"]')
-    for net in plan["networks"]:
-        flags = [] if net["icc"] else ["icc off"]
-        flags += ["internal"] if net["internal"] else []
-        extra = f"<br/>{', '.join(flags)}" if flags else ""
-        lines.append(f'    {_node_id(net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]}{extra}"]')
-    for ep in plan["endpoints"]:
-        node = "ep_" + _node_id(ep["name"])
-        addrs = "<br/>".join(f"eth{i} {ip}" for i, ip in enumerate(ep["networks"].values()))
-        lines.append(f'    {node}["{ep["name"]}<br/>{addrs}"]')
-        for net_name in ep["networks"]:
-            bridge = next(n["bridge"] for n in plan["networks"] if n["name"] == net_name)
-            lines.append(f"    {node} --- {_node_id(bridge)}")
-    lines.append("  end")
-    for port in plan["ports"]:
-        node = "ep_" + _node_id(next(e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()))
-        lines.append(f'  {host_id}_lan -. "-p {port.get("publish", port.get("host_port"))}" .-> {node}')
-    return "\n".join(lines) + "\n"
-
-
-def tree(plan: dict, host: str, address: str | None = None) -> list[str]:
-    """The same picture as a text tree for the terminal."""
-    out = [f"{host} ({address})" if address else host]
-    nets = plan["networks"]
-    for i, net in enumerate(nets):
-        last_net = i == len(nets) - 1
-        flags = ("" if net["icc"] else ", icc off") + (", internal" if net["internal"] else "")
-        out.append(f"{'└──' if last_net else '├──'} {net['bridge']} {net['gateway']} [{net['name']} {net['subnet']}{flags}]")
-        members = [e for e in plan["endpoints"] if net["name"] in e["networks"]]
-        for j, ep in enumerate(members):
-            pipe = "    " if last_net else "│   "
-            ports = [p.get("publish", p.get("host_port")) for p in plan["ports"] if p["container_ip"] == ep["networks"][net["name"]]]
-            suffix = f"  -p {', '.join(map(str, ports))}" if ports else ""
-            out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {ep['networks'][net['name']]}{suffix}")
     return out

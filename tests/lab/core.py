@@ -831,6 +831,7 @@ class Lab:
                 "ansible_nsenter_pid": self.pids[name],
                 "ansible_python_interpreter": self.python_interpreter,
                 "lab_address": addr,
+                "linuxnet_host_address": addr,  # what playbooks/verify.yml reaches the host at
             }
         return self._ssh_host_vars(addr, self.machines[name])
 
@@ -849,6 +850,7 @@ class Lab:
             "ansible_control_path_dir": str(self.state_dir / machine.CONTROL_DIR),
             "ansible_python_interpreter": "/usr/bin/python3",
             "lab_address": addr,
+            "linuxnet_host_address": addr,
             "lab_machine": suite,
             "lab_machine_release": SUITES[suite],
         }

@@ -1,8 +1,10 @@
-"""The deployment planner of the role bridge_network (pure; no root, no kernel).
+"""The deployment planner of the role bridge_network and the filters around it (pure; no root,
+no kernel).
 
-``plan_deployment(networks, endpoints, current_veths)`` turns the role's variables into the
-``config`` of every module; ``reachability()`` derives the checks verify.yml runs; ``matrix``,
-``mismatches``, ``tree`` and ``mermaid`` render results and pictures. ``current_veths`` is built
+``plan_deployment(networks, endpoints, current_veths)`` (``_topology``) turns the role's variables
+into the ``config`` of every module; ``reachability()`` (``_reachability``) derives the checks
+verify.yml runs, ``matrix`` and ``mismatches`` render their results; ``tree`` and ``mermaid``
+(``_diagram``) draw a plan. ``current_veths`` is built
 here in the shape the veth module's ``gathered`` returns (as the role passes it), so address
 stability is pinned without a kernel. The role against a kernel is in tests/integration/test_role.py.
 
@@ -25,18 +27,13 @@ if _COLLECTIONS not in sys.path:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.linuxnet.bridge.plugins.filter import topology as topology_filter
+from ansible_collections.linuxnet.bridge.plugins.filter import deployment as deployment_filter
+from ansible_collections.linuxnet.bridge.plugins.filter import diagram as diagram_filter
+from ansible_collections.linuxnet.bridge.plugins.filter import reachability as reachability_filter
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import (
-    listener,
-    matrix,
-    mermaid,
-    mismatches,
-    plan_deployment,
-    reachability,
-    tree,
-    veth_name,
-)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._diagram import mermaid, tree
+from ansible_collections.linuxnet.bridge.plugins.module_utils._reachability import listener, matrix, mismatches, reachability
+from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import plan_deployment, veth_name
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import expand_hosts
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
@@ -45,7 +42,7 @@ USERNET = {"name": "usernet", "subnet": "172.18.0.0/16"}
 BACKNET = {"name": "backnet", "subnet": "10.30.0.0/24"}
 PRIVNET = {"name": "privnet", "subnet": "10.40.0.0/24", "internal": True}
 
-# The seed topology (playbooks/vars/lab_topology.yml).
+# The reference topology of `make lab` (tests/lab/playbooks/vars/topology.yml).
 SEED_NETWORKS = [dict(BRIDGE, bridge="docker0"), dict(USERNET, bridge="br-usernet")]
 SEED_ENDPOINTS = [
     {"name": "c1", "network": "bridge"},
@@ -224,7 +221,10 @@ def test_bad_endpoints_are_rejected_naming_the_field(endpoint, message):
 
 
 def test_filter_turns_validation_errors_into_filter_errors():
-    filters = topology_filter.FilterModule().filters()
+    filters = {}
+    for module in (deployment_filter, reachability_filter, diagram_filter):
+        assert not set(filters) & set(module.FilterModule().filters())
+        filters.update(module.FilterModule().filters())
     assert set(filters) == {"deployment", "reachability", "listener", "matrix", "mismatches", "mermaid", "tree"}
     with pytest.raises(AnsibleFilterError, match=r"linuxnet_endpoints\[0\]\.networks\[0\]\.address: 10\.0\.0\.1 is outside"):
         filters["deployment"]([BRIDGE], [{"name": "a", "networks": [{"name": "bridge", "address": "10.0.0.1"}]}], [])
@@ -647,11 +647,25 @@ def test_mermaid():
     assert '    ep_k1 --- br_backnet' in lines and '    ep_k1 --- br_privnet' in lines
     assert '    ep_k1["k1<br/>eth0 10.30.0.2<br/>eth1 10.40.0.2"]' in lines
     assert '    br_usernet["br-usernet<br/>172.18.0.1<br/>network usernet<br/>icc off"]' in lines
-    assert '  linuxnet1_lan -. "-p 172.16.211.128:81:80" .-> ep_b2' in lines
-    assert '  linuxnet1_lan -. "-p 7000-7001" .-> ep_k1' in lines
+    assert '    linuxnet1_address(["172.16.211.128"])' in lines
+    assert '  outside["outside<br/>172.16.211.1"] --- linuxnet1_address' in lines
+    assert '  linuxnet1_address -. "-p 172.16.211.128:81:80" .-> ep_b2' in lines
+    assert '  linuxnet1_address -. "-p 7000-7001" .-> ep_k1' in lines
     declared, used = _mermaid_ids(text)
     assert used <= declared, used - declared
     assert all(re.fullmatch(r"\w+", node) for node in declared), declared
+
+
+def test_mermaid_of_a_host_without_probe_or_address():
+    """A real inventory may give neither: the host's name stands for its address, nothing else is drawn."""
+    text = mermaid(plan(REACH_NETWORKS, REACH_ENDPOINTS), "edge1.example.net")
+    assert '    edge1_example_net_address(["edge1.example.net"])' in text.splitlines()
+    assert " --- edge1_example_net_address" not in text
+    declared, used = _mermaid_ids(text)
+    assert used <= declared, used - declared
+    text = mermaid(plan([BRIDGE], [{"name": "a", "network": "bridge"}]), "h")
+    assert text == 'flowchart LR\n  subgraph h["host h"]\n    docker0["docker0<br/>172.17.0.1<br/>network bridge"]\n' \
+                   '    ep_a["a<br/>eth0 172.17.0.2"]\n    ep_a --- docker0\n  end\n'
 
 
 def test_mermaid_node_ids_of_unusual_names():

@@ -1,0 +1,79 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""What a deployment must and must not reach under Docker's model, and the matrix that compares
+it with what real packets observed (``verify.yml``). Pure: runs on the controller in filter plugins.
+
+A check is ``{source, target, kind: icmp|tcp|udp, address, port, expect, why}``; ``source`` and
+``target`` are endpoint names or ``probe`` (a host outside the deployment); results add ``observed``.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
+
+
+def reachability(plan: dict, probe_address: str | None = None, host_address: str | None = None) -> list[dict]:
+    """Every check verify.yml runs, with the expected outcome derived from Docker's model."""
+    nets = {n["name"]: n for n in plan["networks"]}
+    eps = [e for e in plan["endpoints"] if e["mode"] == "bridge"]
+    checks = []
+    for a in eps:
+        for b in eps:
+            if a is b:
+                continue
+            shared = [n for n in a["networks"] if n in b["networks"]]
+            if shared:
+                net = shared[0]
+                expect = nets[net]["icc"]
+                why = f"same network {net}" + ("" if expect else " with icc off")
+                target = b["networks"][net]
+            else:
+                net = next(iter(b["networks"]))
+                expect = False
+                why = "different networks (isolation)"
+                target = b["networks"][net]
+            checks.append({"source": a["name"], "target": b["name"], "kind": "icmp", "address": target,
+                           "port": None, "expect": expect, "why": why})
+        if probe_address:
+            egress = any(not nets[n]["internal"] for n in a["networks"])
+            checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
+                           "port": None, "expect": egress,
+                           "why": "egress through masquerade" if egress else "internal network: no egress"})
+    for port in plan["ports"]:
+        parsed = parse_publish(port["publish"], "ports") if port.get("publish") else port
+        host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
+        container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]
+        protocol = parsed.get("protocol") or "tcp"
+        host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0") else host_address
+        endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)
+        if host_ip and not host_ip.startswith("127."):
+            checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
+                           "port": int(host_port), "container_port": int(container_port),
+                           "expect": True, "why": f"published {port.get('publish') or host_port}"})
+    return checks
+
+
+def listener(check: dict) -> dict:
+    """The listener a published-port check needs inside the target endpoint."""
+    return {"netns": check["target"], "kind": check["kind"], "port": check.get("container_port") or check["port"]}
+
+
+def describe(result: dict) -> str:
+    where = f"{result['address']}:{result['port']}/{result['kind']}" if result.get("port") else f"{result['address']} ({result['kind']})"
+    expected = "reach" if result["expect"] else "blocked"
+    observed = "reach" if result.get("observed") else "blocked"
+    verdict = "ok" if bool(result.get("observed")) == bool(result["expect"]) else "MISMATCH"
+    return f"{verdict:8} {result['source']:>12} -> {str(result['target']):<12} {where:<28} expected {expected:<7} observed {observed:<7} ({result['why']})"
+
+
+def matrix(results: list[dict]) -> list[str]:
+    header = f"{'verdict':8} {'from':>12} -> {'to':<12} {'address':<28} expected/observed (why)"
+    return [header] + [describe(r) for r in results]
+
+
+def mismatches(results: list[dict]) -> list[dict]:
+    return [dict(r, line=describe(r)) for r in results if bool(r.get("observed")) != bool(r["expect"])]
