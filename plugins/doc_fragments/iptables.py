@@ -16,9 +16,12 @@ options:
         port_mapping modules must use the same prefix.
     type: str
     default: LINUXNET
-  backend:
-    description: iptables variant; V(auto) uses the one the host's C(iptables) command uses.
+  iptables_variant:
+    description:
+      - iptables variant; V(auto) uses the one the host's C(iptables) command uses.
+      - The old name O(backend) is deprecated and will be removed in 0.3.0.
     type: str
+    aliases: [backend]
     choices: [auto, iptables-nft, iptables-legacy]
     default: auto
 requirements:

@@ -23,8 +23,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS as BRIDGE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS as FIREWALL_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, FirewallResource
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import Backend
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, FirewallResource, select_adapter
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS as NETNS_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import MODULE_OPTIONS as NETNS_MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
@@ -68,19 +67,19 @@ class SharedNetlink(Netlink):
 
 
 class SavedOnce:
-    """A Backend that runs iptables-save once for every resource of the pass (nothing writes)."""
+    """A firewall adapter that reads the live ruleset once for every resource of the pass (nothing writes)."""
 
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
         self._saved: dict | None = None
 
     def save(self) -> dict:
         if self._saved is None:
-            self._saved = self._backend.save()
+            self._saved = self._adapter.save()
         return copy.deepcopy(self._saved)  # each resource plans on its own copy
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
+        return getattr(self._adapter, name)
 
 
 class ReadOnlyModule:
@@ -104,11 +103,11 @@ def module_params(module_name: str, item_options: dict, module_options: dict | N
     return result.validated_parameters
 
 
-def pending_changes(module: Any, networks: list[dict], endpoints: list[dict], chain_prefix: str, backend: str) -> dict:
+def pending_changes(module: Any, networks: list[dict], endpoints: list[dict], chain_prefix: str, iptables_variant: str) -> dict:
     """Plan the deployment and report, per module, the commands its run would apply now."""
     netlink = SharedNetlink()
     try:
-        return _pending_changes(module, netlink, networks, endpoints, chain_prefix, backend)
+        return _pending_changes(module, netlink, networks, endpoints, chain_prefix, iptables_variant)
     finally:
         netlink.release()
 
@@ -121,18 +120,18 @@ def _resource(resource_class: type, module: Any, netlink: SharedNetlink) -> Any:
 
 
 def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], endpoints: list[dict],
-                     chain_prefix: str, backend: str) -> dict:
+                     chain_prefix: str, iptables_variant: str) -> dict:
     view = ReadOnlyModule(module, {"config": None, "state": "gathered"})
     veths = _resource(VethResource, view, netlink)
     live_veths = veths.gather([], "gathered")
     plan = plan_deployment(networks, endpoints, _engine.listing(live_veths, veths))
 
     commands: dict[str, list[str]] = {}
-    iptables = SavedOnce(Backend(ReadOnlyModule(module, {}), backend))
+    iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), {"iptables_variant": iptables_variant}))
     for key, name, resource_class, item_options, module_options in STEPS:
         params: dict[str, Any] = {"config": plan[key], "state": "overridden"}
         if module_options is MODULE_OPTIONS:
-            params.update(chain_prefix=chain_prefix, backend=backend)
+            params.update(chain_prefix=chain_prefix, iptables_variant=iptables_variant)
         elif module_options is NETNS_MODULE_OPTIONS:
             params["host_groups"] = plan["host_groups"]
         params = module_params(name, item_options, module_options, params)
@@ -147,7 +146,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
         else:
             resource = _resource(resource_class, ReadOnlyModule(module, params), netlink)
             if module_options is MODULE_OPTIONS:
-                resource.backend = iptables
+                resource.adapter = iptables
         try:
             commands[name] = [op.command for op in _engine.predict(resource, "overridden", before)]
         finally:

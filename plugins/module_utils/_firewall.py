@@ -4,33 +4,34 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Docker-style iptables chains for bridge networks (Docker's bridge driver, userland proxy off).
+"""Docker-style firewall chains for bridge networks (Docker's bridge driver, userland proxy off).
 
-Rule texts are written exactly as ``iptables-save`` prints them, so that comparing the live
-ruleset with the desired one is a string comparison.
+The resources build a backend-neutral :class:`~._fwmodel.Model`; :class:`TablesResource` hands it
+to the adapter that :func:`select_adapter` picks, and reads the live ruleset back through it.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import os
 import re
+from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
     BuiltinRules,
     DesiredTable,
+    Model,
+    Rule,
     Table,
-    TablesResource,
-    empty_table,
-    payload,
-    plan_table,
     read_sysctl,
     sysctl_name,
     write_sysctl,
 )
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import RUN_DIR, VARIANTS, Iptables
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -43,7 +44,14 @@ ITEM_OPTIONS = {
 }
 MODULE_OPTIONS = {
     "chain_prefix": {"type": "str", "default": "LINUXNET"},
-    "backend": {"type": "str", "default": "auto", "choices": ["auto", "iptables-nft", "iptables-legacy"]},
+    "iptables_variant": {
+        "type": "str",
+        "default": "auto",
+        "choices": list(VARIANTS),
+        # renamed so that a later firewall_backend (iptables | nftables) is not confused with it
+        "aliases": ["backend"],
+        "deprecated_aliases": [{"name": "backend", "version": "0.3.0", "collection_name": "linuxnet.bridge"}],
+    },
 }
 PUBLIC_KEYS = ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source")
 _PREFIX = re.compile(r"^[A-Z0-9_-]{1,10}$")
@@ -52,7 +60,90 @@ IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 # kube-proxy's guard for CVE-2020-8558: route_localnet must not expose 127.0.0.0/8 services to
 # other hosts; only connections that were DNATed there (published on 127.0.0.1) get through.
-LOCALNET_GUARD = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+LOCALNET_GUARD = Rule.of("localnet_guard")
+RETURN = Rule.of("return")
+
+
+def select_adapter(module, params: dict) -> Iptables:
+    """The one place that picks the firewall backend and address family (IPv4 iptables so far)."""
+    return Iptables(module, family="ipv4", variant=params.get("iptables_variant") or "auto")
+
+
+class TablesResource(Resource):
+    """Base of the firewall resources: lock, live ruleset, ownership state file, one transaction."""
+
+    #: sub-directory of /run/linuxnet holding the state file of this resource
+    state_dir = ""
+    #: keys of an item as users see it (and as the state file keeps it)
+    public_keys: tuple[str, ...] = ()
+
+    def __init__(self, module) -> None:
+        super().__init__(module)
+        self.prefix = "LINUXNET"
+        self.adapter = select_adapter(module, self.params)
+        self.live: dict[str, Table] = {}
+        self.known: dict[str, dict] = {}
+        self.final: dict[str, dict] = {}
+
+    def state_path(self) -> str:
+        return os.path.join(RUN_DIR, self.state_dir, f"{self.prefix}.json")
+
+    def load_live(self) -> None:
+        """Take the lock, then read the ruleset and the state file (in this order: no races)."""
+        if not self.module.check_mode:  # check mode only reads, and writes no lock file
+            self.adapter.lock()
+        self.live = self.adapter.save()
+        try:
+            with open(self.state_path(), encoding="utf-8") as handle:
+                self.known = json.load(handle)["items"]
+        except (OSError, ValueError, KeyError):
+            self.known = {}
+
+    def public(self, item: dict) -> dict:
+        return {k: item[k] for k in self.public_keys if item.get(k) is not None}
+
+    def from_state(self, item: dict) -> dict:
+        """An item of the state file as normalize() gives it."""
+        return dict(item)
+
+    def check_owned(self, items: list[dict]) -> None:
+        """Raise ValidationError when the items we would own after the run cannot coexist."""
+
+    def final_owned(self, desired: list[dict], state: str) -> dict[str, dict]:
+        """Every item we own after the run: the state file's, minus the deleted, plus ``desired``."""
+        owned = {key: self.from_state(item) for key, item in self.known.items()}
+        if state == "deleted":
+            for key in [self.key(d) for d in desired] if desired else list(owned):
+                owned.pop(key, None)
+            return owned
+        if state == "overridden":
+            owned = {}
+        owned.update((self.key(item), dict(item)) for item in desired)
+        self.check_owned(list(owned.values()))
+        return owned
+
+    def live_table(self, table: str) -> Table:
+        return self.live.get(table) or self.adapter.empty(table)
+
+    def apply(self, operations: list[Operation]) -> None:
+        self.adapter.apply([op for op in operations if op.action == "restore"])
+        self.apply_other([op for op in operations if op.action != "restore"])
+
+    def apply_other(self, operations: list[Operation]) -> None:
+        """Operations other than rule changes (sysctls), run after the rules are committed."""
+
+    def persist(self) -> None:
+        if self.final == self.known:
+            return
+        path = self.state_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"items": self.final}, handle, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        self.adapter.unlock()
 
 
 def chain_prefix(value: object) -> str:
@@ -77,94 +168,83 @@ def route_localnet_path(bridge: str) -> str:
     return f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
 
 
-def network_rules(net: dict, prefix: str) -> dict[str, list[str]]:
+def network_rules(net: dict, prefix: str) -> dict[str, list[Rule]]:
     """Every rule Docker's bridge driver creates for one network, by place."""
     br, subnet, c = net["bridge"], net["subnet"], chains(prefix)
-    icc_accept = [f"-i {br} -o {br} -j ACCEPT"] if net["icc"] else []
-    icc_drop = [] if net["icc"] else [f"-i {br} -o {br} -j DROP"]
+    icc = [Rule.of("icc", bridge=br, verdict="ACCEPT" if net["icc"] else "DROP")]
+    icc_accept, icc_drop = (icc, []) if net["icc"] else ([], icc)
     if net["internal"]:
         return {
             "forward_top": icc_accept,
             "forward_bottom": icc_drop,
-            "iso1": [f"! -s {subnet} -o {br} -j DROP", f"! -d {subnet} -i {br} -j DROP"],
+            "iso1": [Rule.of("internal_in", subnet=subnet, bridge=br), Rule.of("internal_out", subnet=subnet, bridge=br)],
             "iso2": [],
             "postrouting": [],
         }
-    target = f"SNAT --to-source {net['snat_source']}" if net.get("snat_source") else "MASQUERADE"
-    postrouting = [f"-o {br} -m addrtype --src-type LOCAL -j {target}"]
+    snat = net.get("snat_source") or None
+    postrouting = [Rule.of("local_nat", bridge=br, snat_source=snat)]
     if net["masquerade"]:
-        postrouting.append(f"-s {subnet} ! -o {br} -j {target}")
+        postrouting.append(Rule.of("out_nat", subnet=subnet, bridge=br, snat_source=snat))
     return {
         "forward_top": [
-            f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-            f"-o {br} -j {c['main']}",
-            f"-i {br} ! -o {br} -j ACCEPT",
+            Rule.of("established", bridge=br),
+            Rule.of("to_chain", bridge=br, chain=c["main"]),
+            Rule.of("outbound", bridge=br),
         ]
         + icc_accept,
         "forward_bottom": icc_drop,
-        "iso1": [f"-i {br} ! -o {br} -j {c['iso2']}"],
-        "iso2": [f"-o {br} -j DROP"],
+        "iso1": [Rule.of("isolate", bridge=br, chain=c["iso2"])],
+        "iso2": [Rule.of("isolated", bridge=br)],
         "postrouting": postrouting,
     }
 
 
-def desired_tables(networks: list[dict], prefix: str, live: dict[str, Table], forward_drop: bool) -> dict[str, DesiredTable]:
-    """The complete ruleset the collection wants for ``networks`` (sorted by name)."""
+def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live: dict[str, Table], forward_drop: bool,
+                   adapter: Iptables) -> Model:
+    """The complete ruleset the collection wants for ``networks``; ``managed`` adds what was ours before."""
     c = chains(prefix)
     nets = sorted(networks, key=lambda n: n["name"])
     rules = [network_rules(n, prefix) for n in nets]
     flat = {key: [r for per in rules for r in per[key]] for key in ("forward_top", "forward_bottom", "iso1", "iso2", "postrouting")}
-    filt, nat = DesiredTable(), DesiredTable()
+    model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix), frozenset(c.values()))
+    filt, nat = model.tables["filter"], model.tables["nat"]
+    jump = Rule.of("local_jump", chain=c["main"])
     if nets:
-        filt.kept = {c["main"]: [], c["user"]: ["-j RETURN"]}
-        filt.owned = {c["iso1"]: flat["iso1"] + ["-j RETURN"], c["iso2"]: flat["iso2"] + ["-j RETURN"]}
+        filt.kept = {c["main"]: [], c["user"]: [RETURN]}
+        filt.owned = {c["iso1"]: flat["iso1"] + [RETURN], c["iso2"]: flat["iso2"] + [RETURN]}
         filt.builtin = {
-            "FORWARD": BuiltinRules(top=[f"-j {c['user']}", f"-j {c['iso1']}"] + flat["forward_top"], bottom=flat["forward_bottom"]),
+            "FORWARD": BuiltinRules(top=[Rule.of("jump", chain=c["user"]), Rule.of("jump", chain=c["iso1"])] + flat["forward_top"],
+                                    bottom=flat["forward_bottom"]),
             "INPUT": BuiltinRules(top=[LOCALNET_GUARD]),
         }
         if forward_drop:
             filt.policies = {"FORWARD": "DROP"}
         nat.kept = {c["main"]: []}
-        jump = f"-m addrtype --dst-type LOCAL -j {c['main']}"
         nat.builtin = {
             "PREROUTING": BuiltinRules(top=[jump]),
             "OUTPUT": BuiltinRules(top=[jump]),
             "POSTROUTING": BuiltinRules(top=flat["postrouting"]),
         }
-        return {"filter": filt, "nat": nat}
+        return model
     # No network left: remove our chains, but keep what holds someone else's rules.
-    live_filter = live.get("filter") or empty_table("filter")
-    live_nat = live.get("nat") or empty_table("nat")
+    live_filter = live.get("filter") or adapter.empty("filter")
+    live_nat = live.get("nat") or adapter.empty("nat")
     filt.remove = [c["iso1"], c["iso2"]]
-    if c["user"] in live_filter.chains and live_filter.chain_rules(c["user"]) not in ([], ["-j RETURN"]):
-        filt.builtin = {"FORWARD": BuiltinRules(top=[f"-j {c['user']}"])}
+    if c["user"] in live_filter.chains and live_filter.chain_rules(c["user"]) not in ([], [adapter.render(RETURN)]):
+        filt.builtin = {"FORWARD": BuiltinRules(top=[Rule.of("jump", chain=c["user"])])}
     else:
         filt.remove.append(c["user"])
     if not live_filter.chain_rules(c["main"]):
         filt.remove.append(c["main"])
     if live_nat.chain_rules(c["main"]):
-        jump = f"-m addrtype --dst-type LOCAL -j {c['main']}"
         nat.builtin = {"PREROUTING": BuiltinRules(top=[jump]), "OUTPUT": BuiltinRules(top=[jump])}
     else:
         nat.remove = [c["main"]]
-    return {"filter": filt, "nat": nat}
+    return model
 
 
-def ownership(prefix: str, claimed: dict[str, set[str]]):
-    """Predicate: is this rule of a shared chain ours? Jumps into our chains, and any rule we render."""
-    ours = set(chains(prefix).values())
-
-    def is_ours(chain: str, spec: str) -> bool:
-        tokens = spec.split()
-        if len(tokens) >= 2 and tokens[-2] == "-j" and tokens[-1] in ours:
-            return True
-        return spec in claimed.get(chain, set())
-
-    return is_ours
-
-
-def claimed_rules(networks: list[dict], prefix: str) -> dict[str, set[str]]:
-    claimed: dict[str, set[str]] = {"FORWARD": set(), "POSTROUTING": set(), "INPUT": {LOCALNET_GUARD}}
+def claimed_rules(networks: list[dict], prefix: str) -> dict[str, set[Rule]]:
+    claimed: dict[str, set[Rule]] = {"FORWARD": set(), "POSTROUTING": set(), "INPUT": {LOCALNET_GUARD}}
     for net in networks:
         r = network_rules(net, prefix)
         claimed["FORWARD"].update(r["forward_top"] + r["forward_bottom"])
@@ -172,49 +252,45 @@ def claimed_rules(networks: list[dict], prefix: str) -> dict[str, set[str]]:
     return claimed
 
 
-def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict]) -> dict[str, dict]:
+def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict[str, dict]:
     """Rebuild the network list from the live ruleset; ``known`` (the state file) supplies names."""
     c = chains(prefix)
-    filt = live.get("filter") or empty_table("filter")
-    nat = live.get("nat") or empty_table("nat")
+
+    def rules(table: str, chain: str) -> list[Rule]:
+        return [r for r in map(parse, (live.get(table) or Table()).chain_rules(chain)) if r is not None]
+
     by_bridge = {n["bridge"]: n for n in known.values()}
+    internal = {r.get("bridge"): r.get("subnet") for r in rules("filter", c["iso1"]) if r.kind == "internal_in"}
+    bridges = [r.get("bridge") for r in rules("filter", c["iso2"]) if r.kind == "isolated"]
+    no_icc = {r.get("bridge") for r in rules("filter", "FORWARD") if r.kind == "icc" and r.get("verdict") == "DROP"}
+    nat_rules = [r for r in rules("nat", "POSTROUTING") if r.kind in ("local_nat", "out_nat")]
     found: dict[str, dict] = {}
-    internal: dict[str, str] = {}
-    for spec in filt.chain_rules(c["iso1"]):
-        m = re.match(r"^! -s (\S+) -o (\S+) -j DROP$", spec)
-        if m:
-            internal[m.group(2)] = m.group(1)
-    bridges = [m.group(1) for m in (re.match(r"^-o (\S+) -j DROP$", s) for s in filt.chain_rules(c["iso2"])) if m]
     for bridge in bridges + list(internal):
         base = by_bridge.get(bridge, {})
         net = {
             "name": base.get("name", bridge),
             "bridge": bridge,
             "subnet": internal.get(bridge) or base.get("subnet"),
-            "icc": f"-i {bridge} -o {bridge} -j DROP" not in filt.chain_rules("FORWARD"),
+            "icc": bridge not in no_icc,
             "internal": bridge in internal,
             # internal networks have no NAT rule to read it from: report what was configured
             "masquerade": bool(base.get("masquerade", True)) if bridge in internal else False,
             "snat_source": None,
         }
-        for spec in nat.chain_rules("POSTROUTING"):
-            m = re.match(
-                rf"^(?:-s (\S+) ! -o {re.escape(bridge)}|-o {re.escape(bridge)} -m addrtype --src-type LOCAL)"
-                r" -j (MASQUERADE|SNAT --to-source (\S+))$",
-                spec,
-            )
-            if not m:
+        for rule in nat_rules:
+            if rule.get("bridge") != bridge:
                 continue
-            if m.group(1):
-                net["subnet"], net["masquerade"] = m.group(1), True
-            if m.group(3):
-                net["snat_source"] = m.group(3)
+            if rule.kind == "out_nat":
+                net["subnet"], net["masquerade"] = rule.get("subnet"), True
+            if rule.get("snat_source"):
+                net["snat_source"] = rule.get("snat_source")
         found[net["name"]] = net
     return found
 
 
 class FirewallResource(TablesResource):
     state_dir = "firewall"
+    public_keys = PUBLIC_KEYS
 
     def __init__(self, module) -> None:
         super().__init__(module)
@@ -245,40 +321,21 @@ class FirewallResource(TablesResource):
         check_overlaps(items)
         return items
 
-    def public(self, item: dict) -> dict:
-        return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
-
-    def final_networks(self, desired: list[dict], state: str) -> dict[str, dict]:
-        owned = {name: dict(net) for name, net in self.known.items()}
-        if state == "deleted":
-            for name in [d["name"] for d in desired] if desired else list(owned):
-                owned.pop(name, None)
-            return owned
-        if state == "overridden":
-            owned = {}
-        for item in desired:
-            owned[item["name"]] = dict(item)
-        check_overlaps(sorted(owned.values(), key=lambda n: n["name"]), where="(with networks managed earlier) ")
-        return owned
+    def check_owned(self, items: list[dict]) -> None:
+        check_overlaps(sorted(items, key=lambda n: n["name"]), where="(with networks managed earlier) ")
 
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
-        final = self.final_networks(desired, state)
+        final = self.final_owned(desired, state)
         self.final = final
         nets = list(final.values())
-        ops: list[Operation] = []
         forward_off = bool(nets) and self.sysctls.get(IP_FORWARD) not in ("1", None)
-        want = desired_tables(nets, self.prefix, self.live, forward_off)
-        is_ours = ownership(self.prefix, claimed_rules(nets + list(self.known.values()), self.prefix))
-        ops += self.table_operations(want, is_ours)
+        model = firewall_model(nets, list(self.known.values()), self.prefix, self.live, forward_off, self.adapter)
         if nets:
-            ops += self._sysctl_ops(nets)
-        return ops, final
+            model.sysctls = {IP_FORWARD: "1", BRIDGE_NF: "1"}
+            model.sysctls.update({route_localnet_path(n["bridge"]): "1" for n in nets if n["bridge"] in self.bridges_present})
+        return self.adapter.plan(model, self.live) + self._sysctl_ops(model.sysctls), final
 
-    def _sysctl_ops(self, nets: list[dict]) -> list[Operation]:
-        wanted = {IP_FORWARD: "1", BRIDGE_NF: "1"}
-        for net in nets:
-            if net["bridge"] in self.bridges_present:
-                wanted[route_localnet_path(net["bridge"])] = "1"
+    def _sysctl_ops(self, wanted: dict[str, str]) -> list[Operation]:
         ops = []
         for path, value in wanted.items():
             if self.sysctls.get(path) != value:
@@ -288,12 +345,7 @@ class FirewallResource(TablesResource):
         return ops
 
     def render(self, desired: list[dict]) -> list[str]:
-        want = desired_tables(desired, self.prefix, {}, forward_drop=False)
-        is_ours = ownership(self.prefix, claimed_rules(desired, self.prefix))
-        text = ""
-        for table in ("filter", "nat"):
-            text += payload(table, plan_table(table, empty_table(table), want[table], is_ours))
-        return text.splitlines()
+        return self.adapter.render_model(firewall_model(desired, [], self.prefix, {}, False, self.adapter))
 
     # -- kernel -------------------------------------------------------------------------------
     def gather(self, desired: list[dict], state: str) -> dict:
@@ -304,7 +356,7 @@ class FirewallResource(TablesResource):
         paths += [route_localnet_path(b) for b in self.bridges_present]
         self.sysctls = {p: read_sysctl(p) for p in paths}
         # After apply the state file is not written yet: names come from the run's result too.
-        return parse_networks(self.live, self.prefix, {**self.known, **self.final})
+        return parse_networks(self.live, self.prefix, {**self.known, **self.final}, self.adapter.parse)
 
     def apply_other(self, operations: list[Operation]) -> None:
         for op in operations:

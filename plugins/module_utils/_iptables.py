@@ -4,27 +4,32 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""iptables: parse ``iptables-save``, plan minimal ``iptables-restore --noflush`` payloads, apply them.
+"""The iptables adapter: rule texts, ``iptables-save`` parsing, minimal ``iptables-restore --noflush`` payloads.
 
-The planner is pure. It knows three kinds of chains:
+Each rule kind of the model has one :class:`Template` in :data:`KINDS`, which both renders it and
+parses it back, written exactly as ``iptables-save`` prints it: comparing the live ruleset with the
+desired one is a string comparison. The planner is pure. It knows three kinds of chains:
 
 * *owned chains* whose whole content is ours: rewritten (``:CHAIN - [0:0]`` flushes it inside
   the transaction) only when it differs;
 * *kept chains* that must exist but whose content belongs to someone else (``<P>-USER``) or to
   another module: created when missing, never flushed;
-* *built-in chains* shared with everyone (FORWARD, POSTROUTING, ...): only the rules a module
+* *built-in chains* shared with everyone (FORWARD, POSTROUTING, ...): only the rules a model
   claims as its own are deleted or inserted; foreign rules are never touched.
+
+Errors are raised (:class:`IptablesError`), never turned into a module exit here.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-from dataclasses import dataclass, field
+import re
 from typing import Callable
 
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 TABLES = ("filter", "nat")
 BUILTIN = {
@@ -33,20 +38,117 @@ BUILTIN = {
     "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
     "raw": ("PREROUTING", "OUTPUT"),
 }
+COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}  # by address family
+VARIANTS = ("auto", "iptables-nft", "iptables-legacy")
 RUN_DIR = "/run/linuxnet"
 LOCK_FILE = os.path.join(RUN_DIR, "iptables.lock")
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: make the restore of this table fail
 
 
-@dataclass
-class Table:
-    """One table of ``iptables-save`` output: chain policies and rules (text after ``-A CHAIN``)."""
+class IptablesError(ApplyError, ValidationError):
+    """iptables is missing or failed. Both engine error types: the engine reports a ValidationError
+    from gather and an ApplyError from apply, and iptables-save runs in both."""
 
-    chains: dict[str, str] = field(default_factory=dict)
-    rules: dict[str, list[str]] = field(default_factory=dict)
 
-    def chain_rules(self, chain: str) -> list[str]:
-        return self.rules.get(chain, [])
+_FIELD = re.compile(r"\{(\w+)\}")
+_SEGMENT = re.compile(r"(\[[^\]]*\])")
+# A field is one token without "/" (an address before "/32", a port before "/base"), except these.
+_PATTERNS = {"subnet": r"\S+"}
+_TOKEN = r"[^\s/]+"
+_PORT_FIELDS = ("dport",)  # "first-last" in the model, "first:last" in a match
+
+
+class Template:
+    """One rule kind's text: ``{field}`` placeholders; ``[A|B]`` is A when A's fields are given, else B."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.segments = _SEGMENT.split(text)
+        seen: set[str] = set()
+        self.regex = re.compile("^" + "".join(self._pattern(seg, seen) for seg in self.segments) + "$")
+
+    @staticmethod
+    def _pattern(segment: str, seen: set[str]) -> str:
+        def one(part: str) -> str:
+            out, pos = "", 0
+            for m in _FIELD.finditer(part):
+                name = m.group(1)
+                group = f"(?P={name})" if name in seen else f"(?P<{name}>{_PATTERNS.get(name, _TOKEN)})"
+                out, pos = out + re.escape(part[pos:m.start()]) + group, m.end()
+                seen.add(name)
+            return out + re.escape(part[pos:])
+
+        if not segment.startswith("["):
+            return one(segment)
+        first, second = _branches(segment)
+        return f"(?:{one(first)}|{one(second)})"
+
+    def render(self, fields: dict[str, str]) -> str:
+        def fill(part: str) -> str:
+            return _FIELD.sub(lambda m: _to_text(m.group(1), fields[m.group(1)]), part)
+
+        out = ""
+        for seg in self.segments:
+            if seg.startswith("["):
+                first, second = _branches(seg)
+                seg = first if all(fields.get(name) is not None for name in _FIELD.findall(first)) else second
+            out += fill(seg)
+        return out
+
+    def parse(self, spec: str) -> dict[str, str] | None:
+        m = self.regex.match(spec)
+        if m is None:
+            return None
+        return {k: v.replace(":", "-") if k in _PORT_FIELDS else v for k, v in m.groupdict().items() if v is not None}
+
+
+def _branches(segment: str) -> tuple[str, str]:
+    """``[A|B]`` -> (A, B); ``[A]`` -> (A, "")."""
+    first, second = (segment[1:-1].split("|") + [""])[:2]
+    return first, second
+
+
+def _to_text(name: str, value: str) -> str:
+    return value.replace("-", ":") if name in _PORT_FIELDS else value
+
+
+_NAT = "[SNAT --to-source {snat_source}|MASQUERADE]"
+# Parsing tries the kinds in this order: a kind with a literal target comes before the one that
+# would read that target as a chain name (``-j DROP`` is no jump into a chain called DROP).
+KINDS = {
+    # firewall: Docker's bridge driver
+    "return": Template("-j RETURN"),
+    "jump": Template("-j {chain}"),
+    "localnet_guard": Template("! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"),
+    "established": Template("-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+    "isolated": Template("-o {bridge} -j DROP"),
+    "to_chain": Template("-o {bridge} -j {chain}"),
+    "outbound": Template("-i {bridge} ! -o {bridge} -j ACCEPT"),
+    "isolate": Template("-i {bridge} ! -o {bridge} -j {chain}"),
+    "icc": Template("-i {bridge} -o {bridge} -j {verdict}"),
+    "internal_in": Template("! -s {subnet} -o {bridge} -j DROP"),
+    "internal_out": Template("! -d {subnet} -i {bridge} -j DROP"),
+    "local_jump": Template("-m addrtype --dst-type LOCAL -j {chain}"),
+    "local_nat": Template("-o {bridge} -m addrtype --src-type LOCAL -j " + _NAT),
+    "out_nat": Template("-s {subnet} ! -o {bridge} -j " + _NAT),
+    # port_mapping: published ports
+    "dnat": Template("[-d {host_ip}/32 ]-p {proto} -m {proto} --dport {dport} -j DNAT --to-destination {container_ip}:{to_ports}[/{base}]"),
+    "accept_port": Template("-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} -j ACCEPT"),
+    "hairpin": Template("-s {container_ip}/32 -d {container_ip}/32 -p {proto} -m {proto} --dport {dport} -j MASQUERADE"),
+}
+
+
+def render_rule(rule: Rule) -> str:
+    return KINDS[rule.kind].render(dict(rule.fields))
+
+
+def parse_rule(spec: str) -> Rule | None:
+    """The rule ``iptables-save`` printed as ``-A CHAIN <spec>``; None if it is no kind of ours."""
+    for kind, template in KINDS.items():
+        fields = template.parse(spec)
+        if fields is not None:
+            return Rule.of(kind, **fields)
+    return None
 
 
 def parse_save(text: str) -> dict[str, Table]:
@@ -74,21 +176,17 @@ def empty_table(table: str) -> Table:
     return Table(chains={c: "ACCEPT" for c in BUILTIN[table]}, rules={c: [] for c in BUILTIN[table]})
 
 
-@dataclass
-class BuiltinRules:
-    """Our rules in a shared chain: ``top`` in this order ahead of our ``bottom`` rules."""
+def ownership(model: Model) -> Callable[[str, str], bool]:
+    """Predicate: is this rule of a built-in chain ours? Jumps into our chains, and claimed rules."""
+    claimed = {chain: {render_rule(r) for r in rules} for chain, rules in model.claimed.items()}
 
-    top: list[str] = field(default_factory=list)
-    bottom: list[str] = field(default_factory=list)
+    def is_ours(chain: str, spec: str) -> bool:
+        tokens = spec.split()
+        if len(tokens) >= 2 and tokens[-2] == "-j" and tokens[-1] in model.chains:
+            return True
+        return spec in claimed.get(chain, set())
 
-
-@dataclass
-class DesiredTable:
-    owned: dict[str, list[str]] = field(default_factory=dict)
-    kept: dict[str, list[str]] = field(default_factory=dict)
-    builtin: dict[str, BuiltinRules] = field(default_factory=dict)
-    remove: list[str] = field(default_factory=list)  # chains to delete if they exist
-    policies: dict[str, str] = field(default_factory=dict)
+    return is_ours
 
 
 def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str, str], bool]) -> list[str]:
@@ -102,19 +200,21 @@ def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str,
     for chain, initial in want.kept.items():
         if chain not in live.chains:
             declare.append(f":{chain} - [0:0]")
-            body += [f"-A {chain} {spec}" for spec in initial]
-    for chain, rules in want.owned.items():
+            body += [f"-A {chain} {render_rule(rule)}" for rule in initial]
+    for chain, owned in want.owned.items():
+        rules = [render_rule(rule) for rule in owned]
         if chain not in live.chains or live.chain_rules(chain) != rules:
             declare.append(f":{chain} - [0:0]")
             body += [f"-A {chain} {spec}" for spec in rules]
     for chain in BUILTIN[table]:
         mine = want.builtin.get(chain, BuiltinRules())
+        top, bottom = [render_rule(r) for r in mine.top], [render_rule(r) for r in mine.bottom]
         present = [spec for spec in live.chain_rules(chain) if ours(chain, spec)]
-        if present == mine.top + mine.bottom:
+        if present == top + bottom:
             continue
         body += [f"-D {chain} {spec}" for spec in present]
-        body += [f"-I {chain} {pos} {spec}" for pos, spec in enumerate(mine.top, start=1)]
-        body += [f"-A {chain} {spec}" for spec in mine.bottom]
+        body += [f"-I {chain} {pos} {spec}" for pos, spec in enumerate(top, start=1)]
+        body += [f"-A {chain} {spec}" for spec in bottom]
     for chain in want.remove:
         if chain in live.chains:
             # Rules elsewhere that jump here were claimed by `ours` and deleted above.
@@ -141,34 +241,60 @@ def as_commands(table: str, lines: list[str], live: Table, binary: str = "iptabl
     return commands
 
 
-def restore_operations(table: str, lines: list[str], live: Table) -> list[Operation]:
-    """One Operation per human command; all lines of a table are applied in one restore."""
-    commands = as_commands(table, lines, live)
-    return [Operation(cmd, "restore", {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
+class Iptables:
+    """The adapter for one address family (iptables or ip6tables) and variant (nft or legacy).
 
+    Creating one runs nothing: the binaries are looked up at the first save. A lock file
+    serialises save→diff→restore between concurrent runs (two plays at the same moment).
+    """
 
-class Backend:
-    """iptables-save/iptables-restore of one variant (nft or legacy), serialised by a lock file."""
-
-    def __init__(self, module, variant: str = "auto") -> None:
+    def __init__(self, module, family: str = "ipv4", variant: str = "auto") -> None:
         self.module = module
-        self.variant = self._detect() if variant == "auto" else variant
-        suffix = {"iptables-nft": "-nft", "iptables-legacy": "-legacy"}.get(self.variant, "")
-        self.save_bin = self._binary(f"iptables{suffix}-save", "iptables-save")
-        self.restore_bin = self._binary(f"iptables{suffix}-restore", "iptables-restore")
+        self.family = family
+        self.variant = variant
+        self.command = COMMANDS[family]
+        self._bins: tuple[str, str] | None = None
         self._lock_fd: int | None = None
 
-    def _binary(self, name: str, fallback: str) -> str:
-        path = self.module.get_bin_path(name) or (self.module.get_bin_path(fallback) if self.variant == "auto" else None)
+    # -- pure ---------------------------------------------------------------------------------
+    render = staticmethod(render_rule)
+    parse = staticmethod(parse_rule)
+    empty = staticmethod(empty_table)
+
+    def plan(self, model: Model, live: dict[str, Table]) -> list[Operation]:
+        """One Operation per human command; all lines of a table are applied in one restore."""
+        ops = []
+        for table in TABLES:
+            current = live.get(table) or empty_table(table)
+            lines = plan_table(table, current, model.tables[table], ownership(model))
+            commands = as_commands(table, lines, current, self.command)
+            ops += [Operation(cmd, "restore", {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
+        return ops
+
+    def render_model(self, model: Model) -> list[str]:
+        """The restore payload that builds ``model`` on an empty host."""
+        text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model))) for t in TABLES)
+        return text.splitlines()
+
+    # -- kernel -------------------------------------------------------------------------------
+    def _binaries(self) -> tuple[str, str]:
+        if self._bins is None:
+            variant = self._detect() if self.variant == "auto" else self.variant
+            suffix = {"iptables-nft": "-nft", "iptables-legacy": "-legacy"}.get(variant, "")
+            self._bins = (self._binary(f"{self.command}{suffix}-save"), self._binary(f"{self.command}{suffix}-restore"))
+        return self._bins
+
+    def _binary(self, name: str) -> str:
+        path = self.module.get_bin_path(name)
         if not path:
-            self.module.fail_json(msg=f"{name} not found on the managed host: install the iptables package")
+            raise IptablesError(f"{name} not found on the managed host: install the iptables package")
         return path
 
     def _detect(self) -> str:
-        iptables = self.module.get_bin_path("iptables")
-        if not iptables:
-            self.module.fail_json(msg="iptables not found on the managed host: install the iptables package")
-        rc, out, err = self.module.run_command([iptables, "--version"])
+        binary = self.module.get_bin_path(self.command)
+        if not binary:
+            raise IptablesError(f"{self.command} not found on the managed host: install the iptables package")
+        rc, out, err = self.module.run_command([binary, "--version"])
         text = out + err
         if "nf_tables" in text:
             return "iptables-nft"
@@ -177,7 +303,6 @@ class Backend:
         return "iptables"
 
     def lock(self) -> None:
-        """Serialise save→diff→restore between concurrent runs (two plays at the same moment)."""
         if self._lock_fd is None:
             os.makedirs(RUN_DIR, exist_ok=True)
             self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -190,36 +315,34 @@ class Backend:
             self._lock_fd = None
 
     def save(self) -> dict[str, Table]:
-        tables = {}
-        for table in TABLES:
-            rc, out, err = self.module.run_command([self.save_bin, "-t", table])
-            if rc != 0:
-                self.module.fail_json(msg=f"{self.save_bin} -t {table} failed: {err.strip()}")
-            tables[table] = parse_save(out).get(table) or empty_table(table)
-        return tables
+        return {table: parse_save(self.save_text(table)).get(table) or empty_table(table) for table in TABLES}
 
     def save_text(self, table: str) -> str:
-        rc, out, err = self.module.run_command([self.save_bin, "-t", table])
+        save_bin = self._binaries()[0]
+        rc, out, err = self.module.run_command([save_bin, "-t", table])
         if rc != 0:
-            raise ApplyError(f"{self.save_bin} -t {table} failed: {err.strip()}")
+            raise IptablesError(f"{save_bin} -t {table} failed: {err.strip()}")
         return out
 
     def restore(self, table: str, text: str, noflush: bool = True) -> None:
-        argv = [self.restore_bin, "-w"] + (["--noflush"] if noflush else [])
+        argv = [self._binaries()[1], "-w"] + (["--noflush"] if noflush else [])
         if os.environ.get(FAIL_HOOK_ENV) == table and noflush:
             text = text.replace("COMMIT\n", "-A LINUXNET-NO-SUCH-CHAIN -j ACCEPT\nCOMMIT\n")
         rc, out, err = self.module.run_command(argv, data=text, binary_data=True)
         if rc != 0:
-            raise ApplyError(f"{' '.join(argv)} failed for table {table}: {(err or out).strip()}")
+            raise IptablesError(f"{' '.join(argv)} failed for table {table}: {(err or out).strip()}")
 
-    def apply_transactions(self, changes: dict[str, str]) -> None:
+    def apply(self, operations: list[Operation]) -> None:
         """Apply one payload per table; if a later table fails, put earlier tables back as they were."""
+        changes: dict[str, list[str]] = {}
+        for op in operations:
+            changes.setdefault(op.args["table"], []).append(op.args["line"])
         snapshots: dict[str, str] = {}
         done: list[str] = []
         try:
-            for table, text in changes.items():
+            for table, lines in changes.items():
                 snapshots[table] = self.save_text(table)
-                self.restore(table, text)
+                self.restore(table, payload(table, lines))
                 done.append(table)
         except ApplyError as exc:
             rolled = []
@@ -227,92 +350,4 @@ class Backend:
                 self.restore(table, snapshots[table], noflush=False)
                 rolled.append(table)
             note = f" (table {', '.join(rolled)} restored to its previous content)" if rolled else ""
-            raise ApplyError(f"{exc}{note}") from None
-
-
-def read_sysctl(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def write_sysctl(path: str, value: str) -> None:
-    try:
-        with open(path, "w", encoding="ascii") as handle:
-            handle.write(value)
-    except OSError as exc:
-        raise ApplyError(f"cannot write {value} to {path}: {exc}") from None
-
-
-def sysctl_name(path: str) -> str:
-    return path[len("/proc/sys/"):].replace("/", ".") if path.startswith("/proc/sys/") else path
-
-
-class TablesResource(Resource):
-    """Base of the iptables resources: lock, live ruleset, ownership state file, one restore per table."""
-
-    #: sub-directory of /run/linuxnet holding the state file of this resource
-    state_dir = ""
-
-    def __init__(self, module) -> None:
-        super().__init__(module)
-        self.prefix = "LINUXNET"
-        self.backend: Backend | None = None
-        self.live: dict[str, Table] = {}
-        self.known: dict[str, dict] = {}
-        self.final: dict[str, dict] = {}
-
-    def state_path(self) -> str:
-        return os.path.join(RUN_DIR, self.state_dir, f"{self.prefix}.json")
-
-    def load_live(self) -> None:
-        """Take the lock, then read the ruleset and the state file (in this order: no races)."""
-        if self.backend is None:
-            self.backend = Backend(self.module, self.params.get("backend", "auto"))
-            if not self.module.check_mode:  # check mode only reads, and writes no lock file
-                self.backend.lock()
-        self.live = self.backend.save()
-        try:
-            with open(self.state_path(), encoding="utf-8") as handle:
-                self.known = json.load(handle)["items"]
-        except (OSError, ValueError, KeyError):
-            self.known = {}
-
-    def live_table(self, table: str) -> Table:
-        return self.live.get(table) or empty_table(table)
-
-    def table_operations(self, want: dict[str, DesiredTable], is_ours: Callable[[str, str], bool]) -> list[Operation]:
-        ops: list[Operation] = []
-        for table in TABLES:
-            live = self.live_table(table)
-            ops += restore_operations(table, plan_table(table, live, want[table], is_ours), live)
-        return ops
-
-    def apply(self, operations: list[Operation]) -> None:
-        if self.backend is None:
-            raise ApplyError("internal error: apply() before gather()")
-        changes: dict[str, list[str]] = {}
-        for op in operations:
-            if op.action == "restore":
-                changes.setdefault(op.args["table"], []).append(op.args["line"])
-        self.backend.apply_transactions({t: payload(t, lines) for t, lines in changes.items()})
-        self.apply_other([op for op in operations if op.action != "restore"])
-
-    def apply_other(self, operations: list[Operation]) -> None:
-        """Operations other than rule changes (sysctls), run after the rules are committed."""
-
-    def persist(self) -> None:
-        if self.final == self.known:
-            return
-        path = self.state_path()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"items": self.final}, handle, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.unlock()
+            raise IptablesError(f"{exc}{note}") from None

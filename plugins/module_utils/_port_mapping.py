@@ -17,18 +17,12 @@ import bisect
 import functools
 import ipaddress
 import re
+from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import chain_prefix
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (
-    BuiltinRules,
-    DesiredTable,
-    TablesResource,
-    empty_table,
-    payload,
-    plan_table,
-)
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import PYROUTE2_IMPORT_ERROR, Netlink
 
 ITEM_OPTIONS = {
@@ -94,20 +88,15 @@ def mapping_key(item: dict) -> str:
     return f"{item['host_ip'] or '0.0.0.0'}:{item['host_port']}/{item['protocol']}"
 
 
-def mapping_rules(item: dict, prefix: str) -> dict[str, str]:
-    proto, cip, br = item["protocol"], item["container_ip"], item["bridge"]
-    hp = format_range(item["_hp"], ":")
-    cp_match = format_range(item["_cp"], ":")
-    cp_target = format_range(item["_cp"], "-")
-    if item["_hp"][0] != item["_hp"][1] and item["_hp"] != item["_cp"]:
-        # A DNAT port range alone maps every port to a free one of the range (the first), not host
-        # port + offset: "/base" shifts by (port - base) (xt_DNAT rev 2, Linux >= 5.9, iptables >= 1.8.6).
-        cp_target += f"/{item['_hp'][0]}"
-    dest = f"-d {item['host_ip']}/32 " if item["host_ip"] else ""
+def mapping_rules(item: dict) -> dict[str, Rule]:
+    proto, cip, hp, cp = item["protocol"], item["container_ip"], format_range(item["_hp"]), format_range(item["_cp"])
+    # A DNAT port range alone maps every port to a free one of the range (the first), not host
+    # port + offset: "/base" shifts by (port - base) (xt_DNAT rev 2, Linux >= 5.9, iptables >= 1.8.6).
+    base = str(item["_hp"][0]) if item["_hp"][0] != item["_hp"][1] and item["_hp"] != item["_cp"] else None
     return {
-        "dnat": f"{dest}-p {proto} -m {proto} --dport {hp} -j DNAT --to-destination {cip}:{cp_target}",
-        "accept": f"-d {cip}/32 ! -i {br} -o {br} -p {proto} -m {proto} --dport {cp_match} -j ACCEPT",
-        "hairpin": f"-s {cip}/32 -d {cip}/32 -p {proto} -m {proto} --dport {cp_match} -j MASQUERADE",
+        "dnat": Rule.of("dnat", host_ip=item["host_ip"], proto=proto, dport=hp, container_ip=cip, to_ports=cp, base=base),
+        "accept": Rule.of("accept_port", container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp),
+        "hairpin": Rule.of("hairpin", container_ip=cip, proto=proto, dport=cp),
     }
 
 
@@ -162,26 +151,21 @@ def check_conflicts(items: list[dict], where: str = "") -> None:
                 )
 
 
-def desired_tables(items: list[dict], prefix: str) -> dict[str, DesiredTable]:
+def mapping_model(items: list[dict], managed: list[dict], prefix: str) -> Model:
+    """Our rules for ``items``; the hairpin rules of ``managed`` (mappings of before) are ours too."""
     ordered = sorted(items, key=lambda it: (it["bridge"], it["container_ip"], it["protocol"], it["_hp"]))
-    rules = [mapping_rules(it, prefix) for it in ordered]
+    rules = [mapping_rules(it) for it in ordered]
     filt, nat = DesiredTable(), DesiredTable()
     # Two host ports published for one container port share the ACCEPT and hairpin rules.
     filt.owned = {prefix: _unique(r["accept"] for r in rules)}
     nat.owned = {prefix: [r["dnat"] for r in rules]}
     nat.builtin = {"POSTROUTING": BuiltinRules(bottom=_unique(r["hairpin"] for r in rules))}
-    return {"filter": filt, "nat": nat}
+    claimed = {mapping_rules(it)["hairpin"] for it in items + managed}
+    return Model({"filter": filt, "nat": nat}, claimed={"POSTROUTING": claimed})
 
 
-def _unique(rules) -> list[str]:
+def _unique(rules) -> list[Rule]:
     return list(dict.fromkeys(rules))
-
-
-def ownership(claimed: set[str]):
-    def is_ours(chain: str, spec: str) -> bool:
-        return chain == "POSTROUTING" and spec in claimed
-
-    return is_ours
 
 
 def with_internal(item: dict) -> dict:
@@ -192,31 +176,24 @@ def with_internal(item: dict) -> dict:
     return item
 
 
-_DNAT = re.compile(
-    r"^(?:-d (?P<hip>[0-9.]+)/32 )?-p (?P<proto>\w+) -m \w+ --dport (?P<hp>[\d:]+) -j DNAT --to-destination "
-    r"(?P<cip>[0-9.]+):(?P<cp>[\d-]+)(?:/\d+)?$"
-)
-
-
-def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[str, dict]) -> dict[str, dict]:
+def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[str, dict],
+                   parse: Callable[[str], Rule | None]) -> dict[str, dict]:
     """Rebuild mappings from the live ``<P>`` chains; ``known`` (the state file) supplies labels."""
     bridges = {}
-    for spec in filter_rules:
-        m = re.match(r"^-d ([0-9.]+)/32 ! -i (\S+) -o \S+ -p (\w+) -m \w+ --dport ([\d:]+) -j ACCEPT$", spec)
-        if m:
-            bridges[(m.group(1), m.group(3), m.group(4).replace(":", "-"))] = m.group(2)
+    for rule in map(parse, filter_rules):
+        if rule is not None and rule.kind == "accept_port":
+            bridges[(rule.get("container_ip"), rule.get("proto"), rule.get("dport"))] = rule.get("bridge")
     found = {}
-    for spec in nat_rules:
-        m = _DNAT.match(spec)
-        if not m:
+    for rule in map(parse, nat_rules):
+        if rule is None or rule.kind != "dnat":
             continue
         item = {
-            "host_ip": m.group("hip"),
-            "host_port": m.group("hp").replace(":", "-"),
-            "protocol": m.group("proto"),
-            "container_ip": m.group("cip"),
-            "container_port": m.group("cp"),
-            "bridge": bridges.get((m.group("cip"), m.group("proto"), m.group("cp"))),
+            "host_ip": rule.get("host_ip"),
+            "host_port": rule.get("dport"),
+            "protocol": rule.get("proto"),
+            "container_ip": rule.get("container_ip"),
+            "container_port": rule.get("to_ports"),
+            "bridge": bridges.get((rule.get("container_ip"), rule.get("proto"), rule.get("to_ports"))),
         }
         key = mapping_key(item)
         item["network"] = known.get(key, {}).get("network")
@@ -226,6 +203,7 @@ def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[st
 
 class PortMappingResource(TablesResource):
     state_dir = "port_mapping"
+    public_keys = PUBLIC_KEYS
     #: sockets and dumps to read the bridges from; None opens (and closes) its own
     netlink: Netlink | None = None
 
@@ -274,9 +252,6 @@ class PortMappingResource(TablesResource):
         check_conflicts(items)
         return items
 
-    def public(self, item: dict) -> dict:
-        return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
-
     def check_references(self, desired: list[dict], state: str) -> None:
         if state in ("deleted", "gathered") or PYROUTE2_IMPORT_ERROR is not None:
             return
@@ -310,23 +285,17 @@ class PortMappingResource(TablesResource):
             self.live_table("nat").chain_rules(self.prefix),
             self.live_table("filter").chain_rules(self.prefix),
             {**self.known, **self.final},  # after apply the state file is not written yet
+            self.adapter.parse,
         )
 
-    def final_items(self, desired: list[dict], state: str) -> dict[str, dict]:
-        owned = {key: with_internal(item) for key, item in self.known.items()}
-        if state == "deleted":
-            for key in [mapping_key(d) for d in desired] if desired else list(owned):
-                owned.pop(key, None)
-            return owned
-        if state == "overridden":
-            owned = {}
-        for item in desired:
-            owned[mapping_key(item)] = item
-        check_conflicts(list(owned.values()), where="(with mappings managed earlier) ")
-        return owned
+    def from_state(self, item: dict) -> dict:
+        return with_internal(item)
+
+    def check_owned(self, items: list[dict]) -> None:
+        check_conflicts(items, where="(with mappings managed earlier) ")
 
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
-        final = self.final_items(desired, state)
+        final = self.final_owned(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
         check_mode = self.module is not None and self.module.check_mode
         for table in ("filter", "nat"):
@@ -344,17 +313,11 @@ class PortMappingResource(TablesResource):
                 self.live[table] = self.live_table(table)
                 self.live[table].chains[self.prefix] = "-"
                 self.live[table].rules[self.prefix] = []
-        want = desired_tables(list(final.values()), self.prefix)
+        model = mapping_model(list(final.values()), [with_internal(k) for k in self.known.values()], self.prefix)
         for table in ("filter", "nat"):
             if self.prefix not in self.live_table(table).chains:
-                want[table].owned = {}  # the firewall module creates and removes the chains
-        claimed = {mapping_rules(it, self.prefix)["hairpin"] for it in list(final.values()) + [with_internal(k) for k in self.known.values()]}
-        return self.table_operations(want, ownership(claimed)), {k: self.public(it) for k, it in final.items()}
+                model.tables[table].owned = {}  # the firewall module creates and removes the chains
+        return self.adapter.plan(model, self.live), {k: self.public(it) for k, it in final.items()}
 
     def render(self, desired: list[dict]) -> list[str]:
-        want = desired_tables(desired, self.prefix)
-        claimed = {mapping_rules(it, self.prefix)["hairpin"] for it in desired}
-        text = "".join(
-            payload(table, plan_table(table, empty_table(table), want[table], ownership(claimed))) for table in ("filter", "nat")
-        )
-        return text.splitlines()
+        return self.adapter.render_model(mapping_model(desired, [], self.prefix))

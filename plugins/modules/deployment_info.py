@@ -94,12 +94,22 @@ pending:
   returned: always
   type: list
   elements: str
-  sample: [veth, firewall]
+  sample: [port_mapping]
 commands:
   description: For each module, the commands its run would apply now.
   returned: always
   type: dict
-  sample: {netns: [], bridge: [], veth: [], firewall: ["iptables -t filter -A LINUXNET-FORWARD ..."], port_mapping: []}
+  sample:
+    netns: []
+    bridge: []
+    veth: []
+    firewall: []
+    port_mapping:
+      - iptables -t filter -F LINUXNET
+      - iptables -t filter -A LINUXNET -d 172.18.0.2/32 ! -i br-frontend -o br-frontend -p tcp -m tcp --dport 8080 -j ACCEPT
+      - iptables -t nat -F LINUXNET
+      - iptables -t nat -A LINUXNET -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.18.0.2:8080
+      - iptables -t nat -A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p tcp -m tcp --dport 8080 -j MASQUERADE
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -124,7 +134,7 @@ def main() -> None:
     require_pyroute2(module)
     p = module.params
     try:
-        result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["backend"])
+        result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"])
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
     if result["pending"]:

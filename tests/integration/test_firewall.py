@@ -38,12 +38,12 @@ HOST, OUTSIDE = "linuxnet1", "outside"
 ADDR, OUT_ADDR, SNAT_ADDR = "172.16.211.128", "172.16.211.1", "172.16.211.130"
 HOSTS = {HOST: ADDR, OUTSIDE: OUT_ADDR}
 PORT = 7000
-GUARD = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
 
 _spec = importlib.util.spec_from_file_location(
     "_firewall_render_reference", Path(__file__).resolve().parents[1] / "unit" / "test_firewall_render.py")
 REF = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(REF)  # reference rulesets (anchors-rulesets.md) and the "same effect" check
+GUARD = REF.GUARD  # rendered from the rule kind the module uses
 
 # ------------------------------------------------------------------------------ traffic helper
 
@@ -215,10 +215,12 @@ def playbook(*tasks: dict) -> str:
 
 
 def fw_task(name: str, config: Any = None, state: str = "merged", **options: Any) -> dict:
-    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "backend")}}
+    if "backend" in options:
+        options["iptables_variant"] = options.pop("backend")
+    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "iptables_variant")}}
     if config is not None:
         args["config"] = config
-    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "backend")}
+    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "iptables_variant")}
     return {"name": name, "linuxnet.bridge.firewall": args, **extra}
 
 

@@ -27,11 +27,16 @@ _COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
 if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _firewall as fw  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _iptables as iptables  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import (  # noqa: E402
     Table,
+    ownership,
     parse_save,
     plan_table,
+    render_rule,
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError  # noqa: E402
@@ -205,7 +210,7 @@ SCENARIO_142 = [
     {"name": "internal1", "bridge": "br-int", "subnet": "172.20.0.0/16", "internal": True},
 ]
 # kube-proxy's guard for CVE-2020-8558 (the issue asks for it with route_localnet): not in Docker.
-GUARD = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+GUARD = render_rule(fw.LOCALNET_GUARD)
 
 
 # ------------------------------------------------------------------------------ a small kernel
@@ -331,7 +336,7 @@ class FakeModule:
     """The little of AnsibleModule that a Resource reads in its pure parts."""
 
     def __init__(self, check_mode: bool = False, **params) -> None:
-        self.params = {"state": "merged", "config": None, "chain_prefix": "LINUXNET", "backend": "auto", **params}
+        self.params = {"state": "merged", "config": None, "chain_prefix": "LINUXNET", "iptables_variant": "auto", **params}
         self.check_mode = check_mode
         self._diff = False
 
@@ -614,10 +619,10 @@ def test_plan_is_empty_when_the_live_ruleset_is_the_desired_one():
     assert kernel.restores == 2  # nothing written
     # plan_table itself: [] for every table when live == want
     res = firewall()
-    want = fw.desired_tables(res.normalize(SCENARIO_142, "merged"), "LINUXNET", kernel.live(), False)
-    is_ours = fw.ownership("LINUXNET", fw.claimed_rules(res.normalize(SCENARIO_142, "merged"), "LINUXNET"))
+    want = fw.firewall_model(res.normalize(SCENARIO_142, "merged"), [], "LINUXNET", kernel.live(), False, res.adapter)
+    is_ours = ownership(want)
     for table in ("filter", "nat"):
-        assert plan_table(table, kernel.live()[table], want[table], is_ours) == []
+        assert plan_table(table, kernel.live()[table], want.tables[table], is_ours) == []
 
 
 def foreign_view(kernel: Kernel, prefix: str = "LINUXNET", ours: tuple[str, ...] = ("lnx",)) -> dict:
@@ -765,7 +770,7 @@ def test_gathered_rebuilds_the_config():
         {"name": "snat", "bridge": "lnx-snat", "subnet": "10.34.0.0/24", "snat_source": "172.16.211.130"},
     ]
     known = converge(kernel, {}, config).known
-    found = fw.parse_networks(kernel.live(), "LINUXNET", known)
+    found = fw.parse_networks(kernel.live(), "LINUXNET", known, firewall().adapter.parse)
     res = firewall()
     gathered = [res.public(found[name]) for name in sorted(found)]
     expected = {n["name"]: res.public(n) for n in res.normalize(config, "merged")}
@@ -875,3 +880,48 @@ def test_the_same_effect_check_is_not_vacuous():
     a = "-d 172.16.211.128/32 -p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.2:80"
     b = "-p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.3:80"
     assert order_problems([a, b], [b, a], {}) and not order_problems([a, b.replace("81", "82")], [b.replace("81", "82"), a], {})
+
+
+# ============================================================================== rule kinds, adapter
+
+
+def test_every_live_rule_of_the_reference_parses_back_to_the_rule_it_renders_from():
+    """One template per kind renders and parses: each rule of Docker's 143 ruleset is a kind of ours."""
+    for table in reference_chains(REF_143).values():
+        for rules in table.values():
+            for spec in rules:
+                rule = iptables.parse_rule(spec)
+                assert rule is not None and render_rule(rule) == spec, spec
+
+
+def test_rule_kinds_do_not_shadow_each_other():
+    """A literal target is never read as a jump into a chain of that name."""
+    assert iptables.parse_rule("-o br-x -j DROP").kind == "isolated"
+    assert iptables.parse_rule("-i br-x ! -o br-x -j ACCEPT").kind == "outbound"
+    assert iptables.parse_rule("-j RETURN").kind == "return"
+    assert iptables.parse_rule("-i br-x ! -o br-y -j ACCEPT") is None  # one bridge, written twice
+
+
+def test_backend_is_a_deprecated_alias_of_iptables_variant():
+    spec = _engine.config_argument_spec(fw.ITEM_OPTIONS, fw.MODULE_OPTIONS)
+    result = ArgumentSpecValidator(spec).validate({"backend": "iptables-legacy"})
+    assert result.validated_parameters["iptables_variant"] == "iptables-legacy"
+    assert [(d["version"], d["collection_name"]) for d in result._deprecations] == [("0.3.0", "linuxnet.bridge")]
+
+
+class NoIptablesModule(FakeModule):
+    """A host without iptables; failing the module from inside a library call is a bug."""
+
+    def get_bin_path(self, name):
+        return None
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(f"fail_json called from a library: {kwargs}")
+
+
+def test_missing_iptables_is_raised_as_an_error_the_engine_reports():
+    res = fw.FirewallResource(NoIptablesModule(check_mode=True, config=[], state="overridden"))
+    with pytest.raises(iptables.IptablesError, match="iptables not found on the managed host") as info:
+        _engine.predict(res, "overridden")
+    # gather reports ValidationError, apply ApplyError; iptables-save runs in both
+    assert isinstance(info.value, ValidationError) and isinstance(info.value, _engine.ApplyError)

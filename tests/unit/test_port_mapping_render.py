@@ -279,7 +279,7 @@ def test_gathered_rebuilds_the_mappings():
     kernel = host_with_firewall()
     config = MAPPINGS + [{**BR, "publish": "127.0.0.1:8081:80", "network": "bridge"}]
     known = converge(kernel, {}, config).known
-    found = pm.parse_mappings(kernel.rules("nat", "LINUXNET"), kernel.rules("filter", "LINUXNET"), known)
+    found = pm.parse_mappings(kernel.rules("nat", "LINUXNET"), kernel.rules("filter", "LINUXNET"), known, resource().adapter.parse)
     res = resource()
     assert {k: res.public(v) for k, v in found.items()} == {pm.mapping_key(i): res.public(i) for i in normalize(config)}
     gathered = [res.public(found[k]) for k in sorted(found)]
