@@ -54,7 +54,12 @@ MODULE_OPTIONS = {
     },
 }
 PUBLIC_KEYS = ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source")
-_PREFIX = re.compile(r"^[A-Z0-9_-]{1,10}$")
+_PREFIX = re.compile(r"[A-Z0-9_-]{1,10}")  # fullmatch: `$` would let "EVIL\n" through
+# The prefix itself names our main chain: it must not be a built-in chain or a target.
+_RESERVED_PREFIXES = frozenset(
+    "INPUT OUTPUT FORWARD PREROUTING POSTROUTING ACCEPT DROP RETURN QUEUE REJECT LOG NFLOG NFQUEUE "
+    "DNAT SNAT MASQUERADE REDIRECT NETMAP MARK CONNMARK CT NOTRACK TRACE TCPMSS CHECKSUM AUDIT".split()
+)
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
@@ -147,11 +152,13 @@ class TablesResource(Resource):
 
 
 def chain_prefix(value: object) -> str:
-    if not isinstance(value, str) or not _PREFIX.match(value):
+    if not isinstance(value, str) or not _PREFIX.fullmatch(value):
         raise v.ValidationError(
             f"chain_prefix: {value!r} must be 1-10 characters of A-Z, 0-9, '_' and '-' "
             "(chain names must fit iptables' 28-character limit with '-ISOLATION-STAGE-1')"
         )
+    if value in _RESERVED_PREFIXES:
+        raise v.ValidationError(f"chain_prefix: {value!r} is a built-in chain or target of iptables; use e.g. LINUXNET")
     return value
 
 

@@ -37,15 +37,13 @@ ITEM_OPTIONS = {
 }
 PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network")
 PROTOCOLS = ("tcp", "udp", "sctp")
-_PUBLISH = re.compile(
-    r"^(?:(?P<ip>[0-9.]+):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)(?:/(?P<proto>[a-z]+))?$"
-)
+_PUBLISH = re.compile(r"(?:(?P<ip>[0-9.]+):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)(?:/(?P<proto>[a-z]+))?")
 
 
 def port_range(value: object, field: str) -> tuple[int, int]:
     """``80`` or ``"8000-8010"`` → (first, last); rejects 0, >65535 and reversed ranges."""
     text = str(value).strip()
-    match = re.match(r"^(\d+)(?:-(\d+))?$", text)
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
     if not match:
         raise v.ValidationError(f"{field}: {value!r} is not a port or a port range such as 8000-8010")
     first = int(match.group(1))
@@ -69,9 +67,9 @@ def parse_publish(text: str, field: str) -> dict:
         raise v.ValidationError(f"{field}: {text!r} uses an IPv6 host address; only IPv4 is supported so far")
     # Docker accepts the protocol in any case (/TCP) and lower-cases it.
     text = re.sub(r"/([A-Za-z]+)$", lambda m: "/" + m.group(1).lower(), text)
-    match = _PUBLISH.match(text)
+    match = _PUBLISH.fullmatch(text)
     if not match:
-        if re.match(r"^(\d+(-\d+)?)(/[a-z]+)?$", text.strip()) or "::" in text:
+        if re.fullmatch(r"(\d+(-\d+)?)(/[a-z]+)?", text.strip()) or "::" in text:
             raise v.ValidationError(
                 f"{field}: {text!r} leaves the host port to be chosen at random; give it explicitly, e.g. 8080:80"
             )

@@ -789,7 +789,11 @@ def refused(config, prefix: str = "LINUXNET", state: str = "merged") -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("prefix", ["", "docker", "ABCDEFGHIJK", "A B", "A\nB", "A'B", 'A"B', "A/B", "A:B", "DÖCKER", 7])
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "docker", "ABCDEFGHIJK", "A B", "A\nB", "A'B", 'A"B', "A/B", "A:B", "DÖCKER", 7,
+     "EVIL\n", "DOCKER\n", "FORWARD", "INPUT", "ACCEPT", "DROP", "RETURN", "MASQUERADE", "DNAT", "POSTROUTING"],
+)
 def test_bad_chain_prefix(prefix):
     message = refused([{"name": "a", "bridge": "br0", "subnet": "10.0.0.0/24"}], prefix=prefix)
     assert message.startswith("chain_prefix:"), message
