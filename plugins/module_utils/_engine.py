@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
-OWNER_MARK = "linuxnet.bridge"
 CAP_NET_ADMIN = 12  # bit in /proc/self/status CapEff
 
 
@@ -39,11 +38,28 @@ class ApplyError(RuntimeError):
     """The kernel refused an operation; the message says which."""
 
 
-class Resource:
-    """What a module plugs into :func:`run`. Subclasses implement the hooks below."""
+class Vocabulary(dict):
+    """The kinds of operation a resource applies: ``action`` -> the function that carries it out.
 
-    #: option name of each config item's identity, used for messages only
-    key_field = "name"
+    Each kind is registered next to the function that builds its :class:`Operation`, so its
+    command line and its effect are written once, side by side.
+    """
+
+    def does(self, action: str) -> Callable[[Callable], Callable]:
+        def register(function: Callable) -> Callable:
+            self[action] = function
+            return function
+
+        return register
+
+
+class Resource:
+    """What a module plugs into :func:`run`. Subclasses implement the hooks below.
+
+    Item resources (one kernel object per config item) implement :meth:`plan_item` and
+    :meth:`delete_ops` and inherit :meth:`plan`, which owns the states. Resources whose result
+    is a whole ruleset override :meth:`plan` instead.
+    """
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -56,10 +72,43 @@ class Resource:
         raise NotImplementedError
 
     def key(self, item: dict) -> Any:
+        """Identity of a config item, as the key of gather()'s dictionary."""
         return item["name"]
 
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
-        """Return the operations that turn ``current`` into what ``state`` asks, and the expected result."""
+        """Return the operations that turn ``current`` into what ``state`` asks, and the expected result.
+
+        ``merged`` adds and changes, ``replaced`` makes the given items exact, ``overridden`` also
+        deletes the other items we own, ``deleted`` deletes the given items (all we own when
+        ``config`` is empty). Items not ours are only ever deleted when named.
+        """
+        ops: list[Operation] = []
+        after = {k: dict(val) for k, val in current.items()}
+        if state == "deleted":
+            gone = [self.key(d) for d in desired] if desired else [k for k, c in current.items() if c.get("_owned")]
+        else:
+            exact = state in ("replaced", "overridden")
+            for item in desired:
+                item_ops, after[self.key(item)] = self.plan_item(item, current.get(self.key(item)), exact)
+                ops += item_ops
+            wanted = {self.key(d) for d in desired}
+            gone = [k for k, c in current.items() if state == "overridden" and c.get("_owned") and k not in wanted]
+        for key in gone:
+            if key in current:
+                ops += self.delete_ops(current[key])
+                after.pop(key)
+        return ops, after
+
+    def plan_item(self, item: dict, have: dict | None, exact: bool) -> tuple[list[Operation], dict]:
+        """Operations that make live item ``have`` (None: absent) what ``item`` asks, and the item after.
+
+        ``exact`` (replaced, overridden): lists such as addresses become exactly the given ones;
+        otherwise they are added to. Options left out (None) are left as they are.
+        """
+        raise NotImplementedError
+
+    def delete_ops(self, have: dict) -> list[Operation]:
+        """Operations that delete live item ``have``."""
         raise NotImplementedError
 
     def render(self, desired: list[dict]) -> list[str]:
@@ -75,11 +124,20 @@ class Resource:
     def check_references(self, desired: list[dict], state: str) -> None:
         """Validation that needs the live system (e.g. a bridge must exist); raise ValidationError."""
 
+    def missing(self, problem: str, hint: str = "an earlier task may create it") -> None:
+        """A reference that an earlier task of the play may fix: in check mode a warning (the
+        prediction goes on), else a ValidationError."""
+        if self.module is not None and self.module.check_mode:
+            self.warnings.append(f"{problem} ({hint})")
+        else:
+            raise ValidationError(problem)
+
     def gather(self, desired: list[dict], state: str) -> dict:
         """Live state as ``{key: item}``; items carry ``_owned`` when the collection created them."""
         raise NotImplementedError
 
     def apply(self, operations: list[Operation]) -> None:
+        """Carry out ``operations`` in order; raise ApplyError naming the one that failed."""
         raise NotImplementedError
 
     def persist(self) -> None:
@@ -138,16 +196,19 @@ def listing(items: dict, resource: Resource) -> list[dict]:
     return [resource.public(items[k]) for k in sorted(items, key=str)]
 
 
+def _desired(resource: Resource, config: list[dict] | None, state: str) -> list[dict]:
+    if state in ("merged", "replaced", "overridden", "rendered") and config is None:
+        raise ValidationError(f"config: state={state} needs a config list")
+    return resource.normalize(config or [], state)
+
+
 def predict(resource: Resource, state: str, before: dict | None = None) -> list[Operation]:
     """The operations a run of ``resource`` with its ``config`` would apply now (reads only).
 
     ``before`` is a live state this resource gathered moments ago, to spare a second gather.
     Raises ValidationError like :func:`run` would report it.
     """
-    config = resource.params.get("config")
-    if state in ("merged", "replaced", "overridden") and config is None:
-        raise ValidationError(f"config: state={state} needs a config list")
-    desired = resource.normalize(config or [], state)
+    desired = _desired(resource, resource.params.get("config"), state)
     resource.check_references(desired, state)
     if before is None:
         before = resource.gather(desired, state)
@@ -155,17 +216,21 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
     return operations
 
 
-def run(module: Any, resource: Resource) -> None:
-    """Execute one resource-module run and exit the module."""
+def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], ...] = ()) -> None:
+    """Execute one resource-module run and exit the module.
+
+    ``requires``: checks of the managed host (such as ``require_pyroute2``) that fail the module
+    with one message; like the privilege check after them, skipped for ``rendered``.
+    """
     state = module.params["state"]
     config = module.params.get("config")
     result: dict[str, Any] = {"changed": False}
     if state != "rendered":
+        for require in requires:
+            require(module)
         require_privilege(module)
     try:
-        if state in ("merged", "replaced", "overridden", "rendered") and config is None:
-            raise ValidationError(f"config: state={state} needs a config list")
-        desired = resource.normalize(config or [], state)
+        desired = _desired(resource, config, state)
         if state == "rendered":
             result["rendered"] = resource.render(desired)
             result["warnings"] = resource.warnings
@@ -215,16 +280,3 @@ def merge_list(current: list, wanted: list | None, exact: bool) -> list:
     if exact:
         return list(wanted)
     return list(current) + [x for x in wanted if x not in current]
-
-
-def merge_item(current: dict | None, wanted: dict, exact: bool, list_keys: tuple = ()) -> dict:
-    """Expected item after applying ``wanted``: ``None`` values mean "leave as it is"."""
-    merged = dict(current or {})
-    for key, value in wanted.items():
-        if key in list_keys:
-            merged[key] = merge_list((current or {}).get(key) or [], value, exact)
-        elif value is not None:
-            merged[key] = value
-        elif key not in merged:
-            merged[key] = None
-    return merged

@@ -4,57 +4,167 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Link operations shared by the bridge and veth resources: one vocabulary of operations, each
-rendered as the ``ip`` command a human would type and applied through one netlink executor."""
+"""The vocabulary of ``ip`` operations shared by the netns, bridge and veth resources.
+
+Each kind of operation is written once, in the function that builds it: the ``ip`` command a
+human would type (the ``commands`` result) next to the netlink request that does it. Most are
+one request (:func:`request`); the few that do more register their function under their action.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import (
-    OWNER_MARK,
     ApplyError,
     Operation,
     Resource,
+    Vocabulary,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink, NamespaceMissing
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import (
+    NamespaceMissing,
+    Netlink,
+    create_namespace,
+    remove_namespace,
+)
+
+LINK_OPERATIONS = Vocabulary()
 
 
 def ip(netns: str | None, rest: str) -> str:
     return f"ip -n {netns} {rest}" if netns else f"ip {rest}"
 
 
+def request(command: str, netns: str | None, name: str | None, method: str, verb: str, **attrs) -> Operation:
+    """An operation done by one netlink request, ``IPRoute.<method>(verb, index=<name's index>, **attrs)``.
+
+    ``name`` (None: no link) is looked up when the request is made: the link may not exist yet
+    when the operation is planned.
+    """
+    return Operation(command, "request", {"netns": netns, "name": name, "call": (method, verb), "attrs": attrs})
+
+
+@LINK_OPERATIONS.does("request")
+def _request(nl: Netlink, op: Operation) -> None:
+    a = op.args
+    index = {"index": nl.index(a["name"], a["netns"], op.command)} if a["name"] else {}
+    nl.call(a["netns"], op.command, *a["call"], **index, **a["attrs"])
+
+
+def link_set(name: str, netns: str | None, words: str, **attrs) -> Operation:
+    """``ip link set NAME WORDS``: ``attrs`` set on the link."""
+    return request(ip(netns, f"link set {name} {words}"), netns, name, "link", "set", **attrs)
+
+
 def op_set_mtu(name: str, netns: str | None, mtu: int) -> Operation:
-    return Operation(ip(netns, f"link set {name} mtu {mtu}"), "mtu", {"name": name, "netns": netns, "mtu": mtu})
+    return link_set(name, netns, f"mtu {mtu}", mtu=mtu)
 
 
 def op_set_mac(name: str, netns: str | None, mac: str) -> Operation:
-    return Operation(ip(netns, f"link set {name} address {mac}"), "mac", {"name": name, "netns": netns, "mac": mac})
+    return link_set(name, netns, f"address {mac}", address=mac)
 
 
 def op_set_state(name: str, netns: str | None, up: bool) -> Operation:
-    word = "up" if up else "down"
-    return Operation(ip(netns, f"link set {name} {word}"), "state", {"name": name, "netns": netns, "up": up})
+    return link_set(name, netns, "up" if up else "down", state="up" if up else "down")
 
 
 def op_set_alias(name: str, netns: str | None, alias: str) -> Operation:
-    return Operation(
-        ip(netns, f"link set {name} alias '{alias}'"), "alias", {"name": name, "netns": netns, "alias": alias}
-    )
+    return link_set(name, netns, f"alias '{alias}'", ifalias=alias)
 
 
-def op_addr(name: str, netns: str | None, cidr: str, add: bool) -> Operation:
-    verb = "add" if add else "del"
-    return Operation(
-        ip(netns, f"addr {verb} {cidr} dev {name}"),
-        "addr_add" if add else "addr_del",
-        {"name": name, "netns": netns, "cidr": cidr},
-    )
+def op_stp(name: str, netns: str | None, on: bool) -> Operation:
+    return link_set(name, netns, f"type bridge stp_state {int(on)}", kind="bridge", br_stp_state=int(on))
+
+
+def op_hairpin(name: str, on: bool) -> Operation:
+    return request(f"bridge link set dev {name} hairpin {'on' if on else 'off'}", None, name, "brport", "set", mode=int(on))
 
 
 def op_delete(name: str, netns: str | None, why: str = "") -> Operation:
     suffix = f"  # {why}" if why else ""
-    return Operation(ip(netns, f"link del {name}") + suffix, "delete", {"name": name, "netns": netns})
+    return request(ip(netns, f"link del {name}") + suffix, netns, name, "link", "del")
+
+
+def op_addr(name: str, netns: str | None, cidr: str, add: bool) -> Operation:
+    iface = ipaddress.ip_interface(cidr)
+    verb = "add" if add else "del"
+    extra = {"broadcast": str(iface.network.broadcast_address)} if add and iface.version == 4 else {}
+    return request(ip(netns, f"addr {verb} {cidr} dev {name}"), netns, name, "addr", verb,
+                   address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra)
+
+
+def op_default_route(netns: str, gateway: str) -> Operation:
+    return request(ip(netns, f"route replace default via {gateway}"), netns, None, "route", "replace", dst="0.0.0.0/0", gateway=gateway)
+
+
+def op_lo_up(netns: str) -> Operation:
+    # The loopback device is index 1 in every network namespace (LOOPBACK_IFINDEX).
+    return request(ip(netns, "link set lo up"), netns, None, "link", "set", index=1, state="up")
+
+
+def op_master(name: str, master: str) -> Operation:
+    return Operation(f"ip link set {name} master {master}", "master", {"name": name, "master": master})
+
+
+@LINK_OPERATIONS.does("master")
+def _master(nl: Netlink, op: Operation) -> None:
+    index = nl.index(op.args["name"], None, op.command)
+    nl.call(None, op.command, "link", "set", index=index, master=nl.index(op.args["master"], None, op.command))
+
+
+def op_bridge_add(name: str, netns: str | None) -> Operation:
+    return Operation(ip(netns, f"link add {name} type bridge"), "bridge_add", {"name": name, "netns": netns})
+
+
+@LINK_OPERATIONS.does("bridge_add")
+def _bridge_add(nl: Netlink, op: Operation) -> None:
+    nl.call(op.args["netns"], op.command, "link", "add", ifname=op.args["name"], kind="bridge")
+    if op.args["netns"]:
+        _ownership.record_bridge_namespace(op.args["netns"])
+
+
+def op_veth_add(name: str, peer: str, peer_netns: str | None, mtu: int | None) -> Operation:
+    size = f" mtu {mtu}" if mtu else ""
+    where = f" netns {peer_netns}" if peer_netns else ""
+    return Operation(
+        f"ip link add {name}{size} type veth peer name {peer}{size}{where}",
+        "veth_add",
+        {"name": name, "peer": peer, "peer_netns": peer_netns, "mtu": mtu},
+    )
+
+
+@LINK_OPERATIONS.does("veth_add")
+def _veth_add(nl: Netlink, op: Operation) -> None:
+    a = op.args
+    peer = {"ifname": a["peer"]}
+    if a["peer_netns"]:
+        peer["net_ns_fd"] = a["peer_netns"]
+    size = {"mtu": a["mtu"]} if a["mtu"] else {}
+    nl.call(None, op.command, "link", "add", ifname=a["name"], kind="veth", peer={**peer, **size}, **size)
+    if a["peer_netns"]:
+        nl.invalidate(a["peer_netns"])
+
+
+def op_netns_add(name: str) -> Operation:
+    return Operation(f"ip netns add {name}", "netns_add", {"name": name})
+
+
+@LINK_OPERATIONS.does("netns_add")
+def _netns_add(nl: Netlink, op: Operation) -> None:
+    create_namespace(op.args["name"])
+    _ownership.mark_namespace(op.args["name"])
+
+
+def op_netns_delete(name: str) -> Operation:
+    return Operation(f"ip netns delete {name}", "netns_delete", {"name": name})
+
+
+@LINK_OPERATIONS.does("netns_delete")
+def _netns_delete(nl: Netlink, op: Operation) -> None:
+    nl.forget(op.args["name"])
+    remove_namespace(op.args["name"])
+    _ownership.unmark_namespace(op.args["name"])
 
 
 def address_ops(name: str, netns: str | None, have: list[str], want: list[str] | None, exact: bool) -> list[Operation]:
@@ -72,8 +182,10 @@ def docker_mac(address: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in packed)
 
 
-class LinkResource(Resource):
-    """Base for link resources: owns the netlink adapter and the shared executor."""
+class NetlinkResource(Resource):
+    """Base of the resources that act through netlink: owns the sockets, applies by vocabulary."""
+
+    operations: Vocabulary = LINK_OPERATIONS
 
     def __init__(self, module) -> None:
         super().__init__(module)
@@ -82,66 +194,11 @@ class LinkResource(Resource):
     def close(self) -> None:
         self.netlink.close()
 
-    def owned(self, link: dict) -> bool:
-        return bool(link.get("alias")) and link["alias"].split(" ", 1)[0] == OWNER_MARK
-
     def apply(self, operations: list[Operation]) -> None:
         for op in operations:
             try:
-                self.execute(op)
+                self.operations[op.action](self.netlink, op)
             except NamespaceMissing as exc:
                 raise ApplyError(f"{op.command}: network namespace {exc} does not exist") from None
-
-    def execute(self, op: Operation) -> None:
-        nl = self.netlink
-        a = op.args
-        netns = a.get("netns")
-        if op.action == "bridge_add":
-            nl.call(netns, op.command, "link", "add", ifname=a["name"], kind="bridge")
-            return
-        if op.action == "veth_add":
-            peer = {"ifname": a["peer"]}
-            if a.get("peer_netns"):
-                peer["net_ns_fd"] = a["peer_netns"]
-            if a.get("mtu"):
-                peer["mtu"] = a["mtu"]
-            kwargs = {"ifname": a["name"], "kind": "veth", "peer": peer}
-            if a.get("mtu"):
-                kwargs["mtu"] = a["mtu"]
-            nl.call(None, op.command, "link", "add", **kwargs)
-            if a.get("peer_netns"):
-                nl.invalidate(a["peer_netns"])
-            return
-        if op.action == "route_default":
-            if a.get("gateway"):
-                nl.call(netns, op.command, "route", "replace", dst="0.0.0.0/0", gateway=a["gateway"])
-            else:
-                nl.call(netns, op.command, "route", "del", dst="0.0.0.0/0")
-            return
-        index = nl.index(a["name"], netns, op.command)
-        if op.action == "delete":
-            nl.call(netns, op.command, "link", "del", index=index)
-        elif op.action == "mtu":
-            nl.call(netns, op.command, "link", "set", index=index, mtu=a["mtu"])
-        elif op.action == "mac":
-            nl.call(netns, op.command, "link", "set", index=index, address=a["mac"])
-        elif op.action == "state":
-            nl.call(netns, op.command, "link", "set", index=index, state="up" if a["up"] else "down")
-        elif op.action == "alias":
-            nl.call(netns, op.command, "link", "set", index=index, ifalias=a["alias"])
-        elif op.action in ("addr_add", "addr_del"):
-            iface = ipaddress.ip_interface(a["cidr"])
-            verb = "add" if op.action == "addr_add" else "del"
-            extra = {"broadcast": str(iface.network.broadcast_address)} if verb == "add" and iface.version == 4 else {}
-            nl.call(
-                netns, op.command, "addr", verb, index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra
-            )
-        elif op.action == "stp":
-            nl.call(netns, op.command, "link", "set", index=index, kind="bridge", br_stp_state=1 if a["on"] else 0)
-        elif op.action == "master":
-            master = nl.index(a["master"], netns, op.command) if a.get("master") else 0
-            nl.call(netns, op.command, "link", "set", index=index, master=master)
-        elif op.action == "hairpin":
-            nl.call(netns, op.command, "brport", "set", index=index, mode=1 if a["on"] else 0)
-        else:  # pragma: no cover
-            raise ApplyError(f"unknown operation {op.action}")
+            except OSError as exc:
+                raise ApplyError(f"{op.command}: {exc}") from None

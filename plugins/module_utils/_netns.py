@@ -8,23 +8,23 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
 import shutil
-import threading
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation, Resource
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import (
-    NETNS_RUN_DIR,
-    Netlink,
-    list_namespaces,
-    pyroute2_netns,
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, Vocabulary
+from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
+    LINK_OPERATIONS,
+    NetlinkResource,
+    op_lo_up,
+    op_netns_add,
+    op_netns_delete,
 )
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink, list_namespaces
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import namespace_owned
 
 ETC_NETNS = "/etc/netns"
-OWNED_DIR = "/run/linuxnet/netns"
 HOSTS_HEADER = "# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _STANDARD_HOSTS = {("127.0.0.1", ("localhost",)), ("::1", ("localhost", "ip6-localhost", "ip6-loopback"))}
 
@@ -100,42 +100,49 @@ def expand_hosts(own: list[dict], groups: list[list[dict]]) -> list[dict]:
     return hosts
 
 
-CLONE_NEWNET = 0x40000000
+# The namespace's files, on top of the ip operations.
+NETNS_OPERATIONS = Vocabulary(LINK_OPERATIONS)
 
 
-def create_namespace(name: str) -> None:
-    """``ip netns add NAME`` inside this process.
-
-    pyroute2.netns.create forks a helper process per namespace (about 20 ms each). Instead this
-    thread unshares its network namespace, pyroute2.netns.attach bind-mounts it to
-    /run/netns/NAME (making /run/netns a shared mount first, as iproute2 does), and the thread
-    returns to its own namespace.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    pyroute2_netns.pushns()
-    try:
-        if libc.unshare(CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"unshare: {os.strerror(errno)}")
-        try:
-            pyroute2_netns.attach(name, f"{os.getpid()}/task/{threading.get_native_id()}")
-        except OSError:
-            path = os.path.join(NETNS_RUN_DIR, name)
-            if os.path.exists(path) and not os.path.ismount(path):
-                os.unlink(path)  # the empty mountpoint attach made before its mount failed
-            raise
-    finally:
-        pyroute2_netns.popns()
+def op_write(path: str, text: str) -> Operation:
+    return Operation(f"printf '%s' {shlex.quote(text)} > {path}", "write", {"path": path, "text": text})
 
 
-def _write_command(path: str, text: str) -> str:
-    return f"printf '%s' {shlex.quote(text)} > {path}"
+@NETNS_OPERATIONS.does("write")
+def _write(nl: Netlink, op: Operation) -> None:
+    path = op.args["path"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".linuxnet-tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(op.args["text"])
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
-class NetnsResource(Resource):
+def op_unlink(path: str) -> Operation:
+    return Operation(f"rm -f {path}", "unlink", {"path": path})
+
+
+@NETNS_OPERATIONS.does("unlink")
+def _unlink(nl: Netlink, op: Operation) -> None:
+    if os.path.exists(op.args["path"]):
+        os.unlink(op.args["path"])
+
+
+def op_rmtree(path: str) -> Operation:
+    return Operation(f"rm -rf {path}", "rmtree", {"path": path})
+
+
+@NETNS_OPERATIONS.does("rmtree")
+def _rmtree(nl: Netlink, op: Operation) -> None:
+    shutil.rmtree(op.args["path"], ignore_errors=True)
+
+
+class NetnsResource(NetlinkResource):
+    operations = NETNS_OPERATIONS
+
     def __init__(self, module) -> None:
         super().__init__(module)
-        self.netlink = Netlink()
         # namespace -> (expanded hosts, own hosts, host group names) of items that use host_groups
         self._folded: dict[str, tuple[list[dict], list[dict], list[str]]] = {}
 
@@ -175,7 +182,7 @@ class NetnsResource(Resource):
         current = {}
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
-            item["_owned"] = os.path.exists(os.path.join(OWNED_DIR, name))
+            item["_owned"] = namespace_owned(name)
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
             if os.path.isfile(resolv):
@@ -196,92 +203,23 @@ class NetnsResource(Resource):
             shown["hosts"], shown["host_groups"] = folded[1], folded[2]
         return shown
 
-    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+    def plan_item(self, item: dict, have: dict | None, exact: bool) -> tuple[list[Operation], dict]:
         ops: list[Operation] = []
-        after = {k: dict(val) for k, val in current.items()}
-        if state == "deleted":
-            names = [d["name"] for d in desired] if desired else [n for n, c in current.items() if c.get("_owned")]
-            for name in names:
-                if name in current:
-                    ops += self._delete_ops(name)
-                    after.pop(name)
-            return ops, after
-        exact = state in ("replaced", "overridden")
-        for item in desired:
-            name = item["name"]
-            have = current.get(name)
-            if have is None:
-                ops.append(Operation(f"ip netns add {name}", "add", {"name": name}))
-                ops.append(Operation(f"ip -n {name} link set lo up", "lo_up", {"name": name}))
-                have = {"name": name, "resolv_conf": None, "hosts": None, "_owned": True}
-            new = dict(have)
-            for key in ("resolv_conf", "hosts"):
-                path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")
-                wanted = item[key]
-                if wanted is not None and wanted != have.get(key):
-                    text = render_hosts(wanted) if key == "hosts" else wanted
-                    ops.append(Operation(_write_command(path, text), "write", {"path": path, "text": text}))
-                    new[key] = wanted
-                elif wanted is None and exact and have.get(key) is not None:
-                    ops.append(Operation(f"rm -f {path}", "unlink", {"path": path}))
-                    new[key] = None
-            after[name] = new
-        if state == "overridden":
-            wanted_names = {d["name"] for d in desired}
-            for name, have in current.items():
-                if have.get("_owned") and name not in wanted_names:
-                    ops += self._delete_ops(name)
-                    after.pop(name)
-        return ops, after
+        name = item["name"]
+        if have is None:
+            ops += [op_netns_add(name), op_lo_up(name)]
+            have = {"name": name, "resolv_conf": None, "hosts": None, "_owned": True}
+        new = dict(have)
+        for key in ("resolv_conf", "hosts"):
+            path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")
+            wanted = item[key]
+            if wanted is not None and wanted != have.get(key):
+                ops.append(op_write(path, render_hosts(wanted) if key == "hosts" else wanted))
+                new[key] = wanted
+            elif wanted is None and exact and have.get(key) is not None:
+                ops.append(op_unlink(path))
+                new[key] = None
+        return ops, new
 
-    @staticmethod
-    def _delete_ops(name: str) -> list[Operation]:
-        return [
-            Operation(f"ip netns delete {name}", "delete", {"name": name}),
-            Operation(f"rm -rf {ETC_NETNS}/{name}", "rmtree", {"path": os.path.join(ETC_NETNS, name)}),
-        ]
-
-    def apply(self, operations: list[Operation]) -> None:
-        for op in operations:
-            try:
-                self._apply_one(op)
-            except ApplyError:
-                raise
-            except OSError as exc:
-                raise ApplyError(f"{op.command}: {exc}") from None
-
-    def _apply_one(self, op: Operation) -> None:
-        args = op.args
-        if op.action == "add":
-            create_namespace(args["name"])
-            os.makedirs(OWNED_DIR, exist_ok=True)
-            with open(os.path.join(OWNED_DIR, args["name"]), "w", encoding="utf-8"):
-                pass
-        elif op.action == "lo_up":
-            # The loopback device is index 1 in every network namespace (LOOPBACK_IFINDEX).
-            self.netlink.call(args["name"], op.command, "link", "set", index=1, state="up")
-        elif op.action == "write":
-            os.makedirs(os.path.dirname(args["path"]), exist_ok=True)
-            tmp = args["path"] + ".linuxnet-tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(args["text"])
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, args["path"])
-        elif op.action == "unlink":
-            if os.path.exists(args["path"]):
-                os.unlink(args["path"])
-        elif op.action == "delete":
-            sock = self.netlink._sockets.pop(args["name"], None)
-            if sock is not None:
-                sock.close()
-            pyroute2_netns.remove(args["name"])
-            marker = os.path.join(OWNED_DIR, args["name"])
-            if os.path.exists(marker):
-                os.unlink(marker)
-        elif op.action == "rmtree":
-            shutil.rmtree(args["path"], ignore_errors=True)
-        else:  # pragma: no cover
-            raise ApplyError(f"unknown operation {op.action}")
-
-    def close(self) -> None:
-        self.netlink.close()
+    def delete_ops(self, have: dict) -> list[Operation]:
+        return [op_netns_delete(have["name"]), op_rmtree(os.path.join(ETC_NETNS, have["name"]))]

@@ -9,20 +9,25 @@
 from __future__ import annotations
 
 import functools
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import OWNER_MARK, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
-    LinkResource,
+    NetlinkResource,
     address_ops,
     docker_mac,
-    ip,
+    op_default_route,
     op_delete,
+    op_hairpin,
+    op_master,
     op_set_alias,
     op_set_mac,
     op_set_mtu,
     op_set_state,
+    op_veth_add,
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NamespaceMissing, list_namespaces
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import owner_alias, parse_alias
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -38,20 +43,7 @@ ITEM_OPTIONS = {
 PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "mtu", "mac", "hairpin")
 
 
-def owner_alias(peer: str, peer_netns: str | None) -> str:
-    """The host end's alias records ownership and where the peer lives (netnsids are not names)."""
-    alias = f"{OWNER_MARK} veth peer={peer}"
-    return alias + (f" netns={peer_netns}" if peer_netns else "")
-
-
-def parse_alias(alias: str | None) -> dict | None:
-    if not alias or not alias.startswith(OWNER_MARK + " veth"):
-        return None
-    fields = dict(part.split("=", 1) for part in alias.split()[2:] if "=" in part)
-    return {"peer": fields.get("peer"), "peer_netns": fields.get("netns")}
-
-
-class VethResource(LinkResource):
+class VethResource(NetlinkResource):
     def __init__(self, module) -> None:
         super().__init__(module)
         self.foreign: dict[str, dict] = {}
@@ -109,10 +101,7 @@ class VethResource(LinkResource):
                 raise v.ValidationError(
                     f"config[{index}] (name={item['name']}).name: a {existing['kind'] or 'non-veth'} link of that name exists")
             for problem in problems:
-                if self.module.check_mode:
-                    self.warnings.append(problem + " (an earlier task may create it)")
-                else:
-                    raise v.ValidationError(problem)
+                self.missing(problem)
 
     def gather(self, desired: list[dict], state: str) -> dict:
         host = self.netlink.links(None)
@@ -176,34 +165,19 @@ class VethResource(LinkResource):
 
     def _create_ops(self, item: dict) -> list[Operation]:
         name, peer, netns = item["name"], item["peer"], item["peer_netns"]
-        mtu = f" mtu {item['mtu']}" if item["mtu"] else ""
-        where = f" netns {netns}" if netns else ""
-        ops = [
-            Operation(
-                f"ip link add {name}{mtu} type veth peer name {peer}{mtu}{where}",
-                "veth_add",
-                {"name": name, "peer": peer, "peer_netns": netns, "mtu": item["mtu"]},
-            ),
-            op_set_alias(name, None, owner_alias(peer, netns)),
-        ]
+        ops = [op_veth_add(name, peer, netns, item["mtu"]), op_set_alias(name, None, owner_alias(peer, netns))]
         if item["master"]:
-            ops.append(Operation(f"ip link set {name} master {item['master']}", "master", {"name": name, "master": item["master"]}))
+            ops.append(op_master(name, item["master"]))
             if item["hairpin"]:
-                ops.append(Operation(f"bridge link set dev {name} hairpin on", "hairpin", {"name": name, "on": True}))
+                ops.append(op_hairpin(name, True))
         ops.append(op_set_state(name, None, True))
         if item["mac"]:
             ops.append(op_set_mac(peer, netns, item["mac"]))
         ops += address_ops(peer, netns, [], item["addresses"], True)
         ops.append(op_set_state(peer, netns, True))
         if item["gateway"] and netns:
-            ops.append(self._gateway_op(netns, item["gateway"]))
+            ops.append(op_default_route(netns, item["gateway"]))
         return ops
-
-    @staticmethod
-    def _gateway_op(netns: str, gateway: str | None) -> Operation:
-        if gateway:
-            return Operation(ip(netns, f"route replace default via {gateway}"), "route_default", {"netns": netns, "gateway": gateway})
-        return Operation(ip(netns, "route del default"), "route_default", {"netns": netns, "gateway": None})
 
     def _expected_new(self, item: dict) -> dict:
         new = dict(item)
@@ -213,69 +187,48 @@ class VethResource(LinkResource):
             new["hairpin"] = None
         return new
 
-    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+    def plan_item(self, item: dict, have: dict | None, exact: bool) -> tuple[list[Operation], dict]:
         ops: list[Operation] = []
-        after = {k: dict(val) for k, val in current.items()}
-        if state == "deleted":
-            names = [d["name"] for d in desired] if desired else [n for n, c in current.items() if c["_owned"]]
-            for name in names:
-                if name in current:
-                    ops.append(op_delete(name, None))
-                    after.pop(name)
-            return ops, after
-        exact = state in ("replaced", "overridden")
-        for item in desired:
-            name = item["name"]
-            have = current.get(name)
-            if have is not None and (have["peer"] != item["peer"] or have["peer_netns"] != item["peer_netns"]):
-                why = "recreate: peer or peer_netns changed" if have["peer"] else "recreate: peer end is missing"
-                ops.append(op_delete(name, None, why))
-                have = None
-            if have is None:
-                ops += self._create_ops(item)
-                after[name] = self._expected_new(item)
-                continue
-            new = dict(have)
-            peer, netns = item["peer"], item["peer_netns"]
-            if item["master"] is not None and item["master"] != have["master"]:
-                ops.append(Operation(f"ip link set {name} master {item['master']}", "master", {"name": name, "master": item["master"]}))
-                new["master"] = item["master"]
-                new["hairpin"] = False
-            if item["mtu"] is not None and (item["mtu"] != have["mtu"] or item["mtu"] != have.get("_peer_mtu")):
-                if item["mtu"] != have["mtu"]:
-                    ops.append(op_set_mtu(name, None, item["mtu"]))
-                if item["mtu"] != have.get("_peer_mtu"):
-                    ops.append(op_set_mtu(peer, netns, item["mtu"]))
-                new["mtu"] = new["_peer_mtu"] = item["mtu"]
-            if item["hairpin"] is not None and new["master"] and bool(item["hairpin"]) != bool(new["hairpin"]):
-                word = "on" if item["hairpin"] else "off"
-                ops.append(Operation(f"bridge link set dev {name} hairpin {word}", "hairpin", {"name": name, "on": bool(item["hairpin"])}))
-                new["hairpin"] = bool(item["hairpin"])
-            if item["mac"] is not None and item["mac"] != have["mac"]:
-                ops.append(op_set_mac(peer, netns, item["mac"]))
-                new["mac"] = item["mac"]
-            have_addresses = have["addresses"] or []
-            ops += address_ops(peer, netns, have_addresses, item["addresses"], exact)
-            if item["addresses"] is not None:
-                new["addresses"] = list(item["addresses"]) if exact else have_addresses + [
-                    a for a in item["addresses"] if a not in have_addresses]
-            # Our pairs are kept up; a foreign pair's link state is its owner's business.
-            if have["_owned"] and not have.get("_up", True):
-                ops.append(op_set_state(name, None, True))
-                new["_up"] = True
-            if have["_owned"] and not have.get("_peer_up", True):
-                ops.append(op_set_state(peer, netns, True))
-                new["_peer_up"] = True
-            # The default route belongs to the namespace, which several pairs may share: a pair
-            # without gateway leaves it alone, in every state.
-            if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:
-                ops.append(self._gateway_op(netns, item["gateway"]))
-                new["gateway"] = item["gateway"]
-            after[name] = new
-        if state == "overridden":
-            wanted = {d["name"] for d in desired}
-            for name, have in current.items():
-                if have["_owned"] and name not in wanted:
-                    ops.append(op_delete(name, None))
-                    after.pop(name)
-        return ops, after
+        name, peer, netns = item["name"], item["peer"], item["peer_netns"]
+        if have is not None and (have["peer"] != peer or have["peer_netns"] != netns):
+            why = "recreate: peer or peer_netns changed" if have["peer"] else "recreate: peer end is missing"
+            ops.append(op_delete(name, None, why))
+            have = None
+        if have is None:
+            return ops + self._create_ops(item), self._expected_new(item)
+        new = dict(have)
+        if item["master"] is not None and item["master"] != have["master"]:
+            ops.append(op_master(name, item["master"]))
+            new["master"] = item["master"]
+            new["hairpin"] = False
+        if item["mtu"] is not None and (item["mtu"] != have["mtu"] or item["mtu"] != have.get("_peer_mtu")):
+            if item["mtu"] != have["mtu"]:
+                ops.append(op_set_mtu(name, None, item["mtu"]))
+            if item["mtu"] != have.get("_peer_mtu"):
+                ops.append(op_set_mtu(peer, netns, item["mtu"]))
+            new["mtu"] = new["_peer_mtu"] = item["mtu"]
+        if item["hairpin"] is not None and new["master"] and bool(item["hairpin"]) != bool(new["hairpin"]):
+            ops.append(op_hairpin(name, bool(item["hairpin"])))
+            new["hairpin"] = bool(item["hairpin"])
+        if item["mac"] is not None and item["mac"] != have["mac"]:
+            ops.append(op_set_mac(peer, netns, item["mac"]))
+            new["mac"] = item["mac"]
+        ops += address_ops(peer, netns, have["addresses"] or [], item["addresses"], exact)
+        if item["addresses"] is not None:
+            new["addresses"] = merge_list(have["addresses"] or [], item["addresses"], exact)
+        # Our pairs are kept up; a foreign pair's link state is its owner's business.
+        if have["_owned"] and not have.get("_up", True):
+            ops.append(op_set_state(name, None, True))
+            new["_up"] = True
+        if have["_owned"] and not have.get("_peer_up", True):
+            ops.append(op_set_state(peer, netns, True))
+            new["_peer_up"] = True
+        # The default route belongs to the namespace, which several pairs may share: a pair
+        # without gateway leaves it alone, in every state.
+        if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:
+            ops.append(op_default_route(netns, item["gateway"]))
+            new["gateway"] = item["gateway"]
+        return ops, new
+
+    def delete_ops(self, have: dict) -> list[Operation]:
+        return [op_delete(have["name"], None)]

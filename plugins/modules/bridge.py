@@ -110,9 +110,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import re
 
 def main() -> None:
     module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    if module.params["state"] != "rendered":
-        require_pyroute2(module)
-    _engine.run(module, BridgeResource(module))
+    _engine.run(module, BridgeResource(module), requires=(require_pyroute2,))
 
 
 if __name__ == "__main__":

@@ -166,9 +166,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
     )
-    if module.params["state"] != "rendered":
-        require_pyroute2(module)
-    _engine.run(module, NetnsResource(module))
+    _engine.run(module, NetnsResource(module), requires=(require_pyroute2,))
 
 
 if __name__ == "__main__":

@@ -118,9 +118,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import ITEM_
 
 def main() -> None:
     module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    if module.params["state"] != "rendered":
-        require_pyroute2(module)
-    _engine.run(module, VethResource(module))
+    _engine.run(module, VethResource(module), requires=(require_pyroute2,))
 
 
 if __name__ == "__main__":

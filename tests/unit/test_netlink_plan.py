@@ -603,3 +603,47 @@ def test_engine_states_that_need_config(state):
     with pytest.raises(FailJson) as info:
         _engine.run(module, KernelForbidden(module))
     assert info.value.args[0]["msg"].startswith("config:")
+
+
+# ============================================================================== vocabulary
+
+
+def test_every_planned_operation_is_in_the_vocabulary():
+    """apply() dispatches on the action: every operation a plan emits must have its request."""
+    planned = [
+        (NetnsResource, [{"name": "web", "resolv_conf": "nameserver 9.9.9.9\n"}, {"name": "db"}], {"gone": ns_current("gone"),
+         "web": ns_current("web", hosts=[{"ip": "10.0.0.1", "names": ["a"]}])}, "overridden"),
+        (BridgeResource, [{"name": "br0", "netns": "ns1", "mtu": 1400, "mac": "02:00:00:00:00:01", "stp": True,
+                           "addresses": ["10.0.0.1/24"]}], {}, "merged"),
+        (VethResource, [{**FULL_VETH, "hairpin": True}], {}, "merged"),
+        (VethResource, [{**FULL_VETH, "peer": "eth1"}], {"v1": veth_current("v1", master="br1", addresses=["10.9.0.2/24"])},
+         "replaced"),
+    ]
+    actions = set()
+    for resource_cls, config, current, state in planned:
+        res = resource_cls(FakeModule(state=state, config=config))
+        ops, _after = res.plan(res.normalize(config, state), current, state)
+        assert ops, resource_cls
+        missing = [op.command for op in ops if op.action not in res.operations]
+        assert missing == [], resource_cls
+        actions |= {op.action for op in ops}
+    assert {"request", "bridge_add", "veth_add", "master", "netns_add", "netns_delete", "write", "unlink", "rmtree"} <= actions
+
+
+def test_netlink_forget_closes_the_namespace_socket(monkeypatch):
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
+
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    opened = []
+    monkeypatch.setattr(_netlink, "new_iproute", lambda: opened.append(Socket()) or opened[-1])
+    nl = _netlink.Netlink()
+    first = nl.ipr(None)
+    nl.forget(None)
+    assert first.closed
+    assert nl.ipr(None) is not first and len(opened) == 2
+    nl.forget("never-opened")  # nothing to close: no error
