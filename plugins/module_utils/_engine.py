@@ -206,7 +206,8 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
     """The operations a run of ``resource`` with its ``config`` would apply now (reads only).
 
     ``before`` is a live state this resource gathered moments ago, to spare a second gather.
-    Raises ValidationError like :func:`run` would report it.
+    Raises ValidationError (bad input) or ApplyError (a kernel tool failed to read), which
+    :func:`run` would report.
     """
     desired = _desired(resource, resource.params.get("config"), state)
     resource.check_references(desired, state)
@@ -241,7 +242,7 @@ def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], 
             result["gathered"] = listing(before, resource)
             module.exit_json(**result)
         operations, expected = resource.plan(desired, before, state)
-    except ValidationError as exc:
+    except (ValidationError, ApplyError) as exc:  # bad input, or a kernel tool that failed to read
         resource.close()
         module.fail_json(msg=str(exc))
         return
@@ -254,11 +255,11 @@ def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], 
         if not module.check_mode:
             try:
                 resource.apply(operations)
+                after = resource.gather(desired, state)
             except ApplyError as exc:
                 resource.close()
                 module.fail_json(msg=str(exc), **result)
                 return
-            after = resource.gather(desired, state)
     if not module.check_mode:
         resource.persist()
     resource.close()

@@ -29,7 +29,6 @@ from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, Table
-from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 TABLES = ("filter", "nat")
 BUILTIN = {
@@ -45,9 +44,8 @@ LOCK_FILE = os.path.join(RUN_DIR, "iptables.lock")
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: make the restore of this table fail
 
 
-class IptablesError(ApplyError, ValidationError):
-    """iptables is missing or failed. Both engine error types: the engine reports a ValidationError
-    from gather and an ApplyError from apply, and iptables-save runs in both."""
+class IptablesError(ApplyError):
+    """iptables is missing or failed (while reading or writing); the engine reports it."""
 
 
 _FIELD = re.compile(r"\{(\w+)\}")

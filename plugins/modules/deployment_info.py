@@ -115,6 +115,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import KERNEL_PROBE, pending_changes
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
@@ -135,7 +136,7 @@ def main() -> None:
     p = module.params
     try:
         result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"])
-    except ValidationError as exc:
+    except (ValidationError, ApplyError) as exc:
         module.fail_json(msg=str(exc))
     if result["pending"]:
         rc, _out, err = module.run_command(KERNEL_PROBE)
