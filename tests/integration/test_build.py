@@ -13,7 +13,8 @@ BIN = Path(sys.executable).parent
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    # stdin from /dev/null: ansible refuses a non-blocking stdin.
+    return subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
 
 
 def test_build_install_and_use_by_fqcn(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_build_install_and_use_by_fqcn(tmp_path: Path) -> None:
         that: "'-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP' in rendered.rendered"
     - name: Filters by FQCN
       ansible.builtin.assert:
-        that: "(networks | linuxnet.bridge.deployment(endpoints)).veths | length == 1"
+        that: "(networks | linuxnet.bridge.deployment(endpoints)).veth | length == 1"
       vars:
         networks: [{name: bridge, subnet: 172.17.0.0/16}]
         endpoints: [{name: c1, network: bridge}]
