@@ -17,7 +17,9 @@ options:
         given lists); scalar attributes that are left out are not changed.
       - C(overridden) is C(replaced) and, in addition, removes every item that the collection
         created and that is not listed. Items created by anything else are never removed.
-      - C(deleted) removes the listed items; with no O(config), every item the collection created.
+      - C(deleted) removes the listed items that the collection created (a listed item created by
+        anything else is left alone, with a warning); with no O(config), every item the collection
+        created.
       - C(gathered) returns the live state in the shape of O(config) and changes nothing.
       - C(rendered) returns, without touching the host, the commands that build O(config) on an
         empty host.

@@ -79,13 +79,20 @@ class Resource:
         """Return the operations that turn ``current`` into what ``state`` asks, and the expected result.
 
         ``merged`` adds and changes, ``replaced`` makes the given items exact, ``overridden`` also
-        deletes the other items we own, ``deleted`` deletes the given items (all we own when
-        ``config`` is empty). Items not ours are only ever deleted when named.
+        deletes the other items we own, ``deleted`` deletes the given items we own (all we own
+        when ``config`` is empty). Items not ours are never deleted: a named one gets a warning.
         """
         ops: list[Operation] = []
         after = {k: dict(val) for k, val in current.items()}
         if state == "deleted":
-            gone = [self.key(d) for d in desired] if desired else [k for k, c in current.items() if c.get("_owned")]
+            named = [self.key(d) for d in desired] if desired else list(current)
+            gone = [k for k in named if k in current and current[k].get("_owned")]
+            for key in named:
+                if desired and key in current and not current[key].get("_owned"):
+                    self.warnings.append(
+                        f"{self.describe(key)} was not created by linuxnet.bridge: left alone "
+                        "(state=deleted removes only what the collection created)"
+                    )
         else:
             exact = state in ("replaced", "overridden")
             for item in desired:
@@ -98,6 +105,10 @@ class Resource:
                 ops += self.delete_ops(current[key])
                 after.pop(key)
         return ops, after
+
+    def describe(self, key: Any) -> str:
+        """An item's key as messages show it."""
+        return " in netns ".join(str(part) for part in key if part) if isinstance(key, tuple) else str(key)
 
     def plan_item(self, item: dict, have: dict | None, exact: bool) -> tuple[list[Operation], dict]:
         """Operations that make live item ``have`` (None: absent) what ``item`` asks, and the item after.

@@ -431,6 +431,23 @@ def test_bridge_inside_a_namespace(lab, run_playbook):
     assert not problems, "\n".join(problems)
 
 
+def test_deleted_never_removes_a_named_object_the_collection_did_not_create(lab, run_playbook):
+    """A hand-made bridge, namespace and veth named under state=deleted stay, with a warning."""
+    sh(lab, "ip link add handbr type bridge && ip netns add handns && ip link add handveth type veth peer name handpeer")
+    before = snapshot(lab)
+    result = run(
+        run_playbook, lab,
+        task("bridge", "bridge", "deleted", [{"name": "handbr"}]),
+        task("veth", "veth", "deleted", [{"name": "handveth"}]),
+        task("netns", "netns", "deleted", [{"name": "handns"}]),
+    )
+    for name in ("bridge", "veth", "netns"):
+        assert res(result, name)["changed"] is False and res(result, name)["commands"] == [], res(result, name)
+        assert any("was not created by linuxnet.bridge: left alone" in w for w in res(result, name).get("warnings", [])), res(result, name)
+    assert_same(before, snapshot(lab), "deleted named foreign objects")
+    assert "handns" in sh(lab, "ip netns list").stdout
+
+
 # --------------------------------------------------------------------------------- rendered
 
 
