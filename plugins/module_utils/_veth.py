@@ -91,8 +91,12 @@ class VethResource(NetlinkResource):
             if item["peer_netns"] and item["peer_netns"] not in known:
                 problems.append(f"config[{index}] (name={item['name']}).peer_netns: namespace {item['peer_netns']} does not exist")
             master = host_links.get(item["master"]) if item["master"] else None
-            if item["master"] and (master is None or master["kind"] != "bridge"):
+            if item["master"] and master is None:
                 problems.append(f"config[{index}] (name={item['name']}).master: bridge {item['master']} does not exist")
+            elif master is not None and master["kind"] != "bridge":
+                raise v.ValidationError(  # no earlier task turns an existing link into a bridge
+                    f"config[{index}] (name={item['name']}).master: {item['master']} is a "
+                    f"{master['kind'] or 'non-bridge'} link, not a bridge")
             existing = host_links.get(item["name"])
             if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not parse_alias(existing["alias"]):
                 raise v.ValidationError(

@@ -329,7 +329,7 @@ def test_bad_input_fails_naming_the_field_and_changes_nothing(lab, run_playbook)
     assert result.rc == 0, result.stderr
     expected = {
         "missing master": "config[1] (name=vbad).master: bridge nobr does not exist",
-        "master not a bridge": "config[0] (name=vx).master: bridge ens160 does not exist",
+        "master not a bridge": "config[0] (name=vx).master: ens160 is a veth link, not a bridge",
         "missing namespace": "config[0] (name=vy).peer_netns: namespace nope does not exist",
         "long name": "config[1] (name=a-very-long-name0).name:",
         "mtu": "config[0] (name=brm).mtu: MTU 67 is outside 68..65535",
