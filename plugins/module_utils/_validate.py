@@ -23,6 +23,7 @@ _IFNAME_FORBIDDEN = set("/:" + string.whitespace)
 _NETNS_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this network": never a bridge's subnet
 _UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
 
 
@@ -98,6 +99,12 @@ def network(value: object, field: str) -> str:
         raise ValidationError(f"{field}: {value!r} is not a valid subnet ({exc})") from None
     if net.version != 4:
         raise ValidationError(f"{field}: only IPv4 subnets are supported so far, got {value!r}")
+    if not 8 <= net.prefixlen <= 30:
+        # /0../7 would swallow the host's own routes; /31 and /32 leave no room for a gateway
+        # and an endpoint.
+        raise ValidationError(f"{field}: {value!r} has a prefix length outside /8../30")
+    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved or net.overlaps(_THIS_NETWORK):
+        raise ValidationError(f"{field}: {value!r} is a loopback, multicast, link-local or reserved range")
     return str(net)
 
 
