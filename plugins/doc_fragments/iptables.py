@@ -24,6 +24,12 @@ options:
     aliases: [backend]
     choices: [auto, iptables-nft, iptables-legacy]
     default: auto
+attributes:
+  action_group:
+    description: Use C(group/linuxnet.bridge.firewall) in C(module_defaults) to set O(chain_prefix) and
+      O(iptables_variant) once for every module that takes them.
+    support: full
+    membership: [linuxnet.bridge.firewall]
 requirements:
   - iptables (iptables-save and iptables-restore) on the managed host
 """

@@ -35,13 +35,16 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import ITEM_OPTIONS as VETH_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethResource
 
-# (key of the plan, module, resource, item options, module options) in the order the role runs them
-STEPS: tuple[tuple[str, str, type, dict, dict | None], ...] = (
-    ("netns", "netns", NetnsResource, NETNS_OPTIONS, NETNS_MODULE_OPTIONS),
-    ("bridges", "bridge", BridgeResource, BRIDGE_OPTIONS, None),
-    ("veths", "veth", VethResource, VETH_OPTIONS, None),
-    ("firewall", "firewall", FirewallResource, FIREWALL_OPTIONS, MODULE_OPTIONS),
-    ("ports", "port_mapping", PortMappingResource, PORT_OPTIONS, MODULE_OPTIONS),
+# The role's steps in the order it runs them: (module, resource, item options, module options).
+# The plan has each module's config under the module's name; the role's task files follow this
+# order (absent.yml in reverse). The modules taking MODULE_OPTIONS, with deployment_info, are the
+# action group linuxnet.bridge.firewall (meta/runtime.yml) through which the role sets them.
+STEPS: tuple[tuple[str, type, dict, dict | None], ...] = (
+    ("netns", NetnsResource, NETNS_OPTIONS, NETNS_MODULE_OPTIONS),
+    ("bridge", BridgeResource, BRIDGE_OPTIONS, None),
+    ("veth", VethResource, VETH_OPTIONS, None),
+    ("firewall", FirewallResource, FIREWALL_OPTIONS, MODULE_OPTIONS),
+    ("port_mapping", PortMappingResource, PORT_OPTIONS, MODULE_OPTIONS),
 )
 
 # Creating a bridge and a veth pair and reading the nat table in a throw-away namespace proves
@@ -128,8 +131,8 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
 
     commands: dict[str, list[str]] = {}
     iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), {"iptables_variant": iptables_variant}))
-    for key, name, resource_class, item_options, module_options in STEPS:
-        params: dict[str, Any] = {"config": plan[key], "state": "overridden"}
+    for name, resource_class, item_options, module_options in STEPS:
+        params: dict[str, Any] = {"config": plan[name], "state": "overridden"}
         if module_options is MODULE_OPTIONS:
             params.update(chain_prefix=chain_prefix, iptables_variant=iptables_variant)
         elif module_options is NETNS_MODULE_OPTIONS:
@@ -141,7 +144,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
             # foreign pairs the config names; the role's pairs are its own, so the first one serves.
             resource = veths
             view.params = resource.params = params
-            if all(live_veths[item["name"]]["_owned"] for item in plan["veths"] if item["name"] in live_veths):
+            if all(live_veths[item["name"]]["_owned"] for item in plan["veth"] if item["name"] in live_veths):
                 before = live_veths
         else:
             resource = _resource(resource_class, ReadOnlyModule(module, params), netlink)
@@ -154,5 +157,5 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
     return {
         "plan": plan,
         "commands": commands,
-        "pending": [name for _key, name, *_rest in STEPS if commands[name]],
+        "pending": [name for name, *_rest in STEPS if commands[name]],
     }

@@ -24,7 +24,7 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
     # The host's own address: where published ports arrive and what a probe host talks to.
     outside = f"{host_id}_address"
     lines.append(f'  subgraph {host_id}["host {host}"]')
-    if address or probe or plan["ports"]:
+    if address or probe or plan["port_mapping"]:
         lines.append(f'    {outside}(["{address or host}"])')
     for net in plan["networks"]:
         flags = [] if net["icc"] else ["icc off"]
@@ -41,7 +41,7 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
     lines.append("  end")
     if probe:
         lines.append(f'  {_node_id(probe)}["{probe}<br/>{probe_address or ""}"] --- {outside}')
-    for port in plan["ports"]:
+    for port in plan["port_mapping"]:
         node = "ep_" + _node_id(next(e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()))
         lines.append(f'  {outside} -. "-p {port.get("publish", port.get("host_port"))}" .-> {node}')
     return "\n".join(lines) + "\n"
@@ -58,7 +58,7 @@ def tree(plan: dict, host: str, address: str | None = None) -> list[str]:
         members = [e for e in plan["endpoints"] if net["name"] in e["networks"]]
         for j, ep in enumerate(members):
             pipe = "    " if last_net else "│   "
-            ports = [p.get("publish", p.get("host_port")) for p in plan["ports"] if p["container_ip"] == ep["networks"][net["name"]]]
+            ports = [p.get("publish", p.get("host_port")) for p in plan["port_mapping"] if p["container_ip"] == ep["networks"][net["name"]]]
             suffix = f"  -p {', '.join(map(str, ports))}" if ports else ""
             out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {ep['networks'][net['name']]}{suffix}")
     return out

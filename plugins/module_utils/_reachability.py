@@ -43,7 +43,7 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
             checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
                            "port": None, "expect": egress,
                            "why": "egress through masquerade" if egress else "internal network: no egress"})
-    for port in plan["ports"]:
+    for port in plan["port_mapping"]:
         parsed = parse_publish(port["publish"], "ports") if port.get("publish") else port
         host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
         container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]

@@ -119,7 +119,9 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
 
 
 def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: list[dict] | None = None) -> dict:
-    """Module inputs for one host. ``current_veths`` (veth ``gathered``) keeps addresses stable."""
+    """Module inputs for one host: the ``config`` of each module under the module's name (``netns``,
+    ``bridge``, ``veth``, ``firewall``, ``port_mapping``), the netns module's ``host_groups``, and
+    ``warnings``, ``endpoints``, ``networks``. ``current_veths`` (veth ``gathered``) keeps addresses stable."""
     nets = normalize_networks(networks)
     eps: list[dict] = []
     warnings: list[str] = []
@@ -186,10 +188,10 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     return {
         "netns": netns,
         "host_groups": _host_groups(eps, nets),
-        "bridges": bridges,
-        "veths": veths,
+        "bridge": bridges,
+        "veth": veths,
         "firewall": firewall,
-        "ports": ports,
+        "port_mapping": ports,
         "warnings": warnings,
         "endpoints": [
             {"name": ep["name"], "mode": ep["mode"], "networks": {a["network"]: a["address"] for a in ep["attachments"]}}

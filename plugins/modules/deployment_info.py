@@ -71,7 +71,7 @@ EXAMPLES = r"""
 
 - name: Converge only when needed
   linuxnet.bridge.veth:
-    config: "{{ live.plan.veths }}"
+    config: "{{ live.plan.veth }}"
     state: overridden
   when: "'veth' in live.pending"
 """
@@ -79,8 +79,9 @@ EXAMPLES = r"""
 RETURN = r"""
 plan:
   description:
-    - The C(config) of each module (keys C(netns), C(bridges), C(veths), C(firewall), C(ports)),
-      the C(warnings) about ignored input, and the resolved C(networks) and C(endpoints).
+    - The C(config) of each module under the module's name (keys C(netns), C(bridge), C(veth),
+      C(firewall), C(port_mapping)), the netns module's C(host_groups), the C(warnings) about
+      ignored input, and the resolved C(networks) and C(endpoints).
     - The same as the filter P(linuxnet.bridge.deployment#filter) given the host's current veths.
   returned: always, unless O(return_plan=on_change) and RV(pending) is empty
   type: dict
