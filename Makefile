@@ -12,7 +12,7 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 # Ansible refuses a non-blocking stdin (as a background job may hand down): give it /dev/null.
 STDIN := </dev/null
 
-.PHONY: help deps lab lab-down test unit harness integration molecule test-vm lint sanity build bench bench-quick clean
+.PHONY: help deps lab lab-down test unit lab-tests integration molecule test-vm lint sanity build bench bench-quick clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -27,10 +27,10 @@ lab: deps ## the main job: a reference topology in a lab, verified with traffic 
 lab-down: deps ## remove a lab kept with LAB_KEEP=1
 	$(PY) -m tests.lab destroy --state-dir $(LAB_STATE)
 
-test: deps ## every test: unit, harness, integration, Molecule, build, lint; then the host guard
+test: deps ## every test: unit, lab tests, integration, Molecule, build, lint; then the host guard
 	@mkdir -p .cache && $(PY) -m tests.guard save $(GUARD)
 	@rc=0; \
-	$(PYTEST) -q tests/unit tests/harness tests/integration $(STDIN) || rc=1; \
+	$(PYTEST) -q tests/unit tests/lab_tests tests/integration $(STDIN) || rc=1; \
 	$(MAKE) --no-print-directory molecule || rc=1; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(PY) -m tests.guard check $(GUARD) || rc=1; \
@@ -39,8 +39,8 @@ test: deps ## every test: unit, harness, integration, Molecule, build, lint; the
 unit: deps ## unit tests only (no root needed for these)
 	$(PYTEST) -q tests/unit
 
-harness: deps ## tests of the lab harness
-	$(PYTEST) -q tests/harness $(STDIN)
+lab-tests: deps ## tests of the lab itself (tests/lab: lab hosts, machines, VMs)
+	$(PYTEST) -q tests/lab_tests $(STDIN)
 
 integration: deps ## module and role tests inside lab hosts
 	$(PYTEST) -q tests/integration $(STDIN)
@@ -51,8 +51,8 @@ MOLECULE_SCENARIOS = $(filter-out vm,$(notdir $(patsubst %/molecule.yml,%,$(wild
 molecule: deps ## Molecule scenarios (all but vm: default, fleet, machine, matrix)
 	@rc=0; for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s $(STDIN) || rc=1; done; exit $$rc
 
-test-vm: deps ## the QEMU VM: harness test and Molecule scenario vm (slow: minutes under TCG)
-	LINUXNET_TEST_VM=1 $(PYTEST) -q tests/harness/test_vm.py
+test-vm: deps ## the QEMU VM: its lab test and Molecule scenario vm (slow: minutes under TCG)
+	LINUXNET_TEST_VM=1 $(PYTEST) -q tests/lab_tests/test_vm.py
 	molecule test -s vm $(STDIN)
 
 lint: deps ## ruff, ansible-lint (production profile), ansible-test sanity

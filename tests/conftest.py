@@ -8,10 +8,14 @@
 * ``run_playbook`` is :func:`tests.lab.playbook.run_playbook`.
 * ``real_netns_guard`` (session) snapshots the machine's real network namespace
   before the first lab is made and fails the session if it changed at the end.
+
+It also puts ``.collections`` (where ``make`` links the checkout as ``linuxnet.bridge``) first on
+``sys.path``, so that every test imports the collection as ``ansible_collections.linuxnet.bridge``.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -20,6 +24,10 @@ import pytest
 from tests import guard
 from tests.lab.core import Lab, destroy_state_dir
 from tests.lab.playbook import run_playbook as _run_playbook
+
+_COLLECTIONS = str(Path(__file__).resolve().parents[1] / ".collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Traffic probes for verify.yml, run on managed hosts and on the probe host.
 
-    linuxnet_probe.py run BASE64_JSON      checks whose source is an endpoint namespace (or "probe")
+    linuxnet_probe.py run BASE64_JSON|@FILE  checks whose source is an endpoint namespace (or "probe")
     linuxnet_probe.py listen BASE64_JSON   start short-lived TCP/UDP listeners in namespaces
     linuxnet_probe.py stop BASE64_JSON     stop them (pids, or transient unit names on systemd hosts)
 
-Prints one JSON document. Each check is {source, kind: icmp|tcp|udp, address, port}; the result
-adds "observed": true when the packet made it (ping reply, TCP connect, UDP echo).
+Prints one JSON document. Each check is {source, kind: icmp|tcp|udp|http, address, port} and
+optionally "timeout" (seconds) and "reply": true (a TCP check then counts only when the listener
+answers); the result adds "observed": true when the packet made it (ping reply, TCP connect, UDP
+echo, any HTTP response), "reply" (what came back) and "error". The listeners answer with the
+peer address and port they saw ("172.16.0.1 80"), so a check can tell who arrived (masquerade).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 TIMEOUT = 2.0
@@ -32,35 +36,61 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns] + argv if netns and netns != "probe" else argv
 
 
-def probe(check: dict) -> bool:
+def probe(check: dict) -> dict:
+    """{observed, reply, error} of one check."""
     source = check["source"]
     if check["kind"] == "icmp":
-        argv = in_netns(source, ["ping", "-c", "1", "-W", "1", "-q", check["address"]])
-        for _attempt in range(2):
+        patient = check.get("patient", False)
+        argv = in_netns(source, ["ping", "-c", "1", "-W", "3" if patient else "1", "-q", check["address"]])
+        for _attempt in range(3 if patient else 2):
             if subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0:
-                return True
-        return False
-    argv = in_netns(source, [sys.executable, os.path.abspath(__file__), "connect", check["kind"], check["address"], str(check["port"])])
-    return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
+                return {"observed": True, "reply": "", "error": ""}
+        return {"observed": False, "reply": "", "error": ""}
+    argv = in_netns(source, [sys.executable, os.path.abspath(__file__), "connect", check["kind"], check["address"], str(check["port"]),
+                             str(check.get("timeout", TIMEOUT) * (2 if check.get("patient") else 1))] + (["reply"] if check.get("reply") else []))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=15)
+    except subprocess.TimeoutExpired:
+        return {"observed": False, "reply": "", "error": "timeout"}
+    return {"observed": proc.returncode == 0, "reply": proc.stdout.strip(), "error": proc.stderr.strip()[-300:]}
 
 
-def connect(kind: str, address: str, port: int) -> int:
-    family_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, family_type) as sock:
-        sock.settimeout(TIMEOUT)
-        try:
+def connect(kind: str, address: str, port: int, timeout: float = TIMEOUT, reply: bool = False) -> int:
+    """0 when the packet made it; prints what came back (the listener's peer report, or the HTTP reply)."""
+    token = f"linuxnet-probe-{time.time_ns()}"
+    try:
+        if kind == "http":
+            with urllib.request.urlopen(f"http://{address}:{port}/?{token}", timeout=timeout) as resp:
+                print(token, resp.status, resp.read(200).decode(errors="replace").strip())
+                return 0
+        family_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, family_type) as sock:
+            sock.settimeout(timeout)
             if kind == "tcp":
                 sock.connect((address, port))
-                return 0
+                if not reply:
+                    return 0
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        break
+                    data += chunk
+                print(data.decode(errors="replace").strip())
+                return 0 if data else 1
             for _attempt in range(3):
-                sock.sendto(b"linuxnet-probe", (address, port))
+                sock.sendto(token.encode(), (address, port))
                 try:
-                    data, _peer = sock.recvfrom(256)
-                    return 0 if data == b"linuxnet-probe" else 1
+                    data, _peer = sock.recvfrom(2048)
                 except socket.timeout:
                     continue
-        except OSError:
-            return 1
+                if data.startswith(token.encode()):
+                    print(data[len(token):].decode(errors="replace").strip())
+                    return 0
+    except Exception as exc:  # refused, unreachable, timed out, HTTP error: not observed
+        print(type(exc).__name__, exc, file=sys.stderr)
+        return 1
+    print("no answer", file=sys.stderr)
     return 1
 
 
@@ -80,11 +110,15 @@ def serve(kind: str, port: int, seconds: int, ready_file: str | None = None) -> 
     signal.alarm(seconds)
     while True:
         if kind == "tcp":
-            conn, _peer = sock.accept()
+            conn, peer = sock.accept()
+            try:
+                conn.sendall(f"{peer[0]} {port}\n".encode())
+            except OSError:
+                pass
             conn.close()
         else:
-            data, peer = sock.recvfrom(256)
-            sock.sendto(data, peer)
+            data, peer = sock.recvfrom(2048)
+            sock.sendto(data + f" {peer[0]} {port}".encode(), peer)
 
 
 def _systemd_runs_host() -> bool:
@@ -142,18 +176,37 @@ def listen_units(items: list[dict]) -> list[str]:
     return units
 
 
+def load_argument(arg: str):
+    """The JSON argument: base64 on the command line, or ``@PATH`` of a file holding plain JSON.
+
+    A file has no size limit; one command-line argument stops at 128 KiB (a few hundred checks).
+    """
+    if arg.startswith("@"):
+        with open(arg[1:], encoding="utf-8") as fh:
+            return json.load(fh)
+    return json.loads(base64.b64decode(arg))
+
+
 def main() -> int:
     verb = sys.argv[1]
     if verb == "connect":
-        return connect(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        timeout = float(sys.argv[5]) if len(sys.argv) > 5 else TIMEOUT
+        return connect(sys.argv[2], sys.argv[3], int(sys.argv[4]), timeout, sys.argv[6:7] == ["reply"])
     if verb == "serve":
         serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)
         return 0
-    data = json.loads(base64.b64decode(sys.argv[2]))
+    data = load_argument(sys.argv[2])
     if verb == "run":
         with ThreadPoolExecutor(max_workers=16) as pool:
-            observed = list(pool.map(probe, data))
-        print(json.dumps([dict(check, observed=seen) for check, seen in zip(data, observed)]))
+            outcomes = list(pool.map(probe, data))
+        # A packet that should have made it but did not gets a second, patient try with fewer
+        # probes at once: hundreds of parallel probes on a loaded host can miss a one-second
+        # timeout. A packet that got through where it should not is never retried.
+        missed = [i for i, (check, out) in enumerate(zip(data, outcomes)) if check.get("expect") and not out["observed"]]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for i, outcome in zip(missed, pool.map(probe, [dict(data[i], patient=True) for i in missed])):
+                outcomes[i] = outcome
+        print(json.dumps([dict(check, **outcome) for check, outcome in zip(data, outcomes)]))
     elif verb == "listen":
         print(json.dumps(listen(data)))
     elif verb == "stop":

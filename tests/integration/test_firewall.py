@@ -5,290 +5,56 @@ The modules run through real ``ansible-playbook`` runs (community.docker.nsenter
 endpoints are network namespaces inside ``linuxnet1`` attached with the collection's netns/bridge/
 veth modules. ``outside`` gets routes to the endpoint subnets via ``linuxnet1``, so that "cannot
 reach" is the firewall's doing and "sees 172.16.211.128" proves the masquerade (without it the
-endpoint's own address would arrive). Every server is a small Python program of this file that
-answers with the peer address it saw.
+endpoint's own address would arrive). Every listener is the product's prober
+(``playbooks/files/linuxnet_probe.py``, through ``helpers.Traffic``) and answers with the peer
+address it saw.
 
 Nothing here touches the machine's own network namespace (``real_netns_guard``).
 
 Run (root): ``.venv/bin/python -m pytest tests/integration/test_firewall.py -q``
 """
 
+
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
-import signal
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_save
+from tests.integration.helpers import (
+    ADDR,
+    HOST,
+    HOSTS,
+    OUT_ADDR,
+    OUTSIDE,
+    PORT,
+    Traffic,
+    duplicates,
+    foreign,
+    fw_task,
+    make_endpoints,
+    ours,
+    playbook,
+    res,
+    restore_wrappers,
+    restores,
+    run,
+    save,
+    sh,
+    state_file,
+    sysctls,
+)
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook as run_playbook_now
+from tests.unit.plugins.module_utils.fixtures.iptables_model import BUILTIN, assert_like_docker, reference_chains
+from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, GUARD, PORTS_143, REF_143, SCENARIO_143, USER_RULES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-HOST, OUTSIDE = "linuxnet1", "outside"
-ADDR, OUT_ADDR, SNAT_ADDR = "172.16.211.128", "172.16.211.1", "172.16.211.130"
-HOSTS = {HOST: ADDR, OUTSIDE: OUT_ADDR}
-PORT = 7000
-
-_spec = importlib.util.spec_from_file_location(
-    "_firewall_render_reference", Path(__file__).resolve().parents[1] / "unit" / "test_firewall_render.py")
-REF = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(REF)  # reference rulesets (anchors-rulesets.md) and the "same effect" check
-GUARD = REF.GUARD  # rendered from the rule kind the module uses
-
-# ------------------------------------------------------------------------------ traffic helper
-
-PROBE_PY = r'''
-import json, socket, subprocess, sys, threading, time, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-
-
-def tcp_loop(sock, port):
-    while True:
-        conn, peer = sock.accept()
-        try:
-            conn.sendall(f"{peer[0]} {port}\n".encode())
-        except OSError:
-            pass
-        conn.close()
-
-
-def udp_loop(sock, port):
-    while True:
-        data, peer = sock.recvfrom(2048)
-        sock.sendto(data + f" {peer[0]} {port}".encode(), peer)
-
-
-def serve(tcp, udp, ready):
-    for ports, kind, loop in ((tcp, socket.SOCK_STREAM, tcp_loop), (udp, socket.SOCK_DGRAM, udp_loop)):
-        for port in ports:
-            sock = socket.socket(socket.AF_INET, kind)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", port))
-            if kind == socket.SOCK_STREAM:
-                sock.listen(128)
-            threading.Thread(target=loop, args=(sock, port), daemon=True).start()
-    with open(ready, "w") as handle:
-        handle.write("ready\n")
-    while True:
-        time.sleep(3600)
-
-
-def connect(kind, addr, port, timeout):
-    if kind == "tcp":
-        with socket.create_connection((addr, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            print(data.decode().strip())
-            return 0 if data else 1
-    if kind == "http":
-        token = f"probe-{time.time_ns()}"
-        with urllib.request.urlopen(f"http://{addr}:{port}/?{token}", timeout=timeout) as resp:
-            print(token, resp.status, resp.read(200).decode(errors="replace").strip())
-            return 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout / 3)
-        token = f"probe-{time.time_ns()}".encode()
-        for _ in range(3):
-            sock.sendto(token, (addr, port))
-            try:
-                data, _peer = sock.recvfrom(2048)
-            except socket.timeout:
-                continue
-            if data.startswith(token):
-                print(data[len(token):].decode().strip())
-                return 0
-    return 1
-
-
-def check(items):
-    def one(item):
-        argv = [sys.executable, __file__, "connect", item["kind"], item["addr"], str(item["port"]), str(item.get("timeout", 1.5))]
-        if item.get("ns"):
-            argv = ["ip", "netns", "exec", item["ns"]] + argv
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=15)
-        except subprocess.TimeoutExpired:
-            return {"ok": False, "reply": "", "error": "timeout"}
-        return {"ok": proc.returncode == 0, "reply": proc.stdout.strip(), "error": proc.stderr.strip()[-300:]}
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        print(json.dumps(list(pool.map(one, items))))
-
-
-if __name__ == "__main__":
-    verb = sys.argv[1]
-    if verb == "serve":
-        serve(json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4])
-    elif verb == "connect":
-        try:
-            sys.exit(connect(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])))
-        except Exception as exc:
-            print(type(exc).__name__, exc, file=sys.stderr)
-            sys.exit(1)
-    elif verb == "check":
-        check(json.loads(sys.argv[2]))
-'''
-
-
-class Traffic:
-    """Servers (peer-reporting TCP/UDP) in lab hosts and namespaces, and parallel probes."""
-
-    def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab = lab
-        self.workdir = workdir
-        self.script = workdir / "probe.py"
-        self.script.write_text(PROBE_PY, encoding="utf-8")
-        self.pids: list[int] = []
-
-    def spawn(self, host: str, netns: str | None, argv: list[str], tag: str, seconds: int = 600) -> Path:
-        """Run ``argv`` in the background (time-limited, in its own process group, carrying the lab
-        marker so that the lab's destroy finds it too); returns its log file (stdout + stderr)."""
-        argv = ["timeout", str(seconds)] + argv
-        if netns:
-            argv = ["ip", "netns", "exec", netns] + argv
-        log = self.workdir / f"{tag}.log"
-        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
-        script = f"LAB_MARKER='{self.lab.marker}' setsid {quoted} >'{log}' 2>&1 </dev/null & echo $!"
-        self.pids.append(int(self.lab.run(host, ["sh", "-c", script]).stdout.strip()))
-        return log
-
-    def start(self, host: str, netns: str | None, tcp=(PORT,), udp=(PORT,)) -> None:
-        """A server that answers every TCP connection / UDP datagram with the peer address it saw."""
-        tag = f"{host}-{netns or 'host'}-{len(self.pids)}"
-        ready = self.workdir / f"{tag}.ready"
-        log = self.spawn(host, netns, [sys.executable, str(self.script), "serve", json.dumps(list(tcp)), json.dumps(list(udp)), str(ready)], tag)
-        deadline = time.monotonic() + 10
-        while not ready.exists():
-            assert time.monotonic() < deadline, f"server {tag} did not start: {log.read_text()}"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        for pid in self.pids:
-            try:
-                os.killpg(pid, signal.SIGTERM)  # setsid: the server is its own process group
-            except ProcessLookupError:
-                pass
-        self.pids.clear()
-
-    def probe(self, host: str, checks: list[tuple]) -> list[dict]:
-        """checks: (netns or None, kind, address, port); all run at once from lab host ``host``."""
-        items = [{"ns": ns, "kind": kind, "addr": addr, "port": port} for ns, kind, addr, port in checks]
-        out = self.lab.run(host, [sys.executable, str(self.script), "check", json.dumps(items)], timeout=60).stdout
-        return json.loads(out)
-
-    def expect(self, host: str, expectations: dict[tuple, Any]) -> None:
-        """{check: True|False|"peer address the server must have seen"}; one failure list for all."""
-        checks = list(expectations)
-        results = self.probe(host, checks)
-        problems = []
-        for check, want, got in zip(checks, expectations.values(), results):
-            src = f"{host}{'/' + check[0] if check[0] else ''}"
-            what = f"{src} -> {check[2]}:{check[3]}/{check[1]}"
-            if want is False and got["ok"]:
-                problems.append(f"{what}: reached ({got['reply']}) but must not")
-            elif want is not False and not got["ok"]:
-                problems.append(f"{what}: not reached ({got['error']})")
-            elif isinstance(want, str) and got["reply"].split()[:len(want.split())] != want.split():
-                problems.append(f"{what}: server answered {got['reply']!r}, expected {want!r} (peer [port])")
-        assert not problems, "\n".join(problems)
-
-
-# ------------------------------------------------------------------------------ ansible helpers
-
-
-def playbook(*tasks: dict) -> str:
-    return yaml.safe_dump([{"name": "lab", "hosts": HOST, "gather_facts": False, "tasks": list(tasks)}], sort_keys=False)
-
-
-def fw_task(name: str, config: Any = None, state: str = "merged", **options: Any) -> dict:
-    if "backend" in options:
-        options["iptables_variant"] = options.pop("backend")
-    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "iptables_variant")}}
-    if config is not None:
-        args["config"] = config
-    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "iptables_variant")}
-    return {"name": name, "linuxnet.bridge.firewall": args, **extra}
-
-
-def run(run_playbook, lab: Lab, *tasks: dict, ok: bool = True, **kwargs: Any):
-    result = run_playbook(lab.inventory_path, playbook(*tasks), **kwargs)
-    if ok:
-        result.assert_ok()
-        for t in result.tasks:
-            assert not t.failed, f"task {t.task} failed: {json.dumps(t.result, indent=1)[:3000]}"
-    return result
-
-
-def res(result, name: str) -> dict:
-    return result.task(name, HOST).result
-
-
-def sh(lab: Lab, script: str, host: str = HOST, check: bool = True):
-    return lab.run(host, ["sh", "-c", script], check=check)
-
-
-def save(lab: Lab, variant: str = "iptables-nft") -> list[str]:
-    """iptables-save of the lab host without comments and counters."""
-    text = lab.run(HOST, [f"{variant}-save"]).stdout
-    return [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def ours(line: str, bridges: tuple[str, ...] = ("lnx-",), prefix: str = "LINUXNET") -> bool:
-    return prefix in line or GUARD in line or any(f" {b}" in line for b in bridges)
-
-
-def foreign(lines: list[str], **kwargs: Any) -> list[str]:
-    return [line for line in lines if not ours(line, **kwargs)]
-
-
-def duplicates(lines: list[str]) -> list[str]:
-    rules = [line for line in lines if line.startswith("-A ")]
-    return sorted({line for line in rules if rules.count(line) > 1})
-
-
-def state_file(lab: Lab, prefix: str = "LINUXNET") -> str:
-    return sh(lab, f"cat /run/linuxnet/firewall/{prefix}.json 2>/dev/null || true").stdout
-
-
-def sysctls(lab: Lab) -> str:
-    return sh(lab, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables").stdout
-
-
-WRAPPER = """#!/bin/sh
-echo "$(basename "$0") $*" >> {log}
-exec /usr/sbin/$(basename "$0") "$@"
-"""
-
-
-def restore_wrappers(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """A PATH whose iptables-*restore log every call; returns (task environment, log file)."""
-    wrap = tmp_path / "wrap"
-    wrap.mkdir()
-    log = tmp_path / "restores.log"
-    log.write_text("")
-    for name in ("iptables-restore", "iptables-nft-restore", "iptables-legacy-restore"):
-        path = wrap / name
-        path.write_text(WRAPPER.format(log=log))
-        path.chmod(0o755)
-    return {"PATH": f"{wrap}:/usr/sbin:/usr/bin:/sbin:/bin"}, log
-
-
-def restores(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line]
+SNAT_ADDR = "172.16.211.130"
 
 
 @pytest.fixture
@@ -310,26 +76,6 @@ ENDPOINTS = {  # netns: (bridge, address)
     "i1": ("lnx-int", "172.20.0.2"), "i2": ("lnx-int", "172.20.0.3"),
     "s1": ("lnx-snat", "172.21.0.2"),
 }
-
-
-def make_endpoints(lab: Lab, bridges: dict[str, str], endpoints: dict[str, tuple[str, str]]) -> None:
-    """Bridges {name: gateway/prefix} and endpoint namespaces {netns: (bridge, address)} inside the lab
-    host, with plain ip commands (one shell run; the netlink modules have tests of their own).
-    Like dockerd's endpoints: MAC 02:42 + address, default route via the bridge, hairpin mode on."""
-    lines = ["set -e"]
-    for bridge, gateway in bridges.items():
-        lines.append(f"ip link add {bridge} type bridge && ip addr add {gateway} dev {bridge} && ip link set {bridge} up")
-    for ns, (bridge, address) in endpoints.items():
-        prefix = bridges[bridge].split("/")[1]
-        mac = "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
-        lines += [
-            f"ip netns add {ns} && ip -n {ns} link set lo up",
-            f"ip link add v{ns} type veth peer name eth0 netns {ns}",
-            f"ip link set v{ns} master {bridge} && ip link set v{ns} up && bridge link set dev v{ns} hairpin on",
-            f"ip -n {ns} link set eth0 address {mac} && ip -n {ns} addr add {address}/{prefix} dev eth0",
-            f"ip -n {ns} link set eth0 up && ip -n {ns} route add default via {bridges[bridge].split('/')[0]}",
-        ]
-    sh(lab, "\n".join(lines))
 
 
 # Per backend, one lab. The iptables-nft host starts with ip_forward=0 (so the module turns it on
@@ -463,18 +209,18 @@ def test_chain_prefix_docker_builds_dockers_ruleset(lab, run_playbook):
     """chain_prefix DOCKER: chains DOCKER-*, and the live ruleset (as iptables-save prints it) is
     dockerd's §1.4.3 one, rule for rule, in an order with the same effect; a second run writes nothing."""
     tasks = [
-        fw_task("firewall", REF.SCENARIO_143, chain_prefix="DOCKER"),
-        {"name": "ports", "linuxnet.bridge.port_mapping": {"chain_prefix": "DOCKER", "config": REF.PORTS_143}},
+        fw_task("firewall", SCENARIO_143, chain_prefix="DOCKER"),
+        {"name": "ports", "linuxnet.bridge.port_mapping": {"chain_prefix": "DOCKER", "config": PORTS_143}},
     ]
     run(run_playbook, lab, *tasks)
     live = save(lab)
     chains = sorted(line.split()[0][1:] for line in live if line.startswith(":"))
-    assert [c for c in chains if c not in REF.BUILTIN["filter"] + REF.BUILTIN["nat"]] == [
+    assert [c for c in chains if c not in BUILTIN["filter"] + BUILTIN["nat"]] == [
         "DOCKER", "DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"]
     assert ":FORWARD DROP [0:0]" in live
-    parsed = REF.parse_save("\n".join(live) + "\n")
+    parsed = parse_save("\n".join(live) + "\n")
     ours_ = {t: {c: list(r) for c, r in tab.rules.items()} for t, tab in parsed.items()}
-    REF.assert_like_docker(ours_, REF.reference_chains(REF.REF_143), extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker(ours_, reference_chains(REF_143), extra={("filter", "INPUT"): [GUARD]})
     again = run(run_playbook, lab, *tasks)
     for name in ("firewall", "ports"):
         assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], name
@@ -491,8 +237,8 @@ OURS = [
 def seed_foreign(lab: Lab) -> list[str]:
     """Docker's full §1.2 ruleset (DOCKER-* chains) plus a user's rules, as someone else made them."""
     sh(lab, "echo 1 > /proc/sys/net/ipv4/ip_forward")  # as on a host where dockerd runs
-    lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.DOCKER_12)
-    lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.USER_RULES)
+    lab.run(HOST, ["iptables-restore", "--noflush"], input=DOCKER_12)
+    lab.run(HOST, ["iptables-restore", "--noflush"], input=USER_RULES)
     live = save(lab)
     assert "-A DOCKER-USER -j RETURN" in live and "-A FORWARD -s 198.51.100.0/24 -j DROP" in live
     return live

@@ -9,37 +9,32 @@ Before anything of ours, someone else's rules are loaded: Docker's full §1.2 ru
 published ports moved to 8181/8088 so that they do not answer for ours) and a user's rules in
 INPUT, FORWARD and nat; they must stay byte-identical through everything.
 
-The traffic helper (servers that answer with the peer address they saw, parallel probes) is the
-one of ``test_firewall.py``. Nothing here touches the machine's own network namespace.
+The traffic helper (the product's prober: listeners that answer with the peer address they saw,
+parallel probes) and the playbook helpers are ``helpers.py``, shared with ``test_firewall.py``. Nothing here touches the machine's own network namespace.
 
 Run (root): ``.venv/bin/python -m pytest tests/integration/test_port_mapping.py -q``
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration import helpers
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
+from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, USER_RULES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-_spec = importlib.util.spec_from_file_location("_firewall_lab_helpers", Path(__file__).with_name("test_firewall.py"))
-FW = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(FW)
-REF = FW.REF
-
-HOST, OUTSIDE = FW.HOST, FW.OUTSIDE
-ADDR, OUT_ADDR, OTHER_ADDR = FW.ADDR, FW.OUT_ADDR, "172.16.211.130"
+HOST, OUTSIDE = helpers.HOST, helpers.OUTSIDE
+ADDR, OUT_ADDR, OTHER_ADDR = helpers.ADDR, helpers.OUT_ADDR, "172.16.211.130"
 WEB, RNG, UDP = "10.41.0.2", "10.41.0.3", "10.42.0.2"
 
 NETWORKS = [
@@ -54,7 +49,7 @@ M_RANGE = {"bridge": "lnx-web", "container_ip": RNG, "container_port": "30000-30
 MAPPINGS = [M_WEB, M_LOCAL, M_UDP, M_RANGE]
 
 # Docker's §1.2 ruleset, its two published host ports moved out of the way of ours.
-DOCKER_FOREIGN = REF.DOCKER_12.replace("--dport 81 ", "--dport 8181 ").replace("--dport 8080 ", "--dport 8088 ")
+DOCKER_FOREIGN = DOCKER_12.replace("--dport 81 ", "--dport 8181 ").replace("--dport 8080 ", "--dport 8088 ")
 
 
 def pm_task(name: str, config: Any = None, state: str = "overridden", **extra: Any) -> dict:
@@ -65,7 +60,7 @@ def pm_task(name: str, config: Any = None, state: str = "overridden", **extra: A
 
 
 def run(lab: Lab, *tasks: dict, ok: bool = True, **kwargs: Any):
-    return FW.run(run_playbook, lab, *tasks, ok=ok, **kwargs)
+    return helpers.run(run_playbook, lab, *tasks, ok=ok, **kwargs)
 
 
 def res(result, name: str) -> dict:
@@ -73,11 +68,11 @@ def res(result, name: str) -> dict:
 
 
 def save(lab: Lab) -> list[str]:
-    return FW.save(lab)
+    return helpers.save(lab)
 
 
 def ours(line: str) -> bool:
-    return FW.ours(line, bridges=("lnx-",)) or "10.41." in line or "10.42." in line
+    return helpers.ours(line, bridges=("lnx-",)) or "10.41." in line or "10.42." in line
 
 
 def foreign(lines: list[str]) -> list[str]:
@@ -90,24 +85,23 @@ def port_rules(lines: list[str]) -> list[str]:
 
 
 def state_file(lab: Lab) -> str:
-    return FW.sh(lab, "cat /run/linuxnet/port_mapping/LINUXNET.json 2>/dev/null || true").stdout
+    return helpers.sh(lab, "cat /run/linuxnet/port_mapping/LINUXNET.json 2>/dev/null || true").stdout
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, real_netns_guard):
     workdir = tmp_path_factory.mktemp("pm")
-    lab = Lab.create(workdir / "lab", FW.HOSTS)
+    lab = Lab.create(workdir / "lab", helpers.HOSTS)
     traffic = None
     try:
-        FW.sh(lab, f"ip addr add {OTHER_ADDR}/24 dev ens160 && echo 1 > /proc/sys/net/ipv4/ip_forward")
-        FW.sh(lab, " && ".join(f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
+        helpers.sh(lab, f"ip addr add {OTHER_ADDR}/24 dev ens160 && echo 1 > /proc/sys/net/ipv4/ip_forward")
+        helpers.sh(lab, " && ".join(f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
         lab.run(HOST, ["iptables-restore", "--noflush"], input=DOCKER_FOREIGN)
-        lab.run(HOST, ["iptables-restore", "--noflush"], input=REF.USER_RULES)
+        lab.run(HOST, ["iptables-restore", "--noflush"], input=USER_RULES)
         seeded = save(lab)
-        FW.make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0/24", ".1/24") for n in NETWORKS},
-                          ENDPOINTS)
-        run(lab, FW.fw_task("firewall", NETWORKS))
-        traffic = FW.Traffic(lab, workdir)
+        helpers.make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0/24", ".1/24") for n in NETWORKS}, ENDPOINTS)
+        run(lab, helpers.fw_task("firewall", NETWORKS))
+        traffic = helpers.Traffic(lab, workdir)
         site = workdir / "site"
         site.mkdir()
         (site / "index.html").write_text("web-namespace-index\n")
@@ -155,19 +149,19 @@ def client_of(env: dict, reply: str) -> str:
 
 def test_check_mode_apply_and_idempotence(env, tmp_path):
     lab = env["lab"]
-    wrapper_env, log = FW.restore_wrappers(tmp_path)
+    wrapper_env, log = helpers.restore_wrappers(tmp_path)
     before, before_state = save(lab), state_file(lab)
     assert port_rules(before) == [] and before_state == ""
     task = pm_task("port_mapping", MAPPINGS, state="merged", environment=wrapper_env)
 
     predicted = run(lab, task, check=True, diff=True)
     assert res(predicted, "port_mapping")["changed"] is True and "diff" in res(predicted, "port_mapping")
-    assert save(lab) == before and state_file(lab) == "" and FW.restores(log) == [], "check mode changed the host"
+    assert save(lab) == before and state_file(lab) == "" and helpers.restores(log) == [], "check mode changed the host"
 
     applied = run(lab, task)
     commands = res(applied, "port_mapping")["commands"]
     assert commands == res(predicted, "port_mapping")["commands"], "check mode did not predict the run"
-    assert [line.split()[0] for line in FW.restores(log)] == ["iptables-nft-restore"] * 2
+    assert [line.split()[0] for line in helpers.restores(log)] == ["iptables-nft-restore"] * 2
     after = res(applied, "port_mapping")["after"]
     assert {(m["host_port"], m.get("host_ip"), m["protocol"], m.get("network")) for m in after} == {
         ("81", ADDR, "tcp", "web"), ("8081", "127.0.0.1", "tcp", "web"), ("8080", None, "udp", "udp"), ("20000-20999", None, "tcp", None)}
@@ -179,14 +173,14 @@ def test_check_mode_apply_and_idempotence(env, tmp_path):
         f"-A LINUXNET -p tcp -m tcp --dport 20000:20999 -j DNAT --to-destination {RNG}:30000-30999/20000",
     ]
     assert len(port_rules(live)) == 4 + 3 + 3  # 4 DNAT; 3 ACCEPT and 3 hairpins (web's two ports share theirs)
-    assert FW.duplicates(live) == []
+    assert helpers.duplicates(live) == []
     env["applied"] = MAPPINGS
 
     again = run(lab, task, pm_task("gathered", state="gathered", register="g"),
                 pm_task("feed back", "{{ g.gathered }}", environment=wrapper_env))
     for name in ("port_mapping", "feed back"):
         assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], (name, res(again, name)["commands"])
-    assert len(FW.restores(log)) == 2, f"a run without changes wrote: {FW.restores(log)[2:]}"
+    assert len(helpers.restores(log)) == 2, f"a run without changes wrote: {helpers.restores(log)[2:]}"
     assert save(lab) == live
     assert len(res(again, "gathered")["gathered"]) == 4
     assert_foreign_untouched(env)
@@ -212,8 +206,8 @@ def test_from_the_host_itself(env):
                                  (None, "http", OTHER_ADDR, 81): False, (None, "udp", ADDR, 8080): True})
     lab = env["lab"]
     # localhost publishing needs route_localnet on the bridge, and then kube-proxy's guard (CVE-2020-8558)
-    assert FW.sh(lab, "cat /proc/sys/net/ipv4/conf/lnx-web/route_localnet").stdout.strip() == "1"
-    assert f"-A INPUT {FW.GUARD}" in save(lab)
+    assert helpers.sh(lab, "cat /proc/sys/net/ipv4/conf/lnx-web/route_localnet").stdout.strip() == "1"
+    assert f"-A INPUT {helpers.GUARD}" in save(lab)
 
 
 def test_hairpin(env):

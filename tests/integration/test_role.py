@@ -388,6 +388,13 @@ def test_check_mode_predicts_and_changes_nothing(lab, run_playbook):
     assert "ip netns add web" in commands[ROLE + "Namespaces of the endpoints"]
     assert "ip link add br-usernet type bridge" in commands[ROLE + "Bridges of the networks"]
     assert [c for c in commands[ROLE + "Docker-style firewall chains"] if c == "iptables -t filter -N LINUXNET"], commands
+    # linuxnet_chain_prefix reaches deployment_info, firewall and port_mapping (module_defaults)
+    other = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS, check=True, linuxnet_chain_prefix="LNXT")
+    assert "iptables -t filter -N LNXT" in other.task(COMPARE, HOST).result["commands"]["firewall"]
+    for name, module in TASKS.items():
+        if module in ("firewall", "port_mapping"):
+            done = other.task(name, HOST).result.get("commands") or []
+            assert [c for c in done if "LNXT" in c] and not [c for c in done if "LINUXNET" in c], (name, done)
 
     # the real run then does what was predicted: exactly for the links and namespaces; the iptables
     # modules cannot see in check mode what the tasks before them would create (the bridges for the

@@ -13,7 +13,11 @@ mkdir -p ~/.ansible/test/cache
 cp "$root/tests/tools/get_pip_shim.py" ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
 dest=.cache/sanity/ansible_collections/linuxnet/bridge
 rm -rf .cache/sanity && mkdir -p "$dest"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$dest"
+# Tracked and untracked files as they are in the work tree (a file deleted or moved but not yet
+# staged is still in the index: skip what is gone).
+git ls-files -z --cached --others --exclude-standard \
+    | while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done \
+    | xargs -0 cp --parents -t "$dest"
 cd "$dest"
 # ansible-test lists the collection's files with git.
 git init -q . && git add -A && git -c user.email=ci@localhost -c user.name=ci commit -qm sanity

@@ -4,21 +4,15 @@ Messages are built here byte by byte as the kernel lays them out. That the reade
 pyroute2 on a real kernel is checked by the veth gathers of tests/integration (every idempotence
 and drift test reads endpoints through it).
 
-Run: ``.venv/bin/python -m pytest tests/unit/test_rtnl.py -q``
+Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_rtnl.py -q``
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-import sys
-from pathlib import Path
 
-_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
-
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _rtnl  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _rtnl
 
 NLA_F_NESTED = 0x8000
 

@@ -1,24 +1,17 @@
-"""pyroute2 feature detection of ``_netlink`` (pure; no root, no kernel).
+"""``_netlink``: pyroute2 feature detection and the socket cache (pure; no root, no kernel).
 
 That the collection works with each pyroute2 Debian ships is proven on a real kernel by
 tests/integration/test_pyroute2_versions.py; here: what is refused, and with which message.
 
-Run: ``.venv/bin/python -m pytest tests/unit/test_pyroute2_compat.py -q``
+Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_netlink.py -q``
 """
 
 from __future__ import annotations
 
-import sys
 import types
-from pathlib import Path
 
 import pytest
-
-_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
-
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
 
 
 class Failed(Exception):
@@ -53,3 +46,22 @@ def test_an_old_pyroute2_is_refused_naming_the_minimum_and_what_it_lacks(monkeyp
     assert "needs pyroute2 >= 0.5.14" in msg
     assert msg.endswith("(this one lacks IPRoute.brport, pyroute2.netns.attach)")
     assert "exception" not in failed.value.args[0]  # one message, no traceback
+
+
+def test_netlink_forget_closes_the_namespace_socket(monkeypatch):
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
+
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    opened = []
+    monkeypatch.setattr(_netlink, "new_iproute", lambda: opened.append(Socket()) or opened[-1])
+    nl = _netlink.Netlink()
+    first = nl.ipr(None)
+    nl.forget(None)
+    assert first.closed
+    assert nl.ipr(None) is not first and len(opened) == 2
+    nl.forget("never-opened")  # nothing to close: no error

@@ -1,6 +1,6 @@
 """Tests of the sandboxed lab itself (``tests/lab``): isolation, cleanup, Ansible access.
 
-Needs root (namespaces, mounts). Run: ``.venv/bin/python -m pytest tests/harness -q``.
+Needs root (namespaces, mounts). Run: ``.venv/bin/python -m pytest tests/lab_tests -q``.
 """
 
 from __future__ import annotations

@@ -11,32 +11,24 @@
 * Bad input (ports, ranges, protocols, ``publish`` strings Docker would reject, overlapping host
   addresses) is refused by ``normalize()`` naming the item and field.
 
-The small ``iptables-restore --noflush`` model and the "same effect" order check are shared with
-``test_firewall_render.py``. Run: ``.venv/bin/python -m pytest tests/unit -q`` (no root needed).
+The small ``iptables-restore --noflush`` model and the "same effect" order check are in
+``fixtures/iptables_model.py``. Run: ``.venv/bin/python -m pytest tests/unit -q`` (no root needed).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-import sys
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _port_mapping as pm
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
-_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
-
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _port_mapping as pm  # noqa: E402
-from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("_firewall_render_helpers", Path(__file__).with_name("test_firewall_render.py"))
-fwr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fwr)
-Kernel, FakeModule, GUARD = fwr.Kernel, fwr.FakeModule, fwr.GUARD
+from .fixtures import firewall as fwr
+from .fixtures.firewall import FakeModule
+from .fixtures.iptables_model import Kernel, assert_like_docker, kernel_chains, reference_chains
+from .fixtures.rulesets import DOCKER_12, GUARD, PORTS_143, REF_143, SCENARIO_143, USER_RULES
 
 BR = {"bridge": "docker0", "container_ip": "172.17.0.2"}
 
@@ -99,10 +91,10 @@ def host_with_firewall(foreign: str = "", prefix: str = "LINUXNET") -> Kernel:
 
 
 def test_rendered_per_port_rules_are_dockers_143():
-    ref = fwr.reference_chains(fwr.REF_143)
+    ref = reference_chains(REF_143)
     kernel = Kernel()
     kernel.restore("*filter\n:DOCKER - [0:0]\nCOMMIT\n*nat\n:DOCKER - [0:0]\nCOMMIT\n")
-    kernel.restore("\n".join(rendered(fwr.PORTS_143)) + "\n")
+    kernel.restore("\n".join(rendered(PORTS_143)) + "\n")
     assert sorted(kernel.rules("filter", "DOCKER")) == sorted(ref["filter"]["DOCKER"])
     assert sorted(kernel.rules("nat", "DOCKER")) == sorted(ref["nat"]["DOCKER"])
     hairpins = [r for r in ref["nat"]["POSTROUTING"] if "/32 -d " in r]
@@ -112,8 +104,8 @@ def test_rendered_per_port_rules_are_dockers_143():
 
 
 def test_firewall_plus_port_mapping_is_the_whole_143_ruleset():
-    kernel = fwr.build(fwr.SCENARIO_143, fwr.PORTS_143)
-    fwr.assert_like_docker(fwr.kernel_chains(kernel), fwr.reference_chains(fwr.REF_143), extra={("filter", "INPUT"): [GUARD]})
+    kernel = fwr.build(SCENARIO_143, PORTS_143)
+    assert_like_docker(kernel_chains(kernel), reference_chains(REF_143), extra={("filter", "INPUT"): [GUARD]})
 
 
 def test_publish_and_explicit_fields_render_the_same():
@@ -121,7 +113,7 @@ def test_publish_and_explicit_fields_render_the_same():
         {**BR, "host_ip": "172.16.211.128", "host_port": 81, "container_port": 80},
         {"bridge": "br-xxx", "container_ip": "172.18.0.2", "host_port": "8080", "container_port": "80", "protocol": "udp"},
     ]
-    assert rendered(fields) == rendered(fwr.PORTS_143)
+    assert rendered(fields) == rendered(PORTS_143)
 
 
 def test_a_port_range_is_three_rules():
@@ -175,7 +167,7 @@ MAPPINGS = [
 
 
 def test_plan_is_empty_when_equal_and_touches_only_port_rules():
-    kernel = host_with_firewall(fwr.USER_RULES)
+    kernel = host_with_firewall(USER_RULES)
     firewall_rules = {c: kernel.rules("filter", c) for c in ("FORWARD", "INPUT", "LINUXNET-ISOLATION-STAGE-1")}
     commands, lines, known = converge(kernel, {}, MAPPINGS)[:3]
     assert set(lines) == {"filter", "nat"}
@@ -200,7 +192,7 @@ def test_check_mode_predicts_the_same_commands_and_writes_nothing():
 
 
 def test_deleted_and_overridden_remove_exactly_the_mappings_rules():
-    kernel = host_with_firewall(fwr.USER_RULES)
+    kernel = host_with_firewall(USER_RULES)
     known = converge(kernel, {}, MAPPINGS).known
     # deleted by identity (host address, host port, protocol): container side may be left out
     known = converge(kernel, known, [{**BR, "host_ip": "172.16.211.128", "container_port": 80, "host_port": 81}], state="deleted").known
@@ -218,7 +210,7 @@ def test_deleted_and_overridden_remove_exactly_the_mappings_rules():
     assert "LINUXNET" in kernel.chain_names("nat") and "LINUXNET" in kernel.chain_names("filter")
     assert not [r for r in kernel.rules("nat", "POSTROUTING") if "/32 -d " in r]
     # the user's nat rules never moved
-    user = Kernel(fwr.USER_RULES)
+    user = Kernel(USER_RULES)
     assert [r for r in kernel.rules("nat", "POSTROUTING") if "lnx" not in r and "LINUXNET" not in r and "MASQUERADE" in r
             and "10.99." in r] == user.rules("nat", "POSTROUTING")
     assert kernel.rules("nat", "PREROUTING")[-1] == user.rules("nat", "PREROUTING")[0]
@@ -236,7 +228,7 @@ def test_removing_one_of_two_host_ports_keeps_the_shared_rules():
 
 def test_dockers_own_port_rules_are_foreign():
     """A real dockerd's DOCKER chains and its hairpin rules stay while LINUXNET mappings come and go."""
-    kernel = host_with_firewall(fwr.DOCKER_12)
+    kernel = host_with_firewall(DOCKER_12)
     docker = {(t, c): kernel.rules(t, c) for t in ("filter", "nat") for c in ("DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1")
               if c in kernel.chain_names(t)}
     docker_post = [r for r in kernel.rules("nat", "POSTROUTING") if "172.17." in r or "172.18." in r]
@@ -249,7 +241,7 @@ def test_dockers_own_port_rules_are_foreign():
 
 
 def test_missing_chains_refused_unless_check_mode():
-    kernel = Kernel(fwr.USER_RULES)
+    kernel = Kernel(USER_RULES)
     saved = kernel.save()
     with pytest.raises(ValidationError) as info:
         converge(kernel, {}, MAPPINGS)

@@ -9,15 +9,8 @@ Run: ``.venv/bin/python -m pytest tests/unit -q``
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
-
-_COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".collections")
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
-
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import (
     BridgeResource,
@@ -383,3 +376,18 @@ def test_trailing_newline_never_reaches_a_namespace_or_hosts_file():
     assert message.startswith("config[0] (name=web).hosts[0].names:"), message
     message = refused(namespaces, [{"name": "web", "hosts": [{"ip": "1.2.3.4", "names": ["db\n6.6.6.6 evil.example"]}]}])
     assert message.startswith("config[0] (name=web).hosts[0].names:"), message
+
+
+@pytest.mark.parametrize(
+    "subnet",
+    ["0.0.0.0/0", "10.0.0.0/7", "172.18.0.0/31", "172.18.0.1/32", "127.0.0.0/8", "224.0.0.0/8", "169.254.0.0/16",
+     "240.0.0.0/8", "0.0.0.0/8", "172.18.0.0/16\n"],
+)
+def test_subnets_that_make_no_sense_are_refused(subnet):
+    with pytest.raises(ValidationError, match=r"^net\.subnet: "):
+        v.network(subnet, "net.subnet")
+
+
+@pytest.mark.parametrize("subnet", ["10.0.0.0/8", "172.17.0.0/16", "192.168.5.0/24", "10.1.2.0/30"])
+def test_usual_subnets_are_accepted(subnet):
+    assert v.network(subnet, "net.subnet") == subnet

@@ -1,0 +1,213 @@
+"""Helpers shared by the integration tests of the firewall and port_mapping modules.
+
+* Lab hosts ``linuxnet1`` (``HOST``, 172.16.211.128) and ``outside`` (172.16.211.1) on a lab LAN.
+* ``Traffic``: listeners and parallel probes in lab hosts and their namespaces, with the product's
+  own prober (``playbooks/files/linuxnet_probe.py``, the one verify.yml runs): the listeners answer
+  with the peer address they saw, so a check can tell who arrived (masquerade, SNAT, hairpin).
+* Playbook runs of the modules (``playbook``, ``fw_task``, ``run``, ``res``), the lab host's ruleset
+  (``save``, ``ours``, ``foreign``, ``duplicates``, ``state_file``), logging ``iptables-restore``
+  wrappers (``restore_wrappers``, ``restores``) and endpoints made with plain ``ip`` (``make_endpoints``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.lab.core import Lab
+
+from tests.unit.plugins.module_utils.fixtures.rulesets import GUARD
+
+REPO = Path(__file__).resolve().parents[2]
+PROBE = REPO / "playbooks" / "files" / "linuxnet_probe.py"
+
+HOST, OUTSIDE = "linuxnet1", "outside"
+ADDR, OUT_ADDR = "172.16.211.128", "172.16.211.1"
+HOSTS = {HOST: ADDR, OUTSIDE: OUT_ADDR}
+PORT = 7000
+TIMEOUT = 1.5  # seconds a probe waits for an answer
+
+# ------------------------------------------------------------------------------ traffic
+
+
+class Traffic:
+    """Listeners (peer-reporting TCP/UDP) in lab hosts and namespaces, and parallel probes."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.pids: list[int] = []
+
+    def spawn(self, host: str, netns: str | None, argv: list[str], tag: str, seconds: int = 600) -> Path:
+        """Run ``argv`` in the background (time-limited, in its own process group, carrying the lab
+        marker so that the lab's destroy finds it too); returns its log file (stdout + stderr)."""
+        argv = ["timeout", str(seconds)] + argv
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        log = self.workdir / f"{tag}.log"
+        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+        script = f"LAB_MARKER='{self.lab.marker}' setsid {quoted} >'{log}' 2>&1 </dev/null & echo $!"
+        self.pids.append(int(self.lab.run(host, ["sh", "-c", script]).stdout.strip()))
+        return log
+
+    def start(self, host: str, netns: str | None, tcp=(PORT,), udp=(PORT,), seconds: int = 600) -> None:
+        """Listeners that answer every TCP connection / UDP datagram with the peer address they saw."""
+        waiting = []
+        for kind, ports in (("tcp", tcp), ("udp", udp)):
+            for port in ports:
+                tag = f"{host}-{netns or 'host'}-{kind}{port}-{len(self.pids)}"
+                ready = self.workdir / f"{tag}.ready"
+                argv = [sys.executable, str(PROBE), "serve", kind, str(port), str(seconds), str(ready)]
+                waiting.append((tag, ready, self.spawn(host, netns, argv, tag, seconds)))
+        deadline = time.monotonic() + 10
+        for tag, ready, log in waiting:
+            while not ready.exists():
+                assert time.monotonic() < deadline, f"listener {tag} did not start: {log.read_text()}"
+                time.sleep(0.02)
+            assert ready.read_text() == "ready", f"listener {tag}: port in use"
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.killpg(pid, signal.SIGTERM)  # setsid: the listener is its own process group
+            except ProcessLookupError:
+                pass
+        self.pids.clear()
+
+    def probe(self, host: str, checks: list[tuple]) -> list[dict]:
+        """checks: (netns or None, kind, address, port); all run at once from lab host ``host``.
+        Each result: ok (the packet made it and, for TCP, the listener answered), reply, error."""
+        items = [{"source": ns, "kind": kind, "address": addr, "port": port, "timeout": TIMEOUT, "reply": True}
+                 for ns, kind, addr, port in checks]
+        arg = base64.b64encode(json.dumps(items).encode()).decode()
+        out = self.lab.run(host, [sys.executable, str(PROBE), "run", arg], timeout=60).stdout
+        return [{"ok": r["observed"], "reply": r["reply"], "error": r["error"]} for r in json.loads(out)]
+
+    def expect(self, host: str, expectations: dict[tuple, Any]) -> None:
+        """{check: True|False|"peer address the server must have seen"}; one failure list for all."""
+        checks = list(expectations)
+        results = self.probe(host, checks)
+        problems = []
+        for check, want, got in zip(checks, expectations.values(), results):
+            src = f"{host}{'/' + check[0] if check[0] else ''}"
+            what = f"{src} -> {check[2]}:{check[3]}/{check[1]}"
+            if want is False and got["ok"]:
+                problems.append(f"{what}: reached ({got['reply']}) but must not")
+            elif want is not False and not got["ok"]:
+                problems.append(f"{what}: not reached ({got['error']})")
+            elif isinstance(want, str) and got["reply"].split()[:len(want.split())] != want.split():
+                problems.append(f"{what}: server answered {got['reply']!r}, expected {want!r} (peer [port])")
+        assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------------ ansible helpers
+
+
+def playbook(*tasks: dict) -> str:
+    return yaml.safe_dump([{"name": "lab", "hosts": HOST, "gather_facts": False, "tasks": list(tasks)}], sort_keys=False)
+
+
+def fw_task(name: str, config: Any = None, state: str = "merged", **options: Any) -> dict:
+    if "backend" in options:
+        options["iptables_variant"] = options.pop("backend")
+    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "iptables_variant")}}
+    if config is not None:
+        args["config"] = config
+    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "iptables_variant")}
+    return {"name": name, "linuxnet.bridge.firewall": args, **extra}
+
+
+def run(run_playbook, lab: Lab, *tasks: dict, ok: bool = True, **kwargs: Any):
+    result = run_playbook(lab.inventory_path, playbook(*tasks), **kwargs)
+    if ok:
+        result.assert_ok()
+        for t in result.tasks:
+            assert not t.failed, f"task {t.task} failed: {json.dumps(t.result, indent=1)[:3000]}"
+    return result
+
+
+def res(result, name: str) -> dict:
+    return result.task(name, HOST).result
+
+
+def sh(lab: Lab, script: str, host: str = HOST, check: bool = True):
+    return lab.run(host, ["sh", "-c", script], check=check)
+
+
+def save(lab: Lab, variant: str = "iptables-nft") -> list[str]:
+    """iptables-save of the lab host without comments and counters."""
+    text = lab.run(HOST, [f"{variant}-save"]).stdout
+    return [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def ours(line: str, bridges: tuple[str, ...] = ("lnx-",), prefix: str = "LINUXNET") -> bool:
+    return prefix in line or GUARD in line or any(f" {b}" in line for b in bridges)
+
+
+def foreign(lines: list[str], **kwargs: Any) -> list[str]:
+    return [line for line in lines if not ours(line, **kwargs)]
+
+
+def duplicates(lines: list[str]) -> list[str]:
+    rules = [line for line in lines if line.startswith("-A ")]
+    return sorted({line for line in rules if rules.count(line) > 1})
+
+
+def state_file(lab: Lab, prefix: str = "LINUXNET") -> str:
+    return sh(lab, f"cat /run/linuxnet/firewall/{prefix}.json 2>/dev/null || true").stdout
+
+
+def sysctls(lab: Lab) -> str:
+    return sh(lab, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables").stdout
+
+
+WRAPPER = """#!/bin/sh
+echo "$(basename "$0") $*" >> {log}
+exec /usr/sbin/$(basename "$0") "$@"
+"""
+
+
+def restore_wrappers(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A PATH whose iptables-*restore log every call; returns (task environment, log file)."""
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    log = tmp_path / "restores.log"
+    log.write_text("")
+    for name in ("iptables-restore", "iptables-nft-restore", "iptables-legacy-restore"):
+        path = wrap / name
+        path.write_text(WRAPPER.format(log=log))
+        path.chmod(0o755)
+    return {"PATH": f"{wrap}:/usr/sbin:/usr/bin:/sbin:/bin"}, log
+
+
+def restores(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line]
+
+
+def make_endpoints(lab: Lab, bridges: dict[str, str], endpoints: dict[str, tuple[str, str]]) -> None:
+    """Bridges {name: gateway/prefix} and endpoint namespaces {netns: (bridge, address)} inside the lab
+    host, with plain ip commands (one shell run; the netlink modules have tests of their own).
+    Like dockerd's endpoints: MAC 02:42 + address, default route via the bridge, hairpin mode on."""
+    lines = ["set -e"]
+    for bridge, gateway in bridges.items():
+        lines.append(f"ip link add {bridge} type bridge && ip addr add {gateway} dev {bridge} && ip link set {bridge} up")
+    for ns, (bridge, address) in endpoints.items():
+        prefix = bridges[bridge].split("/")[1]
+        mac = "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+        lines += [
+            f"ip netns add {ns} && ip -n {ns} link set lo up",
+            f"ip link add v{ns} type veth peer name eth0 netns {ns}",
+            f"ip link set v{ns} master {bridge} && ip link set v{ns} up && bridge link set dev v{ns} hairpin on",
+            f"ip -n {ns} link set eth0 address {mac} && ip -n {ns} addr add {address}/{prefix} dev eth0",
+            f"ip -n {ns} link set eth0 up && ip -n {ns} route add default via {bridges[bridge].split('/')[0]}",
+        ]
+    sh(lab, "\n".join(lines))

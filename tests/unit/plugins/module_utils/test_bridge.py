@@ -1,0 +1,140 @@
+"""plan() and render() of the bridge resource (pure; no root, no kernel).
+
+``current`` is handmade in the shape ``gather()`` returns, so these tests pin the semantics of
+the states (merged / replaced / overridden / deleted), ownership, idempotence and the exact
+command lines, without a kernel. Behaviour against a kernel is in tests/integration.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q``
+"""
+
+from __future__ import annotations
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import (
+    BridgeResource,
+)
+
+from .fixtures.netlink import OWNER, plan, render
+
+
+def br_current(name, owned=True, netns=None, addresses=(), mtu=1500, mac="02:00:00:00:00:01", stp=False, link_state="up"):
+    return {
+        "name": name,
+        "netns": netns,
+        "addresses": list(addresses),
+        "mtu": mtu,
+        "mac": mac,
+        "stp": stp,
+        "link_state": link_state,
+        "_owned": owned,
+    }
+
+
+def test_bridge_render():
+    commands = render(
+        BridgeResource,
+        [{"name": "docker0", "addresses": ["172.17.0.1/16"], "mtu": 1400, "mac": "02:42:00:00:00:01", "stp": True}],
+    )
+    assert commands == [
+        "ip link add docker0 type bridge",
+        f"ip link set docker0 alias '{OWNER}'",
+        "ip link set docker0 mtu 1400",
+        "ip link set docker0 address 02:42:00:00:00:01",
+        "ip link set docker0 type bridge stp_state 1",
+        "ip addr add 172.17.0.1/16 dev docker0",
+        "ip link set docker0 up",
+    ]
+
+
+def test_bridge_render_minimal_and_in_namespace():
+    assert render(BridgeResource, [{"name": "br0"}]) == [
+        "ip link add br0 type bridge",
+        f"ip link set br0 alias '{OWNER}'",
+        "ip link set br0 up",
+    ]
+    assert render(BridgeResource, [{"name": "br0", "netns": "ns1", "addresses": ["10.0.0.1/24"], "link_state": "down"}]) == [
+        "ip -n ns1 link add br0 type bridge",
+        f"ip -n ns1 link set br0 alias '{OWNER}'",
+        "ip -n ns1 addr add 10.0.0.1/24 dev br0",
+    ]
+
+
+def test_bridge_idempotent():
+    config = [{"name": "br0", "addresses": ["10.0.0.1/24", "10.0.1.1/24"], "mtu": 1500, "mac": "02:00:00:00:00:01", "stp": False}]
+    current = {"br0": br_current("br0", addresses=["10.0.0.1/24", "10.0.1.1/24"]), "docker0": br_current("docker0", owned=False)}
+    for state in ("merged", "replaced", "overridden"):
+        commands, after = plan(BridgeResource, config, current, state)
+        assert commands == [], state
+        assert after == current
+    # attributes left out are never touched
+    assert plan(BridgeResource, [{"name": "br0"}], current)[0] == []
+
+
+def test_bridge_in_place_changes():
+    current = {"br0": br_current("br0", addresses=["10.0.0.1/24"])}
+    commands, after = plan(BridgeResource, [{"name": "br0", "mtu": 9000, "mac": "02:00:00:00:00:02", "stp": True}], current)
+    assert commands == [
+        "ip link set br0 mtu 9000",
+        "ip link set br0 address 02:00:00:00:00:02",
+        "ip link set br0 type bridge stp_state 1",
+    ]
+    assert (after["br0"]["mtu"], after["br0"]["mac"], after["br0"]["stp"]) == (9000, "02:00:00:00:00:02", True)
+    assert plan(BridgeResource, [{"name": "br0", "link_state": "down"}], current)[0] == ["ip link set br0 down"]
+
+
+def test_bridge_addresses_merged_replaced():
+    current = {"br0": br_current("br0", addresses=["10.0.0.1/24", "10.0.9.1/24"])}
+    config = [{"name": "br0", "addresses": ["10.0.0.1/24", "10.0.1.1/24"]}]
+    commands, after = plan(BridgeResource, config, current, "merged")
+    assert commands == ["ip addr add 10.0.1.1/24 dev br0"]
+    assert after["br0"]["addresses"] == ["10.0.0.1/24", "10.0.9.1/24", "10.0.1.1/24"]
+    for state in ("replaced", "overridden"):
+        commands, after = plan(BridgeResource, config, current, state)
+        assert commands == ["ip addr del 10.0.9.1/24 dev br0", "ip addr add 10.0.1.1/24 dev br0"], state
+        assert after["br0"]["addresses"] == ["10.0.0.1/24", "10.0.1.1/24"]
+    # replaced with an explicitly empty list removes every address
+    assert plan(BridgeResource, [{"name": "br0", "addresses": []}], current, "replaced")[0] == [
+        "ip addr del 10.0.0.1/24 dev br0",
+        "ip addr del 10.0.9.1/24 dev br0",
+    ]
+
+
+def test_bridge_overridden_removes_only_owned():
+    current = {
+        "br0": br_current("br0"),
+        "br-old": br_current("br-old"),
+        "docker0": br_current("docker0", owned=False),
+        "virbr0": br_current("virbr0", owned=False),
+    }
+    commands, after = plan(BridgeResource, [{"name": "br0"}], current, "overridden")
+    assert commands == ["ip link del br-old"]
+    assert set(after) == {"br0", "docker0", "virbr0"}
+    # replaced never removes unlisted items
+    assert plan(BridgeResource, [{"name": "br0"}], current, "replaced")[0] == []
+
+
+def test_bridge_deleted():
+    current = {
+        "br0": br_current("br0"),
+        "ns1/br0": br_current("br0", netns="ns1"),
+        "docker0": br_current("docker0", owned=False),
+    }
+    commands, after = plan(BridgeResource, [], current, "deleted")
+    assert commands == ["ip link del br0", "ip -n ns1 link del br0"]
+    assert set(after) == {"docker0"}
+    commands, after = plan(BridgeResource, [{"name": "br0", "netns": "ns1"}, {"name": "nothere"}], current, "deleted")
+    assert commands == ["ip -n ns1 link del br0"]
+    assert set(after) == {"br0", "docker0"}
+
+
+def test_bridge_namespaced_item_is_separate_from_host_item():
+    current = {"br0": br_current("br0")}
+    commands, after = plan(BridgeResource, [{"name": "br0", "netns": "ns1"}], current)
+    assert commands[0] == "ip -n ns1 link add br0 type bridge"
+    assert set(after) == {"br0", "ns1/br0"}
+
+
+def test_bridge_create_expectation():
+    _commands, after = plan(BridgeResource, [{"name": "br0", "addresses": ["10.0.0.1/24"]}], {})
+    assert after["br0"]["_owned"] is True
+    assert after["br0"]["addresses"] == ["10.0.0.1/24"]
+    assert after["br0"]["link_state"] == "up"

@@ -1,0 +1,118 @@
+"""plan() and render() of the netns resource (pure; no root, no kernel).
+
+``current`` is handmade in the shape ``gather()`` returns, so these tests pin the semantics of
+the states (merged / replaced / overridden / deleted), ownership, idempotence and the exact
+command lines, without a kernel. Behaviour against a kernel is in tests/integration.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q``
+"""
+
+from __future__ import annotations
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (
+    NetnsResource,
+    parse_hosts,
+    render_hosts,
+)
+
+from .fixtures.netlink import FakeModule, ns_current, plan, render
+
+
+def test_netns_render():
+    commands = render(
+        NetnsResource,
+        [
+            {"name": "web", "resolv_conf": "nameserver 9.9.9.9\n", "hosts": [{"ip": "172.18.0.3", "names": ["db"]}]},
+            {"name": "db"},
+        ],
+    )
+    assert commands[:2] == ["ip netns add web", "ip -n web link set lo up"]
+    assert commands[2] == "printf '%s' 'nameserver 9.9.9.9\n' > /etc/netns/web/resolv.conf"
+    assert commands[3].startswith("printf '%s' '# managed by linuxnet.bridge\n") and commands[3].endswith(
+        "172.18.0.3\tdb\n' > /etc/netns/web/hosts"
+    )
+    assert commands[4:] == ["ip netns add db", "ip -n db link set lo up"]
+
+
+def test_netns_idempotent():
+    hosts = [{"ip": "172.18.0.3", "names": ["db", "db.local"]}]
+    config = [{"name": "web", "resolv_conf": "nameserver 9.9.9.9\n", "hosts": hosts}, {"name": "db"}]
+    current = {"web": ns_current("web", resolv_conf="nameserver 9.9.9.9\n", hosts=hosts), "db": ns_current("db")}
+    for state in ("merged", "replaced", "overridden"):
+        commands, after = plan(NetnsResource, config, current, state)
+        assert commands == [], state
+        assert after == current
+
+
+def test_netns_merged_creates_missing_only_and_leaves_others():
+    current = {"old": ns_current("old"), "foreign": ns_current("foreign", owned=False)}
+    commands, after = plan(NetnsResource, [{"name": "old"}, {"name": "new"}], current)
+    assert commands == ["ip netns add new", "ip -n new link set lo up"]
+    assert set(after) == {"old", "foreign", "new"}
+    assert after["new"]["_owned"] is True
+
+
+def test_netns_resolv_conf_merged_vs_replaced():
+    current = {"web": ns_current("web", resolv_conf="nameserver 1.1.1.1\n", hosts=[{"ip": "10.0.0.1", "names": ["a"]}])}
+    # changed text is rewritten in place
+    commands, _after = plan(NetnsResource, [{"name": "web", "resolv_conf": "nameserver 9.9.9.9"}], current)
+    assert commands == ["printf '%s' 'nameserver 9.9.9.9\n' > /etc/netns/web/resolv.conf"]
+    # omitted: merged leaves the files, replaced/overridden remove them
+    assert plan(NetnsResource, [{"name": "web"}], current, "merged")[0] == []
+    for state in ("replaced", "overridden"):
+        commands, after = plan(NetnsResource, [{"name": "web"}], current, state)
+        assert commands == ["rm -f /etc/netns/web/resolv.conf", "rm -f /etc/netns/web/hosts"], state
+        assert after["web"]["resolv_conf"] is None and after["web"]["hosts"] is None
+    assert not [c for c in commands if "netns delete" in c]
+
+
+def test_netns_overridden_removes_only_owned():
+    current = {
+        "keep": ns_current("keep"),
+        "gone": ns_current("gone"),
+        "user": ns_current("user", owned=False),
+        "docker": {"name": "docker", "resolv_conf": None, "hosts": None},  # no _owned key at all
+    }
+    commands, after = plan(NetnsResource, [{"name": "keep"}], current, "overridden")
+    assert commands == ["ip netns delete gone", "rm -rf /etc/netns/gone"]
+    assert set(after) == {"keep", "user", "docker"}
+
+
+def test_netns_deleted():
+    current = {"a": ns_current("a"), "b": ns_current("b"), "user": ns_current("user", owned=False)}
+    # no config: every owned namespace, never a foreign one
+    commands, after = plan(NetnsResource, [], current, "deleted")
+    assert commands == ["ip netns delete a", "rm -rf /etc/netns/a", "ip netns delete b", "rm -rf /etc/netns/b"]
+    assert set(after) == {"user"}
+    # listed: those the collection created; a foreign one the user names is left alone (the
+    # module warns); absent ones are no-ops
+    commands, after = plan(NetnsResource, [{"name": "user"}, {"name": "a"}, {"name": "absent"}], current, "deleted")
+    assert commands == ["ip netns delete a", "rm -rf /etc/netns/a"]
+    assert set(after) == {"b", "user"}
+    assert plan(NetnsResource, [{"name": "absent"}], current, "deleted")[0] == []
+
+
+def test_netns_hosts_round_trip():
+    entries = [{"ip": "172.18.0.3", "names": ["db", "db.local"]}, {"ip": "fd00::3", "names": ["v6"]}]
+    text = render_hosts(entries)
+    assert text.startswith("# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n")
+    assert parse_hosts(text) == entries
+    # comments and blank lines of a hand-edited file are ignored
+    assert parse_hosts("# x\n\n10.0.0.1 a b # c\n") == [{"ip": "10.0.0.1", "names": ["a", "b"]}]
+
+
+def test_netns_hosts_entry_equal_to_a_standard_line_is_idempotent():
+    # A user entry equal to one of the standard lines (127.0.0.1 localhost) is written to the
+    # file, but parse_hosts() drops it when reading back, so every run rewrites the file.
+    config = [{"name": "web", "hosts": [{"ip": "127.0.0.1", "names": ["localhost"]}, {"ip": "10.0.0.3", "names": ["db"]}]}]
+    res = NetnsResource(FakeModule())
+    wanted = res.normalize(config, "merged")[0]["hosts"]
+    current = {"web": ns_current("web", hosts=parse_hosts(render_hosts(wanted)))}  # what gather() reads back
+    assert plan(NetnsResource, config, current)[0] == []
+
+
+def test_netns_plan_does_not_mutate_current():
+    current = {"web": ns_current("web", resolv_conf="a\n")}
+    snapshot = {k: dict(val) for k, val in current.items()}
+    plan(NetnsResource, [{"name": "web", "resolv_conf": "b"}, {"name": "new"}], current, "overridden")
+    assert current == snapshot

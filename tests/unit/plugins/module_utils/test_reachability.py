@@ -1,0 +1,109 @@
+"""``_reachability``: the checks verify.yml runs (``reachability``, ``listener``) and their report
+(``matrix``, ``mismatches``) (pure; no root, no kernel).
+
+Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_reachability.py -q``
+"""
+
+from __future__ import annotations
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._reachability import listener, matrix, mismatches, reachability
+
+from .fixtures.topology import (
+    REACH_ENDPOINTS,
+    REACH_NETWORKS,
+    SEED_ENDPOINTS,
+    SEED_NETWORKS,
+    plan,
+)
+
+# --------------------------------------------------------------------------------- reachability
+
+
+def checks_by_pair(checks) -> dict[tuple[str, str], dict]:
+    return {(c["source"], c["target"]): c for c in checks if c["source"] != "probe"}
+
+
+def test_reachability_between_endpoints():
+    p = plan(REACH_NETWORKS, REACH_ENDPOINTS)
+    pairs = checks_by_pair(reachability(p))
+    bridged = ["b1", "b2", "u1", "u2", "k1", "p1"]  # none and host mode take no part
+    assert set(pairs) == {(a, b) for a in bridged for b in bridged if a != b}
+    assert all(c["kind"] == "icmp" and c["port"] is None for c in pairs.values())
+
+    def outcome(a, b):
+        return pairs[(a, b)]["expect"], pairs[(a, b)]["why"], pairs[(a, b)]["address"]
+
+    assert outcome("b1", "b2") == (True, "same network bridge", "172.17.0.3")
+    assert outcome("u1", "u2") == (False, "same network usernet with icc off", "172.18.0.3")
+    assert outcome("b1", "u1") == (False, "different networks (isolation)", "172.18.0.2")
+    assert outcome("u1", "b1") == (False, "different networks (isolation)", "172.17.0.2")
+    assert outcome("k1", "p1") == (True, "same network privnet", "10.40.0.3")  # internal: inside traffic is fine
+    assert outcome("p1", "k1") == (True, "same network privnet", "10.40.0.2")
+    assert outcome("b1", "k1") == (False, "different networks (isolation)", "10.30.0.2")
+
+
+def test_reachability_egress_to_the_probe():
+    p = plan(REACH_NETWORKS, REACH_ENDPOINTS)
+    egress = {c["source"]: (c["expect"], c["why"]) for c in reachability(p, "172.16.211.1") if c["target"] == "probe"}
+    assert egress == {
+        "b1": (True, "egress through masquerade"), "b2": (True, "egress through masquerade"),
+        "u1": (True, "egress through masquerade"), "u2": (True, "egress through masquerade"),
+        "k1": (True, "egress through masquerade"),  # backnet is not internal
+        "p1": (False, "internal network: no egress"),
+    }
+    assert all(c["address"] == "172.16.211.1" for c in reachability(p, "172.16.211.1") if c["target"] == "probe")
+    assert not [c for c in reachability(p) if c["target"] == "probe"]  # no probe host, no egress checks
+
+
+def test_reachability_of_published_ports():
+    p = plan(REACH_NETWORKS, REACH_ENDPOINTS)
+    published = [c for c in reachability(p, "172.16.211.1", "172.16.211.128") if c["source"] == "probe"]
+    assert [(c["target"], c["kind"], c["address"], c["port"], c["container_port"], c["expect"]) for c in published] == [
+        ("b2", "tcp", "172.16.211.128", 81, 80, True),
+        ("u2", "tcp", "172.16.211.128", 8080, 80, True),  # no host_ip: the host's address
+        ("u2", "udp", "172.16.211.128", 5353, 53, True),
+        # 127.0.0.1:9000 is not reachable from the LAN: no check
+        ("u2", "tcp", "172.16.211.128", 8443, 443, True),  # 0.0.0.0 = every address of the host
+        ("k1", "tcp", "172.16.211.128", 7000, 7000, True),  # a range: its first port
+    ]
+    assert [c["why"] for c in published][:2] == ["published 172.16.211.128:81:80", "published 8080:80"]
+    assert listener(published[2]) == {"netns": "u2", "kind": "udp", "port": 53}
+    assert listener(published[4]) == {"netns": "k1", "kind": "tcp", "port": 7000}
+    # without the host's address only ports published on an explicit address can be checked
+    assert [c["port"] for c in reachability(p, "172.16.211.1") if c["source"] == "probe"] == [81]
+
+
+def test_seed_topology_reachability():
+    p = plan(SEED_NETWORKS, SEED_ENDPOINTS)
+    checks = reachability(p, "172.16.211.1", "172.16.211.128")
+    expected = {(c["source"], c["target"]): c["expect"] for c in checks}
+    assert expected == {
+        ("c1", "c2"): True, ("c1", "web"): True, ("c1", "c3"): False, ("c1", "probe"): True,
+        ("c2", "c1"): True, ("c2", "web"): True, ("c2", "c3"): False, ("c2", "probe"): True,
+        ("web", "c1"): True, ("web", "c2"): True, ("web", "c3"): False, ("web", "probe"): True,
+        ("c3", "c1"): False, ("c3", "c2"): False, ("c3", "web"): False, ("c3", "probe"): True,
+        ("probe", "web"): True,
+    }
+
+
+# --------------------------------------------------------------------------------- reports and pictures
+
+
+def test_matrix_and_mismatches():
+    p = plan(SEED_NETWORKS, SEED_ENDPOINTS)
+    checks = reachability(p, "172.16.211.1", "172.16.211.128")
+    results = [dict(c, observed=c["expect"]) for c in checks]
+    results[0]["observed"] = not results[0]["expect"]  # c1 -> c2 blocked although expected
+    results[-1]["observed"] = None  # the published port did not answer
+    lines = matrix(results)
+    assert len(lines) == len(results) + 1 and lines[0].split()[:2] == ["verdict", "from"]
+    assert lines[1].startswith("MISMATCH") and "c1 -> c2" in lines[1] and "expected reach   observed blocked" in lines[1]
+    assert "172.17.0.3 (icmp)" in lines[1] and "(same network bridge)" in lines[1]
+    assert lines[-1].startswith("MISMATCH") and "172.16.211.128:81/tcp" in lines[-1]
+    assert all(line.startswith("ok ") for line in lines[2:-1])
+    assert [line for line in lines if "c3" in line and "c1" in line and "expected blocked observed blocked" in line]
+
+    bad = mismatches(results)
+    assert [(m["source"], m["target"]) for m in bad] == [("c1", "c2"), ("probe", "web")]
+    assert [m["line"] for m in bad] == [lines[1], lines[-1]]
+    assert mismatches([dict(c, observed=c["expect"]) for c in checks]) == []

@@ -1,0 +1,204 @@
+"""plan() and render() of the veth resource (pure; no root, no kernel).
+
+``current`` is handmade in the shape ``gather()`` returns, so these tests pin the semantics of
+the states (merged / replaced / overridden / deleted), ownership, idempotence and the exact
+command lines, without a kernel. Behaviour against a kernel is in tests/integration.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q``
+"""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import (
+    VethResource,
+    owner_alias,
+    parse_alias,
+)
+
+from .fixtures.netlink import FULL_VETH, OWNER, no_recreate, plan, render, veth_current
+
+
+def test_veth_render_full():
+    commands = render(
+        VethResource,
+        [
+            {
+                "name": "veth-web",
+                "peer_netns": "web",
+                "master": "docker0",
+                "addresses": ["172.17.0.5/16"],
+                "gateway": "172.17.0.1",
+                "mac": "docker",
+                "mtu": 1400,
+                "hairpin": True,
+            }
+        ],
+    )
+    assert commands == [
+        "ip link add veth-web mtu 1400 type veth peer name eth0 mtu 1400 netns web",
+        f"ip link set veth-web alias '{OWNER} veth peer=eth0 netns=web'",
+        "ip link set veth-web master docker0",
+        "bridge link set dev veth-web hairpin on",
+        "ip link set veth-web up",
+        "ip -n web link set eth0 address 02:42:ac:11:00:05",
+        "ip -n web addr add 172.17.0.5/16 dev eth0",
+        "ip -n web link set eth0 up",
+        "ip -n web route replace default via 172.17.0.1",
+    ]
+
+
+def test_veth_render_host_pair():
+    assert render(VethResource, [{"name": "va", "peer": "vb"}]) == [
+        "ip link add va type veth peer name vb",
+        f"ip link set va alias '{OWNER} veth peer=vb'",
+        "ip link set va up",
+        "ip link set vb up",
+    ]
+
+
+def test_veth_owner_alias_round_trip():
+    assert parse_alias(owner_alias("eth0", "web")) == {"peer": "eth0", "peer_netns": "web"}
+    assert parse_alias(owner_alias("vb", None)) == {"peer": "vb", "peer_netns": None}
+    assert parse_alias("something else") is None
+    assert parse_alias(None) is None
+    assert parse_alias(OWNER) is None  # a bridge's mark is not a veth's
+
+
+def test_veth_idempotent():
+    current = {
+        "v1": veth_current("v1", master="br0", addresses=["10.0.0.2/24"], gateway="10.0.0.1"),
+        "ens160": {**veth_current("ens160", owned=False), "peer": None, "peer_netns": None},  # foreign, peer unknown
+    }
+    for state in ("merged", "replaced", "overridden"):
+        commands, after = plan(VethResource, [FULL_VETH], current, state)
+        assert commands == [], state
+        assert after == current
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current)[0] == []
+
+
+def test_veth_in_place_mtu_sets_both_ends():
+    current = {"v1": veth_current("v1", master="br0")}
+    commands, after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "mtu": 9000}], current)
+    assert commands == ["ip link set v1 mtu 9000", "ip -n ns1 link set eth0 mtu 9000"]
+    assert after["v1"]["mtu"] == 9000
+    # only the end that differs
+    current["v1"]["_peer_mtu"] = 9000
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "mtu": 9000}], current)[0] == ["ip link set v1 mtu 9000"]
+
+
+def test_veth_in_place_master_mac_addresses():
+    current = {"v1": veth_current("v1", master="br0", addresses=["10.0.0.2/24"])}
+    config = [{"name": "v1", "peer_netns": "ns1", "master": "br1", "mac": "02:00:00:00:00:bb", "addresses": ["10.0.1.2/24"]}]
+    commands, after = plan(VethResource, config, current, "merged")
+    assert commands == [
+        "ip link set v1 master br1",
+        "ip -n ns1 link set eth0 address 02:00:00:00:00:bb",
+        "ip -n ns1 addr add 10.0.1.2/24 dev eth0",
+    ]
+    assert no_recreate(commands)
+    assert after["v1"]["master"] == "br1" and after["v1"]["mac"] == "02:00:00:00:00:bb"
+    assert after["v1"]["addresses"] == ["10.0.0.2/24", "10.0.1.2/24"]
+    commands, after = plan(VethResource, config, current, "replaced")
+    assert "ip -n ns1 addr del 10.0.0.2/24 dev eth0" in commands and no_recreate(commands)
+    assert after["v1"]["addresses"] == ["10.0.1.2/24"]
+
+
+def test_veth_gateway():
+    current = {"v1": veth_current("v1", addresses=["10.0.0.2/24"], gateway="10.0.0.1")}
+    commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "gateway": "10.0.0.254"}], current)
+    assert commands == ["ip -n ns1 route replace default via 10.0.0.254"]
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current, "merged")[0] == []
+    # The default route belongs to the namespace, which several pairs may share (eth0 + eth1):
+    # a pair without gateway leaves it alone even in replaced state.
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current, "replaced")[0] == []
+
+
+def test_veth_hairpin_toggle():
+    current = {"v1": veth_current("v1", master="br0")}
+    commands, after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "hairpin": True}], current)
+    assert commands == ["bridge link set dev v1 hairpin on"]
+    assert after["v1"]["hairpin"] is True
+    current["v1"]["hairpin"] = True
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "hairpin": False}], current)[0] == [
+        "bridge link set dev v1 hairpin off"
+    ]
+    # without a bridge there is no port to set hairpin on
+    assert plan(VethResource, [{"name": "v2", "peer_netns": "ns2", "hairpin": True}], {})[0] == [
+        "ip link add v2 type veth peer name eth0 netns ns2",
+        f"ip link set v2 alias '{OWNER} veth peer=eth0 netns=ns2'",
+        "ip link set v2 up",
+        "ip -n ns2 link set eth0 up",
+    ]
+
+
+def test_veth_down_ends_are_brought_up():
+    current = {"v1": veth_current("v1", up=False, peer_up=False)}
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current)[0] == [
+        "ip link set v1 up",
+        "ip -n ns1 link set eth0 up",
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"peer": "eth1"}, {"peer_netns": "ns2"}],
+    ids=["peer", "peer_netns"],
+)
+def test_veth_recreated_only_when_peer_or_netns_changes(change):
+    current = {"v1": veth_current("v1", master="br0", addresses=["10.0.0.2/24"])}
+    item = {"name": "v1", "peer_netns": "ns1", "master": "br0", "addresses": ["10.0.0.2/24"], **change}
+    commands, after = plan(VethResource, [item], current)
+    assert commands[0].startswith("ip link del v1"), commands
+    assert "recreate" in commands[0] and "peer" in commands[0]
+    assert commands[1].startswith("ip link add v1 type veth peer name ")
+    assert commands[1].endswith(f"peer name {item.get('peer', 'eth0')} netns {item['peer_netns']}")
+    assert after["v1"]["peer"] == item.get("peer", "eth0") and after["v1"]["peer_netns"] == item["peer_netns"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"mtu": 9000}, {"master": "br1"}, {"mac": "02:00:00:00:00:cc"}, {"addresses": ["10.9.9.9/24"]}, {"gateway": "10.0.0.9"},
+     {"hairpin": True}],
+    ids=["mtu", "master", "mac", "addresses", "gateway", "hairpin"],
+)
+def test_veth_attribute_changes_never_recreate(change):
+    current = {"v1": veth_current("v1", master="br0", addresses=["10.0.0.2/24"], gateway="10.0.0.1")}
+    for state in ("merged", "replaced", "overridden"):
+        commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", **change}], current, state)
+        assert commands and no_recreate(commands), (state, commands)
+
+
+def test_veth_with_missing_peer_end_is_recreated_and_says_so():
+    current = {"v1": {**veth_current("v1"), "peer": None, "peer_netns": None}}
+    commands, _after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current)
+    assert commands[0] == "ip link del v1  # recreate: peer end is missing"
+
+
+def test_veth_overridden_removes_only_owned():
+    current = {
+        "v1": veth_current("v1"),
+        "v2": veth_current("v2", peer_netns="ns2"),
+        "user": veth_current("user", peer_netns="userns", owned=False),
+        "ens160": {**veth_current("ens160", owned=False), "peer": None, "peer_netns": None},
+    }
+    commands, after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current, "overridden")
+    assert commands == ["ip link del v2"]
+    assert set(after) == {"v1", "user", "ens160"}
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], current, "replaced")[0] == []
+
+
+def test_veth_deleted():
+    current = {"v1": veth_current("v1"), "v2": veth_current("v2", peer_netns="ns2"), "user": veth_current("user", owned=False)}
+    commands, after = plan(VethResource, [], current, "deleted")
+    assert commands == ["ip link del v1", "ip link del v2"]
+    assert set(after) == {"user"}
+    commands, after = plan(VethResource, [{"name": "v2"}, {"name": "absent"}], current, "deleted")
+    assert commands == ["ip link del v2"]
+
+
+def test_veth_create_expectation():
+    commands, after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "addresses": ["10.0.0.2/24"]}], {})
+    assert commands[0] == "ip link add v1 type veth peer name eth0 netns ns1"
+    assert after["v1"]["_owned"] is True and after["v1"]["addresses"] == ["10.0.0.2/24"]
+    assert after["v1"]["hairpin"] is None  # no bridge, no port
