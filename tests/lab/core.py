@@ -46,7 +46,6 @@ import json
 import os
 import re
 import select
-import selectors
 import shlex
 import shutil
 import signal
@@ -62,6 +61,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from tests.lab import machine, vm
+from tests.lab.proc import NotReady, wait_ready
 from tests.lab.images import SUITES, Image, VmImage, ensure_image, ensure_vm_image
 
 __all__ = [
@@ -623,17 +623,20 @@ class Lab:
         }
         _write_json_atomic(self.state_dir / STATE_FILE, data)
 
-    def _spawn(self, role: str, script: str, extra_env: Mapping[str, str]) -> int:
-        env = {
+    def _process_env(self, role: str) -> dict[str, str]:
+        """The environment of every process the lab starts: the marker that destroy finds it by,
+        and the namespaces it was started from (setup scripts refuse to run in those)."""
+        return {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "LANG": "C.UTF-8",
             MARKER_ENV: self.marker,
             ROLE_ENV: role,
             "LAB_OUTER_NETNS": _ns("self", "net") or "",
             "LAB_OUTER_MNTNS": _ns("self", "mnt") or "",
-            "LAB_MOUNT_TAG": lab_mount_tag(self.marker),
-            **extra_env,
         }
+
+    def _spawn(self, role: str, script: str, extra_env: Mapping[str, str]) -> int:
+        env = {**self._process_env(role), "LAB_MOUNT_TAG": lab_mount_tag(self.marker), **extra_env}
         argv = ["unshare", "--net", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script]
         proc = subprocess.Popen(
             argv,
@@ -646,26 +649,10 @@ class Lab:
         )
         self._popens.append(proc)
         # unshare exec's sh which exec's sleep: the pid stays the same and is ours.
-        assert proc.stdout is not None and proc.stderr is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 15
-        out = b""
         try:
-            while b"READY\n" not in out:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    raise LabError(f"{role}: timed out waiting for sandbox setup")
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    proc.wait(timeout=5)
-                    err = proc.stderr.read().decode(errors="replace")
-                    raise LabError(f"{role}: sandbox setup failed (rc={proc.returncode}): {err.strip()}")
-                out += chunk
-        finally:
-            sel.close()
-            proc.stdout.close()
-            proc.stderr.close()
+            wait_ready(proc, timeout=15)
+        except NotReady as exc:
+            raise LabError(f"{role}: sandbox setup failed: {exc}") from None
         pid = proc.pid
         # sh is exec'ing `sleep` right after READY (environ reads empty *during* exec):
         # wait until the exec is done so later marker checks cannot hit that window.
@@ -711,13 +698,7 @@ class Lab:
         machine.write_proxy(self.state_dir, self.marker, self.fabric_pid)
         paths = machine.MachinePaths(self.state_dir, name)
         machine.prepare_machine(paths, name, addr, LAB_NETWORK.prefixlen, key.with_suffix(".pub").read_text())
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "LANG": "C.UTF-8",
-            MARKER_ENV: self.marker,
-            ROLE_ENV: f"machine:{name}",
-            "LAB_OUTER_MNTNS": _ns("self", "mnt") or "",
-        }
+        env = self._process_env(f"machine:{name}")
         tag = f"{lab_mount_tag(self.marker)}-machine-{name}"
         try:
             proc = machine.spawn_supervisor(paths, name, image, self.fabric_pid, BRIDGE, env, tag)
@@ -744,14 +725,7 @@ class Lab:
         # The tap exists only inside the fabric netns (and dies with it).
         self._nsenter_ip(self.fabric_pid, "tuntap", "add", "dev", tap, "mode", "tap")
         self._nsenter_ip(self.fabric_pid, "link", "set", tap, "master", BRIDGE, "up")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "LANG": "C.UTF-8",
-            MARKER_ENV: self.marker,
-            ROLE_ENV: f"vm:{name}",
-            "LAB_OUTER_NETNS": _ns("self", "net") or "",
-            "LAB_FABRIC_PID": str(self.fabric_pid),
-        }
+        env = {**self._process_env(f"vm:{name}"), "LAB_FABRIC_PID": str(self.fabric_pid)}
         try:
             proc = vm.spawn_vm(paths, name, image, self.fabric_pid, tap, vm.mac_address(addr), cmdline, env)
         except vm.VmError as exc:

@@ -25,7 +25,6 @@ of the machine's PID namespace: ``destroy`` finds machines like any other lab pr
 from __future__ import annotations
 
 import os
-import selectors
 import shlex
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tests.lab.proc import NotReady, wait_ready
 from tests.lab.images import ANSIBLE_UID, REPO_MOUNT, Image
 
 __all__ = ["MachinePaths", "init_pid", "prepare_machine", "spawn_supervisor", "ssh_argv", "wait_ssh"]
@@ -179,26 +179,10 @@ def spawn_supervisor(
         cwd="/",
         start_new_session=True,
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    out = b""
-    deadline = time.monotonic() + 30
     try:
-        while b"READY\n" not in out:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise MachineError(f"machine {name}: supervisor did not mount its overlay in time")
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                proc.wait(timeout=5)
-                err = proc.stderr.read().decode(errors="replace").strip()
-                raise MachineError(f"machine {name}: supervisor failed (rc={proc.returncode}): {err}")
-            out += chunk
-    finally:
-        sel.close()
-        proc.stdout.close()
-        proc.stderr.close()
+        wait_ready(proc, timeout=30)
+    except NotReady as exc:
+        raise MachineError(f"machine {name}: supervisor did not mount its overlay: {exc}") from None
     return proc
 
 
