@@ -17,12 +17,11 @@ import subprocess
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.integration.helpers import ADDR, HOST, res, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-HOST = "linuxnet1"
-ADDR = "172.16.211.128"
 MODULES = ("netns", "bridge", "veth")
 
 # --------------------------------------------------------------------------------- configs
@@ -72,10 +71,6 @@ def task(name: str, module: str, state: str = "merged", config: Any = None, **ex
     return {"name": name, f"linuxnet.bridge.{module}": args, **extra}
 
 
-def playbook(*tasks: dict) -> str:
-    return yaml.safe_dump([{"name": "lab", "hosts": "all", "gather_facts": False, "tasks": list(tasks)}], sort_keys=False)
-
-
 def apply_tasks(ns=None, br=None, veth=None, state="merged") -> list[dict]:
     """netns, bridge, veth tasks in creation order (only those given)."""
     out = []
@@ -88,19 +83,6 @@ def apply_tasks(ns=None, br=None, veth=None, state="merged") -> list[dict]:
 def remove_tasks(state: str, ns=None, br=None, veth=None) -> list[dict]:
     """veth, bridge, netns tasks in removal order; ``config`` left out where None."""
     return [task(m, m, state, c) for m, c in (("veth", veth), ("bridge", br), ("netns", ns))]
-
-
-def run(run_playbook, lab, *tasks: dict, ok: bool = True, **kwargs: Any):
-    result = run_playbook(lab.inventory_path, playbook(*tasks), **kwargs)
-    if ok:
-        result.assert_ok()
-        for t in result.tasks:
-            assert not t.failed, f"task {t.task} failed: {json.dumps(t.result, indent=1)[:3000]}"
-    return result
-
-
-def res(result, name: str) -> dict:
-    return result.task(name, HOST).result
 
 
 def commands(result, *names: str) -> dict[str, list[str]]:
