@@ -243,7 +243,7 @@ def wait_ssh(state_dir: Path, name: str, address: str, supervisor: subprocess.Po
     last = ""
     while time.monotonic() < deadline:
         if supervisor.poll() is not None:
-            raise MachineError(f"machine {name} stopped (rc={supervisor.returncode}); see its console.log")
+            raise MachineError(f"machine {name} stopped (rc={supervisor.returncode}){console_tail(state_dir, name)}")
         res = subprocess.run(
             ssh_argv(state_dir, address, ["true"], become=False),
             capture_output=True, text=True, timeout=30, check=False,
@@ -252,4 +252,16 @@ def wait_ssh(state_dir: Path, name: str, address: str, supervisor: subprocess.Po
             return time.monotonic() - started
         last = res.stderr.strip()
         time.sleep(0.3)
-    raise MachineError(f"machine {name} ({address}) not reachable over SSH after {timeout:.0f} s: {last}")
+    raise MachineError(
+        f"machine {name} ({address}) not reachable over SSH after {timeout:.0f} s: {last}{console_tail(state_dir, name)}"
+    )
+
+
+def console_tail(state_dir: Path, name: str, lines: int = 40) -> str:
+    """The end of a machine's console.log, for errors: destroy removes the file with the lab."""
+    try:
+        text = MachinePaths(state_dir, name).console.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"\n--- last {lines} lines of {name}'s console ---\n{tail}"
