@@ -12,7 +12,7 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 # Ansible refuses a non-blocking stdin (as a background job may hand down): give it /dev/null.
 STDIN := </dev/null
 
-.PHONY: help deps lab lab-down test unit lab-tests integration molecule test-vm lint sanity build bench bench-quick clean
+.PHONY: help deps lab lab-down test unit lab-tests integration molecule test-vm lint sanity build bench bench-quick clean docs test-matrix
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -55,9 +55,12 @@ test-vm: deps ## the QEMU VM: its lab test and Molecule scenario vm (slow: minut
 	LINUXNET_TEST_VM=1 $(PYTEST) -q tests/lab_tests/test_vm.py
 	molecule test -s vm $(STDIN)
 
-lint: deps ## ruff, ansible-lint (production profile), ansible-test sanity
+lint: deps ## ruff, ansible-lint (production profile), docs and changelog lint, ansible-test sanity
 	@rc=0; ruff check plugins tests || rc=1; \
 	ansible-lint --profile production || rc=1; \
+	antsibull-docs lint-collection-docs --plugin-docs . || rc=1; \
+	$(PY) tests/tools/doc_coverage.py || rc=1; \
+	antsibull-changelog lint || rc=1; \
 	tests/tools/sanity.sh || rc=1; \
 	exit $$rc
 
@@ -66,6 +69,12 @@ sanity: deps ## ansible-test sanity only
 
 build: deps ## build the collection tarball
 	ansible-galaxy collection build --force --output-path .cache/dist .
+
+docs: deps ## the docsite (antsibull-docs + Sphinx) in .cache/docs/build/html
+	tests/tools/docs.sh
+
+test-matrix: deps ## sanity + unit tests on ansible-core 2.16, 2.17, 2.18, 2.19, 2.20 (venvs in .cache/matrix)
+	tests/tools/test_matrix.sh
 
 bench: deps ## benchmarks N=10,100,1000 against netavark, a naive playbook and the kernel floor
 	LINUXNET_BENCH=1 tests/tools/bootstrap.sh bench

@@ -16,9 +16,30 @@ options:
         port_mapping modules must use the same prefix.
     type: str
     default: LINUXNET
+  firewall_backend:
+    description:
+      - V(iptables) keeps Docker's chains in the host's C(filter) and C(nat) tables (one
+        C(iptables-restore --noflush) transaction per table).
+      - V(nftables) puts the same ruleset in a table of the collection's own, C(ip <prefix>) with
+        the chain prefix in lower case (C(ip linuxnet)), applied with one C(nft -f) transaction per
+        run; no other table (firewalld's, Docker's C(docker-bridges), iptables-nft's C(ip filter) and
+        C(ip nat), a user's) is read or written. Its base chains hook where Docker 29's
+        C(docker-bridges) does (C(filter-FORWARD) forward/filter, C(nat-PREROUTING) prerouting/dstnat,
+        C(nat-OUTPUT) output/-100, C(nat-POSTROUTING) postrouting/srcnat, C(raw-PREROUTING)
+        prerouting/raw). The admins' hook is the regular chain C(filter-<PREFIX>-USER), jumped to
+        first from C(filter-FORWARD); the collection creates it and never flushes it
+        (C(nft add rule ip linuxnet filter-LINUXNET-USER ip saddr 192.0.2.7 drop)).
+      - Every run also removes the collection's rules from the backend not chosen, so switching a
+        host from one backend to the other leaves nothing behind (a C(<PREFIX>-USER) chain holding
+        an admin's rules excepted, and a FORWARD policy of DROP set earlier in iptables stays).
+        Switch the firewall and port_mapping modules together (the role does).
+    type: str
+    choices: [iptables, nftables]
+    default: iptables
   iptables_variant:
     description:
-      - iptables variant; V(auto) uses the one the host's C(iptables) command uses.
+      - iptables variant; V(auto) uses the one the host's C(iptables) command uses. Only used with
+        O(firewall_backend=iptables) (and to clean up iptables after a switch to V(nftables)).
       - The old name O(backend) is deprecated and will be removed in 0.3.0.
     type: str
     aliases: [backend]
@@ -26,10 +47,11 @@ options:
     default: auto
 attributes:
   action_group:
-    description: Use C(group/linuxnet.bridge.firewall) in C(module_defaults) to set O(chain_prefix) and
-      O(iptables_variant) once for every module that takes them.
+    description: Use C(group/linuxnet.bridge.firewall) in C(module_defaults) to set O(chain_prefix),
+      O(firewall_backend) and O(iptables_variant) once for every module that takes them.
     support: full
     membership: [linuxnet.bridge.firewall]
 requirements:
-  - iptables (iptables-save and iptables-restore) on the managed host
+  - iptables (iptables-save and iptables-restore) on the managed host, or nftables (C(nft)) with
+    O(firewall_backend=nftables)
 """

@@ -42,3 +42,31 @@ notes:
   - Ownership is recorded on the managed host so that O(state=overridden) and O(state=deleted)
     never remove objects created by someone else (Docker, libvirt, a user).
 """
+
+    # The same, for the firewall resources, which also offer state=parsed (linuxnet.bridge.resource.parsed).
+    PARSED = DOCUMENTATION.replace(
+        """        empty host.
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered, rendered]
+""",
+        """        empty host.
+      - C(parsed) returns, without touching the host, the ruleset in O(running_config) (the text
+        C(iptables-save) prints) in the shape of O(config). Without the host's ownership records,
+        networks are named after their bridges.
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
+""",
+    ).replace(
+        """    default: merged
+attributes:
+""",
+        """    default: merged
+  running_config:
+    description:
+      - The output of C(iptables-save) (or C(iptables-save -t filter) and C(-t nat)) for
+        O(state=parsed), for example from another host or a backup. Rules are read with the
+        chains of O(chain_prefix).
+    type: str
+attributes:
+""",
+    )

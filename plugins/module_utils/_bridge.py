@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
@@ -24,7 +25,12 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     op_stp,
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NamespaceMissing, list_namespaces
-from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import OWNER_MARK, bridge_namespaces, link_owned
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import (
+    OWNER_MARK,
+    bridge_namespaces,
+    link_owned,
+    pending_alias,
+)
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -34,6 +40,7 @@ ITEM_OPTIONS = {
     "stp": {"type": "bool"},
     "link_state": {"type": "str", "choices": ["up", "down"], "default": "up"},
     "netns": {"type": "str"},
+    "allow_overlap": {"type": "bool", "default": False},
 }
 PUBLIC_KEYS = ("name", "netns", "addresses", "mtu", "mac", "stp", "link_state")
 
@@ -58,6 +65,7 @@ class BridgeResource(NetlinkResource):
                 "mac": v.mac(raw["mac"], at("mac")) if raw.get("mac") else None,
                 "stp": raw.get("stp"),
                 "link_state": raw.get("link_state") or "up",
+                "allow_overlap": bool(raw.get("allow_overlap")),
             }
             if raw.get("addresses") is not None:
                 item["addresses"] = [v.cidr(a, f"{at('addresses')}[{j}]") for j, a in enumerate(raw["addresses"])]
@@ -79,8 +87,37 @@ class BridgeResource(NetlinkResource):
                 continue
             if link and link["kind"] != "bridge":
                 raise v.ValidationError(f"bridge {item['name']}: a {link['kind'] or 'non-bridge'} link of that name exists")
+        for index, item in enumerate(desired):
+            if item["addresses"] and not item["allow_overlap"]:
+                self._check_overlap(index, item)
+
+    def _check_overlap(self, index: int, item: dict) -> None:
+        """A bridge subnet that overlaps a route or an address of the host (the uplink LAN, a VPN)
+        would take its traffic away, or lose its own: an error unless ``allow_overlap``. Routes and
+        addresses of links the collection created are not judged here: the networks of one
+        deployment are checked against each other by its plan, and a renamed network's old bridge
+        goes in the same run."""
+        try:
+            links = self.netlink.links(item["netns"])
+            addresses = self.netlink.addresses(item["netns"])
+            routes = self.netlink.routes(item["netns"])
+        except NamespaceMissing:
+            return
+        by_index = {link["index"]: link for link in links.values()}
+        others = {i: link for i, link in by_index.items() if link["name"] != item["name"] and not link_owned(link)}
+        found = [(route["dst"], f"route {route['dst']} dev {by_index[route['oif']]['name'] if route['oif'] in by_index else '?'}")
+                 for route in routes if route["dst"] != "0.0.0.0/0" and (route["oif"] is None or route["oif"] in others)]
+        found += [(cidr, f"address {cidr} of {others[i]['name']}") for i, cidrs in addresses.items() if i in others for cidr in cidrs]
+        for j, address in enumerate(item["addresses"]):
+            subnet = ipaddress.ip_interface(address).network
+            clash = next((what for dst, what in found if ipaddress.ip_interface(dst).network.overlaps(subnet)), None)
+            if clash:
+                raise v.ValidationError(
+                    f"{v.where(index, item, f'addresses[{j}]')}: {address} overlaps the host's {clash}; "
+                    "set allow_overlap: true on this bridge (the role: on its network) if that is intended")
 
     def gather(self, desired: list[dict], state: str) -> dict:
+        self.hold_lock(state)
         current = {}
         # Our bridges inside namespaces are recorded under /run/linuxnet, so finding them costs
         # one socket per such namespace instead of one per namespace on the host.
@@ -104,6 +141,9 @@ class BridgeResource(NetlinkResource):
                     "link_state": "up" if link["up"] else "down",
                     "_owned": link_owned(link),
                 }
+                if not link["alias"] and pending_alias(netns, link["name"]) == OWNER_MARK:
+                    # made by a run killed before it could set the alias: ours, to be marked
+                    item["_owned"] = item["_unmarked"] = True
                 current[bridge_key(item)] = item
         return current
 
@@ -117,7 +157,9 @@ class BridgeResource(NetlinkResource):
             ops += [op_bridge_add(name, netns), op_set_alias(name, netns, OWNER_MARK)]
             have = {"name": name, "netns": netns, "addresses": [], "mtu": None, "mac": None, "stp": False,
                     "link_state": "down", "_owned": True}
-        new = dict(have)
+        elif have.get("_unmarked"):
+            ops.append(op_set_alias(name, netns, OWNER_MARK))
+        new = {k: val for k, val in have.items() if k != "_unmarked"}
         if item["mtu"] is not None and item["mtu"] != have["mtu"]:
             ops.append(op_set_mtu(name, netns, item["mtu"]))
             new["mtu"] = item["mtu"]

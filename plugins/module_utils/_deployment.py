@@ -16,17 +16,27 @@ skips the five module tasks and a no-change run costs one module run.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import shutil
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS as BRIDGE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS as FIREWALL_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, FirewallResource, select_adapter
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import (
+    MODULE_OPTIONS,
+    FirewallResource,
+    route_localnet_path,
+    select_adapter,
+)
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS as NETNS_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import MODULE_OPTIONS as NETNS_MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import parse_alias
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import ITEM_OPTIONS as PORT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
@@ -74,12 +84,13 @@ class SavedOnce:
 
     def __init__(self, adapter: Any) -> None:
         self._adapter = adapter
-        self._saved: dict | None = None
+        self._saved: dict = {}
 
-    def save(self) -> dict:
-        if self._saved is None:
-            self._saved = self._adapter.save()
-        return copy.deepcopy(self._saved)  # each resource plans on its own copy
+    def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict:
+        missing = tuple(table for table in tables if table not in self._saved)
+        if missing:
+            self._saved.update(self._adapter.save(missing))
+        return copy.deepcopy({table: self._saved[table] for table in tables})  # each resource plans on its own copy
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._adapter, name)
@@ -98,6 +109,94 @@ class ReadOnlyModule:
         return getattr(self._module, name)
 
 
+class StepModule(ReadOnlyModule):
+    """The module as one step of :func:`converge` sees it: the step's params, the run's check mode."""
+
+    def __init__(self, module: Any, params: dict, check_mode: bool) -> None:
+        super().__init__(module, params)
+        self.check_mode = check_mode
+
+
+class SharedTables(SavedOnce):
+    """The firewall adapter of a converge: one save until a step writes, one lock for the whole run."""
+
+    def unlock(self) -> None:
+        """Steps release nothing: the lock is held from the first step that takes it to the end."""
+
+    def release(self) -> None:
+        self._adapter.unlock()
+
+    def apply(self, operations: list) -> None:
+        self._saved = {}  # the next step reads what this one wrote
+        self._adapter.apply(operations)
+
+    def foresee(self, operations: list) -> None:
+        """Check mode: the saved ruleset becomes what restoring ``operations`` would make it, so the
+        next step predicts against it as it would read it after a real run."""
+        for op in operations:
+            if op.action == "restore" and op.args["table"] in self._saved:
+                restore_line(self._saved[op.args["table"]], op.args["line"])
+
+
+def restore_line(table: Any, line: str) -> None:
+    """What one line of an ``iptables-restore --noflush`` payload (as the planner writes them) does to ``table``."""
+    if line.startswith(":"):
+        chain, policy = line[1:].split()[:2]
+        table.chains[chain] = policy
+        if policy == "-":  # a user chain, created or flushed
+            table.rules[chain] = []
+        return
+    verb, _sep, rest = line.partition(" ")
+    chain, _sep, spec = rest.partition(" ")
+    rules = table.rules.setdefault(chain, [])
+    if verb == "-A":
+        rules.append(spec)
+    elif verb == "-I":
+        position, _sep, tail = spec.partition(" ")
+        index, spec = (int(position) - 1, tail) if position.isdigit() else (0, spec)
+        rules.insert(index, spec)
+    elif verb == "-D" and spec in rules:
+        rules.remove(spec)
+    elif verb == "-F":
+        rules.clear()
+    elif verb == "-X":
+        table.chains.pop(chain, None)
+        table.rules.pop(chain, None)
+
+
+class ContractModule:
+    """An object with only the interface of the converge contract (params, check_mode, run_command(argv,
+    check_rc, data), warn, fail_json) given what the resources also use of an AnsibleModule."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self._diff = bool(getattr(module, "_diff", False))
+        self._name = getattr(module, "_name", "linuxnet.bridge.deployment")
+
+    def run_command(self, argv: list[str], check_rc: bool = False, data: str | None = None, **_options: Any):
+        return self._module.run_command(argv, check_rc=check_rc, data=data)
+
+    def get_bin_path(self, name: str) -> str | None:
+        path = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+        return shutil.which(name, path=path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+def as_module(module: Any) -> Any:
+    """``module`` if it is an AnsibleModule (or has what the resources use), else it wrapped in ContractModule."""
+    return module if hasattr(module, "get_bin_path") else ContractModule(module)
+
+
+class StepFailed(ApplyError):
+    """A step of :func:`converge` failed; ``commands`` holds what the steps before it did."""
+
+    def __init__(self, message: str, commands: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.commands = commands
+
+
 def module_params(module_name: str, item_options: dict, module_options: dict | None, params: dict) -> dict:
     """``params`` checked against the argument spec of ``module_name``, with its defaults filled in."""
     result = ArgumentSpecValidator(_engine.config_argument_spec(item_options, module_options)).validate(params)
@@ -106,11 +205,25 @@ def module_params(module_name: str, item_options: dict, module_options: dict | N
     return result.validated_parameters
 
 
-def pending_changes(module: Any, networks: list[dict], endpoints: list[dict], chain_prefix: str, iptables_variant: str) -> dict:
+def step_params(name: str, plan: dict | None, state: str, chain_prefix: str, iptables_variant: str,
+                firewall_backend: str = "iptables") -> dict:
+    """The validated params of step ``name``'s module for ``plan`` (None: no config, as for ``deleted``)."""
+    _name, _resource_class, item_options, module_options = next(step for step in STEPS if step[0] == name)
+    params: dict[str, Any] = {"config": plan[name] if plan is not None else [], "state": state}
+    if module_options is MODULE_OPTIONS:
+        params.update(chain_prefix=chain_prefix, iptables_variant=iptables_variant, firewall_backend=firewall_backend)
+    elif module_options is NETNS_MODULE_OPTIONS and plan is not None:
+        params["host_groups"] = plan["host_groups"]
+    return module_params(name, item_options, module_options, params)
+
+
+def pending_changes(module: Any, networks: list[dict], endpoints: list[dict], chain_prefix: str, iptables_variant: str,
+                    firewall_backend: str = "iptables") -> dict:
     """Plan the deployment and report, per module, the commands its run would apply now."""
+    module = as_module(module)
     netlink = SharedNetlink()
     try:
-        return _pending_changes(module, netlink, networks, endpoints, chain_prefix, iptables_variant)
+        return _pending_changes(module, netlink, networks, endpoints, chain_prefix, iptables_variant, firewall_backend)
     finally:
         netlink.release()
 
@@ -123,21 +236,17 @@ def _resource(resource_class: type, module: Any, netlink: SharedNetlink) -> Any:
 
 
 def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], endpoints: list[dict],
-                     chain_prefix: str, iptables_variant: str) -> dict:
+                     chain_prefix: str, iptables_variant: str, firewall_backend: str = "iptables") -> dict:
     view = ReadOnlyModule(module, {"config": None, "state": "gathered"})
     veths = _resource(VethResource, view, netlink)
     live_veths = veths.gather([], "gathered")
     plan = plan_deployment(networks, endpoints, _engine.listing(live_veths, veths))
 
     commands: dict[str, list[str]] = {}
-    iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), {"iptables_variant": iptables_variant}))
+    firewall = {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend, "chain_prefix": chain_prefix}
+    iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), firewall))
     for name, resource_class, item_options, module_options in STEPS:
-        params: dict[str, Any] = {"config": plan[name], "state": "overridden"}
-        if module_options is MODULE_OPTIONS:
-            params.update(chain_prefix=chain_prefix, iptables_variant=iptables_variant)
-        elif module_options is NETNS_MODULE_OPTIONS:
-            params["host_groups"] = plan["host_groups"]
-        params = module_params(name, item_options, module_options, params)
+        params = step_params(name, plan, "overridden", chain_prefix, iptables_variant, firewall_backend)
         before = None
         if name == "veth":
             # A gather for a config differs from a plain one only in also reading the peers of
@@ -159,3 +268,174 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
         "commands": commands,
         "pending": [name for name, *_rest in STEPS if commands[name]],
     }
+
+
+def kernel_probe(module: Any) -> None:
+    """Raise ApplyError unless the kernel can build what the deployment needs (run before the first change)."""
+    rc, _out, err = module.run_command(KERNEL_PROBE)
+    if rc != 0:
+        raise ApplyError(
+            "This host cannot run Docker-style bridge networking: creating a bridge, a veth pair and"
+            f" reading the iptables nat table in a throw-away namespace failed ({err.strip()}). The kernel"
+            " needs bridge, veth, netns and netfilter (nat) support."
+        )
+
+
+def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | None, *, plan: dict | None = None,
+             chain_prefix: str = "LINUXNET", iptables_variant: str = "auto", firewall_backend: str = "iptables") -> dict:
+    """Bring the host to the deployment in one process: netns -> bridge -> veth -> firewall -> port_mapping
+    (STEPS order), each step gathered after the previous one applied, state overridden, honouring
+    module.check_mode. Either networks+endpoints (planned with plan_deployment against live veths, as
+    pending_changes does) or an already computed ``plan`` (the dict pending_changes returns under "plan").
+    Returns {"changed": bool, "commands": {step: [command, ...]}, "plan": plan} (and "diff", a list of
+    per-step diffs, when the module runs in diff mode). Raises ApplyError / ValidationError (never fail_json).
+    """
+    module = as_module(module)
+    netlink = SharedNetlink()
+    tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
+                                                  "chain_prefix": chain_prefix}))
+    try:
+        veths = None
+        if plan is None:
+            veths = _resource(VethResource, StepModule(module, {"config": None, "state": "gathered"}, True), netlink)
+            live = veths.gather([], "gathered")
+            plan = plan_deployment(networks or [], endpoints or [], _engine.listing(live, veths))
+            # The first gather serves the veth step when nothing before it changes the host.
+            veths.before = live  # type: ignore[attr-defined]
+        result = _run_steps(module, netlink, tables, STEPS, plan, "overridden", chain_prefix, iptables_variant, veths,
+                            firewall_backend=firewall_backend)
+        result["plan"] = plan
+        return result
+    finally:
+        tables.release()
+        netlink.release()
+
+
+# Teardown order: published ports and firewall first (no traffic reaches a half-removed endpoint),
+# then the endpoint namespaces, whose veth ends go with them in one kernel batch (cleanup_net)
+# instead of one RTNL delete and RCU wait per veth, then the veths left and the bridges.
+TEARDOWN_ORDER = ("port_mapping", "firewall", "netns", "veth", "bridge")
+
+
+def remove(module: Any, *, chain_prefix: str = "LINUXNET", iptables_variant: str = "auto", firewall_backend: str = "iptables") -> dict:
+    """Remove everything the collection created (each module with ``state: deleted``) in one process.
+
+    Returns {"changed": bool, "commands": {step: [command, ...]}} like :func:`converge`; the
+    commands of ``veth`` leave out the pairs that went with their namespace.
+    """
+    module = as_module(module)
+    netlink = SharedNetlink()
+    tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
+                                                  "chain_prefix": chain_prefix}))
+    steps = tuple(next(step for step in STEPS if step[0] == name) for name in TEARDOWN_ORDER)
+    try:
+        return _run_steps(module, netlink, tables, steps, None, "deleted", chain_prefix, iptables_variant, None,
+                          firewall_backend=firewall_backend)
+    finally:
+        tables.release()
+        netlink.release()
+
+
+def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps: tuple, plan: dict | None, state: str,
+               chain_prefix: str, iptables_variant: str, veths: Any, firewall_backend: str = "iptables") -> dict:
+    check_mode = bool(module.check_mode)
+    # Every step's input is validated, and what no earlier step can fix is refused, before anything changes.
+    prepared = []
+    for name, resource_class, _item_options, module_options in steps:
+        params = step_params(name, plan, state, chain_prefix, iptables_variant, firewall_backend)
+        view = StepModule(module, params, True)
+        resource = veths if name == "veth" and veths is not None else _resource(resource_class, view, netlink)
+        resource.module, resource.params = view, params
+        if module_options is MODULE_OPTIONS:
+            resource.adapter = tables
+        try:
+            desired = resource.normalize(params["config"] or [], state)
+            resource.check_references(desired, state)
+        except ValidationError as exc:
+            raise ValidationError(f"{name}: {exc}") from None
+        resource.warnings.clear()
+        prepared.append((name, resource, desired))
+
+    commands: dict[str, list[str]] = {}
+    diffs: list[dict] = []
+    changed = applied = probed = False
+    gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
+    new_bridges: set[str] = set()  # created by the bridge step
+    try:
+        for name, resource, desired in prepared:
+            resource.module = StepModule(module, resource.params, check_mode)
+            try:
+                resource.check_references(desired, state)
+                before = None if applied else getattr(resource, "before", None)
+                # A gather for a config differs from a plain one only in also reading the peers of
+                # foreign pairs the config names; the role's pairs are its own, so the first one serves.
+                if before is not None and not all(before[d["name"]]["_owned"] for d in desired if d["name"] in before):
+                    before = None
+                while True:
+                    reused = before is not None
+                    if not reused:
+                        before = resource.gather(desired, state)
+                    if name == "veth" and gone_namespaces:
+                        before = _without_pairs_in(before, gone_namespaces, netlink)
+                    if name == "firewall" and check_mode:
+                        _foresee_bridges(resource, new_bridges)
+                    operations, expected = resource.plan(desired, before, state)
+                    if not (reused and operations and not check_mode):
+                        break
+                    before = None  # a writer plans on what it read under the host's lock (its gather takes it)
+            except ValidationError as exc:
+                raise ValidationError(f"{name}: {exc}") from None
+            commands[name] = [op.command for op in operations]
+            if check_mode and getattr(resource, "adapter", None) is tables:
+                tables.foresee(operations)
+            gone_namespaces |= {op.args["name"] for op in operations if op.action == "netns_delete"}
+            new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
+            if operations:
+                changed = True
+                if not check_mode:
+                    if not probed and state != "deleted":
+                        kernel_probe(module)
+                        probed = True
+                    applied = True
+                    resource.apply(operations)
+            if not check_mode:
+                resource.persist()
+            if operations and getattr(module, "_diff", False):
+                diffs.append({
+                    "before_header": name,
+                    "after_header": name,
+                    "before": json.dumps(_engine.listing(before, resource), indent=2, sort_keys=True) + "\n",
+                    "after": json.dumps(_engine.listing(expected, resource), indent=2, sort_keys=True) + "\n",
+                })
+            for warning in resource.warnings:
+                module.warn(warning)
+            resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
+    except ApplyError as exc:
+        raise StepFailed(f"{name}: {exc}", commands) from None
+    finally:
+        for _name, resource, _desired in prepared:
+            resource.close()
+    result: dict[str, Any] = {"changed": changed, "commands": commands}
+    if diffs:
+        result["diff"] = diffs
+    return result
+
+
+def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:
+    """Check mode: the firewall sees the bridges the bridge step would have created (route_localnet is off
+    on a new bridge), as it does after a real bridge step."""
+    for bridge in new_bridges:
+        path = route_localnet_path(bridge)
+        if bridge not in resource.bridges_present:
+            resource.bridges_present.add(bridge)
+            resource.sysctls[path] = "0"
+
+
+def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink) -> dict:
+    """The gathered veths less those whose peer lived in a namespace just deleted: the kernel destroys
+    them with it, but asynchronously, so some may still be listed (their peer no longer readable)."""
+    links = netlink.links(None)
+    def peer_netns(name: str) -> str | None:
+        recorded = parse_alias(links[name]["alias"]) if name in links else None
+        return recorded["peer_netns"] if recorded else None
+    return {name: item for name, item in veths.items() if peer_netns(name) not in namespaces}

@@ -22,6 +22,9 @@ from typing import Any, Callable
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
+# Offline: running_config (text a host printed) -> config. Only resources that implement
+# Resource.parsed offer it (config_argument_spec(..., parsed=True)).
+PARSED = "parsed"
 CAP_NET_ADMIN = 12  # bit in /proc/self/status CapEff
 
 
@@ -122,6 +125,12 @@ class Resource:
         """Operations that delete live item ``have``."""
         raise NotImplementedError
 
+    def parsed(self, text: str | None) -> dict:
+        """``state: parsed``: the items ``text`` (``running_config``) describes, as gather() returns them.
+
+        Pure: reads neither the host nor its files."""
+        raise ValidationError("state: parsed is not supported by this module")
+
     def render(self, desired: list[dict]) -> list[str]:
         """Commands that build ``desired`` on an empty host."""
         ops, _after = self.plan(desired, {}, "merged")
@@ -193,11 +202,13 @@ def require_privilege(module: Any) -> None:
         )
 
 
-def config_argument_spec(item_options: dict, extra: dict | None = None) -> dict:
+def config_argument_spec(item_options: dict, extra: dict | None = None, parsed: bool = False) -> dict:
     spec = {
         "config": {"type": "list", "elements": "dict", "options": item_options},
-        "state": {"type": "str", "default": "merged", "choices": STATES},
+        "state": {"type": "str", "default": "merged", "choices": STATES + [PARSED] if parsed else STATES},
     }
+    if parsed:
+        spec["running_config"] = {"type": "str"}
     spec.update(extra or {})
     return spec
 
@@ -237,11 +248,14 @@ def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], 
     state = module.params["state"]
     config = module.params.get("config")
     result: dict[str, Any] = {"changed": False}
-    if state != "rendered":
+    if state not in ("rendered", PARSED):
         for require in requires:
             require(module)
         require_privilege(module)
     try:
+        if state == PARSED:
+            result["parsed"] = listing(resource.parsed(module.params.get("running_config")), resource)
+            module.exit_json(**result)
         desired = _desired(resource, config, state)
         if state == "rendered":
             result["rendered"] = resource.render(desired)

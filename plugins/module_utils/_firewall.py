@@ -31,7 +31,8 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
     sysctl_name,
     write_sysctl,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import RUN_DIR, VARIANTS, Iptables
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import RUN_DIR, VARIANTS, Iptables, parse_rule, parse_save
+from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import Nftables
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -41,9 +42,13 @@ ITEM_OPTIONS = {
     "internal": {"type": "bool", "default": False},
     "masquerade": {"type": "bool", "default": True},
     "snat_source": {"type": "str"},
+    "gateway_mode": {"type": "str", "default": "nat", "choices": ["nat", "nat-unprotected"]},
 }
+GATEWAY_MODES = ("nat", "nat-unprotected")
+BACKENDS = ("iptables", "nftables")
 MODULE_OPTIONS = {
     "chain_prefix": {"type": "str", "default": "LINUXNET"},
+    "firewall_backend": {"type": "str", "default": "iptables", "choices": list(BACKENDS)},
     "iptables_variant": {
         "type": "str",
         "default": "auto",
@@ -53,7 +58,7 @@ MODULE_OPTIONS = {
         "deprecated_aliases": [{"name": "backend", "version": "0.3.0", "collection_name": "linuxnet.bridge"}],
     },
 }
-PUBLIC_KEYS = ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source")
+PUBLIC_KEYS = ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source", "gateway_mode")
 _PREFIX = re.compile(r"[A-Z0-9_-]{1,10}")  # fullmatch: `$` would let "EVIL\n" through
 # The prefix itself names our main chain: it must not be a built-in chain or a target.
 _RESERVED_PREFIXES = frozenset(
@@ -67,11 +72,22 @@ BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 # other hosts; only connections that were DNATed there (published on 127.0.0.1) get through.
 LOCALNET_GUARD = Rule.of("localnet_guard")
 RETURN = Rule.of("return")
+PUBLISHED_REPLY = Rule.of("published_reply")
 
 
-def select_adapter(module, params: dict) -> Iptables:
-    """The one place that picks the firewall backend and address family (IPv4 iptables so far)."""
+def select_adapter(module, params: dict, backend: str | None = None) -> Iptables | Nftables:
+    """The one place that picks the firewall backend (``firewall_backend``) and address family (IPv4 so far)."""
+    backend = backend or params.get("firewall_backend") or "iptables"
+    if backend == "nftables":
+        # our table: the chain prefix in lower case (ip linuxnet; DOCKER gives ip docker, not docker-bridges)
+        return Nftables(module, table=str(params.get("chain_prefix") or "LINUXNET").lower(), family="ipv4")
     return Iptables(module, family="ipv4", variant=params.get("iptables_variant") or "auto")
+
+
+def other_adapters(module, params: dict) -> list:
+    """The backends not chosen: each run removes what is ours there (a backend switch)."""
+    chosen = params.get("firewall_backend") or "iptables"
+    return [select_adapter(module, params, backend) for backend in BACKENDS if backend != chosen]
 
 
 class TablesResource(Resource):
@@ -81,11 +97,15 @@ class TablesResource(Resource):
     state_dir = ""
     #: keys of an item as users see it (and as the state file keeps it)
     public_keys: tuple[str, ...] = ()
+    #: the tables this resource reads and writes
+    tables: tuple[str, ...] = ("filter", "nat")
 
     def __init__(self, module) -> None:
         super().__init__(module)
         self.prefix = "LINUXNET"
         self.adapter = select_adapter(module, self.params)
+        self.others = other_adapters(module, self.params)
+        self.others_live: list[tuple] = []  # (adapter, its live tables) of the backends not chosen
         self.live: dict[str, Table] = {}
         self.known: dict[str, dict] = {}
         self.final: dict[str, dict] = {}
@@ -97,7 +117,13 @@ class TablesResource(Resource):
         """Take the lock, then read the ruleset and the state file (in this order: no races)."""
         if not self.module.check_mode:  # check mode only reads, and writes no lock file
             self.adapter.lock()
-        self.live = self.adapter.save()
+        self.live = self.adapter.save(self.tables)
+        self.others_live = []
+        for other in self.others:  # under the same lock file: both adapters take RUN_DIR/iptables.lock
+            try:
+                self.others_live.append((other, other.save(self.tables)))
+            except ApplyError:
+                pass  # that backend's tool is missing (or cannot read): nothing of ours to find there
         try:
             with open(self.state_path(), encoding="utf-8") as handle:
                 self.known = json.load(handle)["items"]
@@ -106,6 +132,18 @@ class TablesResource(Resource):
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in self.public_keys if item.get(k) is not None}
+
+    def parsed(self, text: str | None) -> dict:
+        """state=parsed: the items of an iptables-save text, offline (no state file: names from the rules)."""
+        self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
+        if not text or not any(line.strip() in ("*filter", "*nat") for line in text.splitlines()):
+            raise v.ValidationError("running_config: state=parsed needs the output of iptables-save (a *filter or *nat table)")
+        self.live = parse_save(text)
+        return self.from_live({}, parse_rule)
+
+    def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
+        """The items of the ruleset in ``self.live``; ``known`` (the state file) supplies names."""
+        raise NotImplementedError
 
     def from_state(self, item: dict) -> dict:
         """An item of the state file as normalize() gives it."""
@@ -130,9 +168,17 @@ class TablesResource(Resource):
     def live_table(self, table: str) -> Table:
         return self.live.get(table) or self.adapter.empty(table)
 
+    def switch_ops(self, cleanup: Callable[[object, dict[str, Table]], Model]) -> list[Operation]:
+        """Remove what is ours from the backends not chosen: ``cleanup(adapter, live)`` is the model to plan there."""
+        return [op for other, live in self.others_live for op in other.plan(cleanup(other, live), live)]
+
     def apply(self, operations: list[Operation]) -> None:
-        self.adapter.apply([op for op in operations if op.action == "restore"])
-        self.apply_other([op for op in operations if op.action != "restore"])
+        # the chosen backend first, then the others' cleanup: traffic keeps flowing during a switch
+        adapters = [self.adapter] + self.others
+        actions = [getattr(adapter, "action", "restore") for adapter in adapters]
+        for adapter, action in zip(adapters, actions):
+            adapter.apply([op for op in operations if op.action == action])
+        self.apply_other([op for op in operations if op.action not in actions])
 
     def apply_other(self, operations: list[Operation]) -> None:
         """Operations other than rule changes (sysctls), run after the rules are committed."""
@@ -175,8 +221,18 @@ def route_localnet_path(bridge: str) -> str:
     return f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
 
 
+def protected(net: dict) -> bool:
+    """gateway_mode nat (Docker 28's default): nothing unpublished enters the bridge, whatever the FORWARD policy."""
+    return not net["internal"] and net.get("gateway_mode", "nat") == "nat"
+
+
 def network_rules(net: dict, prefix: str) -> dict[str, list[Rule]]:
-    """Every rule Docker's bridge driver creates for one network, by place."""
+    """Every rule Docker's bridge driver creates for one network, by place.
+
+    gateway_mode nat-unprotected gives exactly dockerd 20.10-27's rules (userland proxy off); nat adds
+    Docker 28/29's per-network DROP after the published ports. Both let DNATed packets from other
+    networks reach this network's published ports (Docker 28+, moby#49509).
+    """
     br, subnet, c = net["bridge"], net["subnet"], chains(prefix)
     icc = [Rule.of("icc", bridge=br, verdict="ACCEPT" if net["icc"] else "DROP")]
     icc_accept, icc_drop = (icc, []) if net["icc"] else ([], icc)
@@ -196,12 +252,14 @@ def network_rules(net: dict, prefix: str) -> dict[str, list[Rule]]:
         "forward_top": [
             Rule.of("established", bridge=br),
             Rule.of("to_chain", bridge=br, chain=c["main"]),
-            Rule.of("outbound", bridge=br),
         ]
+        + ([Rule.of("protect", bridge=br)] if protected(net) else [])
+        + [Rule.of("outbound", bridge=br)]
         + icc_accept,
         "forward_bottom": icc_drop,
         "iso1": [Rule.of("isolate", bridge=br, chain=c["iso2"])],
-        "iso2": [Rule.of("isolated", bridge=br)],
+        # <P> accepts a DNATed packet only for a port published here; anything else falls to the DROP
+        "iso2": [Rule.of("published_in", bridge=br, chain=c["main"]), Rule.of("isolated", bridge=br)],
         "postrouting": postrouting,
     }
 
@@ -213,12 +271,14 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
     nets = sorted(networks, key=lambda n: n["name"])
     rules = [network_rules(n, prefix) for n in nets]
     flat = {key: [r for per in rules for r in per[key]] for key in ("forward_top", "forward_bottom", "iso1", "iso2", "postrouting")}
+    # internal networks' drops before any jump into stage 2 (as dockerd's order ends up, §1.4.2)
+    flat["iso1"].sort(key=lambda r: r.kind == "isolate")
     model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix), frozenset(c.values()))
     filt, nat = model.tables["filter"], model.tables["nat"]
     jump = Rule.of("local_jump", chain=c["main"])
     if nets:
         filt.kept = {c["main"]: [], c["user"]: [RETURN]}
-        filt.owned = {c["iso1"]: flat["iso1"] + [RETURN], c["iso2"]: flat["iso2"] + [RETURN]}
+        filt.owned = {c["iso1"]: flat["iso1"] + [RETURN], c["iso2"]: [PUBLISHED_REPLY] + flat["iso2"] + [RETURN]}
         filt.builtin = {
             "FORWARD": BuiltinRules(top=[Rule.of("jump", chain=c["user"]), Rule.of("jump", chain=c["iso1"])] + flat["forward_top"],
                                     bottom=flat["forward_bottom"]),
@@ -255,6 +315,7 @@ def claimed_rules(networks: list[dict], prefix: str) -> dict[str, set[Rule]]:
     for net in networks:
         r = network_rules(net, prefix)
         claimed["FORWARD"].update(r["forward_top"] + r["forward_bottom"])
+        claimed["FORWARD"].add(Rule.of("protect", bridge=net["bridge"]))  # ours in either gateway_mode
         claimed["POSTROUTING"].update(r["postrouting"])
     return claimed
 
@@ -269,7 +330,9 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
     by_bridge = {n["bridge"]: n for n in known.values()}
     internal = {r.get("bridge"): r.get("subnet") for r in rules("filter", c["iso1"]) if r.kind == "internal_in"}
     bridges = [r.get("bridge") for r in rules("filter", c["iso2"]) if r.kind == "isolated"]
-    no_icc = {r.get("bridge") for r in rules("filter", "FORWARD") if r.kind == "icc" and r.get("verdict") == "DROP"}
+    forward = rules("filter", "FORWARD")
+    no_icc = {r.get("bridge") for r in forward if r.kind == "icc" and r.get("verdict") == "DROP"}
+    guarded = {r.get("bridge") for r in forward if r.kind == "protect"}
     nat_rules = [r for r in rules("nat", "POSTROUTING") if r.kind in ("local_nat", "out_nat")]
     found: dict[str, dict] = {}
     for bridge in bridges + list(internal):
@@ -283,6 +346,9 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
             # internal networks have no NAT rule to read it from: report what was configured
             "masquerade": bool(base.get("masquerade", True)) if bridge in internal else False,
             "snat_source": None,
+            # internal networks have no gateway to protect: report what was configured
+            "gateway_mode": base.get("gateway_mode", "nat") if bridge in internal else
+            ("nat" if bridge in guarded else "nat-unprotected"),
         }
         for rule in nat_rules:
             if rule.get("bridge") != bridge:
@@ -318,6 +384,7 @@ class FirewallResource(TablesResource):
                 "internal": bool(raw.get("internal", False)),
                 "masquerade": bool(raw.get("masquerade", True)),
                 "snat_source": v.ip_address(raw["snat_source"], at("snat_source")) if raw.get("snat_source") else None,
+                "gateway_mode": gateway_mode(raw.get("gateway_mode"), at("gateway_mode")),
             }
             for key in ("icc", "internal", "masquerade"):
                 if raw.get(key) is None:
@@ -340,7 +407,12 @@ class FirewallResource(TablesResource):
         if nets:
             model.sysctls = {IP_FORWARD: "1", BRIDGE_NF: "1"}
             model.sysctls.update({route_localnet_path(n["bridge"]): "1" for n in nets if n["bridge"] in self.bridges_present})
-        return self.adapter.plan(model, self.live) + self._sysctl_ops(model.sysctls), final
+        managed = list(self.known.values()) + nets
+        # another backend: as if every network were deleted there, <P> too (the mappings move with us)
+        switch = self.switch_ops(lambda adapter, live: firewall_model(
+            [], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
+            False, adapter))
+        return self.adapter.plan(model, self.live) + switch + self._sysctl_ops(model.sysctls), final
 
     def _sysctl_ops(self, wanted: dict[str, str]) -> list[Operation]:
         ops = []
@@ -363,7 +435,10 @@ class FirewallResource(TablesResource):
         paths += [route_localnet_path(b) for b in self.bridges_present]
         self.sysctls = {p: read_sysctl(p) for p in paths}
         # After apply the state file is not written yet: names come from the run's result too.
-        return parse_networks(self.live, self.prefix, {**self.known, **self.final}, self.adapter.parse)
+        return self.from_live({**self.known, **self.final}, self.adapter.parse)
+
+    def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
+        return parse_networks(self.live, self.prefix, known, parse)
 
     def apply_other(self, operations: list[Operation]) -> None:
         for op in operations:
@@ -371,6 +446,14 @@ class FirewallResource(TablesResource):
                 self.module.run_command(["modprobe", op.args["name"]])
             elif op.action == "sysctl":
                 write_sysctl(op.args["path"], op.args["value"])
+
+
+def gateway_mode(value: object, field: str) -> str:
+    if value is None:
+        return "nat"
+    if not isinstance(value, str) or value not in GATEWAY_MODES:
+        raise v.ValidationError(f"{field}: {value!r} is not one of {', '.join(GATEWAY_MODES)}")
+    return value
 
 
 def check_overlaps(items: list[dict], where: str = "") -> None:

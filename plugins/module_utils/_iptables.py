@@ -13,7 +13,8 @@ desired one is a string comparison. The planner is pure. It knows three kinds of
 * *owned chains* whose whole content is ours: rewritten (``:CHAIN - [0:0]`` flushes it inside
   the transaction) only when it differs;
 * *kept chains* that must exist but whose content belongs to someone else (``<P>-USER``) or to
-  another module: created when missing, never flushed;
+  another module: created when missing, never flushed; a rule of their initial content that is
+  missing (``<P>-USER``'s RETURN after an ``iptables -F``) is appended again;
 * *built-in chains* shared with everyone (FORWARD, POSTROUTING, ...): only the rules a model
   claims as its own are deleted or inserted; foreign rules are never touched.
 
@@ -30,7 +31,7 @@ from typing import Callable
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, Table
 
-TABLES = ("filter", "nat")
+TABLES = ("filter", "nat", "raw")  # in the order their transactions are applied
 BUILTIN = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
@@ -51,7 +52,7 @@ class IptablesError(ApplyError):
 _FIELD = re.compile(r"\{(\w+)\}")
 _SEGMENT = re.compile(r"(\[[^\]]*\])")
 # A field is one token without "/" (an address before "/32", a port before "/base"), except these.
-_PATTERNS = {"subnet": r"\S+"}
+_PATTERNS = {"subnet": r"\S+", "source": r"[0-9.]+/\d+"}
 _TOKEN = r"[^\s/]+"
 _PORT_FIELDS = ("dport",)  # "first-last" in the model, "first:last" in a match
 
@@ -126,13 +127,24 @@ KINDS = {
     "icc": Template("-i {bridge} -o {bridge} -j {verdict}"),
     "internal_in": Template("! -s {subnet} -o {bridge} -j DROP"),
     "internal_out": Template("! -d {subnet} -i {bridge} -j DROP"),
+    # Docker 28/29's per-network default (setDefaultForwardRule): nothing enters the bridge from
+    # outside unless a rule of <P> (a published port) accepted it, whatever the FORWARD policy.
+    "protect": Template("! -i {bridge} -o {bridge} -j DROP"),
+    # DNATed packets from another network may reach the ports published in this one (moby#49509).
+    "published_in": Template("-o {bridge} -m conntrack --ctstate DNAT -j {chain}"),
+    # ... and their replies go back (the connection was accepted on the way in)
+    "published_reply": Template("-m conntrack --ctstate DNAT --ctdir REPLY -j RETURN"),
     "local_jump": Template("-m addrtype --dst-type LOCAL -j {chain}"),
     "local_nat": Template("-o {bridge} -m addrtype --src-type LOCAL -j " + _NAT),
     "out_nat": Template("-s {subnet} ! -o {bridge} -j " + _NAT),
     # port_mapping: published ports
-    "dnat": Template("[-d {host_ip}/32 ]-p {proto} -m {proto} --dport {dport} -j DNAT --to-destination {container_ip}:{to_ports}[/{base}]"),
-    "accept_port": Template("-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} -j ACCEPT"),
+    # sources (beyond Docker): one DNAT and one ACCEPT per allowed source network, "-s a.b.c.d/n"
+    "dnat": Template("[-s {source} ][-d {host_ip}/32 ]-p {proto} -m {proto} --dport {dport} -j DNAT --to-destination {container_ip}:{to_ports}[/{base}]"),
+    "accept_port": Template("[-s {source} ]-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} -j ACCEPT"),
     "hairpin": Template("-s {container_ip}/32 -d {container_ip}/32 -p {proto} -m {proto} --dport {dport} -j MASQUERADE"),
+    # raw PREROUTING, Docker 28.0's filterDirectAccess: a published container port is reachable
+    # through the DNAT only, not by routing to the container's address from outside its bridge.
+    "direct_drop": Template("-d {container_ip}/32 ! -i {bridge} -p {proto} -m {proto} --dport {dport} -j DROP"),
 }
 
 
@@ -198,7 +210,8 @@ def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str,
     for chain, initial in want.kept.items():
         if chain not in live.chains:
             declare.append(f":{chain} - [0:0]")
-            body += [f"-A {chain} {render_rule(rule)}" for rule in initial]
+        present = live.chain_rules(chain)
+        body += [f"-A {chain} {spec}" for spec in map(render_rule, initial) if spec not in present]
     for chain, owned in want.owned.items():
         rules = [render_rule(rule) for rule in owned]
         if chain not in live.chains or live.chain_rules(chain) != rules:
@@ -253,6 +266,8 @@ class Iptables:
         self.command = COMMANDS[family]
         self._bins: tuple[str, str] | None = None
         self._lock_fd: int | None = None
+        #: optional tables (raw) that could not be read, with iptables-save's reason
+        self.unavailable: dict[str, str] = {}
 
     # -- pure ---------------------------------------------------------------------------------
     render = staticmethod(render_rule)
@@ -262,16 +277,23 @@ class Iptables:
     def plan(self, model: Model, live: dict[str, Table]) -> list[Operation]:
         """One Operation per human command; all lines of a table are applied in one restore."""
         ops = []
-        for table in TABLES:
+        for table in [t for t in TABLES if t in model.tables]:
             current = live.get(table) or empty_table(table)
             lines = plan_table(table, current, model.tables[table], ownership(model))
+            if lines and table in self.unavailable:
+                raise IptablesError(
+                    f"the {table} table is not available on the managed host ({self.unavailable[table]}); it needs "
+                    "CONFIG_IP_NF_RAW for the protection against direct routing: set gateway_mode: nat-unprotected "
+                    "on the networks to do without it"
+                )
             commands = as_commands(table, lines, current, self.command)
             ops += [Operation(cmd, "restore", {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
         return ops
 
     def render_model(self, model: Model) -> list[str]:
         """The restore payload that builds ``model`` on an empty host."""
-        text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model))) for t in TABLES)
+        tables = [t for t in TABLES if t in model.tables]
+        text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model))) for t in tables)
         return text.splitlines()
 
     # -- kernel -------------------------------------------------------------------------------
@@ -312,8 +334,18 @@ class Iptables:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def save(self) -> dict[str, Table]:
-        return {table: parse_save(self.save_text(table)).get(table) or empty_table(table) for table in TABLES}
+    def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict[str, Table]:
+        live = {}
+        for table in tables:
+            try:
+                text = self.save_text(table)
+            except IptablesError as exc:
+                if table != "raw":  # a kernel without CONFIG_IP_NF_RAW (moby#49557) still runs the rest
+                    raise
+                self.unavailable[table] = str(exc)
+                text = ""
+            live[table] = parse_save(text).get(table) or empty_table(table)
+        return live
 
     def save_text(self, table: str) -> str:
         save_bin = self._binaries()[0]

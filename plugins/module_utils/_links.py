@@ -13,7 +13,9 @@ one request (:func:`request`); the few that do more register their function unde
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import (
@@ -27,6 +29,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import (
     Netlink,
     create_namespace,
     remove_namespace,
+    write_sysctl,
 )
 
 LINK_OPERATIONS = Vocabulary()
@@ -70,7 +73,14 @@ def op_set_state(name: str, netns: str | None, up: bool) -> Operation:
 
 
 def op_set_alias(name: str, netns: str | None, alias: str) -> Operation:
-    return link_set(name, netns, f"alias '{alias}'", ifalias=alias)
+    op = link_set(name, netns, f"alias '{alias}'", ifalias=alias)
+    return Operation(op.command, "alias", op.args)
+
+
+@LINK_OPERATIONS.does("alias")
+def _alias(nl: Netlink, op: Operation) -> None:
+    _request(nl, op)
+    _ownership.link_marked(op.args["netns"], op.args["name"])
 
 
 def op_stp(name: str, netns: str | None, on: bool) -> Operation:
@@ -103,6 +113,27 @@ def op_lo_up(netns: str) -> Operation:
     return request(ip(netns, "link set lo up"), netns, None, "link", "set", index=1, state="up")
 
 
+def op_ipv6(name: str, netns: str | None, on: bool) -> Operation:
+    """IPv6 on or off for one interface: Docker turns it off in containers whose networks have
+    none, so that no link-local address lets endpoints talk past the IPv4-only ICC/isolation rules."""
+    path = f"net/ipv6/conf/{name}/disable_ipv6"
+    key = path if "." in name else path.replace("/", ".")  # sysctl reads a dotted key's dots as separators
+    command = f"sysctl -qw {key}={int(not on)}"
+    return Operation(f"ip netns exec {netns} {command}" if netns else command, "ipv6",
+                     {"name": name, "netns": netns, "path": path, "on": on})
+
+
+@LINK_OPERATIONS.does("ipv6")
+def _ipv6(nl: Netlink, op: Operation) -> None:
+    a = op.args
+    try:
+        write_sysctl(a["netns"], a["path"], "0" if a["on"] else "1")
+    except FileNotFoundError:
+        if a["on"] or os.path.isdir("/proc/sys/net/ipv6"):
+            raise OSError(errno.ENOENT, f"interface {a['name']} has no IPv6 settings") from None
+        # a kernel without IPv6 (ipv6.disable=1): off already holds
+
+
 def op_master(name: str, master: str) -> Operation:
     return Operation(f"ip link set {name} master {master}", "master", {"name": name, "master": master})
 
@@ -119,6 +150,7 @@ def op_bridge_add(name: str, netns: str | None) -> Operation:
 
 @LINK_OPERATIONS.does("bridge_add")
 def _bridge_add(nl: Netlink, op: Operation) -> None:
+    _ownership.intend_link(op.args["netns"], op.args["name"], _ownership.OWNER_MARK)
     nl.call(op.args["netns"], op.command, "link", "add", ifname=op.args["name"], kind="bridge")
     if op.args["netns"]:
         _ownership.record_bridge_namespace(op.args["netns"])
@@ -141,6 +173,7 @@ def _veth_add(nl: Netlink, op: Operation) -> None:
     if a["peer_netns"]:
         peer["net_ns_fd"] = a["peer_netns"]
     size = {"mtu": a["mtu"]} if a["mtu"] else {}
+    _ownership.intend_link(None, a["name"], _ownership.owner_alias(a["peer"], a["peer_netns"]))
     nl.call(None, op.command, "link", "add", ifname=a["name"], kind="veth", peer={**peer, **size}, **size)
     if a["peer_netns"]:
         nl.invalidate(a["peer_netns"])
@@ -152,8 +185,14 @@ def op_netns_add(name: str) -> Operation:
 
 @LINK_OPERATIONS.does("netns_add")
 def _netns_add(nl: Netlink, op: Operation) -> None:
-    create_namespace(op.args["name"])
+    # Marked first: a run killed in between leaves a mark without a namespace, which the next
+    # run's create makes true, rather than a namespace nobody owns.
     _ownership.mark_namespace(op.args["name"])
+    try:
+        create_namespace(op.args["name"])
+    except OSError:
+        _ownership.unmark_namespace(op.args["name"])
+        raise
 
 
 def op_netns_delete(name: str) -> Operation:
@@ -190,15 +229,50 @@ class NetlinkResource(Resource):
     def __init__(self, module) -> None:
         super().__init__(module)
         self.netlink = Netlink()
+        self._lock: int | None = None
+
+    def hold_lock(self, state: str) -> None:
+        """Before a writing run's gather: one writer at a time on the host (see _ownership)."""
+        if self._lock is None and state != "gathered" and self.module is not None and not self.module.check_mode:
+            try:
+                self._lock = _ownership.host_lock()
+            except OSError as exc:
+                raise ApplyError(str(exc)) from None
+
+    def persist(self) -> None:
+        """Drop creation notes (see _ownership) whose link is gone or carries its alias."""
+        def needed(netns: str | None, name: str) -> bool:
+            try:
+                link = self.netlink.link(name, netns)
+            except NamespaceMissing:
+                return False
+            return link is not None and not link["alias"]
+
+        _ownership.drop_stale_notes(needed)
 
     def close(self) -> None:
         self.netlink.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def apply(self, operations: list[Operation]) -> None:
-        for op in operations:
+        for done, op in enumerate(operations):
             try:
-                self.operations[op.action](self.netlink, op)
-            except NamespaceMissing as exc:
-                raise ApplyError(f"{op.command}: network namespace {exc} does not exist") from None
-            except OSError as exc:
-                raise ApplyError(f"{op.command}: {exc}") from None
+                try:
+                    self.operations[op.action](self.netlink, op)
+                except NamespaceMissing as exc:
+                    raise ApplyError(f"{op.command}: network namespace {exc} does not exist") from None
+                except OSError as exc:
+                    raise ApplyError(f"{op.command}: {exc}") from None
+            except ApplyError as exc:
+                raise ApplyError(f"{exc} ({applied_note(operations, done)})") from None
+
+
+def applied_note(operations: list[Operation], done: int) -> str:
+    """What a failed apply left: each operation is one step the next run's gather sees, so it
+    plans only what is still missing."""
+    if not done:
+        return f"nothing was applied: it was the first of {len(operations)} operations"
+    return (f"{done} of {len(operations)} operations were applied before it, the last: "
+            f"{operations[done - 1].command!r}; the next run goes on from there")

@@ -134,20 +134,28 @@ def create_namespace(name: str) -> None:
     """``ip netns add NAME`` inside this process.
 
     pyroute2.netns.create forks a helper process per namespace (about 20 ms each). Instead this
-    thread unshares its network namespace, pyroute2.netns.attach bind-mounts it to
-    /run/netns/NAME (making /run/netns a shared mount first, as iproute2 does), and the thread
-    returns to its own namespace.
+    thread unshares its network namespace, brings its lo up, pyroute2.netns.attach bind-mounts it
+    to /run/netns/NAME (making /run/netns a shared mount first, as iproute2 does), and the thread
+    returns to its own namespace. Killed before the mount, the new namespace simply goes away.
     """
     libc = ctypes.CDLL(None, use_errno=True)
+    path = os.path.join(NETNS_RUN_DIR, name)
+    if os.path.exists(path) and not os.path.ismount(path):
+        os.unlink(path)  # the mountpoint of an attach that a killed run never finished
     pyroute2_netns.pushns()
     try:
         if libc.unshare(CLONE_NEWNET) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"unshare: {os.strerror(code)}")
+        # lo goes up before the namespace gets its name: a namespace that can be seen is whole
+        reader = _rtnl.Reader()
+        try:
+            reader.set_up(1)  # LOOPBACK_IFINDEX
+        finally:
+            reader.close()
         try:
             pyroute2_netns.attach(name, f"{os.getpid()}/task/{threading.get_native_id()}")
         except OSError:
-            path = os.path.join(NETNS_RUN_DIR, name)
             if os.path.exists(path) and not os.path.ismount(path):
                 os.unlink(path)  # the empty mountpoint attach made before its mount failed
             raise
@@ -210,6 +218,22 @@ def open_in_namespace(netns: str, opener: Callable[[], Any]) -> Any:
         os.close(fd)
 
 
+def write_sysctl(netns: str | None, path: str, value: str) -> None:
+    """Write ``value`` to ``/proc/sys/<path>`` as seen from namespace ``netns`` (None: this one).
+
+    /proc/sys/net shows the namespace of the thread that opens the file, so the file is opened
+    while the thread is inside ``netns``, as :func:`open_in_namespace` does for sockets.
+    """
+    def write() -> None:
+        with open(os.path.join("/proc/sys", path), "w", encoding="ascii") as handle:
+            handle.write(value)
+
+    if netns is None:
+        write()
+    else:
+        open_in_namespace(netns, write)
+
+
 class Netlink:
     """Lazily opened netlink sockets per namespace with cached dumps."""
 
@@ -270,6 +294,23 @@ class Netlink:
             if link is None:
                 return None, [], None
             return link, reader.addresses().get(index, []), reader.default_gateway()
+        finally:
+            reader.close()
+
+    def ipv6(self, netns: str | None, index: int) -> bool | None:
+        """Whether IPv6 is on for link ``index`` of ``netns`` (None: no IPv6 in the kernel, or no such link)."""
+        reader = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
+        try:
+            link = reader.link(index)
+            return None if link is None else link["ipv6"]
+        finally:
+            reader.close()
+
+    def routes(self, netns: str | None = None) -> list[dict]:
+        """The main IPv4 table of ``netns``: ``{"dst": "a.b.c.d/len", "oif": index or None}`` (not cached)."""
+        reader = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
+        try:
+            return reader.routes()
         finally:
             reader.close()
 

@@ -21,8 +21,8 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     op_netns_add,
     op_netns_delete,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink, list_namespaces
-from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import namespace_owned
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NETNS_RUN_DIR, Netlink, list_namespaces
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import namespace_owned, namespace_marks, unmark_namespace
 
 ETC_NETNS = "/etc/netns"
 HOSTS_HEADER = "# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -179,10 +179,13 @@ class NetnsResource(NetlinkResource):
         return items
 
     def gather(self, desired: list[dict], state: str) -> dict:
+        self.hold_lock(state)
         current = {}
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
             item["_owned"] = namespace_owned(name)
+            if item["_owned"] and not os.path.ismount(os.path.join(NETNS_RUN_DIR, name)):
+                continue  # the mountpoint of a create killed midway: absent, made again
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
             if os.path.isfile(resolv):
@@ -220,6 +223,13 @@ class NetnsResource(NetlinkResource):
                 ops.append(op_unlink(path))
                 new[key] = None
         return ops, new
+
+    def persist(self) -> None:
+        """Drop marks of namespaces that do not exist (a create killed before it began)."""
+        live = set(list_namespaces())
+        for name in namespace_marks():
+            if name not in live:
+                unmark_namespace(name)
 
     def delete_ops(self, have: dict) -> list[Operation]:
         return [op_netns_delete(have["name"]), op_rmtree(os.path.join(ETC_NETNS, have["name"]))]

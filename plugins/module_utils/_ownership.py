@@ -10,19 +10,32 @@
   host end also records where its peer lives (netnsids are not names);
 - namespaces: a marker file under ``/run/linuxnet/netns/``;
 - bridges inside namespaces: a file under ``/run/linuxnet/bridge-netns/`` per namespace holding
-  some, so gather opens one socket per such namespace instead of one per namespace on the host.
+  some, so gather opens one socket per such namespace instead of one per namespace on the host;
+- links being created: the kernel ignores IFLA_IFALIAS in the RTM_NEWLINK that creates a link, so
+  the alias needs a second request. A note under ``/run/linuxnet/creating/`` holding the alias is
+  written before the first and removed by the second: a run killed in between leaves the note,
+  and the next run adopts the link (sets the alias) instead of calling it foreign. A namespace is
+  marked before it is created, for the same reason.
+
+Writers hold :func:`host_lock` from their gather to their end, so two runs at once take turns
+and each plans on what the other left.
 
 Everything under ``/run`` goes with a reboot, like the links and namespaces it speaks for.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import time
 
 OWNER_MARK = "linuxnet.bridge"
 RUN_DIR = "/run/linuxnet"
 NETNS_DIR = os.path.join(RUN_DIR, "netns")
 BRIDGE_NETNS_DIR = os.path.join(RUN_DIR, "bridge-netns")
+CREATING_DIR = os.path.join(RUN_DIR, "creating")
+LOCK_FILE = os.path.join(RUN_DIR, "links.lock")
 
 
 def link_owned(link: dict) -> bool:
@@ -60,6 +73,13 @@ def unmark_namespace(name: str) -> None:
         os.unlink(marker)
 
 
+def namespace_marks() -> list[str]:
+    try:
+        return os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return []
+
+
 def namespace_owned(name: str) -> bool:
     return os.path.exists(os.path.join(NETNS_DIR, name))
 
@@ -74,3 +94,66 @@ def bridge_namespaces() -> list[str]:
         return os.listdir(BRIDGE_NETNS_DIR)
     except FileNotFoundError:
         return []
+
+
+def _creating(netns: str | None, name: str) -> str:
+    # '%' is in neither an interface nor a namespace name (_validate)
+    return os.path.join(CREATING_DIR, name if netns is None else f"{name}%{netns}")
+
+
+def intend_link(netns: str | None, name: str, alias: str) -> None:
+    """Note, before creating link ``name``, the alias it is to get."""
+    os.makedirs(CREATING_DIR, exist_ok=True)
+    with open(_creating(netns, name), "w", encoding="utf-8") as handle:
+        handle.write(alias)
+
+
+def link_marked(netns: str | None, name: str) -> None:
+    """Link ``name`` has its alias now: its creation note goes."""
+    try:
+        os.unlink(_creating(netns, name))
+    except FileNotFoundError:
+        pass
+
+
+def pending_alias(netns: str | None, name: str) -> str | None:
+    """The alias a run that was interrupted meant to give link ``name`` (None: no such note)."""
+    try:
+        with open(_creating(netns, name), encoding="utf-8") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def creation_notes() -> list[tuple[str | None, str]]:
+    """(netns, name) of every creation note."""
+    try:
+        entries = os.listdir(CREATING_DIR)
+    except FileNotFoundError:
+        return []
+    return [(rest or None, name) for name, _sep, rest in (entry.partition("%") for entry in entries)]
+
+
+def drop_stale_notes(exists) -> None:
+    """Remove the notes of links that ``exists(netns, name)`` says are gone (or were never made).
+    Called by writers under :func:`host_lock` only: a note is stale only when no run is creating."""
+    for netns, name in creation_notes():
+        if not exists(netns, name):
+            link_marked(netns, name)
+
+
+def host_lock(timeout: float = 300.0) -> int:
+    """Take the host's lock for link and namespace writers; returns the fd that holds it (close it to
+    release; a killed holder releases it with its process)."""
+    os.makedirs(RUN_DIR, exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                os.close(fd)
+                raise OSError(exc.errno, f"{LOCK_FILE} is held by another run for more than {timeout:.0f} s") from None
+        time.sleep(0.05)

@@ -6,7 +6,7 @@
 # Do not use this from other collections or standalone plugins/modules!
 """Published ports like ``docker run -p``, as kernel NAT only (Docker with the userland proxy off).
 
-A port range is one rule per place (``--dport a:b``), so a 1000-port range costs three rules and no
+A port range is one rule per place (``--dport a:b``), so a 1000-port range costs four rules and no
 process. The module owns the contents of ``<P>`` in the filter and nat tables and its per-port
 hairpin rules in nat POSTROUTING; the chains and jumps themselves belong to the firewall module.
 """
@@ -34,9 +34,14 @@ ITEM_OPTIONS = {
     "protocol": {"type": "str", "choices": ["tcp", "udp", "sctp"]},
     "publish": {"type": "str"},
     "network": {"type": "str"},
+    "sources": {"type": "list", "elements": "str"},
 }
-PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network")
+PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network", "sources")
 PROTOCOLS = ("tcp", "udp", "sctp")
+_SOURCE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?")  # fullmatch: no "\n" reaches a rule
+CONNTRACK = "conntrack"  # Operation.action of the UDP flow cleanup
+# conntrack -D exits 1 with this when nothing matched (kube-proxy tests the same text)
+_NOTHING_DELETED = "0 flow entries have been deleted"
 _PUBLISH = re.compile(r"(?:(?P<ip>[0-9.]+):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)(?:/(?P<proto>[a-z]+))?")
 
 
@@ -54,6 +59,28 @@ def port_range(value: object, field: str) -> tuple[int, int]:
     if last < first:
         raise v.ValidationError(f"{field}: range {text} is reversed")
     return first, last
+
+
+def parse_sources(value: object, field: str) -> list[str] | None:
+    """``sources``: IPv4 networks (an address alone is a /32), sorted and without duplicates; None: any source."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise v.ValidationError(f"{field}: must be a non-empty list of IPv4 networks such as 192.0.2.0/24 "
+                                "(leave sources out to allow every source)")
+    nets = set()
+    for k, text in enumerate(value):
+        at = f"{field}[{k}]"
+        if not isinstance(text, str) or not _SOURCE.fullmatch(text):
+            raise v.ValidationError(f"{at}: {text!r} is not an IPv4 network such as 192.0.2.0/24 or an address")
+        try:
+            net = ipaddress.IPv4Network(text, strict=True)
+        except ValueError as exc:
+            raise v.ValidationError(f"{at}: {text!r} is not a valid IPv4 network ({exc})") from None
+        if net.prefixlen == 0:
+            raise v.ValidationError(f"{at}: {text!r} is every source: leave sources out instead")
+        nets.add(net)
+    return [net.with_prefixlen for net in sorted(nets, key=lambda n: (n.network_address, n.prefixlen))]
 
 
 def format_range(ports: tuple[int, int], sep: str = "-") -> str:
@@ -86,15 +113,22 @@ def mapping_key(item: dict) -> str:
     return f"{item['host_ip'] or '0.0.0.0'}:{item['host_port']}/{item['protocol']}"
 
 
-def mapping_rules(item: dict) -> dict[str, Rule]:
+def mapping_rules(item: dict) -> dict:
+    """The rules of one mapping: lists ``dnat`` and ``accept`` (one per source), single ``hairpin`` and ``direct``."""
     proto, cip, hp, cp = item["protocol"], item["container_ip"], format_range(item["_hp"]), format_range(item["_cp"])
     # A DNAT port range alone maps every port to a free one of the range (the first), not host
     # port + offset: "/base" shifts by (port - base) (xt_DNAT rev 2, Linux >= 5.9, iptables >= 1.8.6).
     base = str(item["_hp"][0]) if item["_hp"][0] != item["_hp"][1] and item["_hp"] != item["_cp"] else None
+    # sources: only they are DNATed and accepted. The raw DROP stays one rule for everyone: a
+    # published port is reached through the DNAT only, from an allowed source too.
+    sources = item.get("sources") or [None]
     return {
-        "dnat": Rule.of("dnat", host_ip=item["host_ip"], proto=proto, dport=hp, container_ip=cip, to_ports=cp, base=base),
-        "accept": Rule.of("accept_port", container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp),
+        "dnat": [Rule.of("dnat", source=src, host_ip=item["host_ip"], proto=proto, dport=hp, container_ip=cip,
+                         to_ports=cp, base=base) for src in sources],
+        "accept": [Rule.of("accept_port", source=src, container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp)
+                   for src in sources],
         "hairpin": Rule.of("hairpin", container_ip=cip, proto=proto, dport=cp),
+        "direct": Rule.of("direct_drop", container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp),
     }
 
 
@@ -149,17 +183,29 @@ def check_conflicts(items: list[dict], where: str = "") -> None:
                 )
 
 
-def mapping_model(items: list[dict], managed: list[dict], prefix: str) -> Model:
-    """Our rules for ``items``; the hairpin rules of ``managed`` (mappings of before) are ours too."""
+def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected: set[str] | None = None) -> Model:
+    """Our rules for ``items``; the hairpin and raw rules of ``managed`` (mappings of before) are ours too.
+
+    ``protected``: the bridges whose network is in gateway_mode nat (None: all), whose published
+    ports get Docker 28's raw DROP against direct routing to the container's address.
+    """
     ordered = sorted(items, key=lambda it: (it["bridge"], it["container_ip"], it["protocol"], it["_hp"]))
     rules = [mapping_rules(it) for it in ordered]
-    filt, nat = DesiredTable(), DesiredTable()
-    # Two host ports published for one container port share the ACCEPT and hairpin rules.
-    filt.owned = {prefix: _unique(r["accept"] for r in rules)}
-    nat.owned = {prefix: [r["dnat"] for r in rules]}
+    filt, nat, raw = DesiredTable(), DesiredTable(), DesiredTable()
+    # Two host ports published for one container port share the ACCEPT, hairpin and raw rules.
+    filt.owned = {prefix: _unique(rule for r in rules for rule in r["accept"])}
+    nat.owned = {prefix: [rule for r in rules for rule in r["dnat"]]}
     nat.builtin = {"POSTROUTING": BuiltinRules(bottom=_unique(r["hairpin"] for r in rules))}
-    claimed = {mapping_rules(it)["hairpin"] for it in items + managed}
-    return Model({"filter": filt, "nat": nat}, claimed={"POSTROUTING": claimed})
+    direct = [r["direct"] for r, it in zip(rules, ordered) if protected is None or it["bridge"] in protected]
+    raw.builtin = {"PREROUTING": BuiltinRules(bottom=_unique(direct))}
+    every = [mapping_rules(it) for it in items + managed]
+    claimed = {"POSTROUTING": {r["hairpin"] for r in every}, "PREROUTING": {r["direct"] for r in every}}
+    return Model({"filter": filt, "nat": nat, "raw": raw}, claimed=claimed)
+
+
+def protected_bridges(forward: list[str], parse: Callable[[str], Rule | None]) -> set[str]:
+    """Bridges whose network the firewall module protects (its per-network DROP is in FORWARD)."""
+    return {r.get("bridge") for r in map(parse, forward) if r is not None and r.kind == "protect"}
 
 
 def _unique(rules) -> list[Rule]:
@@ -195,13 +241,60 @@ def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[st
         }
         key = mapping_key(item)
         item["network"] = known.get(key, {}).get("network")
+        source = rule.get("source")
+        item["sources"] = [source] if source else None
+        if key in found:  # one DNAT per source
+            earlier = found[key]["sources"]
+            item["sources"] = parse_sources(earlier + [source], "sources") if earlier and source else None
         found[key] = item
     return found
+
+
+def _target(item: dict | None) -> tuple | None:
+    """Where a mapping sends packets, and from whom: a UDP flow must follow any change of it."""
+    if item is None:
+        return None
+    return item["container_ip"], str(item["container_port"]), tuple(item.get("sources") or ())
+
+
+def conntrack_ops(current: dict[str, dict], final: dict[str, dict]) -> list[Operation]:
+    """Delete the conntrack entries of every UDP host port whose mapping is added, removed or moved.
+
+    As CNI portmap does (containernetworking/plugins#553): an entry outlives the rule that made it,
+    so without this a UDP sender that never pauses keeps reaching the old endpoint (or, for a new
+    mapping, the host itself) however the rules change. TCP connections end by themselves.
+    """
+    ops = []
+    for key in sorted(set(current) | set(final)):
+        old, new = current.get(key), final.get(key)
+        item = new or old
+        if item["protocol"] != "udp" or _target(old) == _target(new):
+            continue
+        args = {"host_ip": item.get("host_ip") or None, "ports": port_range(item["host_port"], "host_port")}
+        ops.append(Operation(conntrack_command(args), CONNTRACK, args))
+    return ops
+
+
+def conntrack_argvs(binary: str, args: dict) -> list[list[str]]:
+    """One ``conntrack -D`` per host port: it filters by one port only."""
+    where = ["--orig-dst", args["host_ip"]] if args.get("host_ip") else []
+    first, last = args["ports"]
+    return [[binary, "-D", *where, "-p", "udp", "--orig-port-dst", str(port)] for port in range(first, last + 1)]
+
+
+def conntrack_command(args: dict) -> str:
+    """The cleanup as a shell command line, for humans (``commands``)."""
+    first, last = args["ports"]
+    where = f"--orig-dst {args['host_ip']} " if args.get("host_ip") else ""
+    if first == last:
+        return f"conntrack -D {where}-p udp --orig-port-dst {first}"
+    return f"for p in $(seq {first} {last}); do conntrack -D {where}-p udp --orig-port-dst $p; done"
 
 
 class PortMappingResource(TablesResource):
     state_dir = "port_mapping"
     public_keys = PUBLIC_KEYS
+    tables = ("filter", "nat", "raw")
     #: sockets and dumps to read the bridges from; None opens (and closes) its own
     netlink: Netlink | None = None
 
@@ -243,6 +336,7 @@ class PortMappingResource(TablesResource):
                 "host_ip": host_ip,
                 "protocol": protocol,
                 "network": v.label(fields["network"], at("network"), "network label") if fields.get("network") else None,
+                "sources": parse_sources(fields.get("sources"), at("sources")),
                 "_hp": hp,
                 "_cp": cp,
             }
@@ -279,12 +373,12 @@ class PortMappingResource(TablesResource):
 
     def gather(self, desired: list[dict], state: str) -> dict:
         self.load_live()
-        return parse_mappings(
-            self.live_table("nat").chain_rules(self.prefix),
-            self.live_table("filter").chain_rules(self.prefix),
-            {**self.known, **self.final},  # after apply the state file is not written yet
-            self.adapter.parse,
-        )
+        # after apply the state file is not written yet
+        return self.from_live({**self.known, **self.final}, self.adapter.parse)
+
+    def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
+        return parse_mappings(self.live_table("nat").chain_rules(self.prefix), self.live_table("filter").chain_rules(self.prefix),
+                              known, parse)
 
     def from_state(self, item: dict) -> dict:
         return with_internal(item)
@@ -296,6 +390,7 @@ class PortMappingResource(TablesResource):
         final = self.final_owned(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
         check_mode = self.module is not None and self.module.check_mode
+        protected = protected_bridges(self.live_table("filter").chain_rules("FORWARD"), self.adapter.parse)
         for table in ("filter", "nat"):
             if self.prefix in self.live_table(table).chains:
                 continue
@@ -311,11 +406,46 @@ class PortMappingResource(TablesResource):
                 self.live[table] = self.live_table(table)
                 self.live[table].chains[self.prefix] = "-"
                 self.live[table].rules[self.prefix] = []
-        model = mapping_model(list(final.values()), [with_internal(k) for k in self.known.values()], self.prefix)
+                # ... and the networks in their default gateway_mode (nat)
+                protected |= {item["bridge"] for item in final.values()}
+        model = mapping_model(list(final.values()), [with_internal(k) for k in self.known.values()], self.prefix, protected)
         for table in ("filter", "nat"):
             if self.prefix not in self.live_table(table).chains:
                 model.tables[table].owned = {}  # the firewall module creates and removes the chains
-        return self.adapter.plan(model, self.live), {k: self.public(it) for k, it in final.items()}
+        ops = self.adapter.plan(model, self.live) + self.switch_ops(self.cleanup_model)
+        return ops + conntrack_ops(current, final), {k: self.public(it) for k, it in final.items()}
+
+    def apply_other(self, operations: list[Operation]) -> None:
+        """Delete the UDP flows of changed mappings, after the new rules are committed (no flow
+        can be recreated through the old DNAT). Without the tool: a warning, not a failure."""
+        operations = [op for op in operations if op.action == CONNTRACK]
+        if not operations:
+            return
+        binary = self.module.get_bin_path("conntrack")
+        if not binary:
+            ports = ", ".join(f"{op.args['host_ip'] or '0.0.0.0'}:{format_range(op.args['ports'])}" for op in operations)
+            self.warnings.append(
+                f"conntrack not found on the managed host: existing UDP flows to {ports} keep their old destination "
+                "until they are idle (net.netfilter.nf_conntrack_udp_timeout*); install the conntrack package "
+                "(conntrack-tools on RHEL)")
+            return
+        for op in operations:
+            for argv in conntrack_argvs(binary, op.args):
+                rc, out, err = self.module.run_command(argv)
+                if rc != 0 and _NOTHING_DELETED not in err + out:
+                    self.warnings.append(f"{' '.join(argv)} failed: {(err or out).strip()}")
+
+    def cleanup_model(self, adapter, live: dict) -> Model:
+        """On a backend not chosen: no mapping, and <P> flushed where it still exists."""
+        model = mapping_model([], [with_internal(k) for k in list(self.known.values()) + list(self.final.values())], self.prefix)
+        for table, want in model.tables.items():
+            if self.prefix not in (live.get(table) or adapter.empty(table)).chains:
+                want.owned = {}
+        return model
 
     def render(self, desired: list[dict]) -> list[str]:
-        return self.adapter.render_model(mapping_model(desired, [], self.prefix))
+        """The payload for an empty host whose networks are all in gateway_mode nat, or, when a
+        live ruleset was read, as protected as the firewall module made them there."""
+        forward = self.live_table("filter").chain_rules("FORWARD") if self.live else None
+        protected = None if forward is None else protected_bridges(forward, self.adapter.parse)
+        return self.adapter.render_model(mapping_model(desired, [], self.prefix, protected))

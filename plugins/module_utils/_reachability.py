@@ -13,6 +13,8 @@ A check is ``{source, target, kind: icmp|tcp|udp, address, port, expect, why}``;
 
 from __future__ import annotations
 
+import ipaddress
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
 
 
@@ -50,10 +52,15 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
         protocol = parsed.get("protocol") or "tcp"
         host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0") else host_address
         endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)
+        # sources: the probe reaches the port only from an allowed network
+        allowed = not port.get("sources") or (probe_address is not None and any(
+            ipaddress.ip_address(probe_address) in ipaddress.ip_network(s) for s in port["sources"]))
+        why = f"published {port.get('publish') or host_port}" + (
+            "" if not port.get("sources") else f" to {', '.join(port['sources'])}" + ("" if allowed else ", not the probe"))
         if host_ip and not host_ip.startswith("127."):
             checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
                            "port": int(host_port), "container_port": int(container_port),
-                           "expect": True, "why": f"published {port.get('publish') or host_port}"})
+                           "expect": allowed, "why": why})
     return checks
 
 

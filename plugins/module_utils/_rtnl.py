@@ -10,7 +10,8 @@ A gather visits every endpoint namespace for three small answers: the peer link,
 addresses and the default route. pyroute2 decodes every attribute of every message through its
 asyncio core (about 3 ms per namespace); reading the few attributes needed from a plain netlink
 socket costs a tenth of that, which is what a no-change run over a thousand endpoints is made of.
-Everything that writes, and every other read, goes through pyroute2.
+Everything that writes (but the loopback of a namespace being made), and every other read, goes
+through pyroute2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import struct
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -28,10 +30,11 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 5, 10, 18, 20
-IFLA_LINK_NETNSID = 37
+IFLA_AF_SPEC, IFLA_LINK_NETNSID = 26, 37
 IFLA_INFO_KIND = 1
+AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6 = 10, 2, 26  # IFLA_AF_SPEC > AF_INET6 > s32 devconf[]
 IFA_ADDRESS = 1
-RTA_GATEWAY, RTA_TABLE = 5, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RT_TABLE_MAIN = 254
 IFF_UP = 1
 
@@ -65,6 +68,16 @@ def _i32(raw: bytes | None) -> int | None:
     return None if raw is None or len(raw) < 4 else struct.unpack_from("=i", raw)[0]
 
 
+def ipv6_enabled(af_spec: bytes | None) -> bool | None:
+    """Whether IPv6 is on for a link (``disable_ipv6`` is 0), from its IFLA_AF_SPEC; None when the
+    kernel reports no IPv6 for it (booted with ipv6.disable=1)."""
+    inet6 = attributes(attributes(af_spec).get(AF_INET6, b"")) if af_spec else {}
+    conf = inet6.get(IFLA_INET6_CONF, b"")
+    if len(conf) < 4 * (DEVCONF_DISABLE_IPV6 + 1):
+        return None
+    return struct.unpack_from("=i", conf, 4 * DEVCONF_DISABLE_IPV6)[0] == 0
+
+
 def parse_link(body: bytes) -> dict:
     """An RTM_NEWLINK body as :func:`_netlink.link_summary` describes a link (bridge details left out)."""
     _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
@@ -85,6 +98,7 @@ def parse_link(body: bytes) -> dict:
         "link_netnsid": _i32(attrs.get(IFLA_LINK_NETNSID)),
         "stp": None,
         "hairpin": None,
+        "ipv6": ipv6_enabled(attrs.get(IFLA_AF_SPEC)),
     }
 
 
@@ -108,6 +122,19 @@ def parse_default_gateway(body: bytes) -> str | None:
     return socket.inet_ntoa(gateway)
 
 
+def parse_route(body: bytes) -> dict | None:
+    """``{"dst": "a.b.c.d/len", "oif": index or None}`` of an RTM_NEWROUTE body of the main IPv4
+    table; None for other tables and families."""
+    family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
+    attrs = attributes(body, _RTMSG.size)
+    table = _u32(attrs.get(RTA_TABLE)) or table
+    if family != socket.AF_INET or table != RT_TABLE_MAIN:
+        return None
+    dst = attrs.get(RTA_DST)
+    address = socket.inet_ntoa(dst) if dst is not None and len(dst) == 4 else "0.0.0.0"
+    return {"dst": f"{address}/{dst_len}", "oif": _u32(attrs.get(RTA_OIF))}
+
+
 class Reader:
     """Requests on one rtnetlink socket (bound to the namespace it was opened in)."""
 
@@ -119,10 +146,10 @@ class Reader:
     def close(self) -> None:
         self.sock.close()
 
-    def request(self, msg_type: int, body: bytes, dump: bool) -> list[tuple[int, bytes]]:
+    def request(self, msg_type: int, body: bytes, dump: bool, flags: int = 0) -> list[tuple[int, bytes]]:
         """(type, body) of the answers; an error answer raises OSError (ENODEV for a missing link)."""
         self.seq += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+        flags |= NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
         self.sock.send(_HEADER.pack(_HEADER.size + len(body), msg_type, flags, self.seq, 0) + body)
         answers: list[tuple[int, bytes]] = []
         while True:
@@ -152,6 +179,10 @@ class Reader:
             return None
         return next((parse_link(body) for kind, body in answers if kind == RTM_NEWLINK), None)
 
+    def set_up(self, index: int) -> None:
+        """``ip link set <index> up`` (the one write here: the loopback of a namespace being made)."""
+        self.request(RTM_NEWLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP), dump=False, flags=NLM_F_ACK)
+
     def addresses(self) -> dict[int, list[str]]:
         table: dict[int, list[str]] = {}
         for kind, body in self.request(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0), dump=True):
@@ -159,6 +190,15 @@ class Reader:
             if parsed:
                 table.setdefault(parsed[0], []).append(parsed[1])
         return table
+
+    def routes(self) -> list[dict]:
+        """The routes of the main IPv4 table, as :func:`parse_route` gives them."""
+        found = []
+        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
+            route = parse_route(body) if kind == RTM_NEWROUTE else None
+            if route:
+                found.append(route)
+        return found
 
     def default_gateway(self) -> str | None:
         for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):

@@ -13,7 +13,8 @@ import hashlib
 import ipaddress
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
+from ansible_collections.linuxnet.bridge.plugins.module_utils._persist import endpoint_service
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish, parse_sources
 
 DEFAULT_NETWORK = "bridge"  # Docker's default network: no name resolution between endpoints
 
@@ -75,7 +76,11 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
             "masquerade": bool(raw.get("masquerade", True)),
             "mtu": v.mtu(raw["mtu"], f"{at}.mtu") if raw.get("mtu") is not None else None,
             "snat_source": v.ip_address(raw["snat_source"], f"{at}.snat_source") if raw.get("snat_source") else None,
+            "gateway_mode": raw.get("gateway_mode") or "nat",
+            "allow_overlap": bool(raw.get("allow_overlap", False)),
         }
+        if result[name]["gateway_mode"] not in ("nat", "nat-unprotected"):
+            raise v.ValidationError(f"{at}.gateway_mode: {raw['gateway_mode']!r} is not one of nat, nat-unprotected")
     return result
 
 
@@ -140,6 +145,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             raise v.ValidationError(f"{at}.networks: an endpoint in bridge mode needs at least one network")
         if mode == "host" and raw.get("ports"):
             warnings.append(f"{at}.ports: ignored for endpoint {name} in host mode (as Docker does)")
+        endpoint_service(raw.get("service"), f"{at}.service", name, mode)  # checked before anything changes
         eps.append({"name": name, "mode": mode, "attachments": attachments, "raw": raw, "at": at})
 
     names = veth_names(eps)
@@ -180,9 +186,12 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         bridge = {"name": net["bridge"], "addresses": [f"{net['gateway']}/{ipaddress.ip_network(net['subnet']).prefixlen}"]}
         if net["mtu"]:
             bridge["mtu"] = net["mtu"]
+        if net["allow_overlap"]:  # the subnet may overlap a route or address of the host (checked on the host)
+            bridge["allow_overlap"] = True
         bridges.append(bridge)
     firewall = [
-        {k: net[k] for k in ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source") if net[k] is not None}
+        {k: net[k] for k in ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source", "gateway_mode")
+         if net[k] is not None}
         for net in nets.values()
     ]
     return {
@@ -288,6 +297,8 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
         if "publish" in item:
             item["publish"] = str(item["publish"])
             parse_publish(item["publish"], f"{ep['at']}.ports[{k}]")
+        if "sources" in item:
+            item["sources"] = parse_sources(item["sources"], f"{ep['at']}.ports[{k}].sources")
         item.update({"bridge": nets[att["network"]]["bridge"], "container_ip": att["address"], "network": att["network"]})
         out.append(item)
     return out

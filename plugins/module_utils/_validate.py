@@ -25,6 +25,9 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this network": never a bridge's subnet
 _UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
+# Names the kernel refuses for a new link (they are the /proc/sys/net/ipv4/conf/ entries of all links).
+_RESERVED_IFNAMES = ("all", "default")
+_LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
 
 
 class ValidationError(ValueError):
@@ -55,6 +58,8 @@ def interface_name(value: object, field: str) -> str:
     if not all(ch in string.ascii_letters + string.digits + "_.-@+" for ch in value):
         # Anything else would need quoting in iptables-restore text and `ip` command lines.
         raise ValidationError(f"{field}: interface name {value!r} may only use letters, digits and '_.-@+'")
+    if value in _RESERVED_IFNAMES:
+        raise ValidationError(f"{field}: interface name {value!r} is reserved by the kernel (net.ipv4.conf.{value})")
     return value
 
 
@@ -86,6 +91,12 @@ def cidr(value: object, field: str) -> str:
         raise ValidationError(f"{field}: {value!r} is not a valid CIDR address ({exc})") from None
     if iface.version != 4:
         raise ValidationError(f"{field}: only IPv4 addresses are supported so far, got {value!r}")
+    if iface.network.prefixlen < 8:
+        # the kernel adds a prefix route with every address: /0../7 would take over the host's routing
+        raise ValidationError(f"{field}: {value!r} has a prefix length shorter than /8")
+    ip = iface.ip
+    if ip.is_multicast or ip.is_loopback or ip in _THIS_NETWORK or ip == _LIMITED_BROADCAST:
+        raise ValidationError(f"{field}: {value!r} is a multicast, loopback, broadcast or 0.0.0.0/8 address, not an interface address")
     return f"{iface.ip}/{iface.network.prefixlen}"
 
 
@@ -126,6 +137,8 @@ def mac(value: object, field: str, allow_docker: bool = False) -> str:
         raise ValidationError(f"{field}: {value!r} is not a MAC address such as 02:42:ac:11:00:02")
     if int(text[:2], 16) & 1:
         raise ValidationError(f"{field}: {value!r} is a multicast MAC address")
+    if text == "00:00:00:00:00:00":
+        raise ValidationError(f"{field}: {value!r} is the all-zero MAC address, which the kernel refuses")
     return text
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
@@ -19,6 +20,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     op_default_route,
     op_delete,
     op_hairpin,
+    op_ipv6,
     op_master,
     op_set_alias,
     op_set_mac,
@@ -27,7 +29,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     op_veth_add,
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NamespaceMissing, list_namespaces
-from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import owner_alias, parse_alias
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import owner_alias, parse_alias, pending_alias
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -39,8 +41,40 @@ ITEM_OPTIONS = {
     "mtu": {"type": "int"},
     "mac": {"type": "str"},
     "hairpin": {"type": "bool"},
+    "ipv6": {"type": "bool"},
 }
-PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "mtu", "mac", "hairpin")
+PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "mtu", "mac", "hairpin", "ipv6")
+
+
+def _gateways_on_link(items: list[dict]) -> None:
+    """A gateway must be inside a subnet of the namespace's addresses given here (the kernel refuses
+    the route otherwise, midway through the apply). A namespace given no addresses is not judged."""
+    subnets: dict[str, list] = {}
+    for item in items:
+        for address in item["addresses"] or []:
+            subnets.setdefault(item["peer_netns"], []).append(ipaddress.ip_interface(address).network)
+    for index, item in enumerate(items):
+        nets = subnets.get(item["peer_netns"])
+        if item["gateway"] and nets and not any(ipaddress.ip_address(item["gateway"]) in net for net in nets):
+            raise v.ValidationError(
+                f"config[{index}] (name={item['name']}).gateway: {item['gateway']} is in no subnet of the addresses "
+                f"given for namespace {item['peer_netns']} ({', '.join(map(str, nets))})")
+
+
+def recorded_peer(link: dict) -> dict | None:
+    """Where the peer of host end ``link`` lives, by its alias or, when a run was killed before it
+    could set the alias, by that run's creation note; None: not the collection's pair."""
+    if link["alias"]:
+        return parse_alias(link["alias"])
+    return parse_alias(pending_alias(None, link["name"]))
+
+
+def wanted_ipv6(item: dict, owned: bool) -> bool | None:
+    """IPv6 on the peer end: as given; left out, off on the collection's pairs (Docker's default
+    for networks without IPv6) and left alone on a foreign pair."""
+    if item["ipv6"] is not None:
+        return bool(item["ipv6"])
+    return False if owned else None
 
 
 class VethResource(NetlinkResource):
@@ -69,6 +103,7 @@ class VethResource(NetlinkResource):
                 "mtu": v.mtu(raw["mtu"], at("mtu")) if raw.get("mtu") is not None else None,
                 "mac": v.mac(raw["mac"], at("mac"), allow_docker=True) if raw.get("mac") else None,
                 "hairpin": raw.get("hairpin"),
+                "ipv6": raw.get("ipv6"),
             }
             if raw.get("addresses") is not None:
                 item["addresses"] = [v.cidr(a, f"{at('addresses')}[{j}]") for j, a in enumerate(raw["addresses"])]
@@ -77,9 +112,17 @@ class VethResource(NetlinkResource):
                     raise v.ValidationError(f"{at('mac')}: 'docker' derives the MAC from addresses, which are empty")
                 item["mac"] = docker_mac(item["addresses"][0])
             items.append(item)
+        _gateways_on_link(items)
         v.unique(items, lambda it: it["name"], "veth name")
         v.unique([it for it in items if it["peer_netns"]], lambda it: (it["peer_netns"], it["peer"]), "peer in namespace")
         return items
+
+    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        """The states' plan with every deletion first: a pair recreated or removed frees its peer's
+        name (eth0 moving to another network, a renamed network) before a new pair takes it."""
+        ops, after = super().plan(desired, current, state)
+        return [op for op in ops if op.action == "request" and op.args["call"] == ("link", "del")] + [
+            op for op in ops if not (op.action == "request" and op.args["call"] == ("link", "del"))], after
 
     def check_references(self, desired: list[dict], state: str) -> None:
         if state in ("deleted", "gathered"):
@@ -98,7 +141,7 @@ class VethResource(NetlinkResource):
                     f"config[{index}] (name={item['name']}).master: {item['master']} is a "
                     f"{master['kind'] or 'non-bridge'} link, not a bridge")
             existing = host_links.get(item["name"])
-            if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not parse_alias(existing["alias"]):
+            if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not recorded_peer(existing):
                 raise v.ValidationError(
                     f"config[{index}] (name={item['name']}).name: a veth of that name exists that linuxnet.bridge did not create")
             if existing and existing["kind"] != "veth":
@@ -108,6 +151,7 @@ class VethResource(NetlinkResource):
                 self.missing(problem)
 
     def gather(self, desired: list[dict], state: str) -> dict:
+        self.hold_lock(state)
         host = self.netlink.links(None)
         by_index = {link["index"]: link for link in host.values()}
         wanted = {d["name"] for d in desired}
@@ -115,7 +159,7 @@ class VethResource(NetlinkResource):
         for link in host.values():
             if link["kind"] != "veth":
                 continue
-            recorded = parse_alias(link["alias"])
+            recorded = recorded_peer(link)
             if recorded is None and link["link_netnsid"] is not None:
                 # Someone else's pair (a lab LAN port, Docker's vethXXXX): its peer's namespace has
                 # no name we could report, so it is neither reported nor ever touched.
@@ -131,7 +175,9 @@ class VethResource(NetlinkResource):
                 "mtu": link["mtu"],
                 "mac": None,
                 "hairpin": link["hairpin"] if link["master"] else None,
+                "ipv6": None,
                 "_owned": recorded is not None,
+                "_unmarked": recorded is not None and not link["alias"],
                 "_up": link["up"],
             }
             if recorded is None and link["link_netnsid"] is None and link["link"] in by_index:
@@ -148,10 +194,12 @@ class VethResource(NetlinkResource):
         try:
             if netns and link["link"]:  # IFLA_LINK is the peer's index in its namespace
                 peer, addresses, gateway = self.netlink.endpoint(netns, link["link"])
+                ipv6 = peer["ipv6"] if peer else None
             else:
                 peer = self.netlink.link(recorded["peer"], netns)
                 addresses = self.netlink.addresses(netns).get(peer["index"], []) if peer else []
                 gateway = self.netlink.default_gateway(netns) if netns else None
+                ipv6 = self.netlink.ipv6(netns, peer["index"]) if peer else None
         except NamespaceMissing:
             return
         # The recorded peer counts only if it is really the other end of this pair.
@@ -163,6 +211,7 @@ class VethResource(NetlinkResource):
         item["_peer_up"] = peer["up"]
         item["_peer_mtu"] = peer["mtu"]
         item["gateway"] = gateway
+        item["ipv6"] = ipv6
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
@@ -170,6 +219,8 @@ class VethResource(NetlinkResource):
     def _create_ops(self, item: dict) -> list[Operation]:
         name, peer, netns = item["name"], item["peer"], item["peer_netns"]
         ops = [op_veth_add(name, peer, netns, item["mtu"]), op_set_alias(name, None, owner_alias(peer, netns))]
+        if not wanted_ipv6(item, True):
+            ops.append(op_ipv6(peer, netns, False))  # before the link is up: no link-local address, ever
         if item["master"]:
             ops.append(op_master(name, item["master"]))
             if item["hairpin"]:
@@ -187,6 +238,7 @@ class VethResource(NetlinkResource):
         new = dict(item)
         new["addresses"] = list(item["addresses"] or [])
         new["_owned"] = True
+        new["ipv6"] = wanted_ipv6(item, True)
         if not item["master"]:
             new["hairpin"] = None
         return new
@@ -200,7 +252,9 @@ class VethResource(NetlinkResource):
             have = None
         if have is None:
             return ops + self._create_ops(item), self._expected_new(item)
-        new = dict(have)
+        new = {k: val for k, val in have.items() if k != "_unmarked"}
+        if have.get("_unmarked"):  # made by a run killed before it could set the alias
+            ops.append(op_set_alias(name, None, owner_alias(peer, netns)))
         if item["master"] is not None and item["master"] != have["master"]:
             ops.append(op_master(name, item["master"]))
             new["master"] = item["master"]
@@ -217,6 +271,10 @@ class VethResource(NetlinkResource):
         if item["mac"] is not None and item["mac"] != have["mac"]:
             ops.append(op_set_mac(peer, netns, item["mac"]))
             new["mac"] = item["mac"]
+        ipv6 = wanted_ipv6(item, have["_owned"])
+        if ipv6 is not None and have.get("ipv6") is not None and ipv6 != have["ipv6"]:
+            ops.append(op_ipv6(peer, netns, ipv6))
+            new["ipv6"] = ipv6
         ops += address_ops(peer, netns, have["addresses"] or [], item["addresses"], exact)
         if item["addresses"] is not None:
             new["addresses"] = merge_list(have["addresses"] or [], item["addresses"], exact)

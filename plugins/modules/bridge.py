@@ -46,6 +46,13 @@ options:
         type: str
         choices: [up, down]
         default: up
+      allow_overlap:
+        description:
+          - Allow O(config[].addresses) whose subnet overlaps a route or an address of the host on a link
+            the collection did not create (the uplink LAN, a VPN route). Without it such an address is
+            refused before anything changes: the bridge would take that traffic, or lose its own.
+        type: bool
+        default: false
       netns:
         description: Create the bridge in this named network namespace instead of the host's.
         type: str
@@ -70,6 +77,31 @@ EXAMPLES = r"""
     config:
       - name: docker0
         addresses: [172.17.0.1/16]
+
+- name: Exactly these addresses on docker0 (other addresses on it are removed)
+  linuxnet.bridge.bridge:
+    state: replaced
+    config:
+      - name: docker0
+        addresses: [172.17.0.1/16]
+
+- name: Only docker0; every other bridge this collection created is removed
+  linuxnet.bridge.bridge:
+    state: overridden
+    config:
+      - name: docker0
+        addresses: [172.17.0.1/16]
+
+- name: Remove br-usernet (left alone, with a warning, if this collection did not create it)
+  linuxnet.bridge.bridge:
+    state: deleted
+    config:
+      - name: br-usernet
+
+- name: Read the live bridges
+  linuxnet.bridge.bridge:
+    state: gathered
+  register: bridges
 """
 
 RETURN = r"""
@@ -78,11 +110,15 @@ before:
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1500, stp: false}
 after:
   description: Bridges after the run; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1400, stp: false}
 commands:
   description: Operations done (in check mode, that would be done) as C(ip) command lines.
   returned: when state is merged, replaced, overridden or deleted
@@ -94,11 +130,20 @@ gathered:
   returned: when state is gathered
   type: list
   elements: dict
+  sample:
+    - {name: br-backend, addresses: [172.18.0.1/16], link_state: up, mac: "2a:34:f8:38:bc:b2", mtu: 1500, stp: false}
+    - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1500, stp: false}
 rendered:
   description: Commands that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
+  sample:
+    - ip link add br-backend type bridge
+    - ip link set br-backend alias 'linuxnet.bridge'
+    - ip link set br-backend mtu 1500
+    - ip addr add 172.18.0.1/16 dev br-backend
+    - ip link set br-backend up
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -10,7 +10,8 @@ module: deployment_info
 short_description: Plan a bridge-network deployment and tell which modules would change the host
 version_added: 0.1.0
 description:
-  - Turns networks and endpoints (the variables of the role M(linuxnet.bridge.bridge_network)) into
+  - Turns networks and endpoints (the variables of the role
+    R(linuxnet.bridge.bridge_network,ansible_collections.linuxnet.bridge.bridge_network_role)) into
     the C(config) of the modules M(linuxnet.bridge.netns), M(linuxnet.bridge.bridge),
     M(linuxnet.bridge.veth), M(linuxnet.bridge.firewall) and M(linuxnet.bridge.port_mapping), keeping
     the addresses of existing endpoints.
@@ -85,11 +86,26 @@ plan:
     - The same as the filter P(linuxnet.bridge.deployment#filter) given the host's current veths.
   returned: always, unless O(return_plan=on_change) and RV(pending) is empty
   type: dict
+  sample:
+    netns: [{name: web, hosts: [{ip: 172.18.0.2, names: [web]}], host_groups: [backend]}]
+    host_groups: [{name: backend, hosts: [{ip: 172.18.0.2, names: [web]}]}]
+    bridge: [{name: br-backend, addresses: [172.18.0.1/16]}]
+    veth:
+      - {name: veth2d146f3, peer: eth0, peer_netns: web, master: br-backend, addresses: [172.18.0.2/16],
+         mac: docker, hairpin: true, gateway: 172.18.0.1}
+    firewall: [{name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: false, masquerade: true}]
+    port_mapping: [{publish: "8080:80", bridge: br-backend, container_ip: 172.18.0.2, network: backend}]
+    warnings: []
+    endpoints: [{name: web, mode: bridge, networks: {backend: 172.18.0.2}}]
+    networks:
+      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, gateway: 172.18.0.1, icc: true, internal: false,
+         masquerade: true, mtu: null, snat_source: null}
 ignored:
   description: What of the input is ignored and why (the C(warnings) of RV(plan)).
   returned: always
   type: list
   elements: str
+  sample: []
 pending:
   description: Modules that would change something, in the order the role runs them.
   returned: always
@@ -107,10 +123,10 @@ commands:
     firewall: []
     port_mapping:
       - iptables -t filter -F LINUXNET
-      - iptables -t filter -A LINUXNET -d 172.18.0.2/32 ! -i br-frontend -o br-frontend -p tcp -m tcp --dport 8080 -j ACCEPT
+      - iptables -t filter -A LINUXNET -d 172.18.0.2/32 ! -i br-backend -o br-backend -p tcp -m tcp --dport 80 -j ACCEPT
       - iptables -t nat -F LINUXNET
-      - iptables -t nat -A LINUXNET -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.18.0.2:8080
-      - iptables -t nat -A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p tcp -m tcp --dport 8080 -j MASQUERADE
+      - iptables -t nat -A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:80
+      - iptables -t nat -A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -136,7 +152,8 @@ def main() -> None:
     require_pyroute2(module)
     p = module.params
     try:
-        result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"])
+        result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"],
+                                 p["firewall_backend"])
     except (ValidationError, ApplyError) as exc:
         module.fail_json(msg=str(exc))
     if result["pending"]:

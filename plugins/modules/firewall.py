@@ -15,7 +15,14 @@ description:
     networks, masquerade or SNAT, and the forwarding sysctls Docker's daemon sets.
   - Chains C(<P>), C(<P>-USER), C(<P>-ISOLATION-STAGE-1) and C(<P>-ISOLATION-STAGE-2) in the filter
     table and C(<P>) in the nat table, where C(<P>) is O(chain_prefix). C(<P>-USER) belongs to the
-    administrator; it is created once with a C(RETURN) rule and never flushed.
+    administrator; it is created with a C(RETURN) rule and never flushed (a C(RETURN) lost to a
+    foreign C(iptables -F) is appended again).
+  - Networks in O(config[].gateway_mode=nat) (the default) are protected as Docker 28/29 does it.
+    C(! -i <bridge> -o <bridge> -j DROP) after the jump into C(<P>) drops everything that enters the
+    bridge from outside it unless a published port accepted it, whatever the FORWARD policy (it stays
+    as it was after a foreign C(nft flush ruleset), and the next run closes the endpoints again).
+  - DNATed packets from other networks reach the ports published in a network (Docker 28+,
+    moby#49509); packets sent from another network to an endpoint's address stay isolated.
   - All changes of one run go in one C(iptables-restore --noflush) transaction per table; rules
     and chains the collection does not own are never touched. If the nat transaction fails, the
     filter table is put back as it was.
@@ -25,7 +32,7 @@ description:
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
-  - linuxnet.bridge.resource
+  - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.iptables
 options:
   config:
@@ -60,6 +67,18 @@ options:
       snat_source:
         description: SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)).
         type: str
+      gateway_mode:
+        description:
+          - Docker's C(com.docker.network.bridge.gateway_mode_ipv4).
+          - V(nat) protects the network. Nothing enters the bridge from outside it unless it was published, and
+            M(linuxnet.bridge.port_mapping) adds Docker 28's raw PREROUTING rule per published port. A host
+            that routes the subnet via this host cannot reach container addresses directly.
+          - V(nat-unprotected) leaves both to the FORWARD policy. These are exactly the rules of dockerd 20.10-27
+            (userland proxy off), plus the way in for published ports from other networks.
+          - Internal networks are closed either way.
+        type: str
+        choices: [nat, nat-unprotected]
+        default: nat
 notes:
   - O(state=rendered) returns the C(iptables-restore) payload that builds O(config) on an empty host.
   - The networks the collection manages are recorded in C(/run/linuxnet/firewall/<prefix>.json),
@@ -100,6 +119,35 @@ EXAMPLES = r"""
         bridge: docker0
         subnet: 172.17.0.0/16
   register: payload
+
+- name: usernet exactly as given (attributes left out are not changed)
+  linuxnet.bridge.firewall:
+    state: replaced
+    config:
+      - name: usernet
+        bridge: br-usernet
+        subnet: 172.18.0.0/16
+        icc: true
+
+- name: Remove the rules of usernet; Docker's and other tools' rules stay
+  linuxnet.bridge.firewall:
+    state: deleted
+    config:
+      - name: usernet
+        bridge: br-usernet
+        subnet: 172.18.0.0/16
+
+- name: Read the managed networks back from the live ruleset
+  linuxnet.bridge.firewall:
+    state: gathered
+  register: networks
+
+- name: Networks in a ruleset saved elsewhere (iptables-save), read offline
+  linuxnet.bridge.firewall:
+    state: parsed
+    chain_prefix: DOCKER
+    running_config: "{{ lookup('ansible.builtin.file', 'edge1-iptables-save.txt') }}"
+  register: saved
 """
 
 RETURN = r"""
@@ -108,11 +156,17 @@ before:
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: true, masquerade: true}
+    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
 after:
   description: Networks after the run; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: false, internal: true, masquerade: true}
+    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
 commands:
   description: The changes as C(iptables) and C(sysctl) command lines (applied as one restore per table).
   returned: when state is merged, replaced, overridden or deleted
@@ -124,11 +178,43 @@ gathered:
   returned: when state is gathered
   type: list
   elements: dict
+  sample:
+    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: true, masquerade: true}
+    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
+parsed:
+  description: Networks of the O(running_config) ruleset, in the shape of O(config) (named after their bridges).
+  returned: when state is parsed
+  type: list
+  elements: dict
+  sample:
+    - {name: docker0, bridge: docker0, subnet: 172.17.0.0/16, icc: false, internal: false, masquerade: true,
+       gateway_mode: nat-unprotected}
 rendered:
   description: Lines of the C(iptables-restore) payload that builds O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
+  sample:
+    - "*filter"
+    - ":LINUXNET - [0:0]"
+    - ":LINUXNET-USER - [0:0]"
+    - ":LINUXNET-ISOLATION-STAGE-1 - [0:0]"
+    - ":LINUXNET-ISOLATION-STAGE-2 - [0:0]"
+    - "-A LINUXNET-USER -j RETURN"
+    - "-A LINUXNET-ISOLATION-STAGE-1 ! -s 172.18.0.0/16 -o br-backend -j DROP"
+    - "-A LINUXNET-ISOLATION-STAGE-1 ! -d 172.18.0.0/16 -i br-backend -j DROP"
+    - "-A LINUXNET-ISOLATION-STAGE-1 -j RETURN"
+    - "-A LINUXNET-ISOLATION-STAGE-2 -j RETURN"
+    - "-I INPUT 1 ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+    - "-I FORWARD 1 -j LINUXNET-USER"
+    - "-I FORWARD 2 -j LINUXNET-ISOLATION-STAGE-1"
+    - "-I FORWARD 3 -i br-backend -o br-backend -j ACCEPT"
+    - "COMMIT"
+    - "*nat"
+    - ":LINUXNET - [0:0]"
+    - "-I PREROUTING 1 -m addrtype --dst-type LOCAL -j LINUXNET"
+    - "-I OUTPUT 1 -m addrtype --dst-type LOCAL -j LINUXNET"
+    - "COMMIT"
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -139,7 +225,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import I
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
+        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS, parsed=True), supports_check_mode=True
     )
     _engine.run(module, FirewallResource(module))
 

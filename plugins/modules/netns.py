@@ -123,6 +123,27 @@ EXAMPLES = r"""
   linuxnet.bridge.netns:
     state: gathered
   register: namespaces
+
+- name: The hosts entries of web become exactly these (list attributes are replaced)
+  linuxnet.bridge.netns:
+    state: replaced
+    config:
+      - name: web
+        hosts:
+          - ip: 172.18.0.3
+            names: [db]
+
+- name: Remove the namespace db (left alone, with a warning, if this collection did not create it)
+  linuxnet.bridge.netns:
+    state: deleted
+    config:
+      - name: db
+
+- name: Show the commands that would create web, without touching the host
+  linuxnet.bridge.netns:
+    state: rendered
+    config:
+      - name: web
 """
 
 RETURN = r"""
@@ -137,6 +158,7 @@ after:
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample: [{"name": "web", "hosts": [{"ip": "172.18.0.10", "names": ["db"]}]}]
 commands:
   description: Operations done (in check mode, that would be done) as shell command lines.
   returned: when state is merged, replaced, overridden or deleted
@@ -148,11 +170,18 @@ gathered:
   returned: when state is gathered
   type: list
   elements: dict
+  sample:
+    - {"name": "db", "hosts": [{"ip": "172.18.0.10", "names": ["db"]}]}
+    - {"name": "web", "hosts": [{"ip": "172.17.0.2", "names": ["web"]}]}
 rendered:
   description: Commands that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
+  sample:
+    - ip netns add db
+    - ip -n db link set lo up
+    - "printf '%s' '# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n172.18.0.10\tdb\n' > /etc/netns/db/hosts"
 """
 
 from ansible.module_utils.basic import AnsibleModule

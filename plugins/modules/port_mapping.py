@@ -13,16 +13,27 @@ description:
   - Publishes ports of endpoints on bridge networks the way Docker does with the userland proxy
     off, DNAT in nat C(<P>), a forward ACCEPT in filter C(<P>) and a per-port hairpin MASQUERADE in
     nat POSTROUTING. No proxy process is started.
-  - A port range is one rule per place, so a 1000-port range costs three rules and no process.
+  - On a bridge whose network M(linuxnet.bridge.firewall) protects (O(linuxnet.bridge.firewall#module:config[].gateway_mode=nat),
+    the default), each published port also gets Docker 28.0's raw PREROUTING rule
+    C(-d <container_ip>/32 ! -i <bridge> -p <proto> -m <proto> --dport <container_port> -j DROP). The
+    port is then reachable through the DNAT only, not by routing to the container's address. The
+    module reads the protection from the firewall's FORWARD rules, so run the firewall first.
+  - A port range is one rule per place, so a 1000-port range costs four rules and no process.
   - Publishing on C(127.0.0.1) works from the host itself through the OUTPUT jump and
     C(route_localnet), which M(linuxnet.bridge.firewall) enables on its bridges together with a guard
     rule against CVE-2020-8558.
   - The chains belong to M(linuxnet.bridge.firewall), which must have run with the same
     O(chain_prefix). All changes go in one C(iptables-restore --noflush) per table.
+  - When a UDP mapping is added, removed, moved to another endpoint or given other O(config[].sources),
+    the module deletes the conntrack entries of its host port (C(conntrack -D -p udp --orig-port-dst <port>),
+    one per port of a range, after the new rules are in), as CNI's portmap does. Otherwise a UDP flow
+    that never pauses would keep its old destination. Without the C(conntrack) tool (package
+    C(conntrack), C(conntrack-tools) on RHEL) the module warns and goes on. The cleanup is listed
+    in RV(commands) and skipped in check mode.
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
-  - linuxnet.bridge.resource
+  - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.iptables
 options:
   config:
@@ -61,6 +72,20 @@ options:
       network:
         description: A label shown in O(state=gathered) and messages.
         type: str
+      sources:
+        description:
+          - Beyond Docker (moby#22054, "Docker bypasses ufw"). Only packets from these IPv4 networks
+            (C(192.0.2.0/24); an address alone is a C(/32)) are DNATed and accepted. There is one DNAT and
+            one forward ACCEPT rule per source (C(-s <source>) with iptables, C(ip saddr <source>) with
+            nftables). Other sources reach the host's own port, as if the port were not published.
+          - Direct routing to O(config[].container_ip) stays closed for every source, allowed ones too
+            (the raw PREROUTING DROP is one rule without a source).
+          - Left out, every source may connect, as with Docker. An empty list and V(0.0.0.0/0) are refused.
+            Sources are reported sorted and without duplicates.
+          - For a filter that covers every published port at once, use the C(<P>-USER) chain of
+            M(linuxnet.bridge.firewall) instead.
+        type: list
+        elements: str
 seealso:
   - module: linuxnet.bridge.firewall
 """
@@ -84,6 +109,58 @@ EXAMPLES = r"""
         container_port: "20000-20999"
         host_port: "20000-20999"
         protocol: udp
+
+- name: Host port 8080 now goes to 172.17.0.6 (a mapping is identified by host address, port and protocol)
+  linuxnet.bridge.port_mapping:
+    state: replaced
+    config:
+      - bridge: docker0
+        container_ip: 172.17.0.6
+        publish: "8080:80"
+
+- name: Exactly these mappings; every other mapping this collection made is removed
+  linuxnet.bridge.port_mapping:
+    state: overridden
+    config:
+      - bridge: docker0
+        container_ip: 172.17.0.5
+        publish: "8080:80"
+
+- name: Unpublish port 81 of 172.17.0.5
+  linuxnet.bridge.port_mapping:
+    state: deleted
+    config:
+      - bridge: docker0
+        container_ip: 172.17.0.5
+        publish: "172.16.211.128:81:80"
+
+- name: Port 8443 of 172.17.0.7, reachable from the office LAN and one admin host only
+  linuxnet.bridge.port_mapping:
+    config:
+      - bridge: docker0
+        container_ip: 172.17.0.7
+        publish: "8443:443"
+        sources: [192.0.2.0/24, 198.51.100.7]
+
+- name: Read the published ports back from the live ruleset
+  linuxnet.bridge.port_mapping:
+    state: gathered
+  register: published
+
+- name: Published ports in a ruleset saved elsewhere (iptables-save), read offline
+  linuxnet.bridge.port_mapping:
+    state: parsed
+    chain_prefix: DOCKER
+    running_config: "{{ lookup('ansible.builtin.file', 'edge1-iptables-save.txt') }}"
+  register: saved
+
+- name: Show the iptables-restore payload without touching the host
+  linuxnet.bridge.port_mapping:
+    state: rendered
+    config:
+      - bridge: docker0
+        container_ip: 172.17.0.2
+        publish: "8080:80"
 """
 
 RETURN = r"""
@@ -92,26 +169,57 @@ before:
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
+       protocol: tcp}
 after:
   description: Mappings after the run; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
+       protocol: tcp}
 commands:
   description: The changes as C(iptables) command lines (applied as one restore per table).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
+  sample:
+    - iptables -t filter -A LINUXNET -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+    - iptables -t nat -A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+    - iptables -t nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
 gathered:
   description: Mappings rebuilt from the live ruleset, in the shape of O(config).
   returned: when state is gathered
   type: list
   elements: dict
+  sample:
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
+       protocol: tcp}
+parsed:
+  description: Mappings of the O(running_config) ruleset, in the shape of O(config).
+  returned: when state is parsed
+  type: list
+  elements: dict
+  sample:
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_ip: 172.16.211.128, host_port: "81",
+       protocol: tcp}
 rendered:
   description: Lines of the C(iptables-restore) payload that builds O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
+  sample:
+    - "*filter"
+    - ":LINUXNET - [0:0]"
+    - "-A LINUXNET -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    - "COMMIT"
+    - "*nat"
+    - ":LINUXNET - [0:0]"
+    - "-A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
+    - "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    - "COMMIT"
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -123,7 +231,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping impo
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
+        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS, parsed=True), supports_check_mode=True
     )
     _engine.run(module, PortMappingResource(module))
 

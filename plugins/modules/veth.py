@@ -15,7 +15,9 @@ description:
   - Changing an attribute of an existing pair updates it in place; only a changed O(config[].peer) or
     O(config[].peer_netns) recreates the pair, and RV(commands) says so.
   - The host end of a pair the collection creates carries an alias that records ownership and
-    where the peer lives.
+    where the peer lives. The kernel ignores an alias in the request that creates a link, so a
+    run killed between creating the pair and setting its alias leaves a note under
+    C(/run/linuxnet/creating); the next run adopts the pair instead of refusing it as foreign.
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
@@ -59,6 +61,15 @@ options:
       hairpin:
         description: Hairpin mode of the host end's bridge port (needed for hairpin NAT).
         type: bool
+      ipv6:
+        description:
+          - IPv6 on the peer end (C(net.ipv6.conf.<peer>.disable_ipv6) inside its namespace).
+          - When omitted, pairs the collection creates or owns get IPv6 off, as Docker does for
+            containers on networks without IPv6 (set before the peer goes up, so it never has a
+            link-local address that would let endpoints talk past the IPv4-only ICC and isolation
+            rules); a pair the collection did not create is left as it is.
+          - Gathered as the live setting; omitted when the kernel has no IPv6.
+        type: bool
 notes:
   - In check mode a missing O(config[].master) bridge or O(config[].peer_netns) namespace is a
     warning instead of an error, because an earlier task of the same play would create it.
@@ -78,6 +89,44 @@ EXAMPLES = r"""
         gateway: 172.17.0.1
         mac: docker
         hairpin: true
+
+- name: veth-web exactly as given (its addresses become exactly this list)
+  linuxnet.bridge.veth:
+    state: replaced
+    config:
+      - name: veth-web
+        peer_netns: web
+        master: docker0
+        addresses: [172.17.0.6/16]
+
+- name: Only veth-web; every other veth pair this collection created is removed
+  linuxnet.bridge.veth:
+    state: overridden
+    config:
+      - name: veth-web
+        peer_netns: web
+        master: docker0
+
+- name: Detach web (removes the pair; left alone, with a warning, if this collection did not create it)
+  linuxnet.bridge.veth:
+    state: deleted
+    config:
+      - name: veth-web
+
+- name: Read the live veth pairs
+  linuxnet.bridge.veth:
+    state: gathered
+  register: veths
+
+- name: Show the commands that would attach web, without touching the host
+  linuxnet.bridge.veth:
+    state: rendered
+    config:
+      - name: veth-web
+        peer_netns: web
+        master: docker0
+        addresses: [172.17.0.5/16]
+        gateway: 172.17.0.1
 """
 
 RETURN = r"""
@@ -86,11 +135,17 @@ before:
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
+       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
 after:
   description: veth pairs after the run; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
+  sample:
+    - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
+       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
 commands:
   description: Operations done (in check mode, that would be done) as C(ip) command lines.
   returned: when state is merged, replaced, overridden or deleted
@@ -102,11 +157,24 @@ gathered:
   returned: when state is gathered
   type: list
   elements: dict
+  sample:
+    - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
+       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
 rendered:
   description: Commands that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
+  sample:
+    - ip link add veth28425b5 mtu 1500 type veth peer name eth0 mtu 1500 netns web
+    - ip link set veth28425b5 alias 'linuxnet.bridge veth peer=eth0 netns=web'
+    - ip link set veth28425b5 master docker0
+    - bridge link set dev veth28425b5 hairpin on
+    - ip link set veth28425b5 up
+    - ip -n web link set eth0 address 02:42:ac:11:00:02
+    - ip -n web addr add 172.17.0.2/16 dev eth0
+    - ip -n web link set eth0 up
+    - ip -n web route replace default via 172.17.0.1
 """
 
 from ansible.module_utils.basic import AnsibleModule

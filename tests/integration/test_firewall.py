@@ -50,7 +50,7 @@ from tests.integration.helpers import (
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook as run_playbook_now
 from tests.unit.plugins.module_utils.fixtures.iptables_model import BUILTIN, assert_like_docker, reference_chains
-from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, GUARD, PORTS_143, REF_143, SCENARIO_143, USER_RULES
+from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, additions, PORTS_143, REF_143, SCENARIO_143, USER_RULES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -122,7 +122,8 @@ def test_first_run_result_and_backend(net):
         assert "iptables -t filter -P FORWARD DROP" in result["commands"]
     else:
         assert ":FORWARD ACCEPT [0:0]" in mine and not [c for c in result["commands"] if " -P " in c]
-    expected = sorted((dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True) for n in NETWORKS),
+    expected = sorted((dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True,
+                           gateway_mode="nat") for n in NETWORKS),
                       key=lambda n: n["name"])
     assert result["after"] == expected, "after does not report the networks as configured"
 
@@ -188,17 +189,16 @@ def test_snat_source_is_what_outside_sees(net):
 
 
 def test_outside_and_unpublished_endpoints(net):
-    """outside has a route to every subnet. Internal networks are closed either way. The others:
-    with policy DROP nothing gets in (FORWARD -o br -j <P> has no ACCEPT for unpublished ports);
-    with policy ACCEPT routed traffic gets in (and the endpoint sees outside's own address),
-    exactly as with dockerd 20.10-27; only Docker 28 added rules against direct routing."""
-    closed = BACKENDS[net["backend"]] == "0"
+    """outside has a route to every subnet. Internal networks are closed either way. The others are
+    in gateway_mode nat (the default): Docker 28/29's per-network DROP closes them whatever the
+    FORWARD policy (DROP on the iptables-nft host, ACCEPT on the iptables-legacy one). The
+    nat-unprotected side (dockerd 20.10-27's behaviour) is in test_firewall_protection.py."""
     net["traffic"].expect(OUTSIDE, {
         (None, "tcp", "172.20.0.2", PORT): False,
         (None, "udp", "172.20.0.3", PORT): False,
-        (None, "tcp", "172.18.0.2", PORT): False if closed else OUT_ADDR,
-        (None, "tcp", "172.19.0.2", PORT): False if closed else OUT_ADDR,
-        (None, "udp", "172.21.0.2", PORT): False if closed else OUT_ADDR,
+        (None, "tcp", "172.18.0.2", PORT): False,
+        (None, "tcp", "172.19.0.2", PORT): False,
+        (None, "udp", "172.21.0.2", PORT): False,
     })
 
 
@@ -220,7 +220,7 @@ def test_chain_prefix_docker_builds_dockers_ruleset(lab, run_playbook):
     assert ":FORWARD DROP [0:0]" in live
     parsed = parse_save("\n".join(live) + "\n")
     ours_ = {t: {c: list(r) for c, r in tab.rules.items()} for t, tab in parsed.items()}
-    assert_like_docker(ours_, reference_chains(REF_143), extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker(ours_, reference_chains(REF_143), extra=additions(SCENARIO_143))
     again = run(run_playbook, lab, *tasks)
     for name in ("firewall", "ports"):
         assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], name

@@ -366,7 +366,7 @@ def test_gathered_round_trips(lab, run_playbook):
     assert gathered["bridge"]["brdown"]["link_state"] == "down"
     assert gathered["veth"]["vg1"] == {
         "name": "vg1", "peer": "eth0", "peer_netns": "g1", "master": "brg", "addresses": ["10.40.0.2/24"],
-        "gateway": "10.40.0.1", "mac": "02:42:0a:28:00:02", "mtu": 1450, "hairpin": True,
+        "gateway": "10.40.0.1", "mac": "02:42:0a:28:00:02", "mtu": 1450, "hairpin": True, "ipv6": False,
     }
     assert gathered["veth"]["vg2"]["peer"] == "p0" and gathered["veth"]["vg2"]["addresses"] == ["10.42.0.2/24"]
     assert gathered["veth"]["vha"]["peer"] == "vhb" and gathered["veth"]["vha"].get("peer_netns") is None
@@ -450,6 +450,7 @@ def test_rendered_does_not_touch_the_host(lab, run_playbook):
                    "ip link set docker0 mtu 1500", "ip addr add 172.17.0.1/16 dev docker0", "ip link set docker0 up"],
         "veth": ["ip link add vr1 type veth peer name eth0 netns r1",
                  "ip link set vr1 alias 'linuxnet.bridge veth peer=eth0 netns=r1'",
+                 "ip netns exec r1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1",
                  "ip link set vr1 master docker0", "ip link set vr1 up",
                  "ip -n r1 link set eth0 address 02:42:ac:11:00:02", "ip -n r1 addr add 172.17.0.2/16 dev eth0",
                  "ip -n r1 link set eth0 up", "ip -n r1 route replace default via 172.17.0.1"],

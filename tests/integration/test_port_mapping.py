@@ -76,7 +76,22 @@ def ours(line: str) -> bool:
 
 
 def foreign(lines: list[str]) -> list[str]:
-    return [line for line in lines if not ours(line)]
+    """Everything not ours; the raw table's empty skeleton (iptables-nft lists it once our raw rules
+    made it exist) is nobody's."""
+    out, table = [], []
+    for line in lines:
+        if line.startswith("*"):
+            table = [line]
+        elif table and table[0] == "*raw" and line != "COMMIT":
+            table.append(line)
+        elif table and table[0] == "*raw":
+            kept = [r for r in table[1:] if r not in (":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]") and not ours(r)]
+            out += [table[0], *[r for r in table[1:] if not ours(r)], line] if kept else []
+            table = []
+            continue
+        if not (table and table[0] == "*raw") and not ours(line):
+            out.append(line)
+    return out
 
 
 def port_rules(lines: list[str]) -> list[str]:
@@ -161,17 +176,18 @@ def test_check_mode_apply_and_idempotence(env, tmp_path):
     applied = run(lab, task)
     commands = res(applied, "port_mapping")["commands"]
     assert commands == res(predicted, "port_mapping")["commands"], "check mode did not predict the run"
-    assert [line.split()[0] for line in helpers.restores(log)] == ["iptables-nft-restore"] * 2
+    assert [line.split()[0] for line in helpers.restores(log)] == ["iptables-nft-restore"] * 3  # filter, nat, raw
     after = res(applied, "port_mapping")["after"]
     assert {(m["host_port"], m.get("host_ip"), m["protocol"], m.get("network")) for m in after} == {
         ("81", ADDR, "tcp", "web"), ("8081", "127.0.0.1", "tcp", "web"), ("8080", None, "udp", "udp"), ("20000-20999", None, "tcp", None)}
     live = save(lab)
-    # the 1000-port range costs exactly three rules: DNAT, forward ACCEPT, hairpin
-    assert [line for line in live if "20000" in line or "30000" in line] == [
+    # the 1000-port range costs exactly four rules: DNAT, forward ACCEPT, hairpin, raw DROP (gateway_mode nat)
+    assert sorted(line for line in live if "20000" in line or "30000" in line) == sorted([
         f"-A LINUXNET -d {RNG}/32 ! -i lnx-web -o lnx-web -p tcp -m tcp --dport 30000:30999 -j ACCEPT",
         f"-A POSTROUTING -s {RNG}/32 -d {RNG}/32 -p tcp -m tcp --dport 30000:30999 -j MASQUERADE",
         f"-A LINUXNET -p tcp -m tcp --dport 20000:20999 -j DNAT --to-destination {RNG}:30000-30999/20000",
-    ]
+        f"-A PREROUTING -d {RNG}/32 ! -i lnx-web -p tcp -m tcp --dport 30000:30999 -j DROP",
+    ])
     assert len(port_rules(live)) == 4 + 3 + 3  # 4 DNAT; 3 ACCEPT and 3 hairpins (web's two ports share theirs)
     assert helpers.duplicates(live) == []
     env["applied"] = MAPPINGS
@@ -180,7 +196,7 @@ def test_check_mode_apply_and_idempotence(env, tmp_path):
                 pm_task("feed back", "{{ g.gathered }}", environment=wrapper_env))
     for name in ("port_mapping", "feed back"):
         assert res(again, name)["changed"] is False and res(again, name)["commands"] == [], (name, res(again, name)["commands"])
-    assert len(helpers.restores(log)) == 2, f"a run without changes wrote: {helpers.restores(log)[2:]}"
+    assert len(helpers.restores(log)) == 3, f"a run without changes wrote: {helpers.restores(log)[3:]}"
     assert save(lab) == live
     assert len(res(again, "gathered")["gathered"]) == 4
     assert_foreign_untouched(env)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -35,14 +36,9 @@ SITE = REPO / "playbooks" / "site.yml"
 HOST = "linuxnet1"
 ADDR = "172.16.211.128"
 ROLE = "linuxnet.bridge.bridge_network : "  # prefix of the role's task names in the results
-COMPARE = ROLE + "Compare the host with the inventory"  # linuxnet.bridge.deployment_info
-TASKS = {  # role task name -> module
-    ROLE + "Namespaces of the endpoints": "netns",
-    ROLE + "Bridges of the networks": "bridge",
-    ROLE + "Veths attaching endpoints to networks": "veth",
-    ROLE + "Docker-style firewall chains": "firewall",
-    ROLE + "Published ports": "port_mapping",
-}
+CONVERGE = ROLE + "Converge networks and endpoints"  # linuxnet.bridge.deployment, one module run
+REMOVE = ROLE + "Remove what the collection created"  # linuxnet.bridge.deployment state=absent
+STEPS = ("netns", "bridge", "veth", "firewall", "port_mapping")  # _deployment.STEPS
 
 # Objects made by "someone else": they must survive the role, byte for byte.
 FOREIGN = """
@@ -184,7 +180,10 @@ def docker_mac(cidr: str) -> str:
 
 def iptables(lab) -> list[str]:
     """iptables-save (the variant the role's backend auto picks), without comments and counters."""
-    lines = sh(lab, "iptables-save").stdout.splitlines()
+    text = sh(lab, "iptables-save").stdout
+    # an empty raw table (left by port_mapping's raw rules for gateway_mode nat) holds no one's rules
+    text = re.sub(r"\*raw\n(?::\S+ ACCEPT \[\d+:\d+\]\n)*COMMIT\n", "", text)
+    lines = text.splitlines()
     return [line.split(" [", 1)[0] if line.startswith(":") else line for line in lines if not line.startswith("#")]
 
 
@@ -306,9 +305,7 @@ def test_addresses_names_interfaces_mtu_mac_modes(lab, run_playbook):
     # the hosts files follow: u2 is gone, u3 is still there
     assert getent(lab, "u1", "u2").returncode != 0
     assert getent(lab, "u1", "u3").stdout.split()[:2] == ["172.18.0.4", "u3"]
-    for name, module in TASKS.items():
-        if module in ("netns", "veth"):
-            assert second.task(name, HOST).changed, name
+    assert {"netns", "veth"} <= set(second.task(CONVERGE, HOST).result["changed_steps"])
 
 
 def test_bad_variables_fail_before_any_change(lab, run_playbook):
@@ -331,9 +328,9 @@ def test_bad_variables_fail_before_any_change(lab, run_playbook):
                    ok=False)
     assert outside.rc != 0
     failed = [t for t in outside.tasks if t.failed]
-    assert [t.task for t in failed] == [COMPARE], [t.task for t in failed]
+    assert [t.task for t in failed] == [CONVERGE], [t.task for t in failed]
     assert "linuxnet_endpoints[1].networks[0].address: 10.0.0.5 is outside 172.18.0.0/16" in failed[0].result["msg"], failed[0].result["msg"]
-    assert not [t.task for t in outside.tasks if t.task in TASKS], "modules ran after the plan failed"
+    assert not failed[0].result.get("changed"), "the converge changed something before the plan failed"
     assert_same(before, snapshot(lab), "plan failure")
 
 
@@ -350,8 +347,11 @@ def test_state_absent_removes_only_what_the_role_created(lab, run_playbook):
 
     # absent needs no networks or endpoints: everything the collection owns goes, nothing else
     removed = site(run_playbook, lab, linuxnet_state="absent")
-    for name in ("Remove published ports", "Remove firewall chains and rules", "Remove veths", "Remove bridges", "Remove namespaces"):
-        assert removed.task(ROLE + name, HOST).changed, name
+    done = removed.task(REMOVE, HOST).result
+    # one module run, in batches: the endpoint namespaces took their veths along
+    assert done["changed_steps"] == ["port_mapping", "firewall", "netns", "bridge"], done["commands"]
+    assert {"ip netns delete c1", "ip netns delete c3", "ip netns delete web"} <= set(done["commands"]["netns"])
+    assert done["commands"]["veth"] == []
     after = settled_snapshot(lab)
     assert after["netns"] == ["foreignns"]
     assert not [line for line in after["iptables"] if "LINUXNET" in line], after["iptables"]
@@ -382,33 +382,27 @@ def test_check_mode_predicts_and_changes_nothing(lab, run_playbook):
     assert_same(before, snapshot(lab), "check mode")
     # nothing but the lock file that serialises iptables runs
     assert set(run_state(lab)) <= {"/run/linuxnet/iptables.lock"}, run_state(lab)
-    for name in TASKS:
-        assert predicted.task(name, HOST).changed, f"check mode does not predict a change for {name!r}"
-    commands = {name: predicted.task(name, HOST).result.get("commands") or [] for name in TASKS}
-    assert "ip netns add web" in commands[ROLE + "Namespaces of the endpoints"]
-    assert "ip link add br-usernet type bridge" in commands[ROLE + "Bridges of the networks"]
-    assert [c for c in commands[ROLE + "Docker-style firewall chains"] if c == "iptables -t filter -N LINUXNET"], commands
-    # linuxnet_chain_prefix reaches deployment_info, firewall and port_mapping (module_defaults)
+    result = predicted.task(CONVERGE, HOST).result
+    assert predicted.task(CONVERGE, HOST).changed
+    assert result["changed_steps"] == list(STEPS), result["commands"]
+    commands = result["commands"]
+    assert "ip netns add web" in commands["netns"]
+    assert "ip link add br-usernet type bridge" in commands["bridge"]
+    assert [c for c in commands["firewall"] if c == "iptables -t filter -N LINUXNET"], commands
+    # linuxnet_chain_prefix reaches the module through the action group (module_defaults)
     other = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS, check=True, linuxnet_chain_prefix="LNXT")
-    assert "iptables -t filter -N LNXT" in other.task(COMPARE, HOST).result["commands"]["firewall"]
-    for name, module in TASKS.items():
-        if module in ("firewall", "port_mapping"):
-            done = other.task(name, HOST).result.get("commands") or []
-            assert [c for c in done if "LNXT" in c] and not [c for c in done if "LINUXNET" in c], (name, done)
+    for step in ("firewall", "port_mapping"):
+        done = other.task(CONVERGE, HOST).result["commands"][step]
+        assert [c for c in done if "LNXT" in c] and not [c for c in done if "LINUXNET" in c], (step, done)
 
-    # the real run then does what was predicted: exactly for the links and namespaces; the iptables
-    # modules cannot see in check mode what the tasks before them would create (the bridges for the
-    # route_localnet sysctls, the LINUXNET chains for the DNAT/ACCEPT rules), so they predict a subset
+    # The real run then does exactly what was predicted, in every step: each step of the check run
+    # predicts against what the steps before it would have made (the namespaces and bridges, the
+    # bridges' route_localnet sysctls, the LINUXNET chains the DNAT/ACCEPT rules go into).
     applied = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
-    for name, module in TASKS.items():
-        done = applied.task(name, HOST).result.get("commands")
-        if module in ("netns", "bridge", "veth"):
-            assert done == commands[name], name
-        else:
-            assert done and set(commands[name]) <= set(done), (name, commands[name], done)
+    assert applied.task(CONVERGE, HOST).result["commands"] == commands
 
 
-# One drift per module, made behind the role's back; the read-only pass must blame exactly that module.
+# One drift per module, made behind the role's back; the converge must repair exactly that step.
 DRIFTS = {
     "netns": "rm /etc/netns/c3/resolv.conf",
     "bridge": "ip addr del 172.18.0.1/16 dev br-usernet",
@@ -424,40 +418,45 @@ def test_rerun_is_one_read_only_pass_and_every_drift_is_repaired(lab, run_playbo
 
     again = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
     assert [t.task for t in again.changed_tasks()] == []
-    assert again.task(COMPARE, HOST).result["pending"] == []
-    # the module tasks cost nothing when the host is as described: their include is skipped
-    assert again.task(ROLE + "Converge what differs", HOST).skipped
-    assert not [t.task for t in again.tasks if t.task in TASKS]
+    result = again.task(CONVERGE, HOST).result
+    assert result["changed_steps"] == [] and not any(result["commands"].values())
+    # one module run for the networks and endpoints, which only read: the plan is not sent back when
+    # nothing changed (besides it: the argument check and the boot-time restore task, tasks/persist.yml)
+    ran = [t.task for t in again.tasks if t.task.startswith(ROLE) and not t.skipped]
+    others = (ROLE + "Validating arguments", ROLE + "Boot-time restore")
+    assert [task for task in ran if not task.startswith(others)] == [CONVERGE], ran
+    assert "plan" not in result
     assert_same(converged, snapshot(lab), "a run that found nothing to do")
 
     for module, drift in DRIFTS.items():
         sh(lab, drift)
+        # the prediction (check mode) blames exactly that step, and the run repairs it with exactly those commands
+        predicted = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS, check=True).task(CONVERGE, HOST).result
+        assert predicted["changed_steps"] == [module], (drift, predicted["commands"])
         repaired = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
-        live = repaired.task(COMPARE, HOST).result
-        assert live["pending"] == [module], (drift, live["commands"])
-        # every module runs, in order, and only the drifted one changes something
-        assert [t.task for t in repaired.changed_tasks()] == [n for n, m in TASKS.items() if m == module], drift
-        done = repaired.task(next(n for n, m in TASKS.items() if m == module), HOST).result["commands"]
-        assert done == live["commands"][module], drift
+        assert [t.task for t in repaired.changed_tasks()] == [CONVERGE], drift
+        done = repaired.task(CONVERGE, HOST).result
+        assert done["changed_steps"] == [module], (drift, done["commands"])
+        assert done["commands"] == predicted["commands"], drift
         assert_same(converged, settled_snapshot(lab), f"repairing {drift!r}")
 
     final = site(run_playbook, lab, SEED_NETWORKS, SEED_ENDPOINTS)
-    assert final.task(COMPARE, HOST).result["pending"] == []
+    assert final.task(CONVERGE, HOST).result["changed_steps"] == []
 
 
 def test_a_network_moves_to_another_subnet(lab, run_playbook):
-    """The read-only pass must not refuse a published port that the bridge task is about to make valid."""
+    """The converge must not refuse a published port that its bridge step is about to make valid."""
     def topology(prefix: str) -> tuple[list, list]:
         return ([{"name": "bridge", "subnet": f"{prefix}.0.0/16"}],
                 [{"name": "web", "networks": [{"name": "bridge", "address": f"{prefix}.0.5"}], "ports": [f"{ADDR}:81:80"]}])
 
     site(run_playbook, lab, *topology("172.17"))
     moved = site(run_playbook, lab, *topology("172.20"))
-    assert {"bridge", "veth", "firewall", "port_mapping"} <= set(moved.task(COMPARE, HOST).result["pending"])
+    assert {"bridge", "veth", "firewall", "port_mapping"} <= set(moved.task(CONVERGE, HOST).result["changed_steps"])
     assert endpoint_addrs(lab, "web") == {"eth0": ["172.20.0.5/16"]}
     assert default_routes(lab, "web") == [("172.20.0.1", "eth0")]
     rules = iptables(lab)
     assert [r for r in rules if "--to-destination 172.20.0.5:80" in r], rules
     assert not [r for r in rules if "172.17." in r], rules
     assert sh(lab, "ping -c1 -W2 172.20.0.5", check=False).returncode == 0
-    assert site(run_playbook, lab, *topology("172.20")).task(COMPARE, HOST).result["pending"] == []
+    assert site(run_playbook, lab, *topology("172.20")).task(CONVERGE, HOST).result["changed_steps"] == []

@@ -2,7 +2,7 @@
 
 An image is a directory tree made by ``mmdebstrap`` (root mode) for one Debian suite, plus a
 local package repository next to it that holds what the image lacks and the role installs
-(``python3-pyroute2``, ``iptables``, ``nftables``, ``python3-apt`` and their dependencies, for
+(``python3-pyroute2``, ``iptables``, ``nftables``, ``conntrack``, ``python3-apt`` and their dependencies, for
 that suite). Machines boot the tree read-only under a per-machine overlay and see the repository
 read-only at :data:`REPO_MOUNT`; their apt sources name only that repository, so a machine never
 reaches a registry.
@@ -51,7 +51,7 @@ BASE_PACKAGES = (
     "ca-certificates",
 )
 # Offered by the local repository only.
-REPO_PACKAGES = ("python3-pyroute2", "iptables", "nftables", "python3-apt")
+REPO_PACKAGES = ("python3-pyroute2", "iptables", "nftables", "conntrack", "python3-apt")
 _DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/locale/*",

@@ -13,10 +13,11 @@ if [ "$(id -u)" != "0" ]; then
     exit 1
 fi
 
-# System tools: iptables (nft and legacy), nftables, ping, iproute2, nsenter/unshare.
+# System tools: iptables (nft and legacy), nftables, conntrack, ping, iproute2, nsenter/unshare.
 need=()
 command -v iptables-legacy-restore >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
+command -v conntrack >/dev/null || need+=(conntrack)  # port_mapping's UDP flow cleanup
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)

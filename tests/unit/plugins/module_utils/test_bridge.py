@@ -138,3 +138,10 @@ def test_bridge_create_expectation():
     assert after["br0"]["_owned"] is True
     assert after["br0"]["addresses"] == ["10.0.0.1/24"]
     assert after["br0"]["link_state"] == "up"
+
+
+def test_a_bridge_left_unmarked_by_a_killed_run_is_marked():
+    current = {"br0": dict(br_current("br0", addresses=["10.0.0.1/24"]), _unmarked=True)}
+    commands, after = plan(BridgeResource, [{"name": "br0", "addresses": ["10.0.0.1/24"]}], current)
+    assert commands == [f"ip link set br0 alias '{OWNER}'"]
+    assert "_unmarked" not in after["br0"]

@@ -38,7 +38,7 @@ from .fixtures.iptables_model import (
     order_problems,
     reference_chains,
 )
-from .fixtures.rulesets import DOCKER_12, GUARD, PORTS_143, REF_142_FILTER, REF_143, REFERENCE_DOC, SCENARIO_142, SCENARIO_143, USER_RULES
+from .fixtures.rulesets import DOCKER_12, GUARD, additions, PORTS_143, REF_142_FILTER, REF_143, REFERENCE_DOC, SCENARIO_142, SCENARIO_143, USER_RULES
 
 # ============================================================================== reference scenarios
 
@@ -60,7 +60,7 @@ def test_rendered_143_is_dockers_ruleset_with_userland_proxy_off():
     """firewall + port_mapping rendered with chain_prefix DOCKER == dockerd's own rules (§1.4.3)."""
     kernel = build(SCENARIO_143, PORTS_143)
     ref = reference_chains(REF_143)
-    assert_like_docker(kernel_chains(kernel), ref, extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker(kernel_chains(kernel), ref, extra=additions(SCENARIO_143))
     # chain names are Docker's own
     assert kernel.chain_names("filter") == set(BUILTIN["filter"]) | {
         "DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2"}
@@ -81,7 +81,7 @@ def test_rendered_firewall_alone_is_dockers_network_part_of_143():
            for t, chains in reference_chains(REF_143).items()}
     ref = {t: {c: r for c, r in chains.items() if r} for t, chains in ref.items()}
     kernel = build(SCENARIO_143)
-    assert_like_docker(kernel_chains(kernel), ref, extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker(kernel_chains(kernel), ref, extra=additions(SCENARIO_143))
     assert kernel.rules("filter", "DOCKER") == [] and kernel.rules("nat", "DOCKER") == []
 
 
@@ -89,7 +89,7 @@ def test_rendered_142_internal_network_filter_table():
     """§1.2 + §1.4.1 (ICC off) + §1.4.2 (internal): the full filter table, rule for rule."""
     kernel = build(SCENARIO_142, PORTS_143)
     ours = kernel_chains(kernel)
-    assert_like_docker({"filter": ours["filter"]}, reference_chains(REF_142_FILTER), extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker({"filter": ours["filter"]}, reference_chains(REF_142_FILTER), extra=additions(SCENARIO_142))
     # internal: no NAT at all, no conntrack/-j DOCKER/isolation-stage-2 rule for br-int
     nat_rules = [r for rules in ours["nat"].values() for r in rules]
     assert not [r for r in nat_rules if "br-int" in r or "172.20." in r], nat_rules
@@ -268,7 +268,11 @@ def test_only_the_damaged_parts_are_rewritten():
     # an owned chain emptied: only that chain is rewritten
     kernel.restore("*filter\n-F LINUXNET-ISOLATION-STAGE-2\nCOMMIT\n")
     lines = converge(kernel, known, OURS).lines
-    assert lines == {"filter": [":LINUXNET-ISOLATION-STAGE-2 - [0:0]", "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-back -j DROP",
+    assert lines == {"filter": [":LINUXNET-ISOLATION-STAGE-2 - [0:0]",
+                                "-A LINUXNET-ISOLATION-STAGE-2 -m conntrack --ctstate DNAT --ctdir REPLY -j RETURN",
+                                "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-back -m conntrack --ctstate DNAT -j LINUXNET",
+                                "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-back -j DROP",
+                                "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-front -m conntrack --ctstate DNAT -j LINUXNET",
                                 "-A LINUXNET-ISOLATION-STAGE-2 -o lnx-front -j DROP", "-A LINUXNET-ISOLATION-STAGE-2 -j RETURN"]}
     # chains deleted (with the jumps into them): recreated
     kernel.restore("*filter\n-D FORWARD -j LINUXNET-ISOLATION-STAGE-1\n-F LINUXNET-ISOLATION-STAGE-1\n"
@@ -332,6 +336,7 @@ def test_gathered_rebuilds_the_config():
     config = OURS + [
         {"name": "int", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True},
         {"name": "snat", "bridge": "lnx-snat", "subnet": "10.34.0.0/24", "snat_source": "172.16.211.130"},
+        {"name": "open", "bridge": "lnx-open", "subnet": "10.35.0.0/24", "gateway_mode": "nat-unprotected"},
     ]
     known = converge(kernel, {}, config).known
     found = fw.parse_networks(kernel.live(), "LINUXNET", known, firewall().adapter.parse)
@@ -342,6 +347,77 @@ def test_gathered_rebuilds_the_config():
     # fed back as config, gathered changes nothing
     for state in ("merged", "replaced", "overridden"):
         assert converge(kernel, known, gathered, state=state)[0] == [], state
+
+
+# ============================================================================== protection (gateway_mode)
+
+
+def docker_rule(section: str, chain: str, bridge: str) -> str:
+    """The one rule of ``chain`` for ``bridge`` in a section of the reference document (its text after ``-A chain``)."""
+    doc = REFERENCE_DOC.read_text(encoding="utf-8")
+    text = doc[doc.index(section):]
+    return next(line.split(" ", 2)[2] for line in text.splitlines()
+                if line.startswith(f"-A {chain} ") and f" {bridge} " in line and line.endswith("-j DROP"))
+
+
+def test_default_gateway_mode_nat_has_dockers_28_29_per_network_drop():
+    """gateway_mode nat (default): Docker 28/29's ``! -i br -o br -j DROP`` (setDefaultForwardRule),
+    after the jump into <P> (the published ports), so the FORWARD policy no longer matters."""
+    kernel = build([{"name": "usernet", "bridge": "br-xxx", "subnet": "172.18.0.0/16"}])
+    forward = kernel.rules("filter", "FORWARD")
+    drop = "! -i br-xxx -o br-xxx -j DROP"
+    if REFERENCE_DOC.exists():
+        assert drop == docker_rule("### 2.3 ", "DOCKER", "br-xxx")  # Docker 29, verbatim
+        assert drop == docker_rule("### 2.2 ", "DOCKER", "br-xxx")  # Docker 28.5
+    assert forward.index(drop) == forward.index("-o br-xxx -j DOCKER") + 1
+    assert forward.index(drop) < forward.index("-i br-xxx ! -o br-xxx -j ACCEPT")
+    # nat-unprotected: dockerd 20.10-27's rules, no such DROP; internal networks never get one
+    kernel = build([{"name": "usernet", "bridge": "br-xxx", "subnet": "172.18.0.0/16", "gateway_mode": "nat-unprotected"},
+                    {"name": "int", "bridge": "br-int", "subnet": "172.20.0.0/16", "internal": True}])
+    assert not [r for r in kernel.rules("filter", "FORWARD") if r.endswith("-o br-xxx -j DROP") or "! -i br-int" in r]
+
+
+def test_switching_gateway_mode_touches_only_the_protection_rule():
+    kernel = Kernel(USER_RULES)
+    known = converge(kernel, {}, OURS).known
+    before = kernel_chains(kernel)
+    open_ = [dict(n, gateway_mode="nat-unprotected") for n in OURS]
+    run_ = converge(kernel, known, open_)
+    assert all(c.startswith("iptables -t filter -") and " FORWARD " in c for c in run_.commands), run_.commands
+    assert [r for r in before["filter"]["FORWARD"] if not r.startswith("! -i lnx-")] == kernel.rules("filter", "FORWARD")
+    assert not [r for r in kernel.rules("filter", "FORWARD") if r.startswith("! -i lnx-")]
+    assert converge(kernel, run_.known, open_).commands == []
+    # and back; the state file lost on the way: the rule is recognised as ours anyway
+    converge(kernel, {}, OURS)
+    assert kernel_chains(kernel) == before
+    assert converge(kernel, known, OURS).commands == []
+
+
+def test_user_chain_is_whole_again_after_a_flush():
+    """``iptables -F`` (or nft flush ruleset) empties <P>-USER: its RETURN comes back, the admin's rules stay."""
+    kernel = Kernel()
+    known = converge(kernel, {}, OURS).known
+    kernel.restore("*filter\n-F LINUXNET-USER\n-F FORWARD\n-I LINUXNET-USER 1 -s 192.0.2.7/32 -j DROP\nCOMMIT\n")
+    run_ = converge(kernel, known, OURS)
+    assert "iptables -t filter -A LINUXNET-USER -j RETURN" in run_.commands
+    assert kernel.rules("filter", "LINUXNET-USER") == ["-s 192.0.2.7/32 -j DROP", "-j RETURN"]
+    assert "! -i lnx-front -o lnx-front -j DROP" in kernel.rules("filter", "FORWARD")
+    assert converge(kernel, known, OURS).commands == []
+
+
+def test_published_ports_of_a_network_are_open_to_dnated_packets_from_another():
+    """moby#49509: stage 2 sends DNATed packets into <P> (published ports) before its DROP, and lets
+    their replies back."""
+    kernel = build(OURS, prefix="LINUXNET")
+    assert kernel.rules("filter", "LINUXNET-ISOLATION-STAGE-2") == [
+        "-m conntrack --ctstate DNAT --ctdir REPLY -j RETURN", "-o lnx-back -m conntrack --ctstate DNAT -j LINUXNET", "-o lnx-back -j DROP",
+        "-o lnx-front -m conntrack --ctstate DNAT -j LINUXNET", "-o lnx-front -j DROP", "-j RETURN"]
+
+
+@pytest.mark.parametrize("bad", ["routed", "NAT", "nat\n", 1])
+def test_bad_gateway_mode(bad):
+    message = refused([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "gateway_mode": bad}])
+    assert message.startswith("config[0] (name=x).gateway_mode:"), message
 
 
 # ============================================================================== validation
@@ -432,7 +508,7 @@ def test_bad_snat_source(bad):
 def test_normalized_defaults():
     item = firewall().normalize([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": None}], "merged")[0]
     assert item == {"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": True, "internal": False,
-                    "masquerade": True, "snat_source": None}
+                    "masquerade": True, "snat_source": None, "gateway_mode": "nat"}
 
 
 def test_the_same_effect_check_is_not_vacuous():

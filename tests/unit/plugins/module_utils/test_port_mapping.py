@@ -28,7 +28,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 from .fixtures import firewall as fwr
 from .fixtures.firewall import FakeModule
 from .fixtures.iptables_model import Kernel, assert_like_docker, kernel_chains, reference_chains
-from .fixtures.rulesets import DOCKER_12, GUARD, PORTS_143, REF_143, SCENARIO_143, USER_RULES
+from .fixtures.rulesets import DOCKER_12, PORTS_143, REF_143, REFERENCE_DOC, SCENARIO_143, USER_RULES, additions
 
 BR = {"bridge": "docker0", "container_ip": "172.17.0.2"}
 
@@ -64,11 +64,12 @@ def converge(kernel: Kernel, known: dict, config: list[dict], state: str = "merg
     desired = res.normalize(config, state)
     res.live = kernel.live()
     res.known = copy.deepcopy(known)
-    ops = res.plan(desired, {}, state)[0]
+    ops = res.plan(desired, res.from_live({}, res.adapter.parse), state)[0]
     lines: dict[str, list[str]] = {}
     for op in ops:
-        assert op.action == "restore"
-        lines.setdefault(op.args["table"], []).append(op.args["line"])
+        assert op.action in ("restore", pm.CONNTRACK)
+        if op.action == "restore":
+            lines.setdefault(op.args["table"], []).append(op.args["line"])
     if apply and not check_mode:
         for table, body in lines.items():
             kernel.restore(f"*{table}\n" + "".join(f"{line}\n" for line in body) + "COMMIT\n")
@@ -105,7 +106,7 @@ def test_rendered_per_port_rules_are_dockers_143():
 
 def test_firewall_plus_port_mapping_is_the_whole_143_ruleset():
     kernel = fwr.build(SCENARIO_143, PORTS_143)
-    assert_like_docker(kernel_chains(kernel), reference_chains(REF_143), extra={("filter", "INPUT"): [GUARD]})
+    assert_like_docker(kernel_chains(kernel), reference_chains(REF_143), extra=additions(SCENARIO_143))
 
 
 def test_publish_and_explicit_fields_render_the_same():
@@ -124,10 +125,12 @@ def test_a_port_range_is_three_rules():
         # host port to one free port of the range, i.e. 30000)
         "-A DOCKER -p udp -m udp --dport 20000:20999 -j DNAT --to-destination 172.17.0.2:30000-30999/20000",
         "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p udp -m udp --dport 30000:30999 -j MASQUERADE",
+        # gateway_mode nat (Docker 28.0's filterDirectAccess): not reachable by routing to the container
+        "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p udp -m udp --dport 30000:30999 -j DROP",
     ]
     # Docker's identical-range form (-p 20000-20999:20000-20999): the kernel keeps the port as is
     lines = rules_of(rendered([{**BR, "publish": "20000-20999:20000-20999"}]))
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert "-A DOCKER -p tcp -m tcp --dport 20000:20999 -j DNAT --to-destination 172.17.0.2:20000-20999" in lines
     # one port to one port needs no base
     assert "-A DOCKER -p tcp -m tcp --dport 81 -j DNAT --to-destination 172.17.0.2:80" in rules_of(rendered([{**BR, "publish": "81:80"}]))
@@ -170,9 +173,14 @@ def test_plan_is_empty_when_equal_and_touches_only_port_rules():
     kernel = host_with_firewall(USER_RULES)
     firewall_rules = {c: kernel.rules("filter", c) for c in ("FORWARD", "INPUT", "LINUXNET-ISOLATION-STAGE-1")}
     commands, lines, known = converge(kernel, {}, MAPPINGS)[:3]
-    assert set(lines) == {"filter", "nat"}
+    assert set(lines) == {"filter", "nat", "raw"}
     assert lines["filter"][0] == ":LINUXNET - [0:0]" and lines["nat"][0] == ":LINUXNET - [0:0]"
-    assert all(line.startswith(("-A LINUXNET ", "-A POSTROUTING ", ":LINUXNET ")) for body in lines.values() for line in body), lines
+    assert all(line.startswith(("-A LINUXNET ", "-A POSTROUTING ", ":LINUXNET ")) for t in ("filter", "nat") for line in lines[t]), lines
+    assert lines["raw"] == [  # the networks are in gateway_mode nat: Docker 28.0's raw rules
+        "-A PREROUTING -d 172.18.0.2/32 ! -i br-xxx -p udp -m udp --dport 80 -j DROP",
+        "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 80 -j DROP",
+        "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 30000:30999 -j DROP",
+    ]
     assert {c: kernel.rules("filter", c) for c in firewall_rules} == firewall_rules
     restores = kernel.restores
     for state in ("merged", "replaced", "overridden"):
@@ -406,3 +414,156 @@ def test_restore_text_can_not_be_injected():
     assert (item["container_port"], item["host_port"]) == ("80", "81")
     for line in rendered([{**BR, "container_port": " 80 ", "host_port": "081"}]):
         assert re.fullmatch(r"[*:A-Za-z0-9 ./!,_-]+(\[0:0\])?", line), line
+
+
+# ============================================================================== direct routing (gateway_mode)
+
+
+def test_raw_drop_is_dockers_28_rule_and_follows_the_networks_gateway_mode():
+    """gateway_mode nat: Docker 28.0's raw rule per published port (filterDirectAccess); a network in
+    nat-unprotected gets none, and switching the network removes (or brings back) exactly those."""
+    doc = REFERENCE_DOC.read_text(encoding="utf-8") if REFERENCE_DOC.exists() else ""
+    docker_28 = "-A PREROUTING -d 192.0.2.2/32 ! -i bridge1 -p tcp -m tcp --dport 80 -j DROP"
+    assert not doc or docker_28 in doc
+    ours = rules_of(rendered([{"bridge": "bridge1", "container_ip": "192.0.2.2", "publish": "8080:80"}]))
+    assert docker_28 in ours
+    kernel = host_with_firewall()
+    known = converge(kernel, {}, MAPPINGS).known
+    assert len(kernel.rules("raw", "PREROUTING")) == 3
+    # the firewall switches docker0 to nat-unprotected: the next port_mapping run drops its raw rules only
+    fwr.converge(kernel, {}, [dict(NETWORKS[0], gateway_mode="nat-unprotected"), NETWORKS[1]])
+    run_ = converge(kernel, known, MAPPINGS)
+    assert set(run_.lines) == {"raw"}
+    assert kernel.rules("raw", "PREROUTING") == ["-d 172.18.0.2/32 ! -i br-xxx -p udp -m udp --dport 80 -j DROP"]
+    assert converge(kernel, known, MAPPINGS).commands == []
+    fwr.converge(kernel, {}, NETWORKS)
+    assert set(converge(kernel, known, MAPPINGS).lines) == {"raw"}
+    assert len(kernel.rules("raw", "PREROUTING")) == 3
+    # deleted: nothing of ours is left in raw
+    converge(kernel, known, [], state="deleted")
+    assert kernel.rules("raw", "PREROUTING") == []
+
+
+# ============================================================================== sources (beyond Docker)
+
+LAN, ADMIN = "192.0.2.0/24", "198.51.100.7/32"
+
+
+def test_sources_limit_the_dnat_and_the_accept_and_keep_one_raw_drop():
+    lines = rendered([{**BR, "publish": "8080:80", "sources": ["198.51.100.7", LAN, LAN]}], prefix="LINUXNET")
+    assert [r for r in rules_of(lines) if "8080" in r or "ACCEPT" in r or "DROP" in r] == [
+        # sorted, duplicates merged, an address is a /32
+        "-A LINUXNET -s 192.0.2.0/24 -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
+        "-A LINUXNET -s 198.51.100.7/32 -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
+        "-A LINUXNET -s 192.0.2.0/24 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+        "-A LINUXNET -s 198.51.100.7/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+        # direct routing to the container stays closed for every source, allowed ones too
+        "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 80 -j DROP",
+    ]
+    assert normalize([{**BR, "publish": "8080:80", "sources": ["198.51.100.7", LAN, LAN]}])[0]["sources"] == [LAN, ADMIN]
+
+
+def test_sources_round_trip_and_changes_touch_only_that_mapping():
+    kernel = host_with_firewall()
+    config = [{**BR, "publish": "127.0.0.1:8081:80"},
+              {**BR, "publish": "172.16.211.128:81:80", "sources": [LAN, ADMIN]},
+              {"bridge": "br-xxx", "container_ip": "172.18.0.2", "publish": "8080:80/udp", "sources": [LAN]}]
+    known = converge(kernel, {}, config).known
+    res = resource()
+    res.live = kernel.live()
+    gathered = [res.public(item) for item in res.from_live({}, res.adapter.parse).values()]
+    assert sorted(g["host_port"] + str(g.get("sources")) for g in gathered) == [
+        "8080['192.0.2.0/24']", "8081None", "81['192.0.2.0/24', '198.51.100.7/32']"]
+    for state in ("merged", "overridden"):
+        assert converge(kernel, known, gathered, state=state).commands == [], state
+        assert converge(kernel, known, config, state=state).commands == [], state
+    # one source less: only that source's DNAT and ACCEPT go (one chain rewrite each), no raw change
+    narrowed = [config[0], {**config[1], "sources": [LAN]}, config[2]]
+    run = converge(kernel, known, narrowed, state="overridden")
+    assert set(run.lines) == {"filter", "nat"} and not [c for c in run.commands if "198.51.100.7" in c and " -A " in c]
+    assert not [r for t in ("filter", "nat") for r in kernel.rules(t, "LINUXNET") if "198.51.100.7" in r]
+    assert len([r for r in kernel.rules("filter", "LINUXNET") if "--dport 80 " in r and "172.17.0.2" in r]) == 2  # LAN, and any (8081)
+
+
+BAD_SOURCES = {
+    "not a list": "192.0.2.0/24",
+    "empty list": [],
+    "host bits": ["192.0.2.1/24"],
+    "everyone": ["0.0.0.0/0"],
+    "ipv6": ["2001:db8::/32"],
+    "trailing newline": ["192.0.2.0/24\n"],
+    "restore injection": ["192.0.2.0/24 -j ACCEPT"],
+    "octet": ["192.0.2.300"],
+    "prefix": ["192.0.2.0/33"],
+    "a name": ["lan"],
+    "a number": [3232235520],
+}
+
+
+@pytest.mark.parametrize("sources", BAD_SOURCES.values(), ids=BAD_SOURCES.keys())
+def test_bad_sources_are_refused_naming_the_field(sources):
+    message = refused([{**BR, "publish": "81:80"}, {**BR, "publish": "82:80", "sources": sources}])
+    assert field_of(message).startswith("config[1] (bridge=docker0).sources"), message
+
+
+# ============================================================================== UDP conntrack cleanup
+
+UDP = {"bridge": "br-xxx", "container_ip": "172.18.0.2", "publish": "8080:80/udp"}
+
+
+def test_udp_flows_are_cleaned_when_a_mapping_is_added_moved_narrowed_or_removed():
+    kernel = host_with_firewall()
+    tcp = {**BR, "publish": "81:80"}
+    first = converge(kernel, {}, [UDP, tcp])
+    assert [c for c in first.commands if c.startswith("conntrack")] == ["conntrack -D -p udp --orig-port-dst 8080"]
+    again = converge(kernel, first.known, [UDP, tcp])
+    assert again.commands == []
+    # a new label only: no flow changes destination
+    assert not [c for c in converge(kernel, first.known, [{**UDP, "network": "usernet"}, tcp], state="overridden").commands
+                if "conntrack" in c]
+    moved = converge(kernel, first.known, [{**UDP, "container_ip": "172.18.0.3"}, {**tcp, "container_ip": "172.17.0.3"}],
+                     state="overridden")
+    assert [c for c in moved.commands if c.startswith("conntrack")] == ["conntrack -D -p udp --orig-port-dst 8080"]
+    assert moved.commands[-1].startswith("conntrack"), "the flows go after the new rules are in"
+    narrowed = converge(kernel, moved.known, [{**UDP, "container_ip": "172.18.0.3", "sources": [LAN]}], state="merged")
+    assert [c for c in narrowed.commands if c.startswith("conntrack")] == ["conntrack -D -p udp --orig-port-dst 8080"]
+    removed = converge(kernel, narrowed.known, [], state="deleted")
+    assert [c for c in removed.commands if c.startswith("conntrack")] == ["conntrack -D -p udp --orig-port-dst 8080"]
+
+
+def test_udp_cleanup_of_an_address_and_a_range():
+    kernel = host_with_firewall()
+    config = [{**UDP, "publish": "127.0.0.1:5353:53/udp"}, {**UDP, "publish": "20000-20002:30000-30002/udp"}]
+    run = converge(kernel, {}, config, check_mode=True)
+    assert [c for c in run.commands if "conntrack -D" in c] == [
+        "for p in $(seq 20000 20002); do conntrack -D -p udp --orig-port-dst $p; done",
+        "conntrack -D --orig-dst 127.0.0.1 -p udp --orig-port-dst 5353",
+    ]
+    assert pm.conntrack_argvs("/usr/sbin/conntrack", {"host_ip": None, "ports": (20000, 20002)}) == [
+        ["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", str(p)] for p in (20000, 20001, 20002)]
+
+
+class ToolModule(FakeModule):
+    def __init__(self, binary: str | None, rc: int = 1, err: str = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"):
+        super().__init__()
+        self.binary, self.rc, self.err, self.calls = binary, rc, err, []
+
+    def get_bin_path(self, name: str) -> str | None:
+        return self.binary if name == "conntrack" else None
+
+    def run_command(self, argv: list[str]):
+        self.calls.append(argv)
+        return self.rc, "", self.err
+
+
+def test_conntrack_missing_or_failing_is_a_warning():
+    ops = pm.conntrack_ops({}, {"k": {"protocol": "udp", "host_ip": None, "host_port": "8080", "container_ip": "10.0.0.2",
+                                      "container_port": "80"}})
+    for module, warned in ((ToolModule(None), "conntrack not found"), (ToolModule("/usr/sbin/conntrack"), None),
+                           (ToolModule("/usr/sbin/conntrack", err="Operation not permitted"), "failed: Operation not permitted")):
+        res = pm.PortMappingResource(module)
+        res.apply_other(ops)
+        if warned is None:
+            assert res.warnings == [] and module.calls == [["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", "8080"]]
+        else:
+            assert len(res.warnings) == 1 and warned in res.warnings[0], res.warnings

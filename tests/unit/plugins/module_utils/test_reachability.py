@@ -73,6 +73,17 @@ def test_reachability_of_published_ports():
     assert [c["port"] for c in reachability(p, "172.16.211.1") if c["source"] == "probe"] == [81]
 
 
+def test_published_ports_with_sources_expect_the_probe_only_when_allowed():
+    endpoints = [{"name": "w", "network": "bridge", "ports": [
+        {"publish": "81:80", "sources": ["172.16.211.0/24"]}, {"publish": "82:80", "sources": ["192.0.2.0/24"]}]}]
+    published = [c for c in reachability(plan(REACH_NETWORKS[:1], endpoints), "172.16.211.1", "172.16.211.128")
+                 if c["source"] == "probe"]
+    assert [(c["port"], c["expect"], c["why"]) for c in published] == [
+        (81, True, "published 81:80 to 172.16.211.0/24"),
+        (82, False, "published 82:80 to 192.0.2.0/24, not the probe"),
+    ]
+
+
 def test_seed_topology_reachability():
     p = plan(SEED_NETWORKS, SEED_ENDPOINTS)
     checks = reachability(p, "172.16.211.1", "172.16.211.128")

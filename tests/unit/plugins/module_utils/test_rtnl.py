@@ -12,6 +12,8 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _rtnl
 
 NLA_F_NESTED = 0x8000
@@ -38,7 +40,7 @@ def test_link_attributes_nested_kind_and_padding():
     )
     assert _rtnl.parse_link(body) == {
         "index": 2, "name": "eth0", "kind": "veth", "mtu": 1400, "mac": "02:42:0a:64:00:02", "up": True,
-        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "stp": None, "hairpin": None,
+        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "stp": None, "hairpin": None, "ipv6": None,
     }
 
 
@@ -71,3 +73,29 @@ def test_default_gateway_of_the_main_table_only():
     assert _rtnl.parse_default_gateway(route_body(0, 255, gateway)) is None  # local table
     assert _rtnl.parse_default_gateway(route_body(16, 254, gateway)) is None  # not a default route
     assert _rtnl.parse_default_gateway(route_body(0, 254)) is None  # default route without gateway (dev only)
+
+
+@pytest.mark.parametrize("disabled, expected", [(1, False), (0, True)])
+def test_ipv6_state_from_the_devconf_array(disabled, expected):
+    """IFLA_AF_SPEC > AF_INET6 > IFLA_INET6_CONF, s32 per DEVCONF_*; disable_ipv6 is entry 26."""
+    conf = [0] * 60
+    conf[_rtnl.DEVCONF_DISABLE_IPV6] = disabled
+    inet6 = nla(_rtnl.IFLA_INET6_CONF, struct.pack("=60i", *conf))
+    af_spec = nla(socket.AF_INET, b"\0" * 8) + nla(_rtnl.AF_INET6 | NLA_F_NESTED, nla(1, b"\0\0\0\0") + inet6)
+    body = link_body(3, 0, nla(_rtnl.IFLA_IFNAME, b"eth0\0"), nla(_rtnl.IFLA_AF_SPEC | NLA_F_NESTED, af_spec))
+    assert _rtnl.parse_link(body)["ipv6"] is expected
+
+
+def test_ipv6_unknown_without_inet6_or_with_a_short_array():
+    assert _rtnl.ipv6_enabled(None) is None
+    assert _rtnl.ipv6_enabled(nla(socket.AF_INET, b"\0" * 8)) is None
+    short = nla(_rtnl.AF_INET6, nla(_rtnl.IFLA_INET6_CONF, struct.pack("=4i", 0, 64, 1500, 1)))
+    assert _rtnl.ipv6_enabled(short) is None
+
+
+def test_routes_of_the_main_table_with_destination_and_device():
+    dst, oif = nla(_rtnl.RTA_DST, socket.inet_aton("10.55.0.0")), nla(_rtnl.RTA_OIF, struct.pack("=I", 2))
+    assert _rtnl.parse_route(route_body(16, 254, dst, oif)) == {"dst": "10.55.0.0/16", "oif": 2}
+    assert _rtnl.parse_route(route_body(0, 254, oif)) == {"dst": "0.0.0.0/0", "oif": 2}
+    assert _rtnl.parse_route(route_body(16, 255, dst, oif)) is None  # local table
+    assert _rtnl.parse_route(route_body(16, 254, dst)) == {"dst": "10.55.0.0/16", "oif": None}  # multipath: no single device

@@ -149,6 +149,10 @@ def test_duplicate_address_in_a_later_network_names_that_network():
     ({"name": "a", "network": "bridge", "dns": {"search": ["bad domain"]}}, "linuxnet_endpoints[1].dns.search:"),
     ({"name": "a", "network": "bridge", "ports": ["80"]}, "linuxnet_endpoints[1].ports[0]: '80' leaves the host port"),
     ({"name": "a", "network": "bridge", "ports": ["81:80", "x:y"]}, "linuxnet_endpoints[1].ports[1]:"),
+    ({"name": "a", "network": "bridge", "ports": [{"publish": "81:80", "sources": ["10.0.0.1/8"]}]},
+     "linuxnet_endpoints[1].ports[0].sources[0]: '10.0.0.1/8' is not a valid IPv4 network"),
+    ({"name": "a", "network": "bridge", "ports": [{"publish": "81:80", "sources": "10.0.0.0/8"}]},
+     "linuxnet_endpoints[1].ports[0].sources: must be a non-empty list"),
 ])
 def test_bad_endpoints_are_rejected_naming_the_field(endpoint, message):
     assert rejected([BRIDGE], [{"name": "x", "network": "bridge"}, endpoint]).startswith(message)
@@ -405,10 +409,15 @@ def test_ports_bind_to_the_first_non_internal_network():
 
 
 def test_firewall_config_follows_the_networks():
-    p = plan([BRIDGE, dict(USERNET, icc=False, masquerade=False, snat_source="192.0.2.1"), PRIVNET], [])
+    p = plan([BRIDGE, dict(USERNET, icc=False, masquerade=False, snat_source="192.0.2.1", gateway_mode="nat-unprotected"),
+              PRIVNET], [])
     assert p["firewall"] == [
-        {"name": "bridge", "bridge": "docker0", "subnet": "172.17.0.0/16", "icc": True, "internal": False, "masquerade": True},
+        {"name": "bridge", "bridge": "docker0", "subnet": "172.17.0.0/16", "icc": True, "internal": False, "masquerade": True,
+         "gateway_mode": "nat"},
         {"name": "usernet", "bridge": "br-usernet", "subnet": "172.18.0.0/16", "icc": False, "internal": False,
-         "masquerade": False, "snat_source": "192.0.2.1"},
-        {"name": "privnet", "bridge": "br-privnet", "subnet": "10.40.0.0/24", "icc": True, "internal": True, "masquerade": True},
+         "masquerade": False, "snat_source": "192.0.2.1", "gateway_mode": "nat-unprotected"},
+        {"name": "privnet", "bridge": "br-privnet", "subnet": "10.40.0.0/24", "icc": True, "internal": True, "masquerade": True,
+         "gateway_mode": "nat"},
     ]
+    with pytest.raises(v.ValidationError, match=r"gateway_mode: .routed. is not one of nat, nat-unprotected"):
+        plan([dict(BRIDGE, gateway_mode="routed")], [])

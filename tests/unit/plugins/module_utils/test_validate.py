@@ -147,6 +147,13 @@ BAD_CIDRS = {
     "ipv6": "fd00::1/64",
     "empty": "",
     "trailing junk": "172.17.0.1/16 dev eth0",
+    # accepted by the kernel, but nonsense on an interface (the prefix route of /0 takes over routing)
+    "prefix 0": "10.0.0.1/0",
+    "prefix 7": "10.0.0.1/7",
+    "multicast": "224.0.0.5/24",
+    "loopback": "127.0.0.5/8",
+    "this network": "0.0.0.0/8",
+    "limited broadcast": "255.255.255.255/32",
 }
 
 
@@ -170,6 +177,7 @@ BAD_MACS = {
     "no separators": "0242ac110002",
     "multicast": "01:00:5e:00:00:01",
     "broadcast": "ff:ff:ff:ff:ff:ff",
+    "all zero (the kernel refuses it)": "00:00:00:00:00:00",
     "word": "random",
 }
 
@@ -206,6 +214,23 @@ def test_mtu_message_states_the_range():
 def test_mtu_in_range(good):
     assert bridges([{"name": "br0", "mtu": good}])[0]["mtu"] == good
     assert veths([{"name": "v1", "peer_netns": "ns1", "mtu": good}])[0]["mtu"] == good
+
+
+@pytest.mark.parametrize("name", ["all", "default"])
+def test_names_the_kernel_reserves(name):
+    """``ip link add all type bridge``: EINVAL (they are net.ipv4.conf's entries for every link)."""
+    assert "reserved by the kernel" in refused(bridges, [{"name": name}])
+    assert refused(veths, [{"name": "v1", "peer": name, "peer_netns": "ns1"}]).startswith("config[0] (name=v1).peer:")
+
+
+def test_gateway_outside_the_namespaces_subnets():
+    """The kernel refuses the default route midway ("Nexthop has invalid gateway"): refused first."""
+    message = refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": ["10.0.0.2/24"], "gateway": "10.9.0.1"}])
+    assert message == "config[0] (name=v1).gateway: 10.9.0.1 is in no subnet of the addresses given for namespace ns1 (10.0.0.0/24)"
+    # another pair of the same namespace may carry the subnet; a namespace given no addresses is not judged
+    assert veths([{"name": "v1", "peer_netns": "ns1", "addresses": ["10.0.0.2/24"]},
+                  {"name": "v2", "peer": "eth1", "peer_netns": "ns1", "addresses": ["10.9.0.2/24"], "gateway": "10.9.0.1"}])
+    assert veths([{"name": "v1", "peer_netns": "ns1", "gateway": "10.9.0.1"}])
 
 
 @pytest.mark.parametrize("bad", ["10.0.0", "10.0.0.1/24", "fd00::1", "host"])

@@ -38,6 +38,7 @@ def test_veth_render_full():
     assert commands == [
         "ip link add veth-web mtu 1400 type veth peer name eth0 mtu 1400 netns web",
         f"ip link set veth-web alias '{OWNER} veth peer=eth0 netns=web'",
+        "ip netns exec web sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1",
         "ip link set veth-web master docker0",
         "bridge link set dev veth-web hairpin on",
         "ip link set veth-web up",
@@ -52,6 +53,7 @@ def test_veth_render_host_pair():
     assert render(VethResource, [{"name": "va", "peer": "vb"}]) == [
         "ip link add va type veth peer name vb",
         f"ip link set va alias '{OWNER} veth peer=vb'",
+        "sysctl -qw net.ipv6.conf.vb.disable_ipv6=1",
         "ip link set va up",
         "ip link set vb up",
     ]
@@ -127,6 +129,7 @@ def test_veth_hairpin_toggle():
     assert plan(VethResource, [{"name": "v2", "peer_netns": "ns2", "hairpin": True}], {})[0] == [
         "ip link add v2 type veth peer name eth0 netns ns2",
         f"ip link set v2 alias '{OWNER} veth peer=eth0 netns=ns2'",
+        "ip netns exec ns2 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1",
         "ip link set v2 up",
         "ip -n ns2 link set eth0 up",
     ]
@@ -202,3 +205,45 @@ def test_veth_create_expectation():
     assert commands[0] == "ip link add v1 type veth peer name eth0 netns ns1"
     assert after["v1"]["_owned"] is True and after["v1"]["addresses"] == ["10.0.0.2/24"]
     assert after["v1"]["hairpin"] is None  # no bridge, no port
+
+
+def test_ipv6_off_on_our_pairs_by_default_left_alone_on_foreign_ones():
+    """Docker turns IPv6 off on endpoints of IPv4-only networks: link-local would bypass ICC."""
+    on = dict(veth_current("v1"), ipv6=True)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": on})[0] == [
+        "ip netns exec ns1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1"
+    ]
+    off = dict(veth_current("v1"), ipv6=False)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": off})[0] == []
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "ipv6": True}], {"v1": off})[0] == [
+        "ip netns exec ns1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0"
+    ]
+    foreign = dict(veth_current("v1", owned=False), ipv6=True)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": foreign})[0] == []
+    # a kernel without IPv6 reports None: nothing to switch
+    unknown = dict(veth_current("v1"), ipv6=None)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": unknown})[0] == []
+
+
+def test_ipv6_sysctl_key_of_a_name_with_dots_uses_slashes():
+    commands = render(VethResource, [{"name": "v1", "peer": "eth0.5", "peer_netns": "ns1"}])
+    assert "ip netns exec ns1 sysctl -qw net/ipv6/conf/eth0.5/disable_ipv6=1" in commands
+    assert commands.index("ip netns exec ns1 sysctl -qw net/ipv6/conf/eth0.5/disable_ipv6=1") < commands.index(
+        "ip -n ns1 link set eth0.5 up")
+
+
+def test_a_pair_left_unmarked_by_a_killed_run_is_marked_not_recreated():
+    """gather() adopts an unaliased pair that has a creation note (see _ownership): the plan sets the alias."""
+    half = dict(veth_current("v1", up=False, peer_up=False), _unmarked=True)
+    commands, after = plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": half})
+    assert commands == [f"ip link set v1 alias '{OWNER} veth peer=eth0 netns=ns1'", "ip link set v1 up", "ip -n ns1 link set eth0 up"]
+    assert "_unmarked" not in after["v1"]
+
+
+def test_deletions_come_first_so_a_freed_peer_name_can_be_taken():
+    """eth0 moves from v1 to v2 (an endpoint's first network changes): v1 goes before v2 is made."""
+    current = {"v1": veth_current("v1"), "v2": veth_current("v2", peer="eth1")}
+    commands, _after = plan(VethResource, [{"name": "v2", "peer_netns": "ns1"}, {"name": "v1", "peer": "eth1", "peer_netns": "ns1"}],
+                            current, "overridden")
+    deletes = [c for c in commands if " link del " in c]
+    assert commands[:len(deletes)] == deletes and len(deletes) == 2, commands

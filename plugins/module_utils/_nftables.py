@@ -1,0 +1,464 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The nftables adapter: the firewall model in a table of our own, one ``nft -f`` transaction per run.
+
+The collection owns one table, ``ip <name>`` (the chain prefix in lower case: ``ip linuxnet``).
+Every chain of the model lives there as ``<table>-<chain>``: the built-in chains of iptables
+become base chains hooked where Docker 29's ``docker-bridges`` hooks them (``filter-FORWARD`` at
+forward/filter, ``nat-PREROUTING`` at prerouting/dstnat, ``nat-OUTPUT`` at output/-100,
+``nat-POSTROUTING`` at postrouting/srcnat, ``raw-PREROUTING`` at prerouting/raw, ...), the
+model's own chains regular chains (``filter-LINUXNET-ISOLATION-STAGE-1``, ``nat-LINUXNET``).
+Each rule kind has one :class:`Template` in :data:`KINDS`, written exactly as ``nft list`` prints
+it, so comparing the live table with the desired one is a string comparison, as with iptables.
+
+The planner keeps the iptables adapter's three kinds of chains: *owned* chains are flushed and
+rewritten when they differ; *kept* chains (``filter-<P>-USER``, the admins' hook) are created
+when missing and never flushed; base chains are shared by the firewall and port_mapping modules
+(and whatever an admin adds there): only the rules a model claims are deleted (by handle) and
+inserted. Everything else in the host's ruleset (firewalld's tables, Docker's ``docker-bridges``,
+iptables-nft's ``ip filter``/``ip nat``, a user's) is never read or written. A base chain left
+without rules is deleted, and so is the table once it has no chain left.
+
+Errors are raised (:class:`NftablesError`), never turned into a module exit here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from typing import Callable
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, Model, Rule, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import LOCK_FILE, RUN_DIR
+
+FAMILY = "ip"
+ACTION = "nft"  # Operation.action of this adapter's operations
+FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: "nft" appends a failing command to the transaction
+_TABLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+#: (table, built-in chain) -> (type, hook, priority) of its base chain, as ``nft list`` prints it.
+#: Docker 29's docker-bridges: filter-FORWARD forward/filter, nat-PREROUTING prerouting/dstnat,
+#: nat-OUTPUT output/dstnat (-100), nat-POSTROUTING postrouting/srcnat, raw-PREROUTING prerouting/raw.
+BASE = {
+    ("raw", "PREROUTING"): ("filter", "prerouting", "raw"),
+    ("raw", "OUTPUT"): ("filter", "output", "raw"),
+    ("mangle", "PREROUTING"): ("filter", "prerouting", "mangle"),
+    ("mangle", "INPUT"): ("filter", "input", "mangle"),
+    ("mangle", "FORWARD"): ("filter", "forward", "mangle"),
+    ("mangle", "OUTPUT"): ("route", "output", "mangle"),
+    ("mangle", "POSTROUTING"): ("filter", "postrouting", "mangle"),
+    ("nat", "PREROUTING"): ("nat", "prerouting", "dstnat"),
+    ("nat", "INPUT"): ("nat", "input", "100"),
+    ("nat", "OUTPUT"): ("nat", "output", "-100"),
+    ("nat", "POSTROUTING"): ("nat", "postrouting", "srcnat"),
+    ("filter", "INPUT"): ("filter", "input", "filter"),
+    ("filter", "FORWARD"): ("filter", "forward", "filter"),
+    ("filter", "OUTPUT"): ("filter", "output", "filter"),
+}
+TABLES = ("raw", "mangle", "nat", "filter")  # prefixes of our chain names
+
+
+class NftablesError(ApplyError):
+    """nft is missing or failed (while reading or writing); the engine reports it."""
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+_SEGMENT = re.compile(r"(\[[^\]]*\])")
+_TOKEN = r'[^\s":{}]+'  # one field: no blank, quote, colon (address:port) or brace
+_PATTERNS = {"portmap": r"[^{}]+"}
+# Fields whose model value is not nft's text: (to nft, from nft).
+# nft lists a /32 source as the bare address.
+_CONVERT: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {
+    "verdict": (str.lower, str.upper),
+    "source": (lambda s: s[:-3] if s.endswith("/32") else s, lambda s: s if "/" in s else s + "/32"),
+}
+
+
+class Template:
+    """One rule kind's text: ``{field}`` placeholders; ``[A|B]`` is A when A's fields are given, else B."""
+
+    def __init__(self, text: str, derive: Callable[[dict], dict] | None = None,
+                 reduce: Callable[[dict], dict] | None = None) -> None:
+        self.text = text
+        self.segments = _SEGMENT.split(text)
+        self.derive = derive  # fields computed from the model's fields (render)
+        self.reduce = reduce  # and back (parse)
+        seen: set[str] = set()
+        self.regex = re.compile("^" + "".join(self._pattern(seg, seen) for seg in self.segments) + "$")
+
+    @staticmethod
+    def _pattern(segment: str, seen: set[str]) -> str:
+        def one(part: str) -> str:
+            out, pos = "", 0
+            for m in _FIELD.finditer(part):
+                name = m.group(1)
+                group = f"(?P={name})" if name in seen else f"(?P<{name}>{_PATTERNS.get(name, _TOKEN)})"
+                out, pos = out + re.escape(part[pos:m.start()]) + group, m.end()
+                seen.add(name)
+            return out + re.escape(part[pos:])
+
+        if not segment.startswith("["):
+            return one(segment)
+        first, second = _branches(segment)
+        return f"(?:{one(first)}|{one(second)})"
+
+    def render(self, fields: dict[str, str]) -> str:
+        if self.derive is not None:
+            fields = self.derive(dict(fields))
+
+        def fill(part: str) -> str:
+            return _FIELD.sub(lambda m: _CONVERT.get(m.group(1), (str, str))[0](fields[m.group(1)]), part)
+
+        out = ""
+        for seg in self.segments:
+            if seg.startswith("["):
+                first, second = _branches(seg)
+                seg = first if all(fields.get(name) is not None for name in _FIELD.findall(first)) else second
+            out += fill(seg)
+        return out
+
+    def parse(self, spec: str) -> dict[str, str] | None:
+        m = self.regex.match(spec)
+        if m is None:
+            return None
+        fields = {k: _CONVERT.get(k, (str, str))[1](v) for k, v in m.groupdict().items() if v is not None}
+        return self.reduce(fields) if self.reduce is not None else fields
+
+
+def _branches(segment: str) -> tuple[str, str]:
+    """``[A|B]`` -> (A, B); ``[A]`` -> (A, "")."""
+    first, second = (segment[1:-1].split("|") + [""])[:2]
+    return first, second
+
+
+def _portmap(fields: dict) -> dict:
+    """A shifted port range (``/base`` in iptables): nft has no offset, a map of the ports does it in one rule."""
+    if fields.get("base") is not None:
+        first, last = (int(p) for p in (fields["dport"].split("-") + [fields["dport"]])[:2])
+        to_first = int(fields["to_ports"].split("-")[0])
+        fields["portmap"] = ", ".join(f"{p} : {p - first + to_first}" for p in range(first, last + 1))
+    return fields
+
+
+def _unportmap(fields: dict) -> dict:
+    if "portmap" in fields:
+        pairs = [pair.split(" : ") for pair in fields.pop("portmap").split(", ")]
+        fields["base"] = pairs[0][0].strip()
+        fields["to_ports"] = f"{pairs[0][1].strip()}-{pairs[-1][1].strip()}"
+    return fields
+
+
+_NAT = "[snat to {snat_source}|masquerade]"
+# One rendering per kind of _iptables.KINDS, as `nft list` prints it; a {chain} is a model chain
+# name (the adapter adds the table prefix). Parsing tries the kinds in this order.
+KINDS = {
+    # firewall: Docker's bridge driver
+    "return": Template("return"),
+    "jump": Template("jump {chain}"),
+    # `! flag` tests that no bit is set; `!= a | b` would compare the whole value (and drop every reply)
+    "localnet_guard": Template("ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct status ! dnat ct state ! established,related drop"),
+    "established": Template('oifname "{bridge}" ct state established,related accept'),
+    "isolated": Template('oifname "{bridge}" drop'),
+    "to_chain": Template('oifname "{bridge}" jump {chain}'),
+    "outbound": Template('iifname "{bridge}" oifname != "{bridge}" accept'),
+    "isolate": Template('iifname "{bridge}" oifname != "{bridge}" jump {chain}'),
+    "icc": Template('iifname "{bridge}" oifname "{bridge}" {verdict}'),
+    "internal_in": Template('ip saddr != {subnet} oifname "{bridge}" drop'),
+    "internal_out": Template('ip daddr != {subnet} iifname "{bridge}" drop'),
+    "protect": Template('iifname != "{bridge}" oifname "{bridge}" drop'),
+    "published_in": Template('oifname "{bridge}" ct status dnat jump {chain}'),
+    "published_reply": Template("ct direction reply ct status dnat return"),
+    "local_jump": Template("fib daddr type local jump {chain}"),
+    "local_nat": Template('oifname "{bridge}" fib saddr type local ' + _NAT),
+    "out_nat": Template('ip saddr {subnet} oifname != "{bridge}" ' + _NAT),
+    # port_mapping: published ports (a range is one rule, a shifted range one rule with a port map)
+    # sources (beyond Docker): one DNAT and one accept per allowed source network
+    "dnat": Template("[ip saddr {source} ][ip daddr {host_ip} ]{proto} dport {dport} dnat to {container_ip}:"
+                     "[{proto} dport map { {portmap} }|{to_ports}]", _portmap, _unportmap),
+    "accept_port": Template('[ip saddr {source} ]ip daddr {container_ip} iifname != "{bridge}" oifname "{bridge}" {proto} dport {dport} accept'),
+    "hairpin": Template("ip saddr {container_ip} ip daddr {container_ip} {proto} dport {dport} masquerade"),
+    "direct_drop": Template('ip daddr {container_ip} iifname != "{bridge}" {proto} dport {dport} drop'),
+}
+
+
+def chain_name(table: str, chain: str) -> str:
+    """The nft name of a model chain: ``filter-FORWARD``, ``nat-LINUXNET``."""
+    return f"{table}-{chain}"
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    table, _, chain = name.partition("-")
+    return (table, chain) if table in TABLES and chain else None
+
+
+def render_rule(rule: Rule, table: str = "filter") -> str:
+    fields = dict(rule.fields)
+    if "chain" in fields:
+        fields["chain"] = chain_name(table, fields["chain"])
+    return KINDS[rule.kind].render(fields)
+
+
+def parse_rule(spec: str) -> Rule | None:
+    """A rule as ``nft list`` prints it (without ``# handle``); None if it is no kind of ours."""
+    for kind, template in KINDS.items():
+        fields = template.parse(spec)
+        if fields is not None:
+            if "chain" in fields:
+                parts = split_name(fields["chain"])
+                if parts is None:
+                    continue
+                fields["chain"] = parts[1]
+            return Rule.of(kind, **fields)
+    return None
+
+
+class NftTable(Table):
+    """A live table with the handle of each rule (``handles[chain][i]`` is ``rules[chain][i]``'s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handles: dict[str, list[int]] = {}
+
+
+def empty_table(table: str = "filter") -> NftTable:
+    return NftTable()
+
+
+_HANDLE = re.compile(r"^(.*?)\s*# handle (\d+)$")
+_POLICY = re.compile(r"\bpolicy (\w+);")
+
+
+def parse_list(text: str) -> tuple[dict[str, NftTable], list[str]]:
+    """``nft -a list table`` -> our tables by name, and the names of chains that are none of ours."""
+    tables: dict[str, NftTable] = {}
+    other: list[str] = []
+    chain: tuple[NftTable, str] | None = None
+    skip = 0  # depth inside a set, map or other block that is no chain
+    for raw in text.splitlines():
+        line = _HANDLE.sub(r"\1", raw.strip()).strip()
+        if skip:
+            skip += line.count("{") - line.count("}")
+            continue
+        if not line or line.startswith("table "):
+            continue
+        if line.startswith("chain ") and line.endswith("{"):
+            name = line.split()[1]
+            parts = split_name(name)
+            if parts is None:
+                other.append(name)
+                chain = None
+                skip = 1
+                continue
+            table = tables.setdefault(parts[0], NftTable())
+            table.chains[parts[1]] = "-"
+            table.rules[parts[1]] = []
+            table.handles[parts[1]] = []
+            chain = (table, parts[1])
+        elif line == "}":
+            chain = None
+        elif chain is None:
+            skip = line.count("{") - line.count("}")  # a set, map, flowtable ...
+        elif line.startswith("type ") and " hook " in line:
+            m = _POLICY.search(line)
+            chain[0].chains[chain[1]] = (m.group(1) if m else "accept").upper()
+        else:
+            m = _HANDLE.match(raw.strip())
+            chain[0].rules[chain[1]].append(line)
+            chain[0].handles[chain[1]].append(int(m.group(2)) if m else 0)
+    return tables, other
+
+
+def ownership(model: Model, table: str) -> Callable[[str, str], bool]:
+    """Predicate: is this rule of a base chain ours? Jumps into our chains, and claimed rules."""
+    claimed = {chain: {render_rule(r, table) for r in rules} for chain, rules in model.claimed.items()}
+    targets = {f"jump {chain_name(table, c)}" for c in model.chains} | {f"goto {chain_name(table, c)}" for c in model.chains}
+
+    def is_ours(chain: str, spec: str) -> bool:
+        if any(spec == t or spec.endswith(" " + t) for t in targets):
+            return True
+        return spec in claimed.get(chain, set())
+
+    return is_ours
+
+
+def _base_decl(ref: str, table: str, chain: str, policy: str) -> str:
+    kind, hook, priority = BASE[(table, chain)]
+    return f"add chain {ref} {chain_name(table, chain)} {{ type {kind} hook {hook} priority {priority}; policy {policy.lower()}; }}"
+
+
+def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: tuple[str, ...] = ()) -> list[str]:
+    """nft commands (one script) that turn our live table into ``model``'s; [] if nothing differs."""
+    ref = f"{FAMILY} {name}"
+    declare: list[str] = []  # every chain first: a rule may only jump to a chain that exists
+    body: list[str] = []
+    tail: list[str] = []
+    drop_base: list[str] = []
+    after: set[str] = set(other_chains)  # every chain of the table once the script has run
+    exists = bool(other_chains) or any(t.chains for t in live.values())
+    for table, current in live.items():
+        if table not in model.tables:
+            after |= {chain_name(table, c) for c in current.chains}
+    for table, want in model.tables.items():
+        current = live.get(table) or empty_table(table)
+        handles = getattr(current, "handles", {})
+        ours = ownership(model, table)
+        after |= {chain_name(table, c) for c in current.chains}
+        declared: set[str] = set()
+        for chain, policy in want.policies.items():
+            if current.chains.get(chain) != policy:
+                declare.append(_base_decl(ref, table, chain, policy))
+                declared.add(chain)
+        for chain, initial in want.kept.items():
+            if chain not in current.chains:
+                declare.append(f"add chain {ref} {chain_name(table, chain)}")
+            present = current.chain_rules(chain)
+            body += [f"add rule {ref} {chain_name(table, chain)} {spec}"
+                     for spec in (render_rule(r, table) for r in initial) if spec not in present]
+        for chain, owned in want.owned.items():
+            rules = [render_rule(rule, table) for rule in owned]
+            if chain in current.chains and current.chain_rules(chain) == rules:
+                continue
+            (body if chain in current.chains else declare).append(
+                f"{'flush' if chain in current.chains else 'add'} chain {ref} {chain_name(table, chain)}")
+            body += [f"add rule {ref} {chain_name(table, chain)} {spec}" for spec in rules]
+        for (t, chain) in BASE:
+            if t != table or (chain not in current.chains and chain not in want.builtin and chain not in declared):
+                continue
+            mine = want.builtin.get(chain, BuiltinRules())
+            top, bottom = [render_rule(r, table) for r in mine.top], [render_rule(r, table) for r in mine.bottom]
+            specs = current.chain_rules(chain)
+            present = [(spec, h) for spec, h in zip(specs, handles.get(chain, [0] * len(specs))) if ours(chain, spec)]
+            full = chain_name(table, chain)
+            if len(specs) - len(present) + len(top) + len(bottom) == 0:
+                if chain in current.chains or chain in declared:
+                    drop_base.append(f"delete chain {ref} {full}")  # its rules go with it
+                after.discard(full)
+                continue
+            after.add(full)
+            if [spec for spec, _h in present] == top + bottom:
+                continue
+            if chain not in current.chains and chain not in declared:
+                declare.append(_base_decl(ref, table, chain, want.policies.get(chain, "ACCEPT")))
+            body += [f"delete rule {ref} {full} handle {h}" for _spec, h in present]
+            body += [f"insert rule {ref} {full} {spec}" for spec in reversed(top)]
+            body += [f"add rule {ref} {full} {spec}" for spec in bottom]
+        for chain in want.remove:
+            if chain in current.chains:
+                # Rules elsewhere that jump here were claimed by `ours` and deleted above.
+                tail += [f"flush chain {ref} {chain_name(table, chain)}", f"delete chain {ref} {chain_name(table, chain)}"]
+                after.discard(chain_name(table, chain))
+        after |= {chain_name(table, c) for c in want.owned} | {chain_name(table, c) for c in want.kept}
+    if not after:
+        return [f"delete table {ref}"] if exists else []
+    lines = declare + body + drop_base + tail  # base chains (and the jumps in them) go before the chains they jump to
+    if lines and not exists:
+        lines.insert(0, f"add table {ref}")
+    return lines
+
+
+def table_name(value: object) -> str:
+    """Our table's name (the chain prefix in lower case), checked as an nft identifier."""
+    text = str(value).lower() if isinstance(value, str) else ""
+    if not _TABLE_NAME.fullmatch(text):
+        raise v.ValidationError(f"nft table name: {value!r} must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")
+    return text
+
+
+class Nftables:
+    """The adapter for our own ``ip`` table. Creating one runs nothing; ``nft`` is looked up at the first read.
+
+    It takes the iptables adapter's lock file, so that runs of either backend (and a backend
+    switch, which touches both) are serialised.
+    """
+
+    action = ACTION
+
+    def __init__(self, module, table: str = "linuxnet", family: str = "ipv4") -> None:
+        self.module = module
+        self.family = family  # ipv4 only so far: the table is an `ip` table
+        self._table = table
+        self.unavailable: dict[str, str] = {}  # nft has every table; for the iptables adapter's interface
+        self.other_chains: tuple[str, ...] = ()
+        self._bin: str | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def table(self) -> str:
+        # checked at first use, not in __init__: the resource validates chain_prefix first (normalize)
+        return table_name(self._table)
+
+    # -- pure ---------------------------------------------------------------------------------
+    render = staticmethod(render_rule)
+    parse = staticmethod(parse_rule)
+    empty = staticmethod(empty_table)
+
+    def script(self, model: Model, live: dict[str, Table]) -> list[str]:
+        return plan_tables(self.table, model, live, self.other_chains)
+
+    def plan(self, model: Model, live: dict[str, Table]) -> list[Operation]:
+        """One Operation per nft command; all of them are applied in one ``nft -f`` transaction."""
+        return [Operation(f"nft '{line}'", ACTION, {"line": line}) for line in self.script(model, live)]
+
+    def render_model(self, model: Model) -> list[str]:
+        """The ``nft -f`` script that builds ``model`` on a host without our table."""
+        return plan_tables(self.table, model, {})
+
+    # -- kernel -------------------------------------------------------------------------------
+    def binary(self) -> str:
+        if self._bin is None:
+            path = self.module.get_bin_path("nft")
+            if not path:
+                raise NftablesError("nft not found on the managed host: install the nftables package")
+            self._bin = path
+        return self._bin
+
+    def lock(self) -> None:
+        if self._lock_fd is None:
+            os.makedirs(RUN_DIR, exist_ok=True)
+            self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def list_text(self) -> str:
+        """``nft -a list table ip <name>``; "" when the table does not exist."""
+        argv = [self.binary(), "-a", "list", "table", FAMILY, self.table]
+        rc, out, err = self.module.run_command(argv)
+        if rc != 0:
+            if "No such file or directory" in err:
+                return ""
+            raise NftablesError(f"{' '.join(argv)} failed: {err.strip()}")
+        return out
+
+    def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict[str, Table]:
+        parsed, other = parse_list(self.list_text())
+        self.other_chains = tuple(other)
+        live: dict[str, Table] = {table: empty_table(table) for table in tables}
+        live.update(parsed)
+        return live
+
+    def apply(self, operations: list[Operation]) -> None:
+        """One ``nft -f`` transaction: everything or, if nft refuses any line, nothing."""
+        lines = [op.args["line"] for op in operations if op.action == ACTION]
+        if not lines:
+            return
+        if os.environ.get(FAIL_HOOK_ENV) == "nft":
+            lines.append(f"add rule {FAMILY} {self.table} linuxnet-no-such-chain accept")
+        argv = [self.binary(), "-f", "/dev/stdin"]
+        rc, out, err = self.module.run_command(argv, data="".join(line + "\n" for line in lines), binary_data=True)
+        if rc != 0:
+            raise NftablesError(f"nft -f failed, nothing was changed: {(err or out).strip()}")
+
+
+__all__ = ["KINDS", "Nftables", "NftablesError", "parse_list", "parse_rule", "plan_tables", "render_rule"]

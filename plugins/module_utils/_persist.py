@@ -1,0 +1,558 @@
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Boot-time restore and endpoint services: what the role writes on a systemd host, as pure functions.
+
+The restore runs the collection's own engine (``_deployment.converge``) on the host at boot, on the
+plan the role last converged (saved as JSON): the same code and the same idempotence as the role,
+no Ansible or controller needed. The engine travels as one zip application holding this
+collection's module_utils and the few ``ansible.module_utils`` files they import (the ones AnsiballZ
+shipped to run the module), so what boots is byte for byte what converged.
+
+Endpoint and unit names end up in file names and unit-file lines: every field is checked with
+fullmatch and no value may carry a control character (a newline would start a directive of its own).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import zipfile
+from typing import Any
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+UNIT = "linuxnet-bridge.service"
+STATE_DIR = "/etc/linuxnet-bridge"
+STATE_FILE = f"{STATE_DIR}/state.json"
+LIB_DIR = "/usr/lib/linuxnet-bridge"
+BUNDLE = f"{LIB_DIR}/linuxnet-bridge.pyz"
+UNIT_DIR = "/etc/systemd/system"
+SYSCTL_FILE = "/etc/sysctl.d/90-linuxnet-bridge.conf"
+MODULES_FILE = "/etc/modules-load.d/linuxnet-bridge.conf"
+SERVICE_PREFIX = "linuxnet-endpoint-"
+DROPIN = "50-linuxnet-bridge.conf"
+MARKER = "# Managed by linuxnet.bridge (role bridge_network): changes here are overwritten."
+STATE_FORMAT = 1
+# The plan keys the engine reads (_deployment.step_params): the saved state holds only these.
+PLAN_KEYS = ("netns", "host_groups", "bridge", "veth", "firewall", "port_mapping")
+
+RESTART = ("always", "on-failure", "no")
+DEFAULT_RESTART = "on-failure"
+SERVICE_FIELDS = ("command", "user", "restart", "environment", "unit")
+# Unit names may not carry '+' and give '@' a meaning: endpoints with a service use the rest.
+_UNIT_SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_UNIT = re.compile(r"[A-Za-z0-9_.:-]{1,200}(@[A-Za-z0-9_.:-]{0,50})?\.service")
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+# -- validation ---------------------------------------------------------------------------------
+def _text(value: object, field: str, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValidationError(f"{field}: {what} must be a string, not {type(value).__name__}")
+    text = str(value)
+    if not text.isprintable():
+        # A newline would end the unit-file line and start a directive of the caller's choosing.
+        raise ValidationError(f"{field}: {what} {text!r} must not contain newlines or other control characters")
+    return text
+
+
+def endpoint_service(value: object, at: str, name: str, mode: str) -> dict | None:
+    """The ``service`` of endpoint ``name`` checked and normalized: ``{"unit": U}`` for a drop-in into
+    an existing unit, else ``{"command": [argv] | "line", "user", "restart", "environment"}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{at}: a service is a dict with command (or unit), not {type(value).__name__}")
+    unknown = sorted(set(value) - set(SERVICE_FIELDS))
+    if unknown:
+        raise ValidationError(f"{at}.{unknown[0]}: unknown field (known: {', '.join(SERVICE_FIELDS)})")
+    if mode == "host":
+        raise ValidationError(f"{at}: endpoint {name} is in host mode: it has no namespace to run a service in")
+    if not _UNIT_SAFE_ENDPOINT.fullmatch(name):
+        raise ValidationError(f"{at}: endpoint {name!r} cannot name a systemd unit: a service needs an endpoint"
+                              " name of letters, digits and '_.-'")
+    if ("unit" in value) == ("command" in value):
+        raise ValidationError(f"{at}: give either command (a unit for this endpoint) or unit (an existing unit)")
+    if "unit" in value:
+        extra = sorted(set(value) - {"unit"})
+        if extra:
+            raise ValidationError(f"{at}.{extra[0]}: only for a command; an existing unit keeps its own settings")
+        unit = value["unit"]
+        if not isinstance(unit, str) or not _UNIT.fullmatch(unit):
+            raise ValidationError(f"{at}.unit: {unit!r} is not a service unit name (letters, digits, '_.:-@', ending .service)")
+        if unit.startswith("linuxnet-"):
+            raise ValidationError(f"{at}.unit: {unit} is a name the collection uses for its own units")
+        return {"unit": unit}
+
+    command = value["command"]
+    if isinstance(command, list):
+        if not command:
+            raise ValidationError(f"{at}.command: an empty list runs nothing")
+        command = [_text(arg, f"{at}.command[{i}]", "argument") for i, arg in enumerate(command)]
+        if not command[0]:
+            raise ValidationError(f"{at}.command[0]: the program is empty")
+    else:
+        command = _text(command, f"{at}.command", "command").strip()
+        if not command:
+            raise ValidationError(f"{at}.command: the command is empty")
+        if command.endswith("\\"):
+            raise ValidationError(f"{at}.command: a trailing backslash would continue the unit-file line")
+    user = value.get("user")
+    if user is not None:
+        user = _text(user, f"{at}.user", "user")
+        if not _USER.fullmatch(user):
+            raise ValidationError(f"{at}.user: {user!r} is not a user name or uid")
+    restart = value.get("restart", DEFAULT_RESTART)
+    if restart is False:  # YAML reads an unquoted `no` as false
+        restart = "no"
+    if restart not in RESTART:
+        raise ValidationError(f"{at}.restart: {restart!r} is not one of {', '.join(RESTART)}")
+    environment = value.get("environment") or {}
+    if not isinstance(environment, dict):
+        raise ValidationError(f"{at}.environment: a dict of names and values, not {type(environment).__name__}")
+    env: dict[str, str] = {}
+    for key, val in environment.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            raise ValidationError(f"{at}.environment: {key!r} is not a variable name (letters, digits, '_')")
+        env[key] = _text(val, f"{at}.environment.{key}", "value")
+    return {"command": command, "user": user, "restart": restart, "environment": env}
+
+
+def services(endpoints: list[dict]) -> dict[str, dict]:
+    """Every endpoint's service (endpoint name -> normalized service), in inventory order."""
+    found: dict[str, dict] = {}
+    for i, raw in enumerate(endpoints or []):
+        if not isinstance(raw, dict) or raw.get("service") is None:
+            continue
+        at = f"linuxnet_endpoints[{i}].service"
+        service = endpoint_service(raw["service"], at, str(raw.get("name")), raw.get("mode") or "bridge")
+        unit = service_unit_name(raw["name"], service)
+        clash = next((ep for ep, other in found.items() if service_unit_name(ep, other) == unit), None)
+        if clash is not None:
+            raise ValidationError(f"{at}.unit: {unit} already runs in endpoint {clash}")
+        found[raw["name"]] = service
+    return found
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _quote(arg: str, variables: bool = True) -> str:
+    """One quoted word of a unit file, specifiers (and, in Exec lines, ``$VAR``) taken literally."""
+    text = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (text.replace("$", "$$") if variables else text) + '"'
+
+
+def exec_line(command: str | list[str]) -> str:
+    """A list is argv (each argument quoted); a string is a command line as systemd reads it
+    (quotes, ``$VAR``), with ``%`` taken literally."""
+    if isinstance(command, list):
+        return " ".join(_quote(arg) for arg in command)
+    return command.replace("%", "%%")
+
+
+def service_unit_name(endpoint: str, service: dict) -> str:
+    return service["unit"] if "unit" in service else f"{SERVICE_PREFIX}{endpoint}.service"
+
+
+def _namespace_lines(endpoint: str) -> list[str]:
+    # What `ip netns exec` does: the namespace, and /etc/netns/<ep>/* over /etc/* (here only the
+    # two files the collection writes; '-': a missing file is no error, resolv.conf is optional).
+    return [
+        f"NetworkNamespacePath=/run/netns/{endpoint}",
+        f"BindReadOnlyPaths=-/etc/netns/{endpoint}/hosts:/etc/hosts",
+        f"BindReadOnlyPaths=-/etc/netns/{endpoint}/resolv.conf:/etc/resolv.conf",
+    ]
+
+
+def _requires() -> list[str]:
+    return [f"Requires={UNIT}", f"After={UNIT}"]
+
+
+def service_unit(endpoint: str, service: dict) -> str:
+    """The unit running an endpoint's command in its namespace."""
+    lines = [
+        MARKER,
+        "[Unit]",
+        f"Description=linuxnet.bridge endpoint {endpoint}",
+        *_requires(),
+        "",
+        "[Service]",
+        f"ExecStart={exec_line(service['command'])}",
+        f"Restart={service['restart']}",
+    ]
+    if service["user"] is not None:
+        lines.append(f"User={service['user']}")
+    for key, value in service["environment"].items():
+        lines.append("Environment=" + _quote(f"{key}={value}", variables=False))
+    lines += _namespace_lines(endpoint)
+    lines += ["", "[Install]", "WantedBy=multi-user.target"]
+    return "\n".join(lines) + "\n"
+
+
+def dropin(endpoint: str) -> str:
+    """The drop-in that moves an existing unit into an endpoint's namespace."""
+    return "\n".join([MARKER, "[Unit]", *_requires(), "", "[Service]", *_namespace_lines(endpoint)]) + "\n"
+
+
+def restore_unit(python: str) -> str:
+    """The oneshot unit that rebuilds the saved deployment at boot (and on reload)."""
+    run = f"{python} {BUNDLE} --state {STATE_FILE}"
+    return "\n".join([
+        MARKER,
+        "[Unit]",
+        "Description=linuxnet.bridge: restore bridges, endpoint namespaces, veths and firewall rules",
+        f"ConditionPathExists={STATE_FILE}",
+        # Kernel modules and sysctl.d first; then after whatever loads a whole ruleset at boot
+        # (netfilter-persistent, firewalld, nftables.service's `flush ruleset`, ufw), which would
+        # otherwise flush the rules restored here.
+        "After=local-fs.target systemd-modules-load.service systemd-sysctl.service network-pre.target",
+        "After=netfilter-persistent.service firewalld.service nftables.service ufw.service iptables.service",
+        # Before anything that waits for the network (docker.service among them: After=network-online.target).
+        "Before=network.target network-online.target",
+        # `systemctl reload firewalld` re-applies the rules here too (see the role's README).
+        "ReloadPropagatedFrom=firewalld.service",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        f"ExecStart={run}",
+        f"ExecReload={run}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]) + "\n"
+
+
+def sysctls(plan: dict) -> dict[str, str]:
+    """The sysctls the firewall step sets for this plan (Docker's daemon sets the same)."""
+    if not plan.get("firewall"):
+        return {}
+    wanted = {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"}
+    for bridge in plan.get("bridge", []):
+        # An interface name may hold '.', which sysctl.d reads as a separator: '/' keeps it whole.
+        wanted[f"net/ipv4/conf/{bridge['name']}/route_localnet"] = "1"
+    return wanted
+
+
+def sysctl_conf(plan: dict) -> str | None:
+    values = sysctls(plan)
+    if not values:
+        return None
+    return "\n".join([MARKER, *(f"{key} = {value}" for key, value in values.items())]) + "\n"
+
+
+def modules_conf(plan: dict) -> str | None:
+    # net.bridge.* exists only once br_netfilter is loaded; systemd-modules-load runs before systemd-sysctl.
+    return f"{MARKER}\nbr_netfilter\n" if plan.get("firewall") else None
+
+
+def saved_state(plan: dict, options: dict[str, str]) -> dict:
+    """What the restore reads: the converged plan (addresses as allocated, so a reboot renumbers
+    nothing) and the firewall options the engine takes (chain_prefix, iptables_variant, ...), under
+    a format number."""
+    return {
+        "format": STATE_FORMAT,
+        "options": dict(options),
+        "plan": {key: plan[key] for key in PLAN_KEYS},
+    }
+
+
+def state_json(state: dict) -> str:
+    return json.dumps(state, indent=1, sort_keys=True) + "\n"
+
+
+def load_state(text: str, path: str = STATE_FILE) -> dict:
+    """The saved state checked for what the restore needs; ValidationError names what is wrong."""
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValidationError(f"{path}: not a linuxnet.bridge state of format {STATE_FORMAT}; re-run the role")
+    plan = state.get("plan")
+    missing = [key for key in PLAN_KEYS if not isinstance(plan, dict) or key not in plan]
+    options = state.get("options")
+    if missing or not isinstance(options, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+        raise ValidationError(f"{path}: incomplete state (missing {', '.join(missing) or 'firewall options'}); re-run the role")
+    return state
+
+
+# -- the engine as one zip application ----------------------------------------------------------
+COLLECTION_UTILS = "ansible_collections.linuxnet.bridge.plugins.module_utils"
+_PACKAGES = ("ansible", "ansible.module_utils", "ansible_collections", "ansible_collections.linuxnet",
+             "ansible_collections.linuxnet.bridge", "ansible_collections.linuxnet.bridge.plugins", COLLECTION_UTILS)
+MAIN = (
+    "# linuxnet.bridge boot-time restore: the collection's engine on the saved plan (see _restore.py).\n"
+    f"from {COLLECTION_UTILS}._restore import main\n"
+    "main()\n"
+)
+
+
+def _wanted_module(name: str) -> bool:
+    return name.startswith("ansible.module_utils.") or name.startswith(COLLECTION_UTILS + ".")
+
+
+def engine_sources() -> dict[str, bytes]:
+    """Sources of the engine as this process loaded them: the collection's module_utils and the
+    ``ansible.module_utils`` modules imported so far, plus, under AnsiballZ, every such file of the
+    module's payload (lazy imports included). Package ``__init__`` files are empty regular packages,
+    so nothing of another ``ansible`` installation on the host mixes in."""
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  (the runner's imports)
+
+    sources: dict[str, bytes] = {}
+    archives = set()
+    for name, module in list(sys.modules.items()):
+        if not _wanted_module(name) or getattr(module, "__name__", None) != name:
+            continue  # six.moves and the like alias modules of the standard library
+        loader = getattr(module, "__loader__", None)
+        archive = getattr(loader, "archive", None)
+        if archive:
+            archives.add(archive)
+        source = loader.get_source(name) if loader is not None and hasattr(loader, "get_source") else None
+        if source is None:
+            continue  # a namespace package
+        is_package = getattr(module, "__path__", None) is not None
+        path = name.replace(".", "/") + ("/__init__.py" if is_package else ".py")
+        sources[path] = source.encode("utf-8")
+    for archive in sorted(archives):
+        with zipfile.ZipFile(archive) as payload:
+            for entry in payload.namelist():
+                module_name = entry[:-3].replace("/", ".") if entry.endswith(".py") else ""
+                if module_name.endswith(".__init__"):
+                    module_name = module_name[: -len(".__init__")]
+                if _wanted_module(module_name) and entry not in sources:
+                    sources[entry] = payload.read(entry)
+    for package in _PACKAGES:
+        sources[package.replace(".", "/") + "/__init__.py"] = b""
+    return sources
+
+
+def bundle(sources: dict[str, bytes]) -> bytes:
+    """A zip application (``python3 linuxnet-bridge.pyz``) of ``sources``: stored, sorted, with a
+    fixed timestamp, so the same sources give the same bytes and an unchanged engine is no change."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        for path, data in sorted({**sources, "__main__.py": MAIN.encode()}.items()):
+            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return out.getvalue()
+
+
+# -- the files of a host ------------------------------------------------------------------------
+def wanted_files(plan: dict, endpoint_services: dict[str, dict], options: dict[str, str], engine: bytes,
+                 python: str) -> dict[str, bytes]:
+    """Path -> content of every file the role keeps on a host with boot-time restore."""
+    files: dict[str, bytes] = {
+        STATE_FILE: state_json(saved_state(plan, options)).encode(),
+        BUNDLE: engine,
+        f"{UNIT_DIR}/{UNIT}": restore_unit(python).encode(),
+    }
+    for path, text in ((SYSCTL_FILE, sysctl_conf(plan)), (MODULES_FILE, modules_conf(plan))):
+        if text is not None:
+            files[path] = text.encode()
+    for endpoint, service in endpoint_services.items():
+        if "unit" in service:
+            files[f"{UNIT_DIR}/{service['unit']}.d/{DROPIN}"] = dropin(endpoint).encode()
+        else:
+            files[f"{UNIT_DIR}/{service_unit_name(endpoint, service)}"] = service_unit(endpoint, service).encode()
+    return files
+
+
+def is_unit_file(path: str) -> bool:
+    return path.startswith(UNIT_DIR + "/")
+
+
+def unit_of(path: str) -> str:
+    """The unit a unit file or drop-in belongs to."""
+    rest = path[len(UNIT_DIR) + 1:]
+    return rest.split("/", 1)[0][: -len(".d")] if "/" in rest else rest
+
+
+def python_interpreter() -> str:
+    return sys.executable or "/usr/bin/python3"
+
+
+def changes(wanted: dict[str, bytes], current: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """Files to write (new or different) and files of ours to remove (no longer wanted)."""
+    return (sorted(path for path, data in wanted.items() if current.get(path) != data),
+            sorted(path for path in current if path not in wanted))
+
+
+def own_service(path: str) -> bool:
+    """A unit file of an endpoint's own service (not the restore unit, not a drop-in)."""
+    return is_unit_file(path) and "/" not in path[len(UNIT_DIR) + 1:] and unit_of(path).startswith(SERVICE_PREFIX)
+
+
+def is_dropin(path: str) -> bool:
+    return is_unit_file(path) and path.endswith("/" + DROPIN)
+
+
+def systemctl_steps(state: str, write: list[str], remove: list[str], current: dict[str, bytes],
+                    units: dict[str, dict[str, str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """The systemctl commands around a file change: (before writing, after writing). ``units`` has
+    each unit's UnitFileState and ActiveState (``systemctl show``); a unit that is enabled and
+    active with an unchanged file needs nothing, so a converged host gets no command."""
+    def enabled(unit: str) -> bool:
+        return units.get(unit, {}).get("UnitFileState") in ("enabled", "enabled-runtime", "static")
+
+    def active(unit: str) -> bool:
+        return units.get(unit, {}).get("ActiveState") in ("active", "activating", "reloading")
+
+    before: list[list[str]] = []
+    after: list[list[str]] = []
+    stop = [unit_of(p) for p in remove if own_service(p) and (enabled(unit_of(p)) or active(unit_of(p)))]
+    if stop:
+        before.append(["systemctl", "disable", "--now", *stop])
+    restore_path = f"{UNIT_DIR}/{UNIT}"
+    if state == "absent" and restore_path in current and enabled(UNIT):
+        before.append(["systemctl", "disable", UNIT])
+    if any(is_unit_file(p) for p in write + remove):
+        after.append(["systemctl", "daemon-reload"])
+    # Drop-ins removed or changed: the unit runs again where it now belongs (if it runs at all).
+    moved = sorted({unit_of(p) for p in write + remove if is_dropin(p)})
+    if state == "present":
+        if not (enabled(UNIT) and active(UNIT)):
+            after.append(["systemctl", "enable", "--now", UNIT])
+        restart, start = [], []
+        for path in sorted(set(write) | set(current)):
+            unit = unit_of(path)
+            if not own_service(path) or path in remove:
+                continue
+            if path in write and path in current and active(unit):
+                restart.append(unit)
+            elif not enabled(unit) or (path in write and not active(unit)):
+                start.append(unit)
+        if restart:
+            after.append(["systemctl", "restart", *restart])
+        if start:
+            after.append(["systemctl", "enable", "--now", *start])
+    if moved:
+        after.append(["systemctl", "try-restart", *moved])
+    if state == "absent" and active(UNIT):
+        after.append(["systemctl", "stop", UNIT])
+    return before, after
+
+
+def parse_show(text: str) -> dict[str, dict[str, str]]:
+    """``systemctl show -p Id,UnitFileState,ActiveState U...`` as unit -> properties."""
+    units: dict[str, dict[str, str]] = {}
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            units[props["Id"]] = props
+    return units
+
+
+# -- the host (imperative edge: files and systemctl) ---------------------------------------------
+SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted(): the host runs systemd as PID 1
+
+
+def systemd_running() -> bool:
+    return os.path.isdir(SYSTEMD_RUNNING)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def current_files() -> dict[str, bytes]:
+    """The files of ours on the host now: the fixed paths, and endpoint units and drop-ins that carry the marker."""
+    found: dict[str, bytes] = {}
+    fixed = [STATE_FILE, BUNDLE, f"{UNIT_DIR}/{UNIT}", SYSCTL_FILE, MODULES_FILE]
+    marked = glob.glob(f"{UNIT_DIR}/{SERVICE_PREFIX}*.service") + glob.glob(f"{UNIT_DIR}/*.d/{DROPIN}")
+    for path in fixed + sorted(marked):
+        data = _read(path)
+        if data is not None and (path in fixed or data.startswith(MARKER.encode())):
+            found[path] = data
+    return found
+
+
+def _write(path: str, data: bytes) -> None:
+    """Atomically: a reader (systemd, the restore at boot) sees the old file or the new one."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".linuxnet-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    os.unlink(path)
+    directory = os.path.dirname(path)
+    # Our own directories and emptied drop-in directories go too.
+    if directory in (STATE_DIR, LIB_DIR) or (is_unit_file(directory + "/x") and directory.endswith(".d")):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass  # not empty: something else lives there
+
+
+def sync(module: Any, state: str, wanted: dict[str, bytes]) -> dict:
+    """Make the host's files of ours ``wanted`` (``{}`` for absent) and tell systemd, honouring
+    check mode. Returns changed, written, removed, commands (systemctl command lines) and diff."""
+    current = current_files()
+    write, remove = changes(wanted, current)
+    systemd = systemd_running()
+    units: dict[str, dict[str, str]] = {}
+    if systemd:
+        names = sorted({UNIT} | {unit_of(p) for p in set(wanted) | set(current) if is_unit_file(p)})
+        rc, out, err = module.run_command(["systemctl", "show", "--property=Id,UnitFileState,ActiveState", "--", *names])
+        if rc != 0:
+            raise ApplyError(f"systemctl show failed: {err.strip()}")
+        units = parse_show(out)
+    before, after = systemctl_steps(state, write, remove, current, units) if systemd else ([], [])
+    if not module.check_mode:
+        for argv in before:
+            _systemctl(module, argv)
+        for path in write:
+            _write(path, wanted[path])
+        for path in remove:
+            _remove(path)
+        for argv in after:
+            _systemctl(module, argv)
+    commands = [" ".join(argv) for argv in before + after]
+    return {
+        "changed": bool(write or remove or commands),
+        "written": write,
+        "removed": remove,
+        "commands": commands,
+        "diff": [_diff(path, current.get(path), wanted.get(path)) for path in write + remove],
+    }
+
+
+def _systemctl(module: Any, argv: list[str]) -> None:
+    rc, _out, err = module.run_command(argv)
+    if rc != 0:
+        raise ApplyError(f"{' '.join(argv)} failed: {err.strip()}")
+
+
+def _diff(path: str, old: bytes | None, new: bytes | None) -> dict:
+    def text(data: bytes | None) -> str:
+        if data is None:
+            return ""
+        if path == BUNDLE:  # a zip: its size and digest say whether the engine changed
+            return f"<zip application, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}>\n"
+        return data.decode("utf-8", "replace")
+    return {"before_header": path, "after_header": path, "before": text(old), "after": text(new)}

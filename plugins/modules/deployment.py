@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# Copyright (c) linuxnet.bridge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: deployment
+short_description: Converge or remove a whole bridge-network deployment in one module run
+version_added: 0.1.0
+description:
+  - Turns networks and endpoints (the variables of the role
+    R(linuxnet.bridge.bridge_network,ansible_collections.linuxnet.bridge.bridge_network_role)) into
+    the C(config) of the modules M(linuxnet.bridge.netns), M(linuxnet.bridge.bridge),
+    M(linuxnet.bridge.veth), M(linuxnet.bridge.firewall) and M(linuxnet.bridge.port_mapping), keeping
+    the addresses of existing endpoints, and applies them in that order in one process, as those
+    modules would with O(ignore:state=overridden), each step reading the host after the previous one
+    changed it. RV(commands) are theirs, and so are the ownership rules - objects the collection did
+    not create are never changed or removed.
+  - With O(state=absent), removes everything the collection created (the five modules with
+    O(ignore:state=deleted)), in this order - published ports and firewall rules, then the endpoint
+    namespaces (their veth pairs go with them, in one batch of the kernel), the remaining veths and the
+    bridges.
+  - Every step's input is checked before anything changes. When something is to change, first checks
+    that the kernel can create a bridge, a veth pair and read the nat table (in a throw-away network
+    namespace) and fails with a clear message if not.
+  - A run that finds the host as described only reads (one netlink dump per namespace read, one
+    C(iptables-save) per table).
+author:
+  - linuxnet.bridge developers (@linuxnet)
+extends_documentation_fragment:
+  - linuxnet.bridge.iptables
+attributes:
+  check_mode:
+    support: full
+    description: Predicts exactly what a run would do, step by step, as if the earlier steps had run.
+  diff_mode:
+    support: full
+    description: One diff per step that changes something, in the shape of the step module's C(config).
+  idempotent:
+    support: full
+    description: A second run with the same input changes nothing and writes nothing.
+options:
+  networks:
+    description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
+    type: list
+    elements: dict
+    default: []
+  endpoints:
+    description: Endpoints, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_endpoints) of the role.
+    type: list
+    elements: dict
+    default: []
+  state:
+    description:
+      - V(present) makes the host exactly the deployment of O(networks) and O(endpoints), removing what
+        the collection created and they no longer list.
+      - V(absent) removes everything the collection created (O(networks) and O(endpoints) are ignored).
+    type: str
+    choices: [present, absent]
+    default: present
+  return_plan:
+    description:
+      - V(always) returns RV(plan) on every run.
+      - V(on_change) returns it only when something changed (or would, in check mode); a run that finds
+        the host as described then returns a few hundred bytes instead of the whole plan (the role uses this).
+    type: str
+    choices: [always, on_change]
+    default: always
+requirements:
+  - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root
+notes:
+  - The five modules stay available for direct use; this module shares their code.
+seealso:
+  - module: linuxnet.bridge.deployment_info
+    description: The same plan and comparison, read-only.
+"""
+
+EXAMPLES = r"""
+- name: Networks and endpoints of this host
+  linuxnet.bridge.deployment:
+    networks:
+      - name: backend
+        subnet: 172.18.0.0/16
+    endpoints:
+      - name: web
+        networks: [backend]
+        ports: ["8080:80"]
+
+- name: Remove everything linuxnet.bridge created on this host
+  linuxnet.bridge.deployment:
+    state: absent
+"""
+
+RETURN = r"""
+commands:
+  description: For each step (module name), the commands it applied (in check mode, would apply), in the order run.
+  returned: always
+  type: dict
+  sample:
+    netns: ["ip netns add web", "ip -n web link set lo up"]
+    bridge: []
+    veth: ["ip link add veth1a2b3c4 type veth peer name eth0 netns web"]
+    firewall: []
+    port_mapping: ["iptables -t nat -A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:80"]
+changed_steps:
+  description: The steps that changed something (in check mode, would), in the order run.
+  returned: always
+  type: list
+  elements: str
+  sample: [netns, veth, port_mapping]
+plan:
+  description:
+    - The C(config) of each module under the module's name, the netns module's C(host_groups), the
+      C(warnings) about ignored input, and the resolved C(networks) and C(endpoints), as
+      M(linuxnet.bridge.deployment_info) returns it.
+  returned: when O(state=present), unless O(return_plan=on_change) and nothing changed
+  type: dict
+ignored:
+  description: What of the input is ignored and why (the C(warnings) of RV(plan)).
+  returned: when O(state=present)
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "networks": {"type": "list", "elements": "dict", "default": []},
+            "endpoints": {"type": "list", "elements": "dict", "default": []},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
+            **MODULE_OPTIONS,
+        },
+        supports_check_mode=True,
+    )
+    _engine.require_privilege(module)
+    require_pyroute2(module)
+    p = module.params
+    tables = {"chain_prefix": p["chain_prefix"], "iptables_variant": p["iptables_variant"], "firewall_backend": p["firewall_backend"]}
+    try:
+        if p["state"] == "absent":
+            result = _deployment.remove(module, **tables)
+        else:
+            result = _deployment.converge(module, p["networks"], p["endpoints"], **tables)
+    except ValidationError as exc:
+        module.fail_json(msg=str(exc))
+    except ApplyError as exc:
+        done = getattr(exc, "commands", {})  # the steps before the failed one, and its own
+        module.fail_json(msg=str(exc), changed=not module.check_mode and any(done.values()), commands=done)
+    result["changed_steps"] = [step for step, commands in result["commands"].items() if commands]
+    if "plan" in result:
+        result["ignored"] = result["plan"]["warnings"]
+        if p["return_plan"] == "on_change" and not result["changed"]:
+            del result["plan"]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

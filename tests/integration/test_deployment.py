@@ -1,0 +1,148 @@
+"""``_deployment.converge()`` and ``remove()`` (the module linuxnet.bridge.deployment) against a real kernel.
+
+The contract test calls ``converge()`` outside Ansible, as the boot-time restore does: a small
+object with params, check_mode, run_command, warn and fail_json stands in for the module. It runs
+in a lab host (private net/mount namespaces, private /run and /etc/netns); packets between
+endpoints prove the result.
+
+Run (root): ``.venv/bin/python -m pytest tests/integration/test_deployment.py -q``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
+
+REPO = Path(__file__).resolve().parents[2]
+HOST, ADDR = "linuxnet1", "172.16.211.128"
+
+NETWORKS = [{"name": "bridge", "subnet": "172.17.0.0/16"}, {"name": "usernet", "subnet": "172.18.0.0/16"}]
+ENDPOINTS = [
+    {"name": "c1", "network": "bridge"},
+    {"name": "c2", "network": "bridge", "ports": ["8081:80", "9000:9000/udp"]},
+    {"name": "u1", "networks": ["usernet", "bridge"], "dns": {"nameservers": ["192.0.2.53"]}},
+]
+
+# Runs inside the lab host: argv[1] is a JSON request, stdout the JSON answer.
+SCRIPT = """
+import json, subprocess, sys
+sys.path.insert(0, %(collections)r)
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
+
+class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
+    def __init__(self, check_mode):
+        self.params, self.check_mode, self.warnings = {}, check_mode, []
+    def run_command(self, argv, check_rc=False, data=None):
+        done = subprocess.run(argv, input=data, capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+    def warn(self, msg):
+        self.warnings.append(msg)
+    def fail_json(self, **kw):
+        raise AssertionError(kw)
+
+request = json.loads(sys.argv[1])
+module = Shim(request["check_mode"])
+try:
+    if request["what"] == "remove":
+        result = _deployment.remove(module)
+    elif request["what"] == "plan":
+        plan = _deployment.pending_changes(module, request["networks"], request["endpoints"], "LINUXNET", "auto")["plan"]
+        result = _deployment.converge(module, None, None, plan=plan)
+    else:
+        result = _deployment.converge(module, request["networks"], request["endpoints"])
+except Exception as exc:
+    result = {"error": type(exc).__name__, "msg": str(exc), "commands": getattr(exc, "commands", None)}
+result["warnings"] = module.warnings
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture
+def lab(lab_factory):
+    return lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
+
+
+def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=NETWORKS, endpoints=ENDPOINTS) -> dict:
+    script = tmp_path / "converge.py"
+    script.write_text(SCRIPT % {"collections": str(REPO / ".collections")})
+    request = {"what": what, "check_mode": check_mode, "networks": networks, "endpoints": endpoints}
+    done = lab.run(HOST, [sys.executable, str(script), json.dumps(request)], timeout=120)
+    return json.loads(done.stdout)
+
+
+def host_state(lab) -> str:
+    """Links, addresses, routes, namespaces, resolver files and rules of the lab host."""
+    script = ("ip -o link; ip -o addr; ip route; ip netns list; iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//';"
+              " for ns in $(ip netns list | cut -d' ' -f1); do echo \"== $ns\"; ip -n $ns -o addr; ip -n $ns route;"
+              " cat /etc/netns/$ns/* 2>/dev/null; done; cat /proc/sys/net/ipv4/ip_forward")
+    return lab.run(HOST, ["sh", "-c", script]).stdout
+
+
+def ping(lab, netns: str, address: str) -> bool:
+    return lab.run(HOST, ["ip", "netns", "exec", netns, "ping", "-c1", "-W2", address], check=False).returncode == 0
+
+
+def test_converge_contract_check_mode_apply_rerun_and_remove(lab, tmp_path):
+    empty = host_state(lab)
+    predicted = call(lab, tmp_path, "converge", check_mode=True)
+    assert "error" not in predicted, predicted
+    assert predicted["changed"] is True
+    assert host_state(lab) == empty, "check mode changed the host"
+    assert set(predicted["commands"]) == {"netns", "bridge", "veth", "firewall", "port_mapping"}
+    assert list(predicted["plan"]["veth"]) and predicted["plan"]["netns"]
+
+    applied = call(lab, tmp_path, "converge")
+    assert "error" not in applied, applied
+    assert applied["changed"] is True
+    # check mode predicted exactly, step by step, also the steps that depend on earlier ones
+    # (the bridges' route_localnet sysctls, DNAT into chains the firewall step creates)
+    assert applied["commands"] == predicted["commands"]
+    assert any("route_localnet=1" in c for c in applied["commands"]["firewall"]), applied["commands"]["firewall"]
+    assert any("DNAT" in c for c in applied["commands"]["port_mapping"])
+    # packets: same network reaches, the gateway answers; different networks are isolated
+    assert ping(lab, "c1", "172.17.0.3") and ping(lab, "c2", "172.17.0.1")
+    assert ping(lab, "u1", "172.18.0.1")
+    assert not ping(lab, "c1", "172.18.0.2")
+    converged = host_state(lab)
+
+    again = call(lab, tmp_path, "converge")
+    assert again["changed"] is False and not any(again["commands"].values()), again["commands"]
+    assert host_state(lab) == converged
+    # an already computed plan (pending_changes) is applied the same way
+    planned = call(lab, tmp_path, "plan")
+    assert planned.get("changed") is False, planned
+
+    # drop an endpoint: its namespace goes, its veth with it (not predicted twice), nothing else changes
+    fewer = [ep for ep in ENDPOINTS if ep["name"] != "c1"]
+    predicted = call(lab, tmp_path, "converge", check_mode=True, endpoints=fewer)
+    shrunk = call(lab, tmp_path, "converge", endpoints=fewer)
+    assert shrunk["commands"] == predicted["commands"]
+    assert shrunk["commands"]["netns"] == ["ip netns delete c1", "rm -rf /etc/netns/c1"]
+    assert shrunk["commands"]["veth"] == [] and shrunk["commands"]["bridge"] == []
+    # (c2 -> u1, not the gateway: the bridge's MAC, never set, may follow its lowest port MAC, c1's)
+    assert ping(lab, "c2", "172.17.0.4")
+
+    predicted = call(lab, tmp_path, "remove", check_mode=True)
+    removed = call(lab, tmp_path, "remove")
+    assert "error" not in removed, removed
+    assert removed["commands"] == predicted["commands"]
+    assert list(removed["commands"]) == ["port_mapping", "firewall", "netns", "veth", "bridge"]
+    assert removed["commands"]["veth"] == []  # every pair went with its namespace
+    assert call(lab, tmp_path, "remove")["changed"] is False
+    left = lab.run(HOST, ["sh", "-c", "ip netns list; ip -o link | grep -e linuxnet.bridge -e docker0 -e br-usernet;"
+                          " iptables-save | grep LINUXNET || true"]).stdout
+    assert left.strip() == "", left
+
+
+def test_bad_input_fails_before_any_change(lab, tmp_path):
+    empty = host_state(lab)
+    bad = call(lab, tmp_path, "converge", endpoints=[*ENDPOINTS, {"name": "c9", "network": "bridge", "ports": ["99999:80"]}])
+    assert bad.get("error") == "ValidationError", bad
+    assert "99999" in bad["msg"], bad
+    assert host_state(lab) == empty

@@ -1,0 +1,370 @@
+"""The nftables adapter without a kernel: rule kinds, the ``nft -a list`` parser and the planner.
+
+* Every rule kind of the iptables adapter (``_iptables.KINDS``) has an nft rendering that parses
+  back to the same rule (a kind added later without one fails here). That each rendering is
+  exactly what ``nft list`` prints is proven against the real nft in
+  ``tests/integration/test_nftables.py``.
+* The planner's scripts are applied to :class:`NftModel`, a small model of an ``nft -f``
+  transaction on our table (handles, base chains, jumps that must resolve), and the result is
+  listed as ``nft -a list table`` prints it and read back with ``parse_list``: a converged table
+  plans nothing, rules an admin added are kept, deleting everything deletes the table.
+
+Run: ``.venv/bin/python -m pytest tests/unit -q`` (no root needed).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _firewall as fw
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _iptables as iptables
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
+
+from .fixtures.firewall import FakeModule
+
+# Sample values per field name (every field any kind of either adapter uses).
+SAMPLES = {
+    "bridge": "lnx-a", "chain": "LINUXNET-ISOLATION-STAGE-2", "verdict": "DROP", "subnet": "10.1.0.0/24",
+    "snat_source": "192.0.2.9", "host_ip": "192.0.2.1", "proto": "tcp", "dport": "81", "container_ip": "10.1.0.2",
+    "to_ports": "80", "base": None,
+}
+NETWORKS = [
+    {"name": "front", "bridge": "lnx-front", "subnet": "10.31.0.0/24"},
+    {"name": "back", "bridge": "lnx-back", "subnet": "10.32.0.0/24", "icc": False},
+    {"name": "intern", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True},
+    {"name": "snat", "bridge": "lnx-snat", "subnet": "10.34.0.0/24", "snat_source": "192.0.2.5", "masquerade": False},
+]
+MAPPINGS = [
+    {"bridge": "lnx-front", "container_ip": "10.31.0.2", "publish": "192.0.2.1:81:80"},
+    {"bridge": "lnx-front", "container_ip": "10.31.0.2", "publish": "127.0.0.1:8081:80"},
+    {"bridge": "lnx-back", "container_ip": "10.32.0.2", "publish": "8080:80/udp"},
+    {"bridge": "lnx-front", "container_ip": "10.31.0.3", "publish": "20000-20999:30000-30999"},
+]
+
+
+def sample_rules(kind: str) -> Rule:
+    fields = set(re.findall(r"\{(\w+)\}", iptables.KINDS[kind].text))
+    return Rule.of(kind, **{f: SAMPLES[f] for f in fields if f in SAMPLES})
+
+
+# ============================================================================== kinds
+
+
+def test_every_iptables_kind_has_an_nft_rendering():
+    missing = sorted(set(iptables.KINDS) - set(nft.KINDS))
+    assert not missing, f"rule kinds without an nft rendering in _nftables.KINDS: {missing}"
+    assert not sorted(set(nft.KINDS) - set(iptables.KINDS)), "an nft kind that the model does not have"
+
+
+@pytest.mark.parametrize("kind", sorted(iptables.KINDS))
+def test_every_kind_parses_back_to_the_rule_it_renders_from(kind):
+    rule = sample_rules(kind)
+    text = nft.render_rule(rule, "filter")
+    assert nft.parse_rule(text) == rule, text
+    if rule.get("snat_source"):  # the other branch of [snat to ...|masquerade]
+        plain = Rule.of(kind, **{k: v for k, v in rule.fields if k != "snat_source"})
+        assert nft.parse_rule(nft.render_rule(plain)) == plain
+
+
+def test_verdicts_and_chains_in_nft_words():
+    assert nft.render_rule(Rule.of("icc", bridge="b", verdict="ACCEPT")) == 'iifname "b" oifname "b" accept'
+    assert nft.render_rule(Rule.of("local_jump", chain="LINUXNET"), "nat") == "fib daddr type local jump nat-LINUXNET"
+    assert nft.parse_rule("fib daddr type local jump nat-LINUXNET") == Rule.of("local_jump", chain="LINUXNET")
+    # a jump into a chain that is none of ours is no rule of ours
+    assert nft.parse_rule("jump somebody-elses") is None and nft.parse_rule("counter accept") is None
+
+
+def test_a_shifted_1000_port_range_is_one_rule_with_a_port_map():
+    rule = Rule.of("dnat", proto="tcp", dport="20000-20999", container_ip="10.1.0.3", to_ports="30000-30999", base="20000")
+    text = nft.render_rule(rule)
+    assert text.startswith("tcp dport 20000-20999 dnat to 10.1.0.3:tcp dport map { 20000 : 30000, 20001 : 30001, ")
+    assert text.endswith(", 20999 : 30999 }") and text.count(" : ") == 1000
+    assert nft.parse_rule(text) == rule
+    # an unshifted range keeps the port: no map
+    same = Rule.of("dnat", proto="udp", dport="5000-5009", container_ip="10.1.0.3", to_ports="5000-5009")
+    assert nft.render_rule(same) == "udp dport 5000-5009 dnat to 10.1.0.3:5000-5009"
+
+
+def test_sources_are_ip_saddr_and_a_host_is_listed_without_its_prefix():
+    lan = Rule.of("dnat", source="192.0.2.0/24", host_ip="192.0.2.1", proto="udp", dport="81", container_ip="10.1.0.2", to_ports="80")
+    host = Rule.of("accept_port", source="198.51.100.7/32", container_ip="10.1.0.2", bridge="b", proto="tcp", dport="80")
+    assert nft.render_rule(lan) == "ip saddr 192.0.2.0/24 ip daddr 192.0.2.1 udp dport 81 dnat to 10.1.0.2:80"
+    assert nft.render_rule(host) == 'ip saddr 198.51.100.7 ip daddr 10.1.0.2 iifname != "b" oifname "b" tcp dport 80 accept'
+    assert [nft.parse_rule(nft.render_rule(r)) for r in (lan, host)] == [lan, host]
+
+
+def test_rule_kinds_do_not_shadow_each_other():
+    for kind in nft.KINDS:
+        rule = sample_rules(kind)
+        assert nft.parse_rule(nft.render_rule(rule)).kind == kind
+
+
+# ============================================================================== a model of nft -f
+
+
+class NftModel:
+    """Our table as the kernel keeps it; ``apply`` runs a script all-or-nothing, like ``nft -f``."""
+
+    def __init__(self, name: str = "linuxnet") -> None:
+        self.name = name
+        self.exists = False
+        self.chains: dict[str, dict] = {}  # name -> {"base": "type ...; policy x;" | None, "rules": [(handle, text)]}
+        self.handle = 0
+        self.scripts: list[list[str]] = []
+
+    def apply(self, lines: list[str]) -> None:
+        before = copy.deepcopy((self.exists, self.chains, self.handle))
+        try:
+            for line in lines:
+                self._one(line)
+        except AssertionError:
+            self.exists, self.chains, self.handle = before
+            raise
+        self.scripts.append(lines)
+
+    def _one(self, line: str) -> None:
+        ref = f"ip {self.name}"
+        m = re.fullmatch(rf"(add|delete) table {ref}", line)
+        if m:
+            assert m.group(1) == "add" or self.exists, line
+            self.exists = m.group(1) == "add"
+            if not self.exists:
+                self.chains = {}
+            return
+        assert self.exists, f"no table: {line}"
+        m = re.fullmatch(rf"(add|flush|delete) chain {ref} (\S+)(?: \{{ (.*) \}})?", line)
+        if m:
+            verb, name, base = m.groups()
+            if verb == "add":
+                chain = self.chains.setdefault(name, {"base": base, "rules": []})
+                chain["base"] = base or chain["base"]
+                return
+            assert name in self.chains, line
+            if verb == "flush":
+                self.chains[name]["rules"] = []
+            else:
+                users = [t for c in self.chains.values() for _h, t in c["rules"] if t.endswith(f"jump {name}")]
+                assert not users, f"{line}: still jumped to by {users}"
+                del self.chains[name]
+            return
+        m = re.fullmatch(rf"delete rule {ref} (\S+) handle (\d+)", line)
+        if m:
+            rules = self.chains[m.group(1)]["rules"]
+            assert int(m.group(2)) in [h for h, _t in rules], line
+            rules[:] = [(h, t) for h, t in rules if h != int(m.group(2))]
+            return
+        m = re.fullmatch(rf"(add|insert) rule {ref} (\S+) (.+)", line)
+        assert m, f"not an nft command of the planner: {line}"
+        verb, name, text = m.groups()
+        assert name in self.chains, line
+        target = re.search(r"jump (\S+)$", text)
+        assert target is None or target.group(1) in self.chains, f"{line}: no such chain"
+        self.handle += 1
+        rules = self.chains[name]["rules"]
+        rules.insert(0 if verb == "insert" else len(rules), (self.handle, text))
+
+    def listing(self) -> str:
+        """As ``nft -a list table ip <name>`` prints it."""
+        if not self.exists:
+            return ""
+        out = [f"table ip {self.name} {{ # handle 1"]
+        for name, chain in self.chains.items():
+            out.append(f"\tchain {name} {{ # handle 9")
+            if chain["base"]:
+                out.append(f"\t\t{chain['base']}")
+            out += [f"\t\t{text} # handle {h}" for h, text in chain["rules"]]
+            out.append("\t}")
+        return "\n".join(out + ["}"]) + "\n"
+
+    def live(self) -> dict:
+        tables, other = nft.parse_list(self.listing())
+        return tables, tuple(other)
+
+
+class NftFakeModule(FakeModule):
+    def __init__(self, **params) -> None:
+        super().__init__(firewall_backend="nftables", **params)
+
+    def get_bin_path(self, name):
+        return None  # no other backend to clean up here
+
+
+def fw_run(kernel: NftModel, config: list[dict], state: str = "merged", known: dict | None = None, apply: bool = True):
+    res = fw.FirewallResource(NftFakeModule())
+    desired = res.normalize(config, state)
+    res.live, res.adapter.other_chains = kernel.live()
+    res.known = copy.deepcopy(known or {})
+    res.sysctls = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1"}
+    ops = res.plan(desired, {}, state)[0]
+    lines = [op.args["line"] for op in ops if op.action == "nft"]
+    if apply and lines:
+        kernel.apply(lines)
+    return lines, res
+
+
+def pm_run(kernel: NftModel, config: list[dict], state: str = "overridden", known: dict | None = None):
+    res = PortMappingResource(NftFakeModule())
+    desired = res.normalize(config, state)
+    res.live, res.adapter.other_chains = kernel.live()
+    res.known = copy.deepcopy(known or {})
+    lines = [op.args["line"] for op in res.plan(desired, {}, state)[0] if op.action == "nft"]
+    if lines:
+        kernel.apply(lines)
+    return lines, res
+
+
+# ============================================================================== planner
+
+
+def test_select_adapter_picks_the_backend_and_names_the_table_after_the_prefix():
+    assert isinstance(fw.select_adapter(None, {}), iptables.Iptables)
+    adapter = fw.select_adapter(None, {"firewall_backend": "nftables", "chain_prefix": "DOCKER"})
+    assert isinstance(adapter, nft.Nftables) and adapter.table == "docker"
+    assert [type(a) for a in fw.other_adapters(None, {"firewall_backend": "nftables"})] == [iptables.Iptables]
+    assert fw.MODULE_OPTIONS["firewall_backend"] == {"type": "str", "default": "iptables", "choices": ["iptables", "nftables"]}
+
+
+def test_rendered_script_has_dockers_29_base_chains_and_one_table_of_ours():
+    res = fw.FirewallResource(NftFakeModule())
+    script = res.render(res.normalize(NETWORKS, "rendered"))
+    assert script[0] == "add table ip linuxnet"
+    assert all(line.startswith(("add table ip linuxnet", "add chain ip linuxnet ", "add rule ip linuxnet ", "insert rule ip linuxnet "))
+               for line in script), script
+    base = {line.split()[4]: line.split("{ ")[1] for line in script if " hook " in line}
+    assert base == {
+        "filter-FORWARD": "type filter hook forward priority filter; policy accept; }",
+        "filter-INPUT": "type filter hook input priority filter; policy accept; }",
+        "nat-PREROUTING": "type nat hook prerouting priority dstnat; policy accept; }",
+        "nat-OUTPUT": "type nat hook output priority -100; policy accept; }",
+        "nat-POSTROUTING": "type nat hook postrouting priority srcnat; policy accept; }",
+    }
+    assert "add rule ip linuxnet filter-LINUXNET-USER return" in script
+    # the admins' chain is jumped to first
+    kernel = NftModel()
+    kernel.apply(script)
+    assert kernel.chains["filter-FORWARD"]["rules"][0][1] == "jump filter-LINUXNET-USER"
+    assert kernel.chains["filter-FORWARD"]["rules"][1][1] == "jump filter-LINUXNET-ISOLATION-STAGE-1"
+
+
+def test_converged_table_plans_nothing_and_gathered_round_trips():
+    kernel = NftModel()
+    first, _res = fw_run(kernel, NETWORKS)
+    assert first and first[0] == "add table ip linuxnet"
+    again, res = fw_run(kernel, NETWORKS, known=_res.final)
+    assert again == [], again
+    gathered = fw.parse_networks(res.live, "LINUXNET", _res.final, res.adapter.parse)
+    assert {n["bridge"]: (n["subnet"], n["icc"], n["internal"], n["snat_source"]) for n in gathered.values()} == {
+        "lnx-front": ("10.31.0.0/24", True, False, None), "lnx-back": ("10.32.0.0/24", False, False, None),
+        "lnx-int": ("10.33.0.0/24", True, True, None), "lnx-snat": ("10.34.0.0/24", True, False, "192.0.2.5")}
+
+
+def test_forward_policy_drop_lives_in_our_base_chain():
+    kernel = NftModel()
+    res = fw.FirewallResource(NftFakeModule())
+    desired = res.normalize(NETWORKS[:1], "merged")
+    res.live, res.adapter.other_chains = kernel.live()
+    res.sysctls = {fw.IP_FORWARD: "0", fw.BRIDGE_NF: "1"}
+    lines = [op.args["line"] for op in res.plan(desired, {}, "merged")[0] if op.action == "nft"]
+    kernel.apply(lines)
+    assert "policy drop;" in kernel.chains["filter-FORWARD"]["base"]
+    assert fw_run(kernel, NETWORKS[:1])[0] == [], "a later run (forwarding on) keeps the policy"
+
+
+def test_port_mappings_share_the_table_and_a_range_is_one_rule():
+    kernel = NftModel()
+    fw_run(kernel, NETWORKS)
+    lines, _res = pm_run(kernel, MAPPINGS)
+    assert lines and not [line for line in lines if "table" in line.split()[:2]]
+    dnat = [t for _h, t in kernel.chains["nat-LINUXNET"]["rules"]]
+    assert len(dnat) == 4 and sum("20000-20999" in t for t in dnat) == 1
+    assert "ip daddr 127.0.0.1 tcp dport 8081 dnat to 10.31.0.2:80" in dnat
+    assert pm_run(kernel, MAPPINGS)[0] == []
+    assert fw_run(kernel, NETWORKS)[0] == [], "the firewall must not take the mappings' rules for its own"
+
+
+def test_admin_rules_are_kept_and_only_damage_is_repaired():
+    kernel = NftModel()
+    fw_run(kernel, NETWORKS)
+    pm_run(kernel, MAPPINGS)
+    kernel.apply(["insert rule ip linuxnet filter-LINUXNET-USER ip saddr 192.0.2.7 drop",
+                  "add rule ip linuxnet filter-FORWARD counter accept"])
+    handle = kernel.chains["filter-FORWARD"]["rules"][4][0]
+    kernel.apply([f"delete rule ip linuxnet filter-FORWARD handle {handle}", "flush chain ip linuxnet filter-LINUXNET-ISOLATION-STAGE-2"])
+    repair, _res = fw_run(kernel, NETWORKS)
+    assert "flush chain ip linuxnet filter-LINUXNET-ISOLATION-STAGE-2" in repair
+    assert not [line for line in repair if " filter-LINUXNET-USER " in line or "nat-" in line], repair
+    assert fw_run(kernel, NETWORKS)[0] == [] and pm_run(kernel, MAPPINGS)[0] == []
+    assert kernel.chains["filter-LINUXNET-USER"]["rules"][0][1] == "ip saddr 192.0.2.7 drop"
+    assert [t for _h, t in kernel.chains["filter-FORWARD"]["rules"]].count("counter accept") == 1
+
+
+def test_deleting_everything_deletes_the_table_and_keeps_an_admins_user_chain():
+    kernel = NftModel()
+    _lines, res = fw_run(kernel, NETWORKS)
+    known = res.final
+    _lines, pm = pm_run(kernel, MAPPINGS)
+    pm_known = pm.final
+    pm_run(kernel, [], state="deleted", known=pm_known)
+    assert fw_run(kernel, [], state="deleted", known=known)[0] == ["delete table ip linuxnet"]
+    assert not kernel.exists
+    # with an admin's rule in the USER chain: only that chain and its jump stay
+    fw_run(kernel, NETWORKS)
+    kernel.apply(["insert rule ip linuxnet filter-LINUXNET-USER ip saddr 192.0.2.7 drop"])
+    fw_run(kernel, [], state="deleted", known=known)
+    assert {name: [t for _h, t in c["rules"]] for name, c in kernel.chains.items()} == {
+        "filter-FORWARD": ["jump filter-LINUXNET-USER"],
+        "filter-LINUXNET-USER": ["ip saddr 192.0.2.7 drop", "return"],
+    }
+    assert fw_run(kernel, [], state="deleted", known=known)[0] == []
+
+
+def test_a_failing_script_changes_nothing():
+    kernel = NftModel()
+    fw_run(kernel, NETWORKS)
+    before = kernel.listing()
+    with pytest.raises(AssertionError):
+        kernel.apply(["flush chain ip linuxnet filter-LINUXNET-ISOLATION-STAGE-2", "add rule ip linuxnet no-such accept"])
+    assert kernel.listing() == before
+
+
+LISTING = """table ip linuxnet { # handle 7
+\tset admins { # handle 3
+\t\ttype ipv4_addr
+\t\telements = { 192.0.2.7,
+\t\t\t     192.0.2.8 }
+\t}
+
+\tchain filter-FORWARD { # handle 1
+\t\ttype filter hook forward priority filter; policy drop;
+\t\tjump filter-LINUXNET-USER # handle 11
+\t\tip saddr @admins counter packets 3 bytes 180 accept # handle 40
+\t}
+
+\tchain admin-own { # handle 12
+\t\tcounter packets 0 bytes 0 # handle 13
+\t}
+
+\tchain filter-LINUXNET-USER { # handle 7
+\t\treturn # handle 10
+\t}
+}
+"""
+
+
+def test_parse_list_reads_policies_rules_handles_and_skips_what_is_not_ours():
+    tables, other = nft.parse_list(LISTING)
+    assert other == ["admin-own"] and list(tables) == ["filter"]
+    filt = tables["filter"]
+    assert filt.chains == {"FORWARD": "DROP", "LINUXNET-USER": "-"}
+    assert filt.rules["FORWARD"] == ["jump filter-LINUXNET-USER", "ip saddr @admins counter packets 3 bytes 180 accept"]
+    assert filt.handles["FORWARD"] == [11, 40]
+    assert nft.parse_list("") == ({}, [])
+
+
+def test_bad_table_name_is_refused():
+    with pytest.raises(nft.v.ValidationError, match="nft table name"):
+        _ = nft.Nftables(None, table="bad name").table

@@ -1,0 +1,97 @@
+"""state: parsed: iptables-save text (running_config) -> config, offline, for firewall and port_mapping."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import FirewallResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+from .fixtures.firewall import FakeModule, build, firewall
+from .fixtures.rulesets import PORTS_143, REF_143, SCENARIO_143
+
+
+def ports(prefix: str = "DOCKER") -> PortMappingResource:
+    return PortMappingResource(FakeModule(chain_prefix=prefix))
+
+
+def test_dockers_own_ruleset_parses_into_networks():
+    # Docker 20.10's iptables-save, verbatim: no state file, so networks are named after their bridges.
+    parsed = _engine.listing(firewall("DOCKER").parsed(REF_143), firewall("DOCKER"))
+    assert parsed == [
+        {"name": "br-xxx", "bridge": "br-xxx", "subnet": "172.18.0.0/16", "icc": True, "internal": False,
+         "masquerade": True, "gateway_mode": "nat-unprotected"},
+        {"name": "docker0", "bridge": "docker0", "subnet": "172.17.0.0/16", "icc": False, "internal": False,
+         "masquerade": True, "gateway_mode": "nat-unprotected"},
+    ]
+
+
+def test_dockers_own_ruleset_parses_into_port_mappings():
+    res = ports()
+    parsed = _engine.listing(res.parsed(REF_143), res)
+    assert {(m["bridge"], m["container_ip"], m["container_port"], m["host_port"], m["protocol"], m.get("host_ip"))
+            for m in parsed} == {("docker0", "172.17.0.2", "80", "81", "tcp", "172.16.211.128"),
+                                 ("br-xxx", "172.18.0.2", "80", "8080", "udp", None)}
+
+
+def test_parsed_is_what_gathered_reads_from_the_same_ruleset():
+    kernel = build(SCENARIO_143, PORTS_143)
+    for make in (lambda: firewall("DOCKER"), ports):
+        live = make()
+        live.prefix, live.live = "DOCKER", kernel.live()  # as normalize() and gather() leave them
+        gathered = _engine.listing(live.from_live({}, live.adapter.parse), live)
+        offline = make()
+        assert _engine.listing(offline.parsed(kernel.save()), offline) == gathered != []
+
+
+def test_parsed_uses_the_chain_prefix():
+    assert firewall("LINUXNET").parsed(REF_143) == {}
+    assert ports("LINUXNET").parsed(REF_143) == {}
+
+
+@pytest.mark.parametrize("text", [None, "", "-A FORWARD -j DOCKER-USER\n", "*mangle\nCOMMIT\n"])
+def test_running_config_that_is_not_iptables_save_text_is_refused(text):
+    for res in (firewall("DOCKER"), ports()):
+        with pytest.raises(ValidationError, match=r"^running_config: state=parsed needs the output of iptables-save"):
+            res.parsed(text)
+
+
+def test_parsed_is_offered_only_where_a_resource_implements_it():
+    assert "parsed" not in _engine.config_argument_spec({})["state"]["choices"]
+    spec = _engine.config_argument_spec({}, parsed=True)
+    assert "parsed" in spec["state"]["choices"] and spec["running_config"] == {"type": "str"}
+    with pytest.raises(ValidationError, match="state: parsed is not supported"):
+        _engine.Resource(None).parsed("*filter\nCOMMIT\n")
+
+
+class Exited(Exception):
+    pass
+
+
+class EngineModule(FakeModule):
+    """What _engine.run needs of AnsibleModule: exit_json/fail_json that end the run."""
+
+    def exit_json(self, **result):
+        raise Exited(dict(result, failed=False))
+
+    def fail_json(self, **result):
+        raise Exited(dict(result, failed=True))
+
+
+@pytest.mark.parametrize("make", [FirewallResource, PortMappingResource])
+def test_engine_run_parsed_needs_no_host_and_changes_nothing(make):
+    def refuse(_module):
+        raise AssertionError("state=parsed must not check the managed host")
+
+    module = EngineModule(state="parsed", chain_prefix="DOCKER", running_config=REF_143)
+    with pytest.raises(Exited) as exited:
+        _engine.run(module, make(module), requires=(refuse,))
+    result = exited.value.args[0]
+    assert result["failed"] is False and result["changed"] is False and len(result["parsed"]) == 2
+    assert "before" not in result and "commands" not in result
+
+    module = EngineModule(state="parsed", running_config="hello")
+    with pytest.raises(Exited) as exited:
+        _engine.run(module, make(module), requires=(refuse,))
+    assert exited.value.args[0]["failed"] is True and exited.value.args[0]["msg"].startswith("running_config:")
