@@ -238,6 +238,7 @@ class NetlinkResource(Resource):
                 self._lock = _ownership.host_lock()
             except OSError as exc:
                 raise ApplyError(str(exc)) from None
+            self.netlink.invalidate()  # what was read before the lock may be another run's past
 
     def persist(self) -> None:
         """Drop creation notes (see _ownership) whose link is gone or carries its alias."""

@@ -194,7 +194,7 @@ def chain_name(table: str, chain: str) -> str:
 
 
 def split_name(name: str) -> tuple[str, str] | None:
-    table, _, chain = name.partition("-")
+    table, _sep, chain = name.partition("-")
     return (table, chain) if table in TABLES and chain else None
 
 

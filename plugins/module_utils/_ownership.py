@@ -35,7 +35,8 @@ RUN_DIR = "/run/linuxnet"
 NETNS_DIR = os.path.join(RUN_DIR, "netns")
 BRIDGE_NETNS_DIR = os.path.join(RUN_DIR, "bridge-netns")
 CREATING_DIR = os.path.join(RUN_DIR, "creating")
-LOCK_FILE = os.path.join(RUN_DIR, "links.lock")
+# The host lock is taken on /run itself: a lock file would be a write on runs that change nothing.
+LOCK_PATH = "/run"
 
 
 def link_owned(link: dict) -> bool:
@@ -143,10 +144,9 @@ def drop_stale_notes(exists) -> None:
 
 
 def host_lock(timeout: float = 300.0) -> int:
-    """Take the host's lock for link and namespace writers; returns the fd that holds it (close it to
-    release; a killed holder releases it with its process)."""
-    os.makedirs(RUN_DIR, exist_ok=True)
-    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Take the host's lock for link and namespace writers (flock on :data:`LOCK_PATH`); returns the
+    fd that holds it (close it to release; a killed holder releases it with its process)."""
+    fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_CLOEXEC)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -155,5 +155,5 @@ def host_lock(timeout: float = 300.0) -> int:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
                 os.close(fd)
-                raise OSError(exc.errno, f"{LOCK_FILE} is held by another run for more than {timeout:.0f} s") from None
+                raise OSError(exc.errno, f"the lock on {LOCK_PATH} is held by another run for more than {timeout:.0f} s") from None
         time.sleep(0.05)

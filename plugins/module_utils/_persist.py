@@ -542,6 +542,56 @@ def sync(module: Any, state: str, wanted: dict[str, bytes]) -> dict:
     }
 
 
+def requested(state: str, persist: bool | None, endpoints: list[dict]) -> str | None:
+    """What the deployment module's ``persist`` asks of the boot-time restore: "present", "absent" or
+    None (leave it as it is). Contradictions are refused before anything changes."""
+    if persist is None:
+        return None
+    if state == "absent":
+        if persist:
+            raise ValidationError("persist: true installs the boot-time restore of a deployment that state=absent"
+                                  " removes; give persist: false (or leave it unset)")
+        return "absent"
+    if not persist:
+        with_service = [str(ep.get("name")) for ep in endpoints or [] if isinstance(ep, dict) and ep.get("service") is not None]
+        if with_service:
+            # The service would start before its endpoint exists at boot: it needs the restore.
+            raise ValidationError("linuxnet_endpoints: a service runs in its endpoint only with linuxnet_persist: true"
+                                  f" (persist; the endpoint is rebuilt at boot first): {', '.join(with_service)}")
+        return "absent"
+    return "present"
+
+
+NOT_INSTALLED = "the host does not run systemd: the deployment is not restored at boot (nothing installed)"
+
+
+def checked_services(state: str, endpoints: list[dict]) -> dict[str, dict]:
+    """The endpoints' services, validated before anything changes (``{}`` for absent); services on a
+    host not booted with systemd are refused (nothing could run them)."""
+    found = services(endpoints) if state == "present" else {}
+    if found and not systemd_running():
+        raise ValidationError(f"linuxnet_endpoints: services ({', '.join(found)}) need a host booted with systemd")
+    return found
+
+
+def apply(module: Any, state: str, plan: dict | None, endpoint_services: dict[str, dict], options: dict[str, str]) -> dict:
+    """The boot-time restore of ``plan`` (the converged one; None for absent) installed or removed,
+    honouring check mode: :func:`sync`'s result with ``installed`` and ``services``. On a host without
+    systemd, present installs nothing and warns."""
+    installed = systemd_running()
+    if state == "present" and not installed:
+        module.warn(NOT_INSTALLED)
+        return {"changed": False, "installed": False, "written": [], "removed": [], "commands": [], "services": {},
+                "diff": []}
+    wanted: dict[str, bytes] = {}
+    if state == "present":
+        wanted = wanted_files(plan or {}, endpoint_services, options, bundle(engine_sources()), python_interpreter())
+    result = sync(module, state, wanted)
+    result["installed"] = installed
+    result["services"] = {endpoint: service_unit_name(endpoint, service) for endpoint, service in endpoint_services.items()}
+    return result
+
+
 def _systemctl(module: Any, argv: list[str]) -> None:
     rc, _out, err = module.run_command(argv)
     if rc != 0:

@@ -50,7 +50,7 @@ options:
         description:
           - Allow O(config[].addresses) whose subnet overlaps a route or an address of the host on a link
             the collection did not create (the uplink LAN, a VPN route). Without it such an address is
-            refused before anything changes: the bridge would take that traffic, or lose its own.
+            refused before anything changes (the bridge would take that traffic, or lose its own).
         type: bool
         default: false
       netns:

@@ -27,6 +27,10 @@ description:
     namespace) and fails with a clear message if not.
   - A run that finds the host as described only reads (one netlink dump per namespace read, one
     C(iptables-save) per table).
+  - With O(persist), the same run also installs (V(true)) or removes (V(false)) the boot-time restore
+    and the endpoint services, exactly as M(linuxnet.bridge.persist) does, on the plan it converged -
+    so a role run is one module run. With O(state=absent) they are removed before the teardown
+    (services stop while their namespaces still exist).
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
@@ -68,8 +72,19 @@ options:
     type: str
     choices: [always, on_change]
     default: always
+  persist:
+    description:
+      - V(true) installs or updates the boot-time restore of the converged deployment and the endpoint
+        services (C(service) of O(endpoints)) after the converge, as M(linuxnet.bridge.persist) with
+        O(linuxnet.bridge.persist#module:state=present); refused with O(state=absent).
+      - V(false) removes them (before the teardown with O(state=absent)); with O(state=present), endpoints
+        with a C(service) are then refused.
+      - Unset leaves them as they are (C(service) of O(endpoints) is then only checked, not installed).
+      - The role sets it from O(linuxnet.bridge.bridge_network#role:main:linuxnet_persist).
+    type: bool
 requirements:
   - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root
+  - With O(persist), systemd >= 242 for endpoint services (on a host without systemd nothing is installed, with a warning).
 notes:
   - The five modules stay available for direct use; this module shares their code.
 seealso:
@@ -117,15 +132,39 @@ plan:
       M(linuxnet.bridge.deployment_info) returns it.
   returned: when O(state=present), unless O(return_plan=on_change) and nothing changed
   type: dict
+  sample:
+    netns: [{name: web, hosts: [{ip: 172.18.0.2, names: [web]}], host_groups: [backend]}]
+    host_groups: [{name: backend, hosts: [{ip: 172.18.0.2, names: [web]}]}]
+    bridge: [{name: br-backend, addresses: [172.18.0.1/16]}]
+    veth:
+      - {name: veth2d146f3, peer: eth0, peer_netns: web, master: br-backend, addresses: [172.18.0.2/16],
+         mac: docker, hairpin: true, gateway: 172.18.0.1}
+    firewall:
+      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: false, masquerade: true,
+         gateway_mode: nat}
+    port_mapping: [{publish: "8080:80", bridge: br-backend, container_ip: 172.18.0.2, network: backend}]
+    warnings: []
+    endpoints: [{name: web, mode: bridge, networks: {backend: 172.18.0.2}}]
+    networks:
+      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, gateway: 172.18.0.1, icc: true, internal: false,
+         masquerade: true, mtu: null, snat_source: null, gateway_mode: nat, allow_overlap: false}
 ignored:
-  description: What of the input is ignored and why (the C(warnings) of RV(plan)).
+  description: What of the input is ignored and why (the C(warnings) of RV(plan)); each is also a warning of the run.
   returned: when O(state=present)
   type: list
   elements: str
+  sample: ["linuxnet_endpoints[0].ports: ignored, endpoint db is only on internal networks"]
+persist:
+  description:
+    - What the boot-time restore part did (would do, in check mode), as M(linuxnet.bridge.persist) returns it -
+      C(installed), C(changed), C(written), C(removed), C(commands) (C(systemctl) command lines) and C(services).
+  returned: when O(persist) is set
+  type: dict
+  sample: {installed: true, changed: false, written: [], removed: [], commands: [], services: {web: linuxnet-endpoint-web.service}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
@@ -139,6 +178,7 @@ def main() -> None:
             "endpoints": {"type": "list", "elements": "dict", "default": []},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
+            "persist": {"type": "bool"},
             **MODULE_OPTIONS,
         },
         supports_check_mode=True,
@@ -146,24 +186,39 @@ def main() -> None:
     _engine.require_privilege(module)
     require_pyroute2(module)
     p = module.params
-    tables = {"chain_prefix": p["chain_prefix"], "iptables_variant": p["iptables_variant"], "firewall_backend": p["firewall_backend"]}
+    tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
+    result: dict = {"commands": {}}
     try:
+        persist = _persist.requested(p["state"], p["persist"], p["endpoints"])
+        services = _persist.checked_services(persist, p["endpoints"]) if persist else {}  # before anything changes
+        saved = None
         if p["state"] == "absent":
+            if persist:  # endpoint services stop while their namespaces still exist
+                saved = _persist.apply(module, persist, None, services, tables)
             result = _deployment.remove(module, **tables)
         else:
             result = _deployment.converge(module, p["networks"], p["endpoints"], **tables)
+            if persist:  # the plan just converged is what the host has (what the restore rebuilds)
+                saved = _persist.apply(module, persist, result["plan"], services, tables)
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
-    except ApplyError as exc:
-        done = getattr(exc, "commands", {})  # the steps before the failed one, and its own
+    except (ApplyError, OSError) as exc:
+        done = getattr(exc, "commands", result["commands"])  # the steps before the failed one, and its own
         module.fail_json(msg=str(exc), changed=not module.check_mode and any(done.values()), commands=done)
     result["changed_steps"] = [step for step, commands in result["commands"].items() if commands]
+    if saved is not None:
+        diff = saved.pop("diff")
+        if module._diff and diff:
+            result["diff"] = result.get("diff", []) + diff
+        result["changed"] = result["changed"] or saved["changed"]
+        result["persist"] = saved
     if "plan" in result:
         result["ignored"] = result["plan"]["warnings"]
+        for warning in result["ignored"]:
+            module.warn(warning)
         if p["return_plan"] == "on_change" and not result["changed"]:
             del result["plan"]
     module.exit_json(**result)
-
 
 if __name__ == "__main__":
     main()

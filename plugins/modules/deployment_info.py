@@ -93,13 +93,15 @@ plan:
     veth:
       - {name: veth2d146f3, peer: eth0, peer_netns: web, master: br-backend, addresses: [172.18.0.2/16],
          mac: docker, hairpin: true, gateway: 172.18.0.1}
-    firewall: [{name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: false, masquerade: true}]
+    firewall:
+      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: false, masquerade: true,
+         gateway_mode: nat}
     port_mapping: [{publish: "8080:80", bridge: br-backend, container_ip: 172.18.0.2, network: backend}]
     warnings: []
     endpoints: [{name: web, mode: bridge, networks: {backend: 172.18.0.2}}]
     networks:
       - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, gateway: 172.18.0.1, icc: true, internal: false,
-         masquerade: true, mtu: null, snat_source: null}
+         masquerade: true, mtu: null, snat_source: null, gateway_mode: nat, allow_overlap: false}
 ignored:
   description: What of the input is ignored and why (the C(warnings) of RV(plan)).
   returned: always

@@ -24,7 +24,9 @@ description:
     gets a drop-in that moves that existing unit into its namespace. Both require the restore unit.
   - With O(state=absent), stops and removes the endpoint services, the drop-ins, the unit and every
     file above. Only files the collection wrote (fixed paths, or marked in their first line) are touched.
-  - Run it after the deployment has converged (the role does), so the saved plan is what the host has.
+  - Run it after the deployment has converged, so the saved plan is what the host has. The role does
+    not call it; M(linuxnet.bridge.deployment) with O(linuxnet.bridge.deployment#module:persist) does the
+    same in its converge run.
   - On a host not booted with systemd nothing is installed (a warning says so); endpoint services are
     refused there.
 author:
@@ -152,29 +154,20 @@ def main() -> None:
     )
     _engine.require_privilege(module)
     p = module.params
-    installed = _persist.systemd_running()
     try:
-        wanted: dict = {}
-        services = _persist.services(p["endpoints"]) if p["state"] == "present" else {}
-        if p["state"] == "present" and not installed:
-            if services:
-                raise ValidationError(f"linuxnet_endpoints: services ({', '.join(services)}) need a host booted with systemd")
-            module.warn("the host does not run systemd: the deployment is not restored at boot (nothing installed)")
-            module.exit_json(changed=False, installed=False, written=[], removed=[], commands=[], services={})
-        if p["state"] == "present":
+        services = _persist.checked_services(p["state"], p["endpoints"])
+        plan = None
+        if p["state"] == "present" and _persist.systemd_running():
             require_pyroute2(module)
             plan = live_plan(module, p["networks"], p["endpoints"])
-            options = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, ...: as converged
-            wanted = _persist.wanted_files(plan, services, options, _persist.bundle(_persist.engine_sources()),
-                                           _persist.python_interpreter())
-        result = _persist.sync(module, p["state"], wanted)
+        options = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, ...: as converged
+        result = _persist.apply(module, p["state"], plan, services, options)
     except (ValidationError, ApplyError, OSError) as exc:
         module.fail_json(msg=str(exc))
     diff = result.pop("diff")
     if module._diff and diff:
         result["diff"] = diff
-    result["services"] = {endpoint: _persist.service_unit_name(endpoint, service) for endpoint, service in services.items()}
-    module.exit_json(installed=installed, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

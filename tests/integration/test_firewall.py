@@ -122,9 +122,9 @@ def test_first_run_result_and_backend(net):
         assert "iptables -t filter -P FORWARD DROP" in result["commands"]
     else:
         assert ":FORWARD ACCEPT [0:0]" in mine and not [c for c in result["commands"] if " -P " in c]
-    expected = sorted((dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True,
-                           gateway_mode="nat") for n in NETWORKS),
-                      key=lambda n: n["name"])
+    configured = (dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True, gateway_mode="nat")
+                  for n in NETWORKS)
+    expected = sorted(configured, key=lambda n: n["name"])
     assert result["after"] == expected, "after does not report the networks as configured"
 
 

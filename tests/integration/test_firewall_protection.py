@@ -61,7 +61,8 @@ def pm_task(name: str, config: Any = None, state: str = "overridden", **extra: A
     return {"name": name, "linuxnet.bridge.port_mapping": args, **extra}
 
 
-def converge_tasks(networks: list[dict] = NETWORKS, **extra: Any) -> list[dict]:
+def converge_tasks(networks: list[dict] | None = None, **extra: Any) -> list[dict]:
+    networks = NETWORKS if networks is None else networks
     return [fw_task("firewall", networks, state="overridden", **extra), pm_task("ports", MAPPINGS, **extra)]
 
 

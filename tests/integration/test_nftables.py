@@ -187,6 +187,10 @@ def test_every_kind_renders_as_nft_lists_it(env):
                "host_ip": "192.0.2.1", "proto": "udp", "dport": "81", "container_ip": "10.9.0.2", "to_ports": "80"}
     rules = [Rule.of(k, **{f: samples[f] for f in nft._FIELD.findall(t.text) if f in samples}) for k, t in nft.KINDS.items()]
     rules.append(Rule.of("dnat", proto="tcp", dport="20000-20999", container_ip="10.9.0.3", to_ports="30000-30999", base="20000"))
+    # port_mapping's sources: a network, and a host (listed without its /32)
+    rules.append(Rule.of("dnat", source="192.0.2.0/24", host_ip="192.0.2.1", proto="udp", dport="81", container_ip="10.9.0.2",
+                         to_ports="80"))
+    rules.append(Rule.of("accept_port", source="198.51.100.7/32", container_ip="10.9.0.2", bridge="lnx-x", proto="tcp", dport="80"))
     script = "add table ip t\nadd chain ip t filter-LINUXNET\nadd chain ip t c\n" + "".join(
         f"add rule ip t c {nft.render_rule(r)}\n" for r in rules)
     out = env["lab"].run(HOST, ["unshare", "--net", "sh", "-c", "nft -f - && nft list chain ip t c"], input=script).stdout
@@ -320,4 +324,3 @@ def test_role_with_nftables_passes_verify(lab_factory):
     assert "chain filter-LINUXNET-ISOLATION-STAGE-1" in ours(lab) and iptables_ours(lab) == []
     again = run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", extra_vars=topology)
     assert again.rc == 0 and again.stats[HOST]["changed"] == 0, [t.name for t in again.changed_tasks]
-

@@ -223,4 +223,3 @@ def test_a_udp_flow_follows_its_mapping_to_the_new_endpoint(env, backend, sport)
         os.killpg(pgid, 15)
         traffic.pids.remove(pgid)
         run(lab, task("port_mapping", "off", state="deleted", backend=backend))
-

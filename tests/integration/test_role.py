@@ -234,11 +234,10 @@ def assert_same(before: dict, after: dict, what: str) -> None:
 
 
 def warnings(result) -> list[str]:
-    try:
-        msg = result.task(ROLE + "Report what is ignored", HOST).result.get("msg")
-    except KeyError:
-        return []
-    return [msg] if isinstance(msg, str) else list(msg or [])
+    """What the converge reports as ignored: its ``ignored``, each also a warning of the task."""
+    task = result.task(CONVERGE, HOST).result
+    assert set(task.get("ignored", [])) <= set(task.get("warnings", [])), task
+    return list(task.get("ignored", []))
 
 
 # ------------------------------------------------------------------------------ tests
@@ -333,6 +332,15 @@ def test_bad_variables_fail_before_any_change(lab, run_playbook):
     assert not failed[0].result.get("changed"), "the converge changed something before the plan failed"
     assert_same(before, snapshot(lab), "plan failure")
 
+    # An endpoint service without the boot-time restore is refused by the one module run, before it changes anything.
+    service = site(run_playbook, lab, SEED_NETWORKS, [{"name": "web", "network": "bridge", "service": {"command": "sleep 1"}}],
+                   ok=False, linuxnet_persist=False)
+    failed = [t for t in service.tasks if t.failed]
+    assert [t.task for t in failed] == [CONVERGE], [t.task for t in failed]
+    assert "a service runs in its endpoint only with linuxnet_persist: true" in failed[0].result["msg"], failed[0].result
+    assert not failed[0].result.get("changed")
+    assert_same(before, snapshot(lab), "refused service")
+
 
 def test_state_absent_removes_only_what_the_role_created(lab, run_playbook):
     sh(lab, FOREIGN)
@@ -420,11 +428,11 @@ def test_rerun_is_one_read_only_pass_and_every_drift_is_repaired(lab, run_playbo
     assert [t.task for t in again.changed_tasks()] == []
     result = again.task(CONVERGE, HOST).result
     assert result["changed_steps"] == [] and not any(result["commands"].values())
-    # one module run for the networks and endpoints, which only read: the plan is not sent back when
-    # nothing changed (besides it: the argument check and the boot-time restore task, tasks/persist.yml)
+    # one module run for the networks, the endpoints and the boot-time restore, which only reads: the
+    # plan is not sent back when nothing changed (besides it only the role's argument check runs)
     ran = [t.task for t in again.tasks if t.task.startswith(ROLE) and not t.skipped]
-    others = (ROLE + "Validating arguments", ROLE + "Boot-time restore")
-    assert [task for task in ran if not task.startswith(others)] == [CONVERGE], ran
+    assert [task for task in ran if not task.startswith(ROLE + "Validating arguments")] == [CONVERGE], ran
+    assert result["persist"]["changed"] is False, result["persist"]
     assert "plan" not in result
     assert_same(converged, snapshot(lab), "a run that found nothing to do")
 

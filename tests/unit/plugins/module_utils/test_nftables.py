@@ -367,4 +367,4 @@ def test_parse_list_reads_policies_rules_handles_and_skips_what_is_not_ours():
 
 def test_bad_table_name_is_refused():
     with pytest.raises(nft.v.ValidationError, match="nft table name"):
-        _ = nft.Nftables(None, table="bad name").table
+        assert nft.Nftables(None, table="bad name").table

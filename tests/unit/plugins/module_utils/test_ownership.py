@@ -13,7 +13,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership 
 def run_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(o, "RUN_DIR", str(tmp_path))
     monkeypatch.setattr(o, "CREATING_DIR", str(tmp_path / "creating"))
-    monkeypatch.setattr(o, "LOCK_FILE", str(tmp_path / "links.lock"))
+    monkeypatch.setattr(o, "LOCK_PATH", str(tmp_path))
     return tmp_path
 
 
@@ -38,7 +38,7 @@ def test_stale_notes_are_dropped_by_the_callers_judgement():
 
 def test_the_host_lock_is_exclusive_and_goes_with_its_fd(run_dir):
     fd = o.host_lock()
-    other = os.open(o.LOCK_FILE, os.O_RDWR)
+    other = os.open(o.LOCK_PATH, os.O_RDONLY)
     with pytest.raises(BlockingIOError):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with pytest.raises(OSError, match="held by another run"):

@@ -325,3 +325,67 @@ def test_runner_module_stand_in(tmp_path) -> None:
     assert module.run_command(["sh", "-c", "echo e >&2; exit 3"])[0::2] == (3, "e\n")
     assert module.get_bin_path("sh") and module.get_bin_path("no-such-binary-here") is None
     assert os.path.isabs(module.get_bin_path("sh"))
+
+
+# -- the deployment module's persist option (one module run for converge and boot-time restore) ----
+WITH_SERVICE = [{"name": "c1", "network": "bridge"}, {"name": "web", "network": "bridge", "service": {"command": "x"}}]
+
+
+@pytest.mark.parametrize(("state", "persist", "expected"), [
+    ("present", None, None), ("present", True, "present"), ("present", False, "absent"),
+    ("absent", None, None), ("absent", False, "absent"),
+])
+def test_requested(state: str, persist: bool | None, expected: str | None) -> None:
+    assert p.requested(state, persist, [{"name": "c1", "network": "bridge"}]) == expected
+
+
+def test_requested_refuses_contradictions() -> None:
+    with pytest.raises(ValidationError, match="^persist: true installs the boot-time restore of a deployment that state=absent"):
+        p.requested("absent", True, [])
+    with pytest.raises(ValidationError, match=r"^linuxnet_endpoints: a service runs in its endpoint only with linuxnet_persist: true .*: web$"):
+        p.requested("present", False, WITH_SERVICE)
+    assert p.requested("present", True, WITH_SERVICE) == "present"
+    assert p.requested("absent", False, WITH_SERVICE) == "absent"  # a teardown removes the services
+
+
+class FakeModule:
+    check_mode = True
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.commands: list[list[str]] = []
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    def run_command(self, argv: list[str], **_kw):
+        self.commands.append(argv)
+        return 0, "", ""
+
+
+def test_checked_services_and_apply_without_systemd(monkeypatch) -> None:
+    monkeypatch.setattr(p, "systemd_running", lambda: False)
+    assert p.checked_services("present", [{"name": "c1", "network": "bridge"}]) == {}
+    assert p.checked_services("absent", WITH_SERVICE) == {}
+    with pytest.raises(ValidationError, match=r"^linuxnet_endpoints: services \(web\) need a host booted with systemd"):
+        p.checked_services("present", WITH_SERVICE)
+    module = FakeModule()
+    result = p.apply(module, "present", plan_deployment(SEED_NETWORKS, SEED_ENDPOINTS, []), {}, {})
+    assert result == {"changed": False, "installed": False, "written": [], "removed": [], "commands": [], "services": {},
+                      "diff": []}
+    assert module.warnings == [p.NOT_INSTALLED] and module.commands == []
+
+
+def test_apply_present_installs_the_files_in_one_pass(monkeypatch) -> None:
+    """With systemd and nothing installed: every file is to be written, and the unit enabled (check mode)."""
+    monkeypatch.setattr(p, "systemd_running", lambda: True)
+    monkeypatch.setattr(p, "current_files", lambda: {})
+    plan = plan_deployment(SEED_NETWORKS, SEED_ENDPOINTS, [])
+    services = p.checked_services("present", [{"name": "web", "network": "bridge", "service": {"command": "x"}}])
+    module = FakeModule()
+    result = p.apply(module, "present", plan, services, {"chain_prefix": "LINUXNET"})
+    assert result["installed"] and result["changed"]
+    assert p.STATE_FILE in result["written"] and p.BUNDLE in result["written"]
+    assert result["services"] == {"web": "linuxnet-endpoint-web.service"}
+    assert f"systemctl enable --now {p.UNIT}" in result["commands"]
+    assert module.commands[0][:2] == ["systemctl", "show"] and len(module.commands) == 1  # check mode: only the query

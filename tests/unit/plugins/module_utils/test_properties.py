@@ -168,6 +168,7 @@ def test_names_add_no_line_or_word_to_restore_text(bridges, prefix):
     def config(names: list[str]) -> list[dict]:
         return [{"name": "n1", "bridge": names[0], "subnet": "172.17.0.0/16", "icc": False},
                 {"name": "n2", "bridge": names[1], "subnet": "172.18.0.0/16", "internal": True}]
+
     try:
         lines = rendered(config(bridges), prefix)
     except v.ValidationError:
@@ -186,6 +187,7 @@ def test_names_add_no_word_to_link_commands(names):
                 [{"name": n[1], "addresses": ["10.0.0.1/24"], "mtu": 1400}],
                 [{"name": n[2], "peer": n[3], "peer_netns": n[0], "master": n[1], "addresses": ["10.0.0.2/24"],
                   "gateway": "10.0.0.1", "mac": "docker", "hairpin": True}])
+
     def commands(n: list[str]) -> list[str]:
         ns, br, veth = config(n)
         out = []
@@ -193,6 +195,7 @@ def test_names_add_no_word_to_link_commands(names):
             res = cls(FakeModule(host_groups=[]))
             out += res.render(res.normalize(items, "rendered"))
         return out
+
     try:
         got = commands(names)
     except v.ValidationError:
