@@ -435,6 +435,7 @@ def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink)
     """The gathered veths less those whose peer lived in a namespace just deleted: the kernel destroys
     them with it, but asynchronously, so some may still be listed (their peer no longer readable)."""
     links = netlink.links(None)
+
     def peer_netns(name: str) -> str | None:
         recorded = parse_alias(links[name]["alias"]) if name in links else None
         return recorded["peer_netns"] if recorded else None

@@ -14,7 +14,9 @@ transaction and reads the live ruleset back as a :class:`Table` per table.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Callable
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 
 
@@ -31,6 +33,68 @@ class Rule:
 
     def get(self, name: str) -> str | None:
         return dict(self.fields).get(name)
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+_SEGMENT = re.compile(r"(\[[^\]]*\])")
+Convert = tuple[Callable[[str], str], Callable[[str], str]]  # (model value -> tool text, and back)
+
+
+class RuleTemplate:
+    """One rule kind in one tool's syntax, rendering and parsing it (each adapter has a table of them).
+
+    ``{field}`` is a placeholder; ``[A|B]`` is A when A's fields are given, else B. A field matches
+    *token* unless *patterns* names it; *convert* maps model values to the tool's text and back;
+    *derive*/*reduce* compute extra fields from the model's (render) and back (parse).
+    """
+
+    def __init__(self, text: str, token: str, patterns: dict[str, str] | None = None,
+                 convert: dict[str, Convert] | None = None, derive: Callable[[dict], dict] | None = None,
+                 reduce: Callable[[dict], dict] | None = None) -> None:
+        self.text = text
+        self.segments = _SEGMENT.split(text)
+        self.names = _FIELD.findall(text)
+        self.convert = convert or {}
+        self.derive, self.reduce = derive, reduce
+        patterns = patterns or {}
+        seen: set[str] = set()
+
+        def pattern(part: str) -> str:
+            out, pos = "", 0
+            for m in _FIELD.finditer(part):
+                name = m.group(1)
+                group = f"(?P={name})" if name in seen else f"(?P<{name}>{patterns.get(name, token)})"
+                out, pos = out + re.escape(part[pos:m.start()]) + group, m.end()
+                seen.add(name)
+            return out + re.escape(part[pos:])
+
+        regex = "".join(pattern(seg) if not seg.startswith("[") else "(?:{}|{})".format(*map(pattern, _branches(seg)))
+                        for seg in self.segments)
+        self.regex = re.compile("^" + regex + "$")
+
+    def render(self, fields: dict[str, str]) -> str:
+        if self.derive is not None:
+            fields = self.derive(dict(fields))
+        out = ""
+        for seg in self.segments:
+            if seg.startswith("["):
+                first, second = _branches(seg)
+                seg = first if all(fields.get(name) is not None for name in _FIELD.findall(first)) else second
+            out += _FIELD.sub(lambda m: self.convert.get(m.group(1), (str, str))[0](fields[m.group(1)]), seg)
+        return out
+
+    def parse(self, spec: str) -> dict[str, str] | None:
+        m = self.regex.match(spec)
+        if m is None:
+            return None
+        fields = {k: self.convert.get(k, (str, str))[1](v) for k, v in m.groupdict().items() if v is not None}
+        return self.reduce(fields) if self.reduce is not None else fields
+
+
+def _branches(segment: str) -> tuple[str, str]:
+    """``[A|B]`` -> (A, B); ``[A]`` -> (A, "")."""
+    first, second = (segment[1:-1].split("|") + [""])[:2]
+    return first, second
 
 
 @dataclass

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, RuleTemplate, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
 
 TABLES = ("filter", "nat", "raw")  # in the order their transactions are applied
 BUILTIN = {
@@ -40,7 +40,6 @@ BUILTIN = {
 }
 COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}  # by address family
 VARIANTS = ("auto", "iptables-nft", "iptables-legacy")
-RUN_DIR = "/run/linuxnet"
 LOCK_FILE = os.path.join(RUN_DIR, "iptables.lock")
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: make the restore of this table fail
 
@@ -49,66 +48,15 @@ class IptablesError(ApplyError):
     """iptables is missing or failed (while reading or writing); the engine reports it."""
 
 
-_FIELD = re.compile(r"\{(\w+)\}")
-_SEGMENT = re.compile(r"(\[[^\]]*\])")
 # A field is one token without "/" (an address before "/32", a port before "/base"), except these.
 _PATTERNS = {"subnet": r"\S+", "source": r"[0-9.]+/\d+"}
 _TOKEN = r"[^\s/]+"
-_PORT_FIELDS = ("dport",)  # "first-last" in the model, "first:last" in a match
+# A port range is "first-last" in the model, "first:last" in a match.
+_CONVERT = {"dport": (lambda v: v.replace("-", ":"), lambda v: v.replace(":", "-"))}
 
 
-class Template:
-    """One rule kind's text: ``{field}`` placeholders; ``[A|B]`` is A when A's fields are given, else B."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.segments = _SEGMENT.split(text)
-        seen: set[str] = set()
-        self.regex = re.compile("^" + "".join(self._pattern(seg, seen) for seg in self.segments) + "$")
-
-    @staticmethod
-    def _pattern(segment: str, seen: set[str]) -> str:
-        def one(part: str) -> str:
-            out, pos = "", 0
-            for m in _FIELD.finditer(part):
-                name = m.group(1)
-                group = f"(?P={name})" if name in seen else f"(?P<{name}>{_PATTERNS.get(name, _TOKEN)})"
-                out, pos = out + re.escape(part[pos:m.start()]) + group, m.end()
-                seen.add(name)
-            return out + re.escape(part[pos:])
-
-        if not segment.startswith("["):
-            return one(segment)
-        first, second = _branches(segment)
-        return f"(?:{one(first)}|{one(second)})"
-
-    def render(self, fields: dict[str, str]) -> str:
-        def fill(part: str) -> str:
-            return _FIELD.sub(lambda m: _to_text(m.group(1), fields[m.group(1)]), part)
-
-        out = ""
-        for seg in self.segments:
-            if seg.startswith("["):
-                first, second = _branches(seg)
-                seg = first if all(fields.get(name) is not None for name in _FIELD.findall(first)) else second
-            out += fill(seg)
-        return out
-
-    def parse(self, spec: str) -> dict[str, str] | None:
-        m = self.regex.match(spec)
-        if m is None:
-            return None
-        return {k: v.replace(":", "-") if k in _PORT_FIELDS else v for k, v in m.groupdict().items() if v is not None}
-
-
-def _branches(segment: str) -> tuple[str, str]:
-    """``[A|B]`` -> (A, B); ``[A]`` -> (A, "")."""
-    first, second = (segment[1:-1].split("|") + [""])[:2]
-    return first, second
-
-
-def _to_text(name: str, value: str) -> str:
-    return value.replace("-", ":") if name in _PORT_FIELDS else value
+def Template(text: str) -> RuleTemplate:  # the constructor of KINDS entries
+    return RuleTemplate(text, _TOKEN, _PATTERNS, _CONVERT)
 
 
 _NAT = "[SNAT --to-source {snat_source}|MASQUERADE]"

@@ -35,7 +35,7 @@ from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, Model, Rule, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, Model, Rule, RuleTemplate, Table
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import LOCK_FILE, RUN_DIR
 
 FAMILY = "ip"
@@ -69,8 +69,6 @@ class NftablesError(ApplyError):
     """nft is missing or failed (while reading or writing); the engine reports it."""
 
 
-_FIELD = re.compile(r"\{(\w+)\}")
-_SEGMENT = re.compile(r"(\[[^\]]*\])")
 _TOKEN = r'[^\s":{}]+'  # one field: no blank, quote, colon (address:port) or brace
 _PATTERNS = {"portmap": r"[^{}]+"}
 # Fields whose model value is not nft's text: (to nft, from nft).
@@ -81,61 +79,9 @@ _CONVERT: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {
 }
 
 
-class Template:
-    """One rule kind's text: ``{field}`` placeholders; ``[A|B]`` is A when A's fields are given, else B."""
-
-    def __init__(self, text: str, derive: Callable[[dict], dict] | None = None,
-                 reduce: Callable[[dict], dict] | None = None) -> None:
-        self.text = text
-        self.segments = _SEGMENT.split(text)
-        self.derive = derive  # fields computed from the model's fields (render)
-        self.reduce = reduce  # and back (parse)
-        seen: set[str] = set()
-        self.regex = re.compile("^" + "".join(self._pattern(seg, seen) for seg in self.segments) + "$")
-
-    @staticmethod
-    def _pattern(segment: str, seen: set[str]) -> str:
-        def one(part: str) -> str:
-            out, pos = "", 0
-            for m in _FIELD.finditer(part):
-                name = m.group(1)
-                group = f"(?P={name})" if name in seen else f"(?P<{name}>{_PATTERNS.get(name, _TOKEN)})"
-                out, pos = out + re.escape(part[pos:m.start()]) + group, m.end()
-                seen.add(name)
-            return out + re.escape(part[pos:])
-
-        if not segment.startswith("["):
-            return one(segment)
-        first, second = _branches(segment)
-        return f"(?:{one(first)}|{one(second)})"
-
-    def render(self, fields: dict[str, str]) -> str:
-        if self.derive is not None:
-            fields = self.derive(dict(fields))
-
-        def fill(part: str) -> str:
-            return _FIELD.sub(lambda m: _CONVERT.get(m.group(1), (str, str))[0](fields[m.group(1)]), part)
-
-        out = ""
-        for seg in self.segments:
-            if seg.startswith("["):
-                first, second = _branches(seg)
-                seg = first if all(fields.get(name) is not None for name in _FIELD.findall(first)) else second
-            out += fill(seg)
-        return out
-
-    def parse(self, spec: str) -> dict[str, str] | None:
-        m = self.regex.match(spec)
-        if m is None:
-            return None
-        fields = {k: _CONVERT.get(k, (str, str))[1](v) for k, v in m.groupdict().items() if v is not None}
-        return self.reduce(fields) if self.reduce is not None else fields
-
-
-def _branches(segment: str) -> tuple[str, str]:
-    """``[A|B]`` -> (A, B); ``[A]`` -> (A, "")."""
-    first, second = (segment[1:-1].split("|") + [""])[:2]
-    return first, second
+def Template(text: str, derive: Callable[[dict], dict] | None = None,  # the constructor of KINDS entries
+             reduce: Callable[[dict], dict] | None = None) -> RuleTemplate:
+    return RuleTemplate(text, _TOKEN, _PATTERNS, _CONVERT, derive, reduce)
 
 
 def _portmap(fields: dict) -> dict:

@@ -62,7 +62,7 @@ class HostModule:
 
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
-        print(f"linuxnet-bridge: warning: {msg}", file=sys.stderr)
+        sys.stderr.write(f"linuxnet-bridge: warning: {msg}\n")
 
     def fail_json(self, msg: str = "failed", **_result: Any) -> None:
         raise Failed(msg)
@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = restore(args.state, args.check)
     except (OSError, ImportError, ValidationError, ApplyError, Failed) as exc:
-        print(f"linuxnet-bridge: {exc}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(result, sort_keys=True))
-    sys.exit(0)
+        sys.stderr.write(f"linuxnet-bridge: {exc}\n")
+        raise SystemExit(1) from None
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")

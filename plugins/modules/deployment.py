@@ -220,5 +220,6 @@ def main() -> None:
             del result["plan"]
     module.exit_json(**result)
 
+
 if __name__ == "__main__":
     main()

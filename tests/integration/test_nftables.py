@@ -185,7 +185,7 @@ def test_every_kind_renders_as_nft_lists_it(env):
     """Each kind of KINDS, loaded into a throw-away netns of the lab host and listed back."""
     samples = {"bridge": "lnx-x", "chain": "LINUXNET", "verdict": "DROP", "subnet": "10.9.0.0/24", "snat_source": "192.0.2.9",
                "host_ip": "192.0.2.1", "proto": "udp", "dport": "81", "container_ip": "10.9.0.2", "to_ports": "80"}
-    rules = [Rule.of(k, **{f: samples[f] for f in nft._FIELD.findall(t.text) if f in samples}) for k, t in nft.KINDS.items()]
+    rules = [Rule.of(k, **{f: samples[f] for f in t.names if f in samples}) for k, t in nft.KINDS.items()]
     rules.append(Rule.of("dnat", proto="tcp", dport="20000-20999", container_ip="10.9.0.3", to_ports="30000-30999", base="20000"))
     # port_mapping's sources: a network, and a host (listed without its /32)
     rules.append(Rule.of("dnat", source="192.0.2.0/24", host_ip="192.0.2.1", proto="udp", dport="81", container_ip="10.9.0.2",
