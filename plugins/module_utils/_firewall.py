@@ -31,16 +31,19 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
     sysctl_name,
     write_sysctl,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import RUN_DIR, VARIANTS, Iptables, parse_rule, parse_save
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import VARIANTS, Iptables, parse_rule, parse_save
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
 from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import Nftables
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
     "bridge": {"type": "str", "required": True},
     "subnet": {"type": "str", "required": True},
+    "subnet6": {"type": "str"},
     "icc": {"type": "bool", "default": True},
     "internal": {"type": "bool", "default": False},
     "masquerade": {"type": "bool", "default": True},
+    "masquerade6": {"type": "bool"},
     "snat_source": {"type": "str"},
     "gateway_mode": {"type": "str", "default": "nat", "choices": ["nat", "nat-unprotected"]},
 }
@@ -58,7 +61,9 @@ MODULE_OPTIONS = {
         "deprecated_aliases": [{"name": "backend", "version": "0.3.0", "collection_name": "linuxnet.bridge"}],
     },
 }
-PUBLIC_KEYS = ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source", "gateway_mode")
+PUBLIC_KEYS = ("name", "bridge", "subnet", "subnet6", "icc", "internal", "masquerade", "masquerade6", "snat_source", "gateway_mode")
+FAMILIES = ("ipv4", "ipv6")
+_SUBNET6 = re.compile(r"[0-9A-Fa-f:.]{2,45}/\d{1,3}")  # fullmatch before ipaddress sees it
 _PREFIX = re.compile(r"[A-Z0-9_-]{1,10}")  # fullmatch: `$` would let "EVIL\n" through
 # The prefix itself names our main chain: it must not be a built-in chain or a target.
 _RESERVED_PREFIXES = frozenset(
@@ -68,6 +73,10 @@ _RESERVED_PREFIXES = frozenset(
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+# only when a dual-stack network exists: IPv4-only hosts keep their IPv6 settings
+IP6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
+BRIDGE_NF6 = "/proc/sys/net/bridge/bridge-nf-call-ip6tables"
+BRIDGE_NF_PATHS = (BRIDGE_NF, BRIDGE_NF6)  # both come with the br_netfilter module
 # kube-proxy's guard for CVE-2020-8558: route_localnet must not expose 127.0.0.0/8 services to
 # other hosts; only connections that were DNATed there (published on 127.0.0.1) get through.
 LOCALNET_GUARD = Rule.of("localnet_guard")
@@ -75,19 +84,23 @@ RETURN = Rule.of("return")
 PUBLISHED_REPLY = Rule.of("published_reply")
 
 
-def select_adapter(module, params: dict, backend: str | None = None) -> Iptables | Nftables:
-    """The one place that picks the firewall backend (``firewall_backend``) and address family (IPv4 so far)."""
+def select_adapter(module, params: dict, backend: str | None = None, family: str = "ipv4") -> Iptables | Nftables:
+    """The one place that picks the firewall backend (``firewall_backend``) and address family.
+
+    nftables: one table per family, ``ip <name>`` and ``ip6 <name>`` (as Docker 29's docker-bridges),
+    so the IPv4 table stays what it was before IPv6 existed; one ``nft -f`` still applies both.
+    """
     backend = backend or params.get("firewall_backend") or "iptables"
     if backend == "nftables":
         # our table: the chain prefix in lower case (ip linuxnet; DOCKER gives ip docker, not docker-bridges)
-        return Nftables(module, table=str(params.get("chain_prefix") or "LINUXNET").lower(), family="ipv4")
-    return Iptables(module, family="ipv4", variant=params.get("iptables_variant") or "auto")
+        return Nftables(module, table=str(params.get("chain_prefix") or "LINUXNET").lower(), family=family)
+    return Iptables(module, family=family, variant=params.get("iptables_variant") or "auto")
 
 
-def other_adapters(module, params: dict) -> list:
+def other_adapters(module, params: dict, family: str = "ipv4") -> list:
     """The backends not chosen: each run removes what is ours there (a backend switch)."""
     chosen = params.get("firewall_backend") or "iptables"
-    return [select_adapter(module, params, backend) for backend in BACKENDS if backend != chosen]
+    return [select_adapter(module, params, backend, family) for backend in BACKENDS if backend != chosen]
 
 
 class TablesResource(Resource):
@@ -107,38 +120,61 @@ class TablesResource(Resource):
         self.others = other_adapters(module, self.params)
         self.others_live: list[tuple] = []  # (adapter, its live tables) of the backends not chosen
         self.live: dict[str, Table] = {}
+        # IPv6: the same for ip6tables / our ip6 table, read only when an item of the run or of the
+        # state file is IPv6 (``ipv6``): IPv4-only hosts run exactly as before, ip6tables or not
+        self.adapter6 = select_adapter(module, self.params, family="ipv6")
+        self.others6 = other_adapters(module, self.params, family="ipv6")
+        self.others_live6: list[tuple] = []
+        self.live6: dict[str, Table] = {}
+        self.ipv6 = False
         self.known: dict[str, dict] = {}
         self.final: dict[str, dict] = {}
+
+    def is_ipv6(self, item: dict) -> bool:
+        """Does this item (config or state file) have rules in the IPv6 ruleset?"""
+        return False
 
     def state_path(self) -> str:
         return os.path.join(RUN_DIR, self.state_dir, f"{self.prefix}.json")
 
-    def load_live(self) -> None:
+    def load_live(self, desired: list[dict] | None = None) -> None:
         """Take the lock, then read the ruleset and the state file (in this order: no races)."""
         if not self.module.check_mode:  # check mode only reads, and writes no lock file
-            self.adapter.lock()
+            self.adapter.lock()  # one lock for both families (a second flock of this process would wait forever)
         self.live = self.adapter.save(self.tables)
-        self.others_live = []
-        for other in self.others:  # under the same lock file: both adapters take RUN_DIR/iptables.lock
-            try:
-                self.others_live.append((other, other.save(self.tables)))
-            except ApplyError:
-                pass  # that backend's tool is missing (or cannot read): nothing of ours to find there
+        self.others_live = self._others_live(self.others)
         try:
             with open(self.state_path(), encoding="utf-8") as handle:
                 self.known = json.load(handle)["items"]
         except (OSError, ValueError, KeyError):
             self.known = {}
+        self.ipv6 = any(self.is_ipv6(item) for item in list(desired or []) + list(self.known.values()))
+        self.live6, self.others_live6 = {}, []
+        if self.ipv6:
+            self.live6 = self.adapter6.save(self.tables)
+            self.others_live6 = self._others_live(self.others6)
+
+    def _others_live(self, others: list) -> list[tuple]:
+        found = []
+        for other in others:  # under the same lock file: both adapters take RUN_DIR/iptables.lock
+            try:
+                found.append((other, other.save(self.tables)))
+            except ApplyError:
+                pass  # that backend's tool is missing (or cannot read): nothing of ours to find there
+        return found
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in self.public_keys if item.get(k) is not None}
 
     def parsed(self, text: str | None) -> dict:
-        """state=parsed: the items of an iptables-save text, offline (no state file: names from the rules)."""
+        """state=parsed: the items of an iptables-save text (optionally followed by ip6tables-save's),
+        offline (no state file: names from the rules)."""
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
         if not text or not any(line.strip() in ("*filter", "*nat") for line in text.splitlines()):
             raise v.ValidationError("running_config: state=parsed needs the output of iptables-save (a *filter or *nat table)")
-        self.live = parse_save(text)
+        text4, text6 = split_save(text)
+        self.live, self.live6 = parse_save(text4), parse_save(text6)
+        self.ipv6 = bool(self.live6)
         return self.from_live({}, parse_rule)
 
     def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
@@ -165,19 +201,33 @@ class TablesResource(Resource):
         self.check_owned(list(owned.values()))
         return owned
 
-    def live_table(self, table: str) -> Table:
-        return self.live.get(table) or self.adapter.empty(table)
+    def live_table(self, table: str, family: str = "ipv4") -> Table:
+        live = self.live if family == "ipv4" else self.live6
+        return live.get(table) or self.adapter.empty(table)
 
     def switch_ops(self, cleanup: Callable[[object, dict[str, Table]], Model]) -> list[Operation]:
         """Remove what is ours from the backends not chosen: ``cleanup(adapter, live)`` is the model to plan there."""
-        return [op for other, live in self.others_live for op in other.plan(cleanup(other, live), live)]
+        return [op for other, live in self.others_live + self.others_live6 for op in other.plan(cleanup(other, live), live)]
 
     def apply(self, operations: list[Operation]) -> None:
-        # the chosen backend first, then the others' cleanup: traffic keeps flowing during a switch
-        adapters = [self.adapter] + self.others
-        actions = [getattr(adapter, "action", "restore") for adapter in adapters]
-        for adapter, action in zip(adapters, actions):
-            adapter.apply([op for op in operations if op.action == action])
+        # the chosen backend first, then the others' cleanup: traffic keeps flowing during a switch.
+        # nftables: both families' lines are one `nft -f` (same action); iptables: one restore per
+        # table and family, and if IPv6's fails, IPv4's tables are put back as they were.
+        adapters = [self.adapter, self.adapter6] + self.others + self.others6
+        actions = list(dict.fromkeys(getattr(adapter, "action", "restore") for adapter in adapters))
+        done = []
+        for action in actions:
+            adapter = next(a for a in adapters if getattr(a, "action", "restore") == action)
+            ops = [op for op in operations if op.action == action]
+            try:
+                adapter.apply(ops)
+            except ApplyError as exc:
+                rolled = [name for earlier in done if earlier.family != adapter.family and hasattr(earlier, "rollback")
+                          for name in earlier.rollback()] if adapter in (self.adapter, self.adapter6) else []
+                note = f" ({', '.join(rolled)} restored to its previous content)" if rolled else ""
+                raise ApplyError(f"{exc}{note}") from None
+            if ops:
+                done.append(adapter)
         self.apply_other([op for op in operations if op.action not in actions])
 
     def apply_other(self, operations: list[Operation]) -> None:
@@ -264,16 +314,32 @@ def network_rules(net: dict, prefix: str) -> dict[str, list[Rule]]:
     }
 
 
+def as_ipv6(net: dict) -> dict:
+    """A dual-stack network as the IPv6 ruleset sees it: the same rules with ``subnet6`` and
+    ``masquerade6`` (NAT66 unless false: routed IPv6). snat_source is an IPv4 address: IPv6 masquerades."""
+    return dict(net, subnet=net["subnet6"], masquerade=net.get("masquerade6", net.get("masquerade", True)) is not False,
+                snat_source=None)
+
+
+def family_networks(networks: list[dict], family: str) -> list[dict]:
+    """The networks with rules in ``family``'s ruleset, as it sees them."""
+    if family == "ipv4":
+        return list(networks)
+    return [as_ipv6(net) for net in networks if net.get("subnet6")]
+
+
 def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live: dict[str, Table], forward_drop: bool,
-                   adapter: Iptables) -> Model:
-    """The complete ruleset the collection wants for ``networks``; ``managed`` adds what was ours before."""
+                   adapter: Iptables, family: str = "ipv4") -> Model:
+    """The complete ruleset the collection wants for ``networks`` in ``family``; ``managed`` adds what was ours before."""
+    networks, managed = family_networks(networks, family), family_networks(managed, family)
     c = chains(prefix)
     nets = sorted(networks, key=lambda n: n["name"])
     rules = [network_rules(n, prefix) for n in nets]
     flat = {key: [r for per in rules for r in per[key]] for key in ("forward_top", "forward_bottom", "iso1", "iso2", "postrouting")}
     # internal networks' drops before any jump into stage 2 (as dockerd's order ends up, §1.4.2)
     flat["iso1"].sort(key=lambda r: r.kind == "isolate")
-    model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix), frozenset(c.values()))
+    model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix, family),
+                  frozenset(c.values()), family=family)
     filt, nat = model.tables["filter"], model.tables["nat"]
     jump = Rule.of("local_jump", chain=c["main"])
     if nets:
@@ -282,8 +348,9 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
         filt.builtin = {
             "FORWARD": BuiltinRules(top=[Rule.of("jump", chain=c["user"]), Rule.of("jump", chain=c["iso1"])] + flat["forward_top"],
                                     bottom=flat["forward_bottom"]),
-            "INPUT": BuiltinRules(top=[LOCALNET_GUARD]),
         }
+        if family == "ipv4":
+            filt.builtin["INPUT"] = BuiltinRules(top=[LOCALNET_GUARD])
         if forward_drop:
             filt.policies = {"FORWARD": "DROP"}
         nat.kept = {c["main"]: []}
@@ -310,8 +377,10 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
     return model
 
 
-def claimed_rules(networks: list[dict], prefix: str) -> dict[str, set[Rule]]:
-    claimed: dict[str, set[Rule]] = {"FORWARD": set(), "POSTROUTING": set(), "INPUT": {LOCALNET_GUARD}}
+def claimed_rules(networks: list[dict], prefix: str, family: str = "ipv4") -> dict[str, set[Rule]]:
+    claimed: dict[str, set[Rule]] = {"FORWARD": set(), "POSTROUTING": set()}
+    if family == "ipv4":
+        claimed["INPUT"] = {LOCALNET_GUARD}
     for net in networks:
         r = network_rules(net, prefix)
         claimed["FORWARD"].update(r["forward_top"] + r["forward_bottom"])
@@ -341,6 +410,8 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
             "name": base.get("name", bridge),
             "bridge": bridge,
             "subnet": internal.get(bridge) or base.get("subnet"),
+            "subnet6": None,
+            "masquerade6": None,
             "icc": bridge not in no_icc,
             "internal": bridge in internal,
             # internal networks have no NAT rule to read it from: report what was configured
@@ -361,6 +432,34 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
     return found
 
 
+def merge_ipv6(found: dict[str, dict], found6: dict[str, dict]) -> dict[str, dict]:
+    """The networks of the IPv4 ruleset with ``subnet6``/``masquerade6`` from the IPv6 one (by bridge)."""
+    by_bridge = {net["bridge"]: net for net in found.values()}
+    for net6 in found6.values():
+        net = by_bridge.get(net6["bridge"])
+        if net is None:  # its IPv4 rules are gone (someone flushed them): the next run puts them back
+            continue
+        net["subnet6"], net["masquerade6"] = net6["subnet"], net6["masquerade"]
+    return found
+
+
+def split_save(text: str) -> tuple[str, str]:
+    """``iptables-save`` output, then optionally ``ip6tables-save``'s: (IPv4 text, IPv6 text).
+
+    The IPv6 part starts at ip6tables-save's header comment, or at a table seen a second time."""
+    lines = text.splitlines(keepends=True)
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("# Generated by ip6tables"):
+            return "".join(lines[:index]), "".join(lines[index:])
+        if stripped.startswith("*"):
+            if stripped in seen:
+                return "".join(lines[:index]), "".join(lines[index:])
+            seen.add(stripped)
+    return text, ""
+
+
 class FirewallResource(TablesResource):
     state_dir = "firewall"
     public_keys = PUBLIC_KEYS
@@ -369,6 +468,9 @@ class FirewallResource(TablesResource):
         super().__init__(module)
         self.sysctls: dict[str, str | None] = {}
         self.bridges_present: set[str] = set()
+
+    def is_ipv6(self, item: dict) -> bool:
+        return bool(item.get("subnet6"))
 
     # -- pure ---------------------------------------------------------------------------------
     def normalize(self, config: list[dict], state: str) -> list[dict]:
@@ -389,6 +491,12 @@ class FirewallResource(TablesResource):
             for key in ("icc", "internal", "masquerade"):
                 if raw.get(key) is None:
                     item[key] = ITEM_OPTIONS[key]["default"]
+            item["subnet6"] = subnet6(raw["subnet6"], at("subnet6")) if raw.get("subnet6") not in (None, "") else None
+            if item["subnet6"] is None and raw.get("masquerade6") is not None:
+                raise v.ValidationError(f"{at('masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
+            # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6
+            masquerade6 = item["masquerade"] if raw.get("masquerade6") is None else bool(raw["masquerade6"])
+            item["masquerade6"] = masquerade6 if item["subnet6"] else None
             items.append(item)
         v.unique(items, lambda it: it["name"], "network name")
         v.unique(items, lambda it: it["bridge"], "bridge")
@@ -408,28 +516,57 @@ class FirewallResource(TablesResource):
             model.sysctls = {IP_FORWARD: "1", BRIDGE_NF: "1"}
             model.sysctls.update({route_localnet_path(n["bridge"]): "1" for n in nets if n["bridge"] in self.bridges_present})
         managed = list(self.known.values()) + nets
+        ops = self.adapter.plan(model, self.live)
+        if self.ipv6:
+            # dockerd: it turned IPv6 forwarding on, so the ip6tables FORWARD policy becomes DROP
+            dual = [n for n in nets if n.get("subnet6")]
+            forward_off6 = bool(dual) and self.sysctls.get(IP6_FORWARD) not in ("1", None)
+            model6 = firewall_model(nets, list(self.known.values()), self.prefix, self.live6, forward_off6, self.adapter6, "ipv6")
+            ops += self.adapter6.plan(model6, self.live6)
+            if dual:
+                model.sysctls.update({IP6_FORWARD: "1", BRIDGE_NF6: "1"})
+                if self.sysctls.get(IP6_FORWARD) != "1":
+                    self._warn_accept_ra()
         # another backend: as if every network were deleted there, <P> too (the mappings move with us)
         switch = self.switch_ops(lambda adapter, live: firewall_model(
             [], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
-            False, adapter))
-        return self.adapter.plan(model, self.live) + switch + self._sysctl_ops(model.sysctls), final
+            False, adapter, adapter.family))
+        return ops + switch + self._sysctl_ops(model.sysctls), final
+
+    def _warn_accept_ra(self) -> None:
+        """With forwarding on, the kernel ignores router advertisements where accept_ra is 1 (dockerd warns too)."""
+        try:
+            names = sorted(os.listdir("/proc/sys/net/ipv6/conf"))
+        except OSError:
+            return
+        learning = [n for n in names if n not in ("all", "default") and read_sysctl(f"/proc/sys/net/ipv6/conf/{n}/accept_ra") == "1"]
+        if learning:
+            self.warnings.append(
+                f"net.ipv6.conf.all.forwarding=1 (a dual-stack network): {', '.join(learning)} will ignore router "
+                "advertisements (accept_ra=1); set net.ipv6.conf.<interface>.accept_ra=2 where the host configures IPv6 by SLAAC")
 
     def _sysctl_ops(self, wanted: dict[str, str]) -> list[Operation]:
         ops = []
+        modprobe = False
         for path, value in wanted.items():
             if self.sysctls.get(path) != value:
-                if path == BRIDGE_NF and self.sysctls.get(path) is None:
+                if path in BRIDGE_NF_PATHS and self.sysctls.get(path) is None and not modprobe:
+                    modprobe = True
                     ops.append(Operation("modprobe br_netfilter", "modprobe", {"name": "br_netfilter"}))
                 ops.append(Operation(f"sysctl -w {sysctl_name(path)}={value}", "sysctl", {"path": path, "value": value}))
         return ops
 
     def render(self, desired: list[dict]) -> list[str]:
-        return self.adapter.render_model(firewall_model(desired, [], self.prefix, {}, False, self.adapter))
+        lines = self.adapter.render_model(firewall_model(desired, [], self.prefix, {}, False, self.adapter))
+        if any(net.get("subnet6") for net in desired):
+            model6 = firewall_model(desired, [], self.prefix, {}, False, self.adapter6, "ipv6")
+            lines += render_marker(self.adapter6) + self.adapter6.render_model(model6)
+        return lines
 
     # -- kernel -------------------------------------------------------------------------------
     def gather(self, desired: list[dict], state: str) -> dict:
-        self.load_live()
-        paths = [IP_FORWARD, BRIDGE_NF]
+        self.load_live(desired)
+        paths = [IP_FORWARD, BRIDGE_NF] + ([IP6_FORWARD, BRIDGE_NF6] if self.ipv6 else [])
         bridges = {n["bridge"] for n in list(self.known.values()) + desired}
         self.bridges_present = {b for b in bridges if os.path.isdir(f"/sys/class/net/{b}") or os.path.isdir(f"/proc/sys/net/ipv4/conf/{b}")}
         paths += [route_localnet_path(b) for b in self.bridges_present]
@@ -438,7 +575,12 @@ class FirewallResource(TablesResource):
         return self.from_live({**self.known, **self.final}, self.adapter.parse)
 
     def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
-        return parse_networks(self.live, self.prefix, known, parse)
+        found = parse_networks(self.live, self.prefix, known, parse)
+        if not self.ipv6:
+            return found
+        parse6 = functools.partial(parse, family="ipv6") if parse is parse_rule else self.adapter6.parse
+        known6 = {key: as_ipv6(net) for key, net in known.items() if net.get("subnet6")}
+        return merge_ipv6(found, parse_networks(self.live6, self.prefix, known6, parse6))
 
     def apply_other(self, operations: list[Operation]) -> None:
         for op in operations:
@@ -457,14 +599,27 @@ def gateway_mode(value: object, field: str) -> str:
 
 
 def check_overlaps(items: list[dict], where: str = "") -> None:
-    nets = [(i, ipaddress.ip_network(it["subnet"]), it) for i, it in enumerate(items)]
-    for a in range(len(nets)):
-        for b in range(a + 1, len(nets)):
-            if nets[a][1].overlaps(nets[b][1]):
-                raise v.ValidationError(
-                    f"subnet {where}of network {nets[b][2]['name']} ({nets[b][1]}) overlaps "
-                    f"network {nets[a][2]['name']} ({nets[a][1]})"
-                )
+    for key in ("subnet", "subnet6"):
+        nets = [(i, ipaddress.ip_network(it[key]), it) for i, it in enumerate(items) if it.get(key)]
+        for a in range(len(nets)):
+            for b in range(a + 1, len(nets)):
+                if nets[a][1].overlaps(nets[b][1]):
+                    raise v.ValidationError(
+                        f"{key} {where}of network {nets[b][2]['name']} ({nets[b][1]}) overlaps "
+                        f"network {nets[a][2]['name']} ({nets[a][1]})"
+                    )
+
+
+def subnet6(value: object, field: str) -> str:
+    """A network's IPv6 subnet: /64../120, not link-local, multicast, loopback or reserved (ULA is fine)."""
+    if not isinstance(value, str) or not _SUBNET6.fullmatch(value):
+        raise v.ValidationError(f"{field}: {value!r} is not an IPv6 subnet in CIDR form such as fd00:18::/64")
+    return v.network6(value, field)
+
+
+def render_marker(adapter) -> list[str]:
+    """Where ``rendered`` output passes to the IPv6 ruleset (iptables: a comment ip6tables-restore skips)."""
+    return ["# ip6tables-restore --noflush"] if isinstance(adapter, Iptables) else []
 
 
 __all__ = ["FirewallResource", "ITEM_OPTIONS", "MODULE_OPTIONS", "ApplyError"]

@@ -14,10 +14,16 @@ transaction and reads the live ruleset back as a :class:`Table` per table.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
+
+#: one firewall writer at a time on a host, whichever backend (an adapter locks before it reads)
+LOCK_FILE = os.path.join(RUN_DIR, "iptables.lock")
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,24 @@ class Model:
     chains: frozenset[str] = frozenset()
     sysctls: dict[str, str] = field(default_factory=dict)
     family: str = "ipv4"
+
+
+class FirewallLock:
+    """The adapters' lock: held from before a resource reads the ruleset until its run ends."""
+
+    _lock_fd: int | None = None
+
+    def lock(self) -> None:
+        if self._lock_fd is None:
+            os.makedirs(RUN_DIR, exist_ok=True)
+            self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def read_sysctl(path: str) -> str | None:

@@ -23,13 +23,12 @@ Errors are raised (:class:`IptablesError`), never turned into a module exit here
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import os
 from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, RuleTemplate, Table
-from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, FirewallLock, Model, Rule, RuleTemplate, Table
 
 TABLES = ("filter", "nat", "raw")  # in the order their transactions are applied
 BUILTIN = {
@@ -40,7 +39,6 @@ BUILTIN = {
 }
 COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}  # by address family
 VARIANTS = ("auto", "iptables-nft", "iptables-legacy")
-LOCK_FILE = os.path.join(RUN_DIR, "iptables.lock")
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: make the restore of this table fail
 
 
@@ -49,14 +47,22 @@ class IptablesError(ApplyError):
 
 
 # A field is one token without "/" (an address before "/32", a port before "/base"), except these.
-_PATTERNS = {"subnet": r"\S+", "source": r"[0-9.]+/\d+"}
+_PATTERNS = {
+    "ipv4": {"subnet": r"\S+", "source": r"[0-9.]+/\d+"},
+    "ipv6": {"subnet": r"\S+", "source": r"[0-9a-f:.]+/\d+"},
+}
 _TOKEN = r"[^\s/]+"
 # A port range is "first-last" in the model, "first:last" in a match.
 _CONVERT = {"dport": (lambda v: v.replace("-", ":"), lambda v: v.replace(":", "-"))}
 
 
-def Template(text: str) -> RuleTemplate:  # the constructor of KINDS entries
-    return RuleTemplate(text, _TOKEN, _PATTERNS, _CONVERT)
+def Template(text: str, family: str = "ipv4") -> RuleTemplate:  # the constructor of KINDS entries
+    return RuleTemplate(text, _TOKEN, _PATTERNS[family], _CONVERT)
+
+
+def ipv6_text(text: str) -> str:
+    """A rule of KINDS as ip6tables-save prints it: host addresses are /128, a DNAT target is ``[addr]:port``."""
+    return text.replace("/32", "/128").replace("--to-destination {container_ip}:", "--to-destination [{container_ip}]:")
 
 
 _NAT = "[SNAT --to-source {snat_source}|MASQUERADE]"
@@ -94,15 +100,20 @@ KINDS = {
     # through the DNAT only, not by routing to the container's address from outside its bridge.
     "direct_drop": Template("-d {container_ip}/32 ! -i {bridge} -p {proto} -m {proto} --dport {dport} -j DROP"),
 }
+# Kinds without an IPv6 form: no route_localnet for IPv6, so no 127.0.0.0/8-style publishing to guard.
+IPV4_ONLY = frozenset({"localnet_guard"})
+#: The same kinds in ip6tables (derived from KINDS: each rule format is written once).
+KINDS6 = {kind: Template(ipv6_text(t.text), "ipv6") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
+KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 
-def render_rule(rule: Rule) -> str:
-    return KINDS[rule.kind].render(dict(rule.fields))
+def render_rule(rule: Rule, family: str = "ipv4") -> str:
+    return KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
 
 
-def parse_rule(spec: str) -> Rule | None:
+def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
     """The rule ``iptables-save`` printed as ``-A CHAIN <spec>``; None if it is no kind of ours."""
-    for kind, template in KINDS.items():
+    for kind, template in KINDS_BY_FAMILY[family].items():
         fields = template.parse(spec)
         if fields is not None:
             return Rule.of(kind, **fields)
@@ -136,7 +147,7 @@ def empty_table(table: str) -> Table:
 
 def ownership(model: Model) -> Callable[[str, str], bool]:
     """Predicate: is this rule of a built-in chain ours? Jumps into our chains, and claimed rules."""
-    claimed = {chain: {render_rule(r) for r in rules} for chain, rules in model.claimed.items()}
+    claimed = {chain: {render_rule(r, model.family) for r in rules} for chain, rules in model.claimed.items()}
 
     def is_ours(chain: str, spec: str) -> bool:
         tokens = spec.split()
@@ -147,8 +158,10 @@ def ownership(model: Model) -> Callable[[str, str], bool]:
     return is_ours
 
 
-def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str, str], bool]) -> list[str]:
+def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str, str], bool],
+               family: str = "ipv4") -> list[str]:
     """Restore lines (without ``*table``/``COMMIT``) that turn ``live`` into ``want``; [] if equal."""
+    render = functools.partial(render_rule, family=family)
     declare: list[str] = []
     body: list[str] = []
     tail: list[str] = []
@@ -159,15 +172,15 @@ def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str,
         if chain not in live.chains:
             declare.append(f":{chain} - [0:0]")
         present = live.chain_rules(chain)
-        body += [f"-A {chain} {spec}" for spec in map(render_rule, initial) if spec not in present]
+        body += [f"-A {chain} {spec}" for spec in map(render, initial) if spec not in present]
     for chain, owned in want.owned.items():
-        rules = [render_rule(rule) for rule in owned]
+        rules = [render(rule) for rule in owned]
         if chain not in live.chains or live.chain_rules(chain) != rules:
             declare.append(f":{chain} - [0:0]")
             body += [f"-A {chain} {spec}" for spec in rules]
     for chain in BUILTIN[table]:
         mine = want.builtin.get(chain, BuiltinRules())
-        top, bottom = [render_rule(r) for r in mine.top], [render_rule(r) for r in mine.bottom]
+        top, bottom = [render(r) for r in mine.top], [render(r) for r in mine.bottom]
         present = [spec for spec in live.chain_rules(chain) if ours(chain, spec)]
         if present == top + bottom:
             continue
@@ -200,7 +213,7 @@ def as_commands(table: str, lines: list[str], live: Table, binary: str = "iptabl
     return commands
 
 
-class Iptables:
+class Iptables(FirewallLock):
     """The adapter for one address family (iptables or ip6tables) and variant (nft or legacy).
 
     Creating one runs nothing: the binaries are looked up at the first save. A lock file
@@ -212,14 +225,16 @@ class Iptables:
         self.family = family
         self.variant = variant
         self.command = COMMANDS[family]
+        #: Operation.action of this adapter's operations: one restore per table and family
+        self.action = "restore" if family == "ipv4" else "restore6"
+        self.render = functools.partial(render_rule, family=family)
+        self.parse = functools.partial(parse_rule, family=family)
+        self._snapshots: dict[str, str] = {}  # the tables the last apply changed, as they were before
         self._bins: tuple[str, str] | None = None
-        self._lock_fd: int | None = None
         #: optional tables (raw) that could not be read, with iptables-save's reason
         self.unavailable: dict[str, str] = {}
 
     # -- pure ---------------------------------------------------------------------------------
-    render = staticmethod(render_rule)
-    parse = staticmethod(parse_rule)
     empty = staticmethod(empty_table)
 
     def plan(self, model: Model, live: dict[str, Table]) -> list[Operation]:
@@ -227,7 +242,7 @@ class Iptables:
         ops = []
         for table in [t for t in TABLES if t in model.tables]:
             current = live.get(table) or empty_table(table)
-            lines = plan_table(table, current, model.tables[table], ownership(model))
+            lines = plan_table(table, current, model.tables[table], ownership(model), self.family)
             if lines and table in self.unavailable:
                 raise IptablesError(
                     f"the {table} table is not available on the managed host ({self.unavailable[table]}); it needs "
@@ -235,13 +250,13 @@ class Iptables:
                     "on the networks to do without it"
                 )
             commands = as_commands(table, lines, current, self.command)
-            ops += [Operation(cmd, "restore", {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
+            ops += [Operation(cmd, self.action, {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
         return ops
 
     def render_model(self, model: Model) -> list[str]:
         """The restore payload that builds ``model`` on an empty host."""
         tables = [t for t in TABLES if t in model.tables]
-        text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model))) for t in tables)
+        text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model), self.family)) for t in tables)
         return text.splitlines()
 
     # -- kernel -------------------------------------------------------------------------------
@@ -269,18 +284,6 @@ class Iptables:
         if "legacy" in text:
             return "iptables-legacy"
         return "iptables"
-
-    def lock(self) -> None:
-        if self._lock_fd is None:
-            os.makedirs(RUN_DIR, exist_ok=True)
-            self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict[str, Table]:
         live = {}
@@ -317,6 +320,7 @@ class Iptables:
             changes.setdefault(op.args["table"], []).append(op.args["line"])
         snapshots: dict[str, str] = {}
         done: list[str] = []
+        self._snapshots = {}
         try:
             for table, lines in changes.items():
                 snapshots[table] = self.save_text(table)
@@ -329,3 +333,13 @@ class Iptables:
                 rolled.append(table)
             note = f" (table {', '.join(rolled)} restored to its previous content)" if rolled else ""
             raise IptablesError(f"{exc}{note}") from None
+        self._snapshots = {table: snapshots[table] for table in done}
+
+    def rollback(self) -> list[str]:
+        """Put back the tables the last apply changed (the other family's restore failed); their names."""
+        rolled = []
+        for table, text in reversed(list(self._snapshots.items())):
+            self.restore(table, text, noflush=False)
+            rolled.append(f"{self.command} {table}")
+        self._snapshots = {}
+        return rolled

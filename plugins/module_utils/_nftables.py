@@ -28,17 +28,17 @@ Errors are raised (:class:`NftablesError`), never turned into a module exit here
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import os
 import re
 from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, Model, Rule, RuleTemplate, Table
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import LOCK_FILE, RUN_DIR
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, FirewallLock, Model, Rule, RuleTemplate, Table
 
-FAMILY = "ip"
+FAMILY = "ip"  # the nft family of the IPv4 table
+NFT_FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}  # one table per address family, as Docker 29's docker-bridges
 ACTION = "nft"  # Operation.action of this adapter's operations
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: "nft" appends a failing command to the transaction
 _TABLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -70,18 +70,34 @@ class NftablesError(ApplyError):
 
 
 _TOKEN = r'[^\s":{}]+'  # one field: no blank, quote, colon (address:port) or brace
-_PATTERNS = {"portmap": r"[^{}]+"}
+_ADDRESS6 = r"[0-9a-f:.]+(?:/\d+)?"  # IPv6 addresses have colons: their fields say so
+_PATTERNS = {
+    "ipv4": {"portmap": r"[^{}]+"},
+    "ipv6": {"portmap": r"[^{}]+", **{name: _ADDRESS6 for name in ("subnet", "source", "host_ip", "container_ip")}},
+}
+
+
+def _bare(host: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """nft lists a host-sized source network (/32, /128) as the bare address."""
+    return (lambda s: s[:-len(host)] if s.endswith(host) else s, lambda s: s if "/" in s else s + host)
+
+
 # Fields whose model value is not nft's text: (to nft, from nft).
-# nft lists a /32 source as the bare address.
-_CONVERT: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {
-    "verdict": (str.lower, str.upper),
-    "source": (lambda s: s[:-3] if s.endswith("/32") else s, lambda s: s if "/" in s else s + "/32"),
+_CONVERT: dict[str, dict[str, tuple[Callable[[str], str], Callable[[str], str]]]] = {
+    "ipv4": {"verdict": (str.lower, str.upper), "source": _bare("/32")},
+    "ipv6": {"verdict": (str.lower, str.upper), "source": _bare("/128")},
 }
 
 
 def Template(text: str, derive: Callable[[dict], dict] | None = None,  # the constructor of KINDS entries
-             reduce: Callable[[dict], dict] | None = None) -> RuleTemplate:
-    return RuleTemplate(text, _TOKEN, _PATTERNS, _CONVERT, derive, reduce)
+             reduce: Callable[[dict], dict] | None = None, family: str = "ipv4") -> RuleTemplate:
+    return RuleTemplate(text, _TOKEN, _PATTERNS[family], _CONVERT[family], derive, reduce)
+
+
+def ipv6_text(text: str) -> str:
+    """A rule of KINDS as an ``ip6`` table lists it: ``ip6 saddr``, and a DNAT target ``[addr]:port``."""
+    return text.replace("ip saddr", "ip6 saddr").replace("ip daddr", "ip6 daddr").replace(
+        "dnat to {container_ip}:", "dnat to [{container_ip}]:")
 
 
 def _portmap(fields: dict) -> dict:
@@ -132,6 +148,10 @@ KINDS = {
     "hairpin": Template("ip saddr {container_ip} ip daddr {container_ip} {proto} dport {dport} masquerade"),
     "direct_drop": Template('ip daddr {container_ip} iifname != "{bridge}" {proto} dport {dport} drop'),
 }
+IPV4_ONLY = frozenset({"localnet_guard"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
+#: The same kinds in our ``ip6`` table, derived from KINDS (each rule format is written once).
+KINDS6 = {kind: Template(ipv6_text(t.text), t.derive, t.reduce, "ipv6") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
+KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 
 def chain_name(table: str, chain: str) -> str:
@@ -144,16 +164,16 @@ def split_name(name: str) -> tuple[str, str] | None:
     return (table, chain) if table in TABLES and chain else None
 
 
-def render_rule(rule: Rule, table: str = "filter") -> str:
+def render_rule(rule: Rule, table: str = "filter", family: str = "ipv4") -> str:
     fields = dict(rule.fields)
     if "chain" in fields:
         fields["chain"] = chain_name(table, fields["chain"])
-    return KINDS[rule.kind].render(fields)
+    return KINDS_BY_FAMILY[family][rule.kind].render(fields)
 
 
-def parse_rule(spec: str) -> Rule | None:
+def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
     """A rule as ``nft list`` prints it (without ``# handle``); None if it is no kind of ours."""
-    for kind, template in KINDS.items():
+    for kind, template in KINDS_BY_FAMILY[family].items():
         fields = template.parse(spec)
         if fields is not None:
             if "chain" in fields:
@@ -223,7 +243,7 @@ def parse_list(text: str) -> tuple[dict[str, NftTable], list[str]]:
 
 def ownership(model: Model, table: str) -> Callable[[str, str], bool]:
     """Predicate: is this rule of a base chain ours? Jumps into our chains, and claimed rules."""
-    claimed = {chain: {render_rule(r, table) for r in rules} for chain, rules in model.claimed.items()}
+    claimed = {chain: {render_rule(r, table, model.family) for r in rules} for chain, rules in model.claimed.items()}
     targets = {f"jump {chain_name(table, c)}" for c in model.chains} | {f"goto {chain_name(table, c)}" for c in model.chains}
 
     def is_ours(chain: str, spec: str) -> bool:
@@ -240,8 +260,12 @@ def _base_decl(ref: str, table: str, chain: str, policy: str) -> str:
 
 
 def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: tuple[str, ...] = ()) -> list[str]:
-    """nft commands (one script) that turn our live table into ``model``'s; [] if nothing differs."""
-    ref = f"{FAMILY} {name}"
+    """nft commands (one script) that turn our live table (of ``model.family``) into ``model``'s; [] if nothing differs."""
+    ref = f"{NFT_FAMILIES[model.family]} {name}"
+
+    def render_rule(rule: Rule, table: str) -> str:
+        return _render(rule, table, model.family)
+
     declare: list[str] = []  # every chain first: a rule may only jump to a chain that exists
     body: list[str] = []
     tail: list[str] = []
@@ -309,6 +333,9 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
     return lines
 
 
+_render = render_rule
+
+
 def table_name(value: object) -> str:
     """Our table's name (the chain prefix in lower case), checked as an nft identifier."""
     text = str(value).lower() if isinstance(value, str) else ""
@@ -317,7 +344,7 @@ def table_name(value: object) -> str:
     return text
 
 
-class Nftables:
+class Nftables(FirewallLock):
     """The adapter for our own ``ip`` table. Creating one runs nothing; ``nft`` is looked up at the first read.
 
     It takes the iptables adapter's lock file, so that runs of either backend (and a backend
@@ -328,12 +355,14 @@ class Nftables:
 
     def __init__(self, module, table: str = "linuxnet", family: str = "ipv4") -> None:
         self.module = module
-        self.family = family  # ipv4 only so far: the table is an `ip` table
+        self.family = family
+        self.nft_family = NFT_FAMILIES[family]  # our table is `ip <name>` or `ip6 <name>`
         self._table = table
+        self.render = functools.partial(render_rule, family=family)
+        self.parse = functools.partial(parse_rule, family=family)
         self.unavailable: dict[str, str] = {}  # nft has every table; for the iptables adapter's interface
         self.other_chains: tuple[str, ...] = ()
         self._bin: str | None = None
-        self._lock_fd: int | None = None
 
     @property
     def table(self) -> str:
@@ -341,8 +370,6 @@ class Nftables:
         return table_name(self._table)
 
     # -- pure ---------------------------------------------------------------------------------
-    render = staticmethod(render_rule)
-    parse = staticmethod(parse_rule)
     empty = staticmethod(empty_table)
 
     def script(self, model: Model, live: dict[str, Table]) -> list[str]:
@@ -365,21 +392,9 @@ class Nftables:
             self._bin = path
         return self._bin
 
-    def lock(self) -> None:
-        if self._lock_fd is None:
-            os.makedirs(RUN_DIR, exist_ok=True)
-            self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
     def list_text(self) -> str:
-        """``nft -a list table ip <name>``; "" when the table does not exist."""
-        argv = [self.binary(), "-a", "list", "table", FAMILY, self.table]
+        """``nft -a list table ip <name>`` (``ip6`` for IPv6); "" when the table does not exist."""
+        argv = [self.binary(), "-a", "list", "table", self.nft_family, self.table]
         rc, out, err = self.module.run_command(argv)
         if rc != 0:
             if "No such file or directory" in err:
@@ -400,7 +415,7 @@ class Nftables:
         if not lines:
             return
         if os.environ.get(FAIL_HOOK_ENV) == "nft":
-            lines.append(f"add rule {FAMILY} {self.table} linuxnet-no-such-chain accept")
+            lines.append(f"add rule {self.nft_family} {self.table} linuxnet-no-such-chain accept")
         argv = [self.binary(), "-f", "/dev/stdin"]
         rc, out, err = self.module.run_command(argv, data="".join(line + "\n" for line in lines), binary_data=True)
         if rc != 0:
