@@ -51,8 +51,8 @@ notes:
 """,
         """        empty host.
       - C(parsed) returns, without touching the host, the ruleset in O(running_config) (the text
-        C(iptables-save) prints) in the shape of O(config). Without the host's ownership records,
-        networks are named after their bridges.
+        C(iptables-save) or C(nft list ruleset) prints) in the shape of O(config). Without the host's
+        ownership records, networks are named after their bridges.
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
 """,
@@ -66,6 +66,10 @@ attributes:
       - The output of C(iptables-save) (or C(iptables-save -t filter) and C(-t nat)) for
         O(state=parsed), for example from another host or a backup. Rules are read with the
         chains of O(chain_prefix).
+      - Or the text of C(nft list ruleset) or C(nft list table ip linuxnet) of a host with
+        C(firewall_backend=nftables). Only the tables C(ip) and C(ip6) named after O(chain_prefix)
+        in lower case are read (C(linuxnet) for C(LINUXNET)), whatever C(firewall_backend) says.
+        The JSON of C(nft -j) is not read.
     type: str
 attributes:
 """,

@@ -18,6 +18,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     address_ops,
     op_bridge_add,
     op_delete,
+    op_ipv6,
     op_set_alias,
     op_set_mac,
     op_set_mtu,
@@ -43,6 +44,13 @@ ITEM_OPTIONS = {
     "allow_overlap": {"type": "bool", "default": False},
 }
 PUBLIC_KEYS = ("name", "netns", "addresses", "mtu", "mac", "stp", "link_state")
+
+
+IPV6_ROUTER = {"ipv6": True, "accept_ra": 0}  # a bridge with IPv6 addresses: IPv6 on, no autoconfiguration
+
+
+def _has_ipv6(addresses: list[str] | None) -> bool:
+    return any(":" in a for a in addresses or [])
 
 
 def bridge_key(item: dict) -> str:
@@ -106,7 +114,7 @@ class BridgeResource(NetlinkResource):
         by_index = {link["index"]: link for link in links.values()}
         others = {i: link for i, link in by_index.items() if link["name"] != item["name"] and not link_owned(link)}
         found = [(route["dst"], f"route {route['dst']} dev {by_index[route['oif']]['name'] if route['oif'] in by_index else '?'}")
-                 for route in routes if route["dst"] != "0.0.0.0/0" and (route["oif"] is None or route["oif"] in others)]
+                 for route in routes if not route["dst"].endswith("/0") and (route["oif"] is None or route["oif"] in others)]
         found += [(cidr, f"address {cidr} of {others[i]['name']}") for i, cidrs in addresses.items() if i in others for cidr in cidrs]
         for j, address in enumerate(item["addresses"]):
             subnet = ipaddress.ip_interface(address).network
@@ -122,6 +130,7 @@ class BridgeResource(NetlinkResource):
         # Our bridges inside namespaces are recorded under /run/linuxnet, so finding them costs
         # one socket per such namespace instead of one per namespace on the host.
         spaces = {d["netns"] for d in desired if d["netns"]} | (set(bridge_namespaces()) & set(list_namespaces()))
+        dual = {bridge_key(d) for d in desired if _has_ipv6(d["addresses"])}
         for netns in [None] + sorted(spaces):
             try:
                 links = self.netlink.links(netns)
@@ -144,6 +153,8 @@ class BridgeResource(NetlinkResource):
                 if not link["alias"] and pending_alias(netns, link["name"]) == OWNER_MARK:
                     # made by a run killed before it could set the alias: ours, to be marked
                     item["_owned"] = item["_unmarked"] = True
+                if bridge_key(item) in dual:  # read only where IPv6 is wanted: one socket each
+                    item["_ipv6"] = self.netlink.ipv6(netns, link["index"])
                 current[bridge_key(item)] = item
         return current
 
@@ -169,6 +180,11 @@ class BridgeResource(NetlinkResource):
         if item["stp"] is not None and bool(item["stp"]) != bool(have["stp"]):
             ops.append(op_stp(name, netns, bool(item["stp"])))
             new["stp"] = bool(item["stp"])
+        if _has_ipv6(item["addresses"]) and have.get("_ipv6") != IPV6_ROUTER:
+            # before its addresses (the host's default may be disable_ipv6=1) and, for a new
+            # bridge, before it goes up; we give the addresses, nobody's router advertisements
+            ops.append(op_ipv6(name, netns, True))
+            new["_ipv6"] = IPV6_ROUTER
         ops += address_ops(name, netns, have["addresses"], item["addresses"], exact)
         if item["addresses"] is not None:
             new["addresses"] = merge_list(have["addresses"], item["addresses"], exact)

@@ -22,7 +22,7 @@ import shutil
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _ownership
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS as BRIDGE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
@@ -70,13 +70,30 @@ KERNEL_PROBE = [
 
 
 class SharedNetlink(Netlink):
-    """One set of sockets and cached dumps for every resource of the pass (nothing writes)."""
+    """One set of sockets and cached dumps for every resource of the pass or run."""
+
+    #: fd of the host's link lock when a writing run holds it from start to end (see run_lock)
+    run_lock: int | None = None
 
     def close(self) -> None:
         """Resources close what they use; the pass releases the sockets once, at its end."""
 
     def release(self) -> None:
         super().close()
+
+
+def run_lock(module: Any) -> int | None:
+    """A writing run takes the host's link lock once, before it reads anything, and holds it to the
+    end (None in check mode, which writes nothing). So what it read stays true until one of its own
+    steps writes (one dump per namespace, not one per step), and every run takes the host lock
+    before the iptables lock (SharedTables): a converge and a teardown never wait on each other
+    in opposite orders."""
+    if module.check_mode:
+        return None
+    try:
+        return _ownership.host_lock()
+    except OSError as exc:
+        raise ApplyError(str(exc)) from None
 
 
 class SavedOnce:
@@ -294,6 +311,7 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
     netlink = SharedNetlink()
     tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
                                                   "chain_prefix": chain_prefix}))
+    netlink.run_lock = run_lock(module)
     try:
         veths = None
         if plan is None:
@@ -309,6 +327,8 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
     finally:
         tables.release()
         netlink.release()
+        if netlink.run_lock is not None:
+            os.close(netlink.run_lock)
 
 
 # Teardown order: published ports and firewall first (no traffic reaches a half-removed endpoint),
@@ -328,12 +348,15 @@ def remove(module: Any, *, chain_prefix: str = "LINUXNET", iptables_variant: str
     tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
                                                   "chain_prefix": chain_prefix}))
     steps = tuple(next(step for step in STEPS if step[0] == name) for name in TEARDOWN_ORDER)
+    netlink.run_lock = run_lock(module)
     try:
         return _run_steps(module, netlink, tables, steps, None, "deleted", chain_prefix, iptables_variant, None,
                           firewall_backend=firewall_backend)
     finally:
         tables.release()
         netlink.release()
+        if netlink.run_lock is not None:
+            os.close(netlink.run_lock)
 
 
 def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps: tuple, plan: dict | None, state: str,
@@ -353,8 +376,9 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             resource.check_references(desired, state)
         except ValidationError as exc:
             raise ValidationError(f"{name}: {exc}") from None
+        checked = list(resource.warnings)  # reported with the step (again if it checks again)
         resource.warnings.clear()
-        prepared.append((name, resource, desired))
+        prepared.append((name, resource, desired, checked))
 
     commands: dict[str, list[str]] = {}
     diffs: list[dict] = []
@@ -362,10 +386,17 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
     gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
     new_bridges: set[str] = set()  # created by the bridge step
     try:
-        for name, resource, desired in prepared:
+        for name, resource, desired, checked in prepared:
             resource.module = StepModule(module, resource.params, check_mode)
+            if netlink.run_lock is not None and getattr(resource, "_lock", False) is None:
+                # the step's gather would take the lock again (and drop what the run read under it):
+                # it holds the run's lock instead (a dup of the fd; closing it releases nothing)
+                resource._lock = os.dup(netlink.run_lock)
             try:
-                resource.check_references(desired, state)
+                if applied:  # an earlier step changed what the first check read
+                    resource.check_references(desired, state)
+                else:
+                    resource.warnings.extend(checked)
                 before = None if applied else getattr(resource, "before", None)
                 # A gather for a config differs from a plain one only in also reading the peers of
                 # foreign pairs the config names; the role's pairs are its own, so the first one serves.
@@ -398,6 +429,10 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                         probed = True
                     applied = True
                     resource.apply(operations)
+                    if hasattr(resource, "hold_lock"):
+                        # links and namespaces changed (a deleted namespace takes its veth ends with it):
+                        # the next step reads them again
+                        netlink.invalidate()
             if not check_mode:
                 resource.persist()
             if operations and getattr(module, "_diff", False):
@@ -413,7 +448,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
     except ApplyError as exc:
         raise StepFailed(f"{name}: {exc}", commands) from None
     finally:
-        for _name, resource, _desired in prepared:
+        for _name, resource, _desired, _checked in prepared:
             resource.close()
     result: dict[str, Any] = {"changed": changed, "commands": commands}
     if diffs:

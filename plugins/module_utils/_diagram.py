@@ -4,11 +4,14 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Pictures of one host's deployment plan: a Mermaid flowchart and a text tree. Pure."""
+"""Pictures of deployment plans: a Mermaid flowchart and a text tree of one host, a Graphviz
+digraph of several. Pure."""
 
 from __future__ import annotations
 
 import re
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
 def _node_id(text: str) -> str:
@@ -62,3 +65,91 @@ def tree(plan: dict, host: str, address: str | None = None) -> list[str]:
             suffix = f"  -p {', '.join(map(str, ports))}" if ports else ""
             out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {ep['networks'][net['name']]}{suffix}")
     return out
+
+
+# ------------------------------------------------------------------------------ Graphviz DOT
+
+# Colours of the DOT picture: bridges blue, internal networks grey (no way out), endpoints yellow,
+# published ports orange.
+_STYLE = {
+    "bridge": 'shape=box, style="rounded,filled", fillcolor="#dbe9f6", color="#2f6f9f"',
+    "internal": 'shape=box, style="rounded,filled,dashed", fillcolor="#eeeeee", color="#777777"',
+    "endpoint": 'shape=box, style="rounded,filled", fillcolor="#fff4d6", color="#a07a1e"',
+    "address": 'shape=ellipse, style=filled, fillcolor="#ffffff", color="#444444"',
+    "probe": 'shape=box, style=filled, fillcolor="#ffffff", color="#444444"',
+}
+
+
+def _quote(text: str) -> str:
+    """A DOT double-quoted string; its lines joined with DOT's centred line break."""
+    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in str(text).split("\n")) + '"'
+
+
+def _check_hosts(hosts: object) -> list[dict]:
+    """The hosts of dot(), or ValidationError naming the field."""
+    if not isinstance(hosts, list):
+        raise ValidationError(f"hosts: must be a list of {{host, plan, address}}, got {type(hosts).__name__}")
+    for i, item in enumerate(hosts):
+        if not isinstance(item, dict) or not isinstance(item.get("host"), str) or not item["host"]:
+            raise ValidationError(f"hosts[{i}].host: every item needs the host's name")
+        plan = item.get("plan")
+        if not isinstance(plan, dict) or not all(isinstance(plan.get(k), list) for k in ("networks", "endpoints", "port_mapping")):
+            raise ValidationError(f"hosts[{i}].plan: must be a plan of the linuxnet.bridge.deployment filter")
+    names = [item["host"] for item in hosts]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValidationError(f"hosts: host {name!r} is given more than once")
+    return hosts
+
+
+def dot(hosts: list[dict], probe: str | None = None, probe_address: str | None = None) -> str:
+    """A Graphviz digraph of the deployment of several hosts (``[{host, plan, address}]``): one
+    cluster per host with its address, bridges and endpoints; routed (non-internal) bridges hang
+    off the host's address, published ports are dashed edges from the address to their endpoint,
+    and an optional probe host sits on the hosts' LAN. Node ids are quoted paths, so no two names
+    can collide. Render with ``dot -Tsvg``."""
+    lines = [
+        "digraph linuxnet {",
+        '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, nodesep=0.25, ranksep=0.9];',
+        '  node [fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9, color="#555555", arrowhead=none];',
+    ]
+    hosts = _check_hosts(hosts)
+    if probe:
+        label = f"{probe}\n{probe_address}" if probe_address else probe
+        lines.append(f"  {_quote('probe/' + probe)} [label={_quote(label)}, {_STYLE['probe']}];")
+    for index, item in enumerate(hosts):
+        host, plan, address = item["host"], item["plan"], item.get("address") or None
+        node = {"address": _quote(f"{host}/address")}
+        node.update({f"bridge/{n['name']}": _quote(f"{host}/bridge/{n['bridge']}") for n in plan["networks"]})
+        node.update({f"endpoint/{e['name']}": _quote(f"{host}/endpoint/{e['name']}") for e in plan["endpoints"]})
+        lines.append(f"  subgraph {_quote(f'cluster_{index}')} {{")
+        lines.append(f'    label={_quote(host)}; style="rounded"; color="#888888"; fontsize=12;')
+        lines.append(f"    {node['address']} [label={_quote(address or host)}, {_STYLE['address']}];")
+        for net in plan["networks"]:
+            flags = (["internal"] if net["internal"] else []) + ([] if net["icc"] else ["icc off"])
+            label = f"{net['bridge']} {net['gateway']}\nnetwork {net['name']} {net['subnet']}" + (f"\n{', '.join(flags)}" if flags else "")
+            style = _STYLE["internal" if net["internal"] else "bridge"]
+            lines.append(f"    {node['bridge/' + net['name']]} [label={_quote(label)}, {style}];")
+        for ep in plan["endpoints"]:
+            label = "\n".join([ep["name"]] + ([f"eth{i} {ip}" for i, ip in enumerate(ep["networks"].values())] or [f"mode {ep.get('mode')}"]))
+            lines.append(f"    {node['endpoint/' + ep['name']]} [label={_quote(label)}, {_STYLE['endpoint']}];")
+        # The host routes to its bridges; an internal network has no way out (an invisible edge only places it).
+        for net in plan["networks"]:
+            attrs = "style=invis" if net["internal"] else 'color="#2f6f9f"'
+            lines.append(f"    {node['address']} -> {node['bridge/' + net['name']]} [{attrs}];")
+        for ep in plan["endpoints"]:
+            for i, net_name in enumerate(ep["networks"]):
+                lines.append(f"    {node['bridge/' + net_name]} -> {node['endpoint/' + ep['name']]} [label={_quote(f'eth{i}')}];")
+        lines.append("  }")
+        if probe:
+            lines.append(f"  {_quote('probe/' + probe)} -> {node['address']};")
+        for port in plan["port_mapping"]:
+            owner = next((e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()), None)
+            if owner is None:
+                continue  # a mapping to an address no endpoint of the plan has: nothing to point at
+            label = f"-p {port.get('publish', port.get('host_port'))}" + (f"\nfrom {', '.join(port['sources'])}" if port.get("sources") else "")
+            lines.append(f"  {node['address']} -> {node['endpoint/' + owner]} "
+                         f'[label={_quote(label)}, style=dashed, color="#d9822b", fontcolor="#a05a10", arrowhead=normal];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

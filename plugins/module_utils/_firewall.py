@@ -33,7 +33,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import VARIANTS, Iptables, parse_rule, parse_save
 from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
-from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import Nftables
+from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import NFT_FAMILIES, Nftables, empty_table, parse_list, table_text
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
@@ -158,9 +158,11 @@ class TablesResource(Resource):
         found = []
         for other in others:  # under the same lock file: both adapters take RUN_DIR/iptables.lock
             try:
-                found.append((other, other.save(self.tables)))
+                live = other.save(self.tables)
             except ApplyError:
-                pass  # that backend's tool is missing (or cannot read): nothing of ours to find there
+                continue  # that backend's tool is missing (or cannot read): nothing of ours to find there
+            if any(table.chains for table in live.values()):  # else (no nftables table of ours) nothing to plan there
+                found.append((other, live))
         return found
 
     def public(self, item: dict) -> dict:
@@ -170,12 +172,33 @@ class TablesResource(Resource):
         """state=parsed: the items of an iptables-save text (optionally followed by ip6tables-save's),
         offline (no state file: names from the rules)."""
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
+        if text and re.search(r"^\s*table\s", text, re.M):
+            return self.parsed_nft(text)
         if not text or not any(line.strip() in ("*filter", "*nat") for line in text.splitlines()):
-            raise v.ValidationError("running_config: state=parsed needs the output of iptables-save (a *filter or *nat table)")
+            raise v.ValidationError("running_config: state=parsed needs the output of iptables-save (a *filter or *nat table) "
+                                    f"or of nft list ruleset (a table ip {self.prefix.lower()}); nft -j (JSON) is not read")
         text4, text6 = split_save(text)
         self.live, self.live6 = parse_save(text4), parse_save(text6)
         self.ipv6 = bool(self.live6)
         return self.from_live({}, parse_rule)
+
+    def parsed_nft(self, text: str) -> dict:
+        """state=parsed of ``nft list ruleset`` or ``nft list table ip <name>`` text: our tables (``ip``
+        and ``ip6 <chain prefix in lower case>``) read as the nftables backend reads them live."""
+        self.adapter = select_adapter(self.module, dict(self.params, firewall_backend="nftables"))
+        self.adapter6 = select_adapter(self.module, dict(self.params, firewall_backend="nftables"), family="ipv6")
+        lives = []
+        for family in ("ipv4", "ipv6"):
+            block = table_text(text, NFT_FAMILIES[family], self.adapter.table)
+            live: dict[str, Table] = {table: empty_table(table) for table in self.tables}
+            live.update(parse_list(block or "")[0])
+            lives.append((block, live))
+        if lives[0][0] is None and lives[1][0] is None:
+            raise v.ValidationError(f"running_config: the nft text has no table ip {self.adapter.table} (the chain prefix "
+                                    f"{self.prefix} in lower case names the table): give nft list ruleset's output")
+        (_block, self.live), (block6, self.live6) = lives
+        self.ipv6 = block6 is not None
+        return self.from_live({}, self.adapter.parse)
 
     def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
         """The items of the ruleset in ``self.live``; ``known`` (the state file) supplies names."""
@@ -410,8 +433,6 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
             "name": base.get("name", bridge),
             "bridge": bridge,
             "subnet": internal.get(bridge) or base.get("subnet"),
-            "subnet6": None,
-            "masquerade6": None,
             "icc": bridge not in no_icc,
             "internal": bridge in internal,
             # internal networks have no NAT rule to read it from: report what was configured
@@ -491,12 +512,12 @@ class FirewallResource(TablesResource):
             for key in ("icc", "internal", "masquerade"):
                 if raw.get(key) is None:
                     item[key] = ITEM_OPTIONS[key]["default"]
-            item["subnet6"] = subnet6(raw["subnet6"], at("subnet6")) if raw.get("subnet6") not in (None, "") else None
-            if item["subnet6"] is None and raw.get("masquerade6") is not None:
+            if raw.get("subnet6") not in (None, ""):  # dual-stack (IPv4-only items keep their keys)
+                item["subnet6"] = subnet6(raw["subnet6"], at("subnet6"))
+                # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6
+                item["masquerade6"] = item["masquerade"] if raw.get("masquerade6") is None else bool(raw["masquerade6"])
+            elif raw.get("masquerade6") is not None:
                 raise v.ValidationError(f"{at('masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
-            # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6
-            masquerade6 = item["masquerade"] if raw.get("masquerade6") is None else bool(raw["masquerade6"])
-            item["masquerade6"] = masquerade6 if item["subnet6"] else None
             items.append(item)
         v.unique(items, lambda it: it["name"], "network name")
         v.unique(items, lambda it: it["bridge"], "bridge")

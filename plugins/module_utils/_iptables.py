@@ -56,13 +56,21 @@ _TOKEN = r"[^\s/]+"
 _CONVERT = {"dport": (lambda v: v.replace("-", ":"), lambda v: v.replace(":", "-"))}
 
 
-def Template(text: str, family: str = "ipv4") -> RuleTemplate:  # the constructor of KINDS entries
-    return RuleTemplate(text, _TOKEN, _PATTERNS[family], _CONVERT)
+def Template(text: str, family: str = "ipv4", bracketed: bool = False) -> RuleTemplate:  # the constructor of KINDS entries
+    """``bracketed``: container_ip is an IPv6 DNAT target, written ``[addr]`` before its ``:port``."""
+    if not bracketed:
+        return RuleTemplate(text, _TOKEN, _PATTERNS[family], _CONVERT)
+    return RuleTemplate(text, _TOKEN, {**_PATTERNS[family], "container_ip": BRACKETED_PATTERN}, {**_CONVERT, "container_ip": BRACKETED})
+
+
+# ([ ] in a template text is an optional segment: the brackets of an IPv6 DNAT target are a conversion)
+BRACKETED = (lambda address: f"[{address}]", lambda text: text[1:-1])
+BRACKETED_PATTERN = r"\[[0-9a-f:.]+\]"
 
 
 def ipv6_text(text: str) -> str:
-    """A rule of KINDS as ip6tables-save prints it: host addresses are /128, a DNAT target is ``[addr]:port``."""
-    return text.replace("/32", "/128").replace("--to-destination {container_ip}:", "--to-destination [{container_ip}]:")
+    """A rule of KINDS as ip6tables-save prints it: host addresses are /128."""
+    return text.replace("/32", "/128")
 
 
 _NAT = "[SNAT --to-source {snat_source}|MASQUERADE]"
@@ -103,7 +111,7 @@ KINDS = {
 # Kinds without an IPv6 form: no route_localnet for IPv6, so no 127.0.0.0/8-style publishing to guard.
 IPV4_ONLY = frozenset({"localnet_guard"})
 #: The same kinds in ip6tables (derived from KINDS: each rule format is written once).
-KINDS6 = {kind: Template(ipv6_text(t.text), "ipv6") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
+KINDS6 = {kind: Template(ipv6_text(t.text), "ipv6", bracketed=kind == "dnat") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 

@@ -96,15 +96,28 @@ def op_delete(name: str, netns: str | None, why: str = "") -> Operation:
     return request(ip(netns, f"link del {name}") + suffix, netns, name, "link", "del")
 
 
+IFA_F_NODAD = 0x02
+
+
 def op_addr(name: str, netns: str | None, cidr: str, add: bool) -> Operation:
     iface = ipaddress.ip_interface(cidr)
     verb = "add" if add else "del"
-    extra = {"broadcast": str(iface.network.broadcast_address)} if add and iface.version == 4 else {}
-    return request(ip(netns, f"addr {verb} {cidr} dev {name}"), netns, name, "addr", verb,
+    extra: dict = {}
+    words = ""
+    if add and iface.version == 4:
+        extra = {"broadcast": str(iface.network.broadcast_address)}
+    elif add:
+        # As Docker does: the addresses are planned unique on the network, and an address
+        # waiting for duplicate address detection (about 2 s) cannot be used yet.
+        extra, words = {"flags": IFA_F_NODAD}, " nodad"
+    return request(ip(netns, f"addr {verb} {cidr} dev {name}{words}"), netns, name, "addr", verb,
                    address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra)
 
 
 def op_default_route(netns: str, gateway: str) -> Operation:
+    if ipaddress.ip_address(gateway).version == 6:
+        return request(ip(netns, f"-6 route replace default via {gateway}"), netns, None, "route", "replace",
+                       dst="::/0", gateway=gateway, family=10)  # AF_INET6
     return request(ip(netns, f"route replace default via {gateway}"), netns, None, "route", "replace", dst="0.0.0.0/0", gateway=gateway)
 
 
@@ -115,19 +128,23 @@ def op_lo_up(netns: str) -> Operation:
 
 def op_ipv6(name: str, netns: str | None, on: bool) -> Operation:
     """IPv6 on or off for one interface: Docker turns it off in containers whose networks have
-    none, so that no link-local address lets endpoints talk past the IPv4-only ICC/isolation rules."""
-    path = f"net/ipv6/conf/{name}/disable_ipv6"
-    key = path if "." in name else path.replace("/", ".")  # sysctl reads a dotted key's dots as separators
-    command = f"sysctl -qw {key}={int(not on)}"
+    none, so that no link-local address lets endpoints talk past the IPv4-only ICC/isolation rules.
+    On comes with ``accept_ra=0`` first: addresses and routes are ours, and a router advertisement
+    sent by an endpoint would otherwise give its neighbours a route through it (CVE-2020-13401)."""
+    base = f"net/ipv6/conf/{name}"
+    writes = ([(f"{base}/accept_ra", "0")] if on else []) + [(f"{base}/disable_ipv6", "0" if on else "1")]
+    keys = [path if "." in name else path.replace("/", ".") for path, _value in writes]  # sysctl reads a dotted key's dots as separators
+    command = "sysctl -qw " + " ".join(f"{key}={value}" for key, (_path, value) in zip(keys, writes))
     return Operation(f"ip netns exec {netns} {command}" if netns else command, "ipv6",
-                     {"name": name, "netns": netns, "path": path, "on": on})
+                     {"name": name, "netns": netns, "writes": writes, "on": on})
 
 
 @LINK_OPERATIONS.does("ipv6")
 def _ipv6(nl: Netlink, op: Operation) -> None:
     a = op.args
     try:
-        write_sysctl(a["netns"], a["path"], "0" if a["on"] else "1")
+        for path, value in a["writes"]:
+            write_sysctl(a["netns"], path, value)
     except FileNotFoundError:
         if a["on"] or os.path.isdir("/proc/sys/net/ipv6"):
             raise OSError(errno.ENOENT, f"interface {a['name']} has no IPv6 settings") from None

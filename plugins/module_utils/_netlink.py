@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 import threading
 import traceback
 from typing import Any, Callable
@@ -282,8 +283,9 @@ class Netlink:
     def link(self, name: str, netns: str | None = None) -> dict | None:
         return self.links(netns).get(name)
 
-    def endpoint(self, netns: str, index: int) -> tuple[dict | None, list[str], str | None]:
-        """Link ``index`` of ``netns``, its IPv4 addresses and the namespace's default gateway.
+    def endpoint(self, netns: str, index: int) -> tuple[dict | None, list[str], str | None, str | None]:
+        """Link ``index`` of ``netns``, its addresses (IPv4, then global IPv6) and the namespace's
+        default gateways (IPv4, IPv6; the IPv6 one only read when the link has IPv6 on).
 
         Read with the lightweight reader of ``_rtnl`` (a tenth of pyroute2's cost), on a socket
         opened inside the namespace like :meth:`ipr` does; nothing is cached.
@@ -292,22 +294,24 @@ class Netlink:
         try:
             link = reader.link(index)
             if link is None:
-                return None, [], None
-            return link, reader.addresses().get(index, []), reader.default_gateway()
+                return None, [], None, None
+            gateway6 = reader.default_gateway(socket.AF_INET6) if link["ipv6"] else None
+            return link, reader.addresses().get(index, []), reader.default_gateway(), gateway6
         finally:
             reader.close()
 
-    def ipv6(self, netns: str | None, index: int) -> bool | None:
-        """Whether IPv6 is on for link ``index`` of ``netns`` (None: no IPv6 in the kernel, or no such link)."""
+    def ipv6(self, netns: str | None, index: int) -> dict:
+        """IPv6 settings of link ``index`` of ``netns``: ``ipv6`` (on; None: no IPv6 in the kernel,
+        or no such link) and ``accept_ra``."""
         reader = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
         try:
-            link = reader.link(index)
-            return None if link is None else link["ipv6"]
+            link = reader.link(index) or {}
+            return {"ipv6": link.get("ipv6"), "accept_ra": link.get("accept_ra")}
         finally:
             reader.close()
 
     def routes(self, netns: str | None = None) -> list[dict]:
-        """The main IPv4 table of ``netns``: ``{"dst": "a.b.c.d/len", "oif": index or None}`` (not cached)."""
+        """The main IPv4 and IPv6 tables of ``netns``: ``{"dst": "address/len", "oif": index or None}`` (not cached)."""
         reader = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
         try:
             return reader.routes()
@@ -315,16 +319,21 @@ class Netlink:
             reader.close()
 
     def addresses(self, netns: str | None = None) -> dict[int, list[str]]:
-        """IPv4 addresses per link index, as ``a.b.c.d/len`` in kernel order."""
+        """Addresses per link index as ``address/len`` in kernel order: IPv4, then IPv6 of global
+        scope (link-local ones are the kernel's own)."""
         if netns not in self._addrs:
             table: dict[int, list[str]] = {}
-            for msg in self.ipr(netns).get_addr(family=2):
-                table.setdefault(msg["index"], []).append(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for msg in self.ipr(netns).get_addr(family=family):
+                    address = msg.get_attr("IFA_ADDRESS")
+                    if family == socket.AF_INET6 and (msg["scope"] != 0 or address.lower().startswith("fe80:")):
+                        continue
+                    table.setdefault(msg["index"], []).append(f"{address}/{msg['prefixlen']}")
             self._addrs[netns] = table
         return self._addrs[netns]
 
-    def default_gateway(self, netns: str | None = None) -> str | None:
-        for msg in self.ipr(netns).get_default_routes(family=2, table=254):
+    def default_gateway(self, netns: str | None = None, family: int = socket.AF_INET) -> str | None:
+        for msg in self.ipr(netns).get_default_routes(family=family, table=254):
             if msg["dst_len"] == 0 and msg.get_attr("RTA_GATEWAY"):
                 return msg.get_attr("RTA_GATEWAY")
         return None

@@ -35,6 +35,7 @@ from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import BRACKETED, BRACKETED_PATTERN
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, FirewallLock, Model, Rule, RuleTemplate, Table
 
 FAMILY = "ip"  # the nft family of the IPv4 table
@@ -90,14 +91,17 @@ _CONVERT: dict[str, dict[str, tuple[Callable[[str], str], Callable[[str], str]]]
 
 
 def Template(text: str, derive: Callable[[dict], dict] | None = None,  # the constructor of KINDS entries
-             reduce: Callable[[dict], dict] | None = None, family: str = "ipv4") -> RuleTemplate:
-    return RuleTemplate(text, _TOKEN, _PATTERNS[family], _CONVERT[family], derive, reduce)
+             reduce: Callable[[dict], dict] | None = None, family: str = "ipv4", bracketed: bool = False) -> RuleTemplate:
+    """``bracketed``: container_ip is an IPv6 DNAT target, ``[addr]:port`` (without them nft reads addr:port as one address)."""
+    patterns, convert = _PATTERNS[family], _CONVERT[family]
+    if bracketed:
+        patterns, convert = {**patterns, "container_ip": BRACKETED_PATTERN}, {**convert, "container_ip": BRACKETED}
+    return RuleTemplate(text, _TOKEN, patterns, convert, derive, reduce)
 
 
 def ipv6_text(text: str) -> str:
-    """A rule of KINDS as an ``ip6`` table lists it: ``ip6 saddr``, and a DNAT target ``[addr]:port``."""
-    return text.replace("ip saddr", "ip6 saddr").replace("ip daddr", "ip6 daddr").replace(
-        "dnat to {container_ip}:", "dnat to [{container_ip}]:")
+    """A rule of KINDS as an ``ip6`` table lists it: ``ip6 saddr``/``ip6 daddr``."""
+    return text.replace("ip saddr", "ip6 saddr").replace("ip daddr", "ip6 daddr")
 
 
 def _portmap(fields: dict) -> dict:
@@ -150,7 +154,8 @@ KINDS = {
 }
 IPV4_ONLY = frozenset({"localnet_guard"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
 #: The same kinds in our ``ip6`` table, derived from KINDS (each rule format is written once).
-KINDS6 = {kind: Template(ipv6_text(t.text), t.derive, t.reduce, "ipv6") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
+KINDS6 = {kind: Template(ipv6_text(t.text), t.derive, t.reduce, "ipv6", kind == "dnat") for kind, t in KINDS.items()
+          if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 
@@ -199,6 +204,23 @@ def empty_table(table: str = "filter") -> NftTable:
 
 _HANDLE = re.compile(r"^(.*?)\s*# handle (\d+)$")
 _POLICY = re.compile(r"\bpolicy (\w+);")
+
+
+def table_text(text: str, nft_family: str, name: str) -> str | None:
+    """The block ``table <nft_family> <name> { ... }`` of ``nft list ruleset`` (or ``nft list table``)
+    text, for parse_list; None when the text has no such table."""
+    out: list[str] = []
+    depth = 0
+    for raw in text.splitlines():
+        line = _HANDLE.sub(r"\1", raw.strip()).strip()
+        if not depth:
+            if line.split() == ["table", nft_family, name, "{"]:
+                depth = 1
+                out.append(raw)
+            continue
+        out.append(raw)
+        depth += line.count("{") - line.count("}")
+    return "\n".join(out) + "\n" if out else None
 
 
 def parse_list(text: str) -> tuple[dict[str, NftTable], list[str]]:
@@ -422,4 +444,4 @@ class Nftables(FirewallLock):
             raise NftablesError(f"nft -f failed, nothing was changed: {(err or out).strip()}")
 
 
-__all__ = ["KINDS", "Nftables", "NftablesError", "parse_list", "parse_rule", "plan_tables", "render_rule"]
+__all__ = ["KINDS", "Nftables", "NftablesError", "parse_list", "parse_rule", "plan_tables", "render_rule", "table_text"]

@@ -21,7 +21,8 @@ from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix, render_marker
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import PYROUTE2_IMPORT_ERROR, Netlink
 
@@ -39,10 +40,22 @@ ITEM_OPTIONS = {
 PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network", "sources")
 PROTOCOLS = ("tcp", "udp", "sctp")
 _SOURCE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?")  # fullmatch: no "\n" reaches a rule
+_SOURCE6 = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/\d{1,3})?")
 CONNTRACK = "conntrack"  # Operation.action of the UDP flow cleanup
 # conntrack -D exits 1 with this when nothing matched (kube-proxy tests the same text)
 _NOTHING_DELETED = "0 flow entries have been deleted"
-_PUBLISH = re.compile(r"(?:(?P<ip>[0-9.]+):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)(?:/(?P<proto>[a-z]+))?")
+_PUBLISH = re.compile(r"(?:(?:(?P<ip>[0-9.]+)|\[(?P<ip6>[0-9A-Fa-f:.]+)\]):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)"
+                      r"(?:/(?P<proto>[a-z]+))?")
+UNSPECIFIED = {"ipv4": "0.0.0.0", "ipv6": "::"}
+
+
+def family_of(address: str) -> str:
+    """The address family of a (validated) address: a mapping's is its container_ip's."""
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def mapping_family(item: dict) -> str:
+    return family_of(item["container_ip"])
 
 
 def port_range(value: object, field: str) -> tuple[int, int]:
@@ -61,26 +74,60 @@ def port_range(value: object, field: str) -> tuple[int, int]:
     return first, last
 
 
-def parse_sources(value: object, field: str) -> list[str] | None:
-    """``sources``: IPv4 networks (an address alone is a /32), sorted and without duplicates; None: any source."""
+def parse_sources(value: object, field: str, family: str = "ipv4") -> list[str] | None:
+    """``sources``: networks of the mapping's family (an address alone is a /32 or /128), sorted and
+    without duplicates; None: any source."""
     if value is None:
         return None
+    name, example = ("IPv4", "192.0.2.0/24") if family == "ipv4" else ("IPv6", "2001:db8::/64")
     if not isinstance(value, list) or not value:
-        raise v.ValidationError(f"{field}: must be a non-empty list of IPv4 networks such as 192.0.2.0/24 "
+        raise v.ValidationError(f"{field}: must be a non-empty list of {name} networks such as {example} "
                                 "(leave sources out to allow every source)")
     nets = set()
     for k, text in enumerate(value):
         at = f"{field}[{k}]"
-        if not isinstance(text, str) or not _SOURCE.fullmatch(text):
-            raise v.ValidationError(f"{at}: {text!r} is not an IPv4 network such as 192.0.2.0/24 or an address")
+        if not isinstance(text, str) or not (_SOURCE if family == "ipv4" else _SOURCE6).fullmatch(text):
+            raise v.ValidationError(f"{at}: {text!r} is not an {name} network such as {example} or an address "
+                                    "(a mapping's sources have the family of its container_ip)")
         try:
-            net = ipaddress.IPv4Network(text, strict=True)
+            net = ipaddress.IPv4Network(text, strict=True) if family == "ipv4" else ipaddress.IPv6Network(text, strict=True)
         except ValueError as exc:
-            raise v.ValidationError(f"{at}: {text!r} is not a valid IPv4 network ({exc})") from None
+            raise v.ValidationError(f"{at}: {text!r} is not a valid {name} network ({exc})") from None
         if net.prefixlen == 0:
             raise v.ValidationError(f"{at}: {text!r} is every source: leave sources out instead")
         nets.add(net)
     return [net.with_prefixlen for net in sorted(nets, key=lambda n: (n.network_address, n.prefixlen))]
+
+
+def container_address(value: object, field: str) -> str:
+    """An endpoint's IPv4 or IPv6 address (the mapping's family)."""
+    text = v.ip_address(value, field, version=None)
+    addr = ipaddress.ip_address(text)
+    if addr.version == 6 and (addr.is_link_local or addr.is_multicast or addr.is_loopback or addr.is_unspecified
+                              or addr.ipv4_mapped is not None):
+        raise v.ValidationError(f"{field}: {text!r} is a link-local, multicast, loopback, unspecified or IPv4-mapped "
+                                "address, not an endpoint's address")
+    return text
+
+
+def host_address(value: object, family: str, field: str) -> str | None:
+    """The host address a mapping listens on (None: all of its family); it must be of the container's family."""
+    if value in (None, "", UNSPECIFIED[family]):
+        return None
+    text = v.ip_address(value, field, version=None)
+    addr = ipaddress.ip_address(text)
+    if family_of(text) != family:
+        raise v.ValidationError(
+            f"{field}: host address {text} is {'IPv6' if addr.version == 6 else 'IPv4'} but container_ip is "
+            f"{'IPv6' if family == 'ipv6' else 'IPv4'}: kernel NAT cannot translate between families (publish "
+            "each family with a mapping of its own)")
+    if addr.version == 6 and addr.is_loopback:
+        # IPv6 has no route_localnet: a packet from ::1 is never routed to another interface
+        raise v.ValidationError(f"{field}: {text} cannot be published with kernel NAT (IPv6 has no route_localnet); "
+                                "publish on 127.0.0.1, or on the host's own IPv6 address")
+    if addr.version == 6 and (addr.is_link_local or addr.is_multicast):
+        raise v.ValidationError(f"{field}: {text} is a link-local or multicast address")
+    return text
 
 
 def format_range(ports: tuple[int, int], sep: str = "-") -> str:
@@ -90,19 +137,17 @@ def format_range(ports: tuple[int, int], sep: str = "-") -> str:
 def parse_publish(text: str, field: str) -> dict:
     """Docker's ``-p [host_ip:]host_port[-end]:container_port[-end][/proto]`` (host port required)."""
     text = text.strip()
-    if text.startswith("[") or text.count(":") > 2:
-        raise v.ValidationError(f"{field}: {text!r} uses an IPv6 host address; only IPv4 is supported so far")
     # Docker accepts the protocol in any case (/TCP) and lower-cases it.
     text = re.sub(r"/([A-Za-z]+)$", lambda m: "/" + m.group(1).lower(), text)
     match = _PUBLISH.fullmatch(text)
     if not match:
-        if re.fullmatch(r"(\d+(-\d+)?)(/[a-z]+)?", text.strip()) or "::" in text:
+        if re.fullmatch(r"(\d+(-\d+)?)(/[a-z]+)?", text.strip()) or "::" in re.sub(r"^\[[^\]]*\]", "", text):
             raise v.ValidationError(
                 f"{field}: {text!r} leaves the host port to be chosen at random; give it explicitly, e.g. 8080:80"
             )
         raise v.ValidationError(f"{field}: {text!r} is not of the form [host_ip:]host_port:container_port[/protocol]")
     return {
-        "host_ip": match.group("ip"),
+        "host_ip": match.group("ip") or match.group("ip6"),
         "host_port": match.group("hp"),
         "container_port": match.group("cp"),
         "protocol": match.group("proto") or "tcp",
@@ -110,7 +155,10 @@ def parse_publish(text: str, field: str) -> dict:
 
 
 def mapping_key(item: dict) -> str:
-    return f"{item['host_ip'] or '0.0.0.0'}:{item['host_port']}/{item['protocol']}"
+    """``0.0.0.0:8080/tcp``, ``[::]:8080/tcp``: an IPv4 and an IPv6 mapping may share a host port (Docker's dual publishing)."""
+    family = mapping_family(item)
+    host = item["host_ip"] or UNSPECIFIED[family]
+    return f"{host if family == 'ipv4' else '[' + host + ']'}:{item['host_port']}/{item['protocol']}"
 
 
 def mapping_rules(item: dict) -> dict:
@@ -139,9 +187,9 @@ def _overlap_in(ranges: list[tuple[int, int]]) -> bool:
 
 def _any_conflict(items: list[dict]) -> bool:
     """Whether :func:`check_conflicts` would refuse ``items``, in O(n log n) instead of O(n²)."""
-    by_protocol: dict[str, list[dict]] = {}
+    by_protocol: dict[tuple[str, str], list[dict]] = {}
     for item in items:
-        by_protocol.setdefault(item["protocol"], []).append(item)
+        by_protocol.setdefault((mapping_family(item), item["protocol"]), []).append(item)
     for group in by_protocol.values():
         anywhere = sorted(item["_hp"] for item in group if not item["host_ip"])
         if _overlap_in(anywhere):
@@ -172,7 +220,7 @@ def check_conflicts(items: list[dict], where: str = "") -> None:
     for a in range(len(items)):
         for b in range(a + 1, len(items)):
             x, y = items[a], items[b]
-            if x["protocol"] != y["protocol"]:
+            if x["protocol"] != y["protocol"] or mapping_family(x) != mapping_family(y):
                 continue
             if x["host_ip"] and y["host_ip"] and x["host_ip"] != y["host_ip"]:
                 continue
@@ -183,7 +231,8 @@ def check_conflicts(items: list[dict], where: str = "") -> None:
                 )
 
 
-def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected: set[str] | None = None) -> Model:
+def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected: set[str] | None = None,
+                  family: str = "ipv4") -> Model:
     """Our rules for ``items``; the hairpin and raw rules of ``managed`` (mappings of before) are ours too.
 
     ``protected``: the bridges whose network is in gateway_mode nat (None: all), whose published
@@ -200,7 +249,11 @@ def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected
     raw.builtin = {"PREROUTING": BuiltinRules(bottom=_unique(direct))}
     every = [mapping_rules(it) for it in items + managed]
     claimed = {"POSTROUTING": {r["hairpin"] for r in every}, "PREROUTING": {r["direct"] for r in every}}
-    return Model({"filter": filt, "nat": nat, "raw": raw}, claimed=claimed)
+    return Model({"filter": filt, "nat": nat, "raw": raw}, claimed=claimed, family=family)
+
+
+def of_family(items, family: str) -> list[dict]:
+    return [item for item in items if mapping_family(item) == family]
 
 
 def protected_bridges(forward: list[str], parse: Callable[[str], Rule | None]) -> set[str]:
@@ -245,7 +298,7 @@ def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[st
         item["sources"] = [source] if source else None
         if key in found:  # one DNAT per source
             earlier = found[key]["sources"]
-            item["sources"] = parse_sources(earlier + [source], "sources") if earlier and source else None
+            item["sources"] = parse_sources(earlier + [source], "sources", mapping_family(item)) if earlier and source else None
         found[key] = item
     return found
 
@@ -271,6 +324,8 @@ def conntrack_ops(current: dict[str, dict], final: dict[str, dict]) -> list[Oper
         if item["protocol"] != "udp" or _target(old) == _target(new):
             continue
         args = {"host_ip": item.get("host_ip") or None, "ports": port_range(item["host_port"], "host_port")}
+        if mapping_family(item) == "ipv6":
+            args["family"] = "ipv6"  # conntrack lists and deletes IPv4 flows unless told otherwise
         ops.append(Operation(conntrack_command(args), CONNTRACK, args))
     return ops
 
@@ -278,14 +333,25 @@ def conntrack_ops(current: dict[str, dict], final: dict[str, dict]) -> list[Oper
 def conntrack_argvs(binary: str, args: dict) -> list[list[str]]:
     """One ``conntrack -D`` per host port: it filters by one port only."""
     where = ["--orig-dst", args["host_ip"]] if args.get("host_ip") else []
+    where = (["-f", "ipv6"] if args.get("family") == "ipv6" else []) + where
     first, last = args["ports"]
     return [[binary, "-D", *where, "-p", "udp", "--orig-port-dst", str(port)] for port in range(first, last + 1)]
+
+
+_ORIG_DPORT = re.compile(r"\bdport=(\d+)")
+
+
+def udp_flow_ports(listing: str) -> set[int]:
+    """The original-direction destination ports in ``conntrack -L -p udp`` output (the first
+    ``dport=`` of a line; the second is the reply's)."""
+    return {int(m.group(1)) for m in map(_ORIG_DPORT.search, listing.splitlines()) if m}
 
 
 def conntrack_command(args: dict) -> str:
     """The cleanup as a shell command line, for humans (``commands``)."""
     first, last = args["ports"]
     where = f"--orig-dst {args['host_ip']} " if args.get("host_ip") else ""
+    where = ("-f ipv6 " if args.get("family") == "ipv6" else "") + where
     if first == last:
         return f"conntrack -D {where}-p udp --orig-port-dst {first}"
     return f"for p in $(seq {first} {last}); do conntrack -D {where}-p udp --orig-port-dst $p; done"
@@ -326,17 +392,17 @@ class PortMappingResource(TablesResource):
                 raise v.ValidationError(
                     f"{at('host_port')}: range {format_range(hp)} and container range {format_range(cp)} differ in length"
                 )
-            host_ip = fields.get("host_ip")
-            host_ip = v.ip_address(host_ip, at("host_ip")) if host_ip not in (None, "", "0.0.0.0") else None
+            container_ip = container_address(fields.get("container_ip"), at("container_ip"))
+            family = family_of(container_ip)
             item = {
                 "bridge": v.interface_name(fields.get("bridge"), at("bridge")),
-                "container_ip": v.ip_address(fields.get("container_ip"), at("container_ip")),
+                "container_ip": container_ip,
                 "container_port": format_range(cp),
                 "host_port": format_range(hp),
-                "host_ip": host_ip,
+                "host_ip": host_address(fields.get("host_ip"), family, at("publish" if raw.get("publish") else "host_ip")),
                 "protocol": protocol,
                 "network": v.label(fields["network"], at("network"), "network label") if fields.get("network") else None,
-                "sources": parse_sources(fields.get("sources"), at("sources")),
+                "sources": parse_sources(fields.get("sources"), at("sources"), family),
                 "_hp": hp,
                 "_cp": cp,
             }
@@ -371,14 +437,22 @@ class PortMappingResource(TablesResource):
             if netlink is not self.netlink:
                 netlink.close()
 
+    def is_ipv6(self, item: dict) -> bool:
+        return mapping_family(item) == "ipv6"
+
     def gather(self, desired: list[dict], state: str) -> dict:
-        self.load_live()
+        self.load_live(desired)
         # after apply the state file is not written yet
         return self.from_live({**self.known, **self.final}, self.adapter.parse)
 
     def from_live(self, known: dict[str, dict], parse: Callable[[str], Rule | None]) -> dict:
-        return parse_mappings(self.live_table("nat").chain_rules(self.prefix), self.live_table("filter").chain_rules(self.prefix),
-                              known, parse)
+        found = parse_mappings(self.live_table("nat").chain_rules(self.prefix), self.live_table("filter").chain_rules(self.prefix),
+                               known, parse)
+        if self.ipv6:
+            parse6 = functools.partial(parse_rule, family="ipv6") if parse is parse_rule else self.adapter6.parse
+            found.update(parse_mappings(self.live_table("nat", "ipv6").chain_rules(self.prefix),
+                                        self.live_table("filter", "ipv6").chain_rules(self.prefix), known, parse6))
+        return found
 
     def from_state(self, item: dict) -> dict:
         return with_internal(item)
@@ -389,31 +463,42 @@ class PortMappingResource(TablesResource):
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
         final = self.final_owned(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
+        ops = self._plan_family("ipv4", desired, final, state)
+        if self.ipv6:
+            ops += self._plan_family("ipv6", desired, final, state)
+        ops += self.switch_ops(self.cleanup_model)
+        return ops + conntrack_ops(current, final), {k: self.public(it) for k, it in final.items()}
+
+    def _plan_family(self, family: str, desired: list[dict], final: dict[str, dict], state: str) -> list[Operation]:
+        """The changes in one family's ruleset (ip6tables / our ip6 table for IPv6 container addresses)."""
         check_mode = self.module is not None and self.module.check_mode
-        protected = protected_bridges(self.live_table("filter").chain_rules("FORWARD"), self.adapter.parse)
+        adapter, live = (self.adapter, self.live) if family == "ipv4" else (self.adapter6, self.live6)
+        wanted, desired = of_family(final.values(), family), of_family(desired, family)
+        where = "" if family == "ipv4" else " of ip6tables (IPv6; a network with subnet6)"
+        protected = protected_bridges(self.live_table("filter", family).chain_rules("FORWARD"), adapter.parse)
         for table in ("filter", "nat"):
-            if self.prefix in self.live_table(table).chains:
+            if self.prefix in self.live_table(table, family).chains:
                 continue
             if state != "deleted" and desired and not check_mode:
                 raise v.ValidationError(
-                    f"chain {self.prefix} is missing in the {table} table: run linuxnet.bridge.firewall "
-                    f"with chain_prefix {self.prefix} first"
+                    f"chain {self.prefix} is missing in the {table} table{where}: run linuxnet.bridge.firewall "
+                    f"with chain_prefix {self.prefix} first" + (" and subnet6 on the network" if family == "ipv6" else "")
                 )
             if state != "deleted" and desired:
                 # Check mode of a whole play: the firewall task before us would create the chain.
-                self.warnings.append(f"chain {self.prefix} is missing in the {table} table; predicted as if "
+                self.warnings.append(f"chain {self.prefix} is missing in the {table} table{where}; predicted as if "
                                      "linuxnet.bridge.firewall had created it")
-                self.live[table] = self.live_table(table)
-                self.live[table].chains[self.prefix] = "-"
-                self.live[table].rules[self.prefix] = []
+                live[table] = self.live_table(table, family)
+                live[table].chains[self.prefix] = "-"
+                live[table].rules[self.prefix] = []
                 # ... and the networks in their default gateway_mode (nat)
-                protected |= {item["bridge"] for item in final.values()}
-        model = mapping_model(list(final.values()), [with_internal(k) for k in self.known.values()], self.prefix, protected)
+                protected |= {item["bridge"] for item in wanted}
+        model = mapping_model(wanted, of_family((with_internal(k) for k in self.known.values()), family), self.prefix,
+                              protected, family)
         for table in ("filter", "nat"):
-            if self.prefix not in self.live_table(table).chains:
+            if self.prefix not in self.live_table(table, family).chains:
                 model.tables[table].owned = {}  # the firewall module creates and removes the chains
-        ops = self.adapter.plan(model, self.live) + self.switch_ops(self.cleanup_model)
-        return ops + conntrack_ops(current, final), {k: self.public(it) for k, it in final.items()}
+        return adapter.plan(model, live)
 
     def apply_other(self, operations: list[Operation]) -> None:
         """Delete the UDP flows of changed mappings, after the new rules are committed (no flow
@@ -429,15 +514,25 @@ class PortMappingResource(TablesResource):
                 "until they are idle (net.netfilter.nf_conntrack_udp_timeout*); install the conntrack package "
                 "(conntrack-tools on RHEL)")
             return
+        # One listing first: a delete per port is a process each (thousands in a teardown), and
+        # most ports have no flow. If the listing fails, every port is deleted as before.
+        flowing: dict[str, set[int] | None] = {}
+        for family in dict.fromkeys(op.args.get("family", "ipv4") for op in operations):
+            rc, out, _err = self.module.run_command([binary, "-L", "-p", "udp"] + (["-f", "ipv6"] if family == "ipv6" else []))
+            flowing[family] = udp_flow_ports(out) if rc == 0 else None
         for op in operations:
+            ports = flowing[op.args.get("family", "ipv4")]
             for argv in conntrack_argvs(binary, op.args):
+                if ports is not None and int(argv[-1]) not in ports:
+                    continue
                 rc, out, err = self.module.run_command(argv)
                 if rc != 0 and _NOTHING_DELETED not in err + out:
                     self.warnings.append(f"{' '.join(argv)} failed: {(err or out).strip()}")
 
     def cleanup_model(self, adapter, live: dict) -> Model:
         """On a backend not chosen: no mapping, and <P> flushed where it still exists."""
-        model = mapping_model([], [with_internal(k) for k in list(self.known.values()) + list(self.final.values())], self.prefix)
+        managed = [with_internal(k) for k in list(self.known.values()) + list(self.final.values())]
+        model = mapping_model([], of_family(managed, adapter.family), self.prefix, family=adapter.family)
         for table, want in model.tables.items():
             if self.prefix not in (live.get(table) or adapter.empty(table)).chains:
                 want.owned = {}
@@ -446,6 +541,14 @@ class PortMappingResource(TablesResource):
     def render(self, desired: list[dict]) -> list[str]:
         """The payload for an empty host whose networks are all in gateway_mode nat, or, when a
         live ruleset was read, as protected as the firewall module made them there."""
-        forward = self.live_table("filter").chain_rules("FORWARD") if self.live else None
-        protected = None if forward is None else protected_bridges(forward, self.adapter.parse)
-        return self.adapter.render_model(mapping_model(desired, [], self.prefix, protected))
+        lines: list[str] = []
+        for family, adapter in (("ipv4", self.adapter), ("ipv6", self.adapter6)):
+            items = of_family(desired, family)
+            if family == "ipv6" and not items:
+                break
+            live = self.live if family == "ipv4" else self.live6
+            forward = self.live_table("filter", family).chain_rules("FORWARD") if live else None
+            protected = None if forward is None else protected_bridges(forward, adapter.parse)
+            lines += (render_marker(adapter) if family == "ipv6" else []) + adapter.render_model(
+                mapping_model(items, [], self.prefix, protected, family))
+        return lines

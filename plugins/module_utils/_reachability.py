@@ -40,6 +40,9 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
                 target = b["networks"][net]
             checks.append({"source": a["name"], "target": b["name"], "kind": "icmp", "address": target,
                            "port": None, "expect": expect, "why": why})
+            check6 = _ipv6_pair(a, b, nets)
+            if check6:
+                checks.append(check6)
         if probe_address:
             egress = any(not nets[n]["internal"] for n in a["networks"])
             checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
@@ -62,6 +65,23 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
                            "port": int(host_port), "container_port": int(container_port),
                            "expect": allowed, "why": why})
     return checks
+
+
+def _ipv6_pair(a: dict, b: dict, nets: dict) -> dict | None:
+    """The IPv6 check between two endpoints that both have IPv6: their shared dual-stack network
+    under its ICC, else isolation (a packet that leaves its network must be dropped)."""
+    six_a, six_b = a.get("networks6") or {}, b.get("networks6") or {}
+    if not six_a or not six_b:
+        return None
+    shared = [n for n in six_a if n in six_b]
+    if shared:
+        net = shared[0]
+        expect = nets[net]["icc"]
+        why = f"same network {net} over IPv6" + ("" if expect else " with icc off")
+    else:
+        net, expect, why = next(iter(six_b)), False, "different networks over IPv6 (isolation)"
+    return {"source": a["name"], "target": b["name"], "kind": "icmp", "address": six_b[net],
+            "port": None, "expect": expect, "why": why}
 
 
 def listener(check: dict) -> dict:

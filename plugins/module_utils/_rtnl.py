@@ -6,8 +6,8 @@
 # Do not use this from other collections or standalone plugins/modules!
 """A minimal, read-only rtnetlink reader for the endpoint side of veth pairs.
 
-A gather visits every endpoint namespace for three small answers: the peer link, its IPv4
-addresses and the default route. pyroute2 decodes every attribute of every message through its
+A gather visits every endpoint namespace for a few small answers: the peer link, its addresses
+and the default routes (IPv4 and IPv6). pyroute2 decodes every attribute of every message through its
 asyncio core (about 3 ms per namespace); reading the few attributes needed from a plain netlink
 socket costs a tenth of that, which is what a no-change run over a thousand endpoints is made of.
 Everything that writes (but the loopback of a namespace being made), and every other read, goes
@@ -32,8 +32,10 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 5, 10, 18, 20
 IFLA_AF_SPEC, IFLA_LINK_NETNSID = 26, 37
 IFLA_INFO_KIND = 1
-AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6 = 10, 2, 26  # IFLA_AF_SPEC > AF_INET6 > s32 devconf[]
+AF_INET6, IFLA_INET6_CONF = 10, 2  # IFLA_AF_SPEC > AF_INET6 > IFLA_INET6_CONF: s32 devconf[DEVCONF_*]
+DEVCONF_ACCEPT_RA, DEVCONF_DISABLE_IPV6 = 3, 26
 IFA_ADDRESS = 1
+RT_SCOPE_UNIVERSE = 0
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RT_TABLE_MAIN = 254
 IFF_UP = 1
@@ -68,14 +70,20 @@ def _i32(raw: bytes | None) -> int | None:
     return None if raw is None or len(raw) < 4 else struct.unpack_from("=i", raw)[0]
 
 
-def ipv6_enabled(af_spec: bytes | None) -> bool | None:
-    """Whether IPv6 is on for a link (``disable_ipv6`` is 0), from its IFLA_AF_SPEC; None when the
+def ipv6_devconf(af_spec: bytes | None, index: int) -> int | None:
+    """Entry ``index`` (DEVCONF_*) of a link's IPv6 settings, from its IFLA_AF_SPEC; None when the
     kernel reports no IPv6 for it (booted with ipv6.disable=1)."""
     inet6 = attributes(attributes(af_spec).get(AF_INET6, b"")) if af_spec else {}
     conf = inet6.get(IFLA_INET6_CONF, b"")
-    if len(conf) < 4 * (DEVCONF_DISABLE_IPV6 + 1):
+    if len(conf) < 4 * (index + 1):
         return None
-    return struct.unpack_from("=i", conf, 4 * DEVCONF_DISABLE_IPV6)[0] == 0
+    return struct.unpack_from("=i", conf, 4 * index)[0]
+
+
+def ipv6_enabled(af_spec: bytes | None) -> bool | None:
+    """Whether IPv6 is on for a link (``disable_ipv6`` is 0); None: the kernel has no IPv6."""
+    disabled = ipv6_devconf(af_spec, DEVCONF_DISABLE_IPV6)
+    return None if disabled is None else disabled == 0
 
 
 def parse_link(body: bytes) -> dict:
@@ -99,39 +107,47 @@ def parse_link(body: bytes) -> dict:
         "stp": None,
         "hairpin": None,
         "ipv6": ipv6_enabled(attrs.get(IFLA_AF_SPEC)),
+        "accept_ra": ipv6_devconf(attrs.get(IFLA_AF_SPEC), DEVCONF_ACCEPT_RA),
     }
 
 
+_SIZES = {socket.AF_INET: 4, socket.AF_INET6: 16}
+_ANY = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+
+
+def _ntop(family: int, raw: bytes | None) -> str | None:
+    return socket.inet_ntop(family, raw) if raw is not None and len(raw) == _SIZES.get(family) else None
+
+
 def parse_address(body: bytes) -> tuple[int, str] | None:
-    """(link index, ``a.b.c.d/len``) of an RTM_NEWADDR body; None unless IPv4."""
-    family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(body)
-    address = attributes(body, _IFADDR.size).get(IFA_ADDRESS)
-    if family != socket.AF_INET or address is None or len(address) != 4:
+    """(link index, ``address/len``) of an RTM_NEWADDR body: IPv4, and IPv6 of global scope (the
+    link-local addresses are the kernel's own, one per link); None for the rest."""
+    family, prefixlen, _flags, scope, index = _IFADDR.unpack_from(body)
+    address = _ntop(family, attributes(body, _IFADDR.size).get(IFA_ADDRESS))
+    if address is None or (family == socket.AF_INET6 and (scope != RT_SCOPE_UNIVERSE or address.startswith("fe80:"))):
         return None
-    return index, f"{socket.inet_ntoa(address)}/{prefixlen}"
+    return index, f"{address}/{prefixlen}"
 
 
-def parse_default_gateway(body: bytes) -> str | None:
-    """The gateway of an RTM_NEWROUTE body if it is an IPv4 default route of the main table."""
-    family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
+def parse_default_gateway(body: bytes, family: int = socket.AF_INET) -> str | None:
+    """The gateway of an RTM_NEWROUTE body if it is a default route of ``family`` in the main table."""
+    got, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
     attrs = attributes(body, _RTMSG.size)
     table = _u32(attrs.get(RTA_TABLE)) or table
-    gateway = attrs.get(RTA_GATEWAY)
-    if family != socket.AF_INET or dst_len != 0 or table != RT_TABLE_MAIN or gateway is None or len(gateway) != 4:
+    if got != family or dst_len != 0 or table != RT_TABLE_MAIN:
         return None
-    return socket.inet_ntoa(gateway)
+    return _ntop(family, attrs.get(RTA_GATEWAY))
 
 
 def parse_route(body: bytes) -> dict | None:
-    """``{"dst": "a.b.c.d/len", "oif": index or None}`` of an RTM_NEWROUTE body of the main IPv4
-    table; None for other tables and families."""
+    """``{"dst": "address/len", "oif": index or None}`` of an RTM_NEWROUTE body of the main table
+    (IPv4 or IPv6); None for other tables and families."""
     family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
     attrs = attributes(body, _RTMSG.size)
     table = _u32(attrs.get(RTA_TABLE)) or table
-    if family != socket.AF_INET or table != RT_TABLE_MAIN:
+    if family not in _SIZES or table != RT_TABLE_MAIN:
         return None
-    dst = attrs.get(RTA_DST)
-    address = socket.inet_ntoa(dst) if dst is not None and len(dst) == 4 else "0.0.0.0"
+    address = _ntop(family, attrs.get(RTA_DST)) or _ANY[family]
     return {"dst": f"{address}/{dst_len}", "oif": _u32(attrs.get(RTA_OIF))}
 
 
@@ -184,25 +200,26 @@ class Reader:
         self.request(RTM_NEWLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP), dump=False, flags=NLM_F_ACK)
 
     def addresses(self) -> dict[int, list[str]]:
+        """Addresses per link index as :func:`parse_address` gives them, IPv4 first (kernel order)."""
         table: dict[int, list[str]] = {}
-        for kind, body in self.request(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0), dump=True):
+        for kind, body in self.request(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0), dump=True):
             parsed = parse_address(body) if kind == RTM_NEWADDR else None
             if parsed:
                 table.setdefault(parsed[0], []).append(parsed[1])
         return table
 
     def routes(self) -> list[dict]:
-        """The routes of the main IPv4 table, as :func:`parse_route` gives them."""
+        """The routes of the main IPv4 and IPv6 tables, as :func:`parse_route` gives them."""
         found = []
-        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
+        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
             route = parse_route(body) if kind == RTM_NEWROUTE else None
             if route:
                 found.append(route)
         return found
 
-    def default_gateway(self) -> str | None:
-        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
-            gateway = parse_default_gateway(body) if kind == RTM_NEWROUTE else None
+    def default_gateway(self, family: int = socket.AF_INET) -> str | None:
+        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
+            gateway = parse_default_gateway(body, family) if kind == RTM_NEWROUTE else None
             if gateway:
                 return gateway
         return None

@@ -66,11 +66,14 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         overlap = next((n["name"] for n in result.values() if ipaddress.ip_network(n["subnet"]).overlaps(subnet)), None)
         if overlap:
             raise v.ValidationError(f"{at}.subnet: {subnet} overlaps the subnet of network {overlap}")
+        subnet6, gateway6 = _subnet6(raw, at, result)
         result[name] = {
             "name": name,
             "bridge": bridge,
             "subnet": str(subnet),
             "gateway": gateway,
+            "subnet6": subnet6,
+            "gateway6": gateway6,
             "icc": bool(raw.get("icc", True)),
             "internal": bool(raw.get("internal", False)),
             "masquerade": bool(raw.get("masquerade", True)),
@@ -82,6 +85,25 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         if result[name]["gateway_mode"] not in ("nat", "nat-unprotected"):
             raise v.ValidationError(f"{at}.gateway_mode: {raw['gateway_mode']!r} is not one of nat, nat-unprotected")
     return result
+
+
+def _subnet6(raw: dict, at: str, others: dict) -> tuple[str | None, str | None]:
+    """A dual-stack network's IPv6 subnet and gateway (default: the first address after the
+    subnet-router anycast address, as Docker picks it); (None, None) for an IPv4-only network."""
+    if raw.get("subnet6") in (None, ""):
+        if raw.get("gateway6"):
+            raise v.ValidationError(f"{at}.gateway6: given without subnet6")
+        return None, None
+    subnet6 = ipaddress.ip_network(v.network6(raw["subnet6"], f"{at}.subnet6"))
+    gateway6 = v.ip_address(raw["gateway6"], f"{at}.gateway6", version=6) if raw.get("gateway6") else str(subnet6[1])
+    if ipaddress.ip_address(gateway6) not in subnet6:
+        raise v.ValidationError(f"{at}.gateway6: {gateway6} is outside {subnet6}")
+    if ipaddress.ip_address(gateway6) == subnet6.network_address:
+        raise v.ValidationError(f"{at}.gateway6: {gateway6} is the subnet-router anycast address of {subnet6}")
+    overlap = next((n["name"] for n in others.values() if n["subnet6"] and ipaddress.ip_network(n["subnet6"]).overlaps(subnet6)), None)
+    if overlap:
+        raise v.ValidationError(f"{at}.subnet6: {subnet6} overlaps the subnet6 of network {overlap}")
+    return str(subnet6), gateway6
 
 
 def _usable(address: str, subnet) -> bool:
@@ -119,8 +141,25 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
                 raise v.ValidationError(f"{where}.address: {address} is the gateway of {net['name']}")
         if any(a["network"] == net["name"] for a in out):
             raise v.ValidationError(f"{where}.name: endpoint attached twice to {net['name']}")
-        out.append({"network": net["name"], "address": address, "at": f"{where}.address"})
+        out.append({"network": net["name"], "address": address, "at": f"{where}.address",
+                    "address6": _address6(att, where, net), "at6": f"{where}.address6"})
     return out
+
+
+def _address6(att: dict, where: str, net: dict) -> str | None:
+    if not att.get("address6"):
+        return None
+    if not net["subnet6"]:
+        raise v.ValidationError(f"{where}.address6: network {net['name']} has no subnet6")
+    address6 = v.ip_address(att["address6"], f"{where}.address6", version=6)
+    subnet6 = ipaddress.ip_network(net["subnet6"])
+    if ipaddress.ip_address(address6) not in subnet6:
+        raise v.ValidationError(f"{where}.address6: {address6} is outside {net['subnet6']}")
+    if ipaddress.ip_address(address6) == subnet6.network_address:
+        raise v.ValidationError(f"{where}.address6: {address6} is the subnet-router anycast address of {net['subnet6']}")
+    if address6 == net["gateway6"]:
+        raise v.ValidationError(f"{where}.address6: {address6} is the gateway6 of {net['name']}")
+    return address6
 
 
 def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: list[dict] | None = None) -> dict:
@@ -162,6 +201,9 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         netns.append(item)
         # Docker routes through the first network that has a way out; internal ones have none.
         routed = next((a["network"] for a in ep["attachments"] if not nets[a["network"]]["internal"]), None)
+        # IPv6 picks its own: the first such network that has IPv6 (Docker 28's per-family gateway)
+        routed6 = next((a["network"] for a in ep["attachments"]
+                        if not nets[a["network"]]["internal"] and nets[a["network"]]["subnet6"]), None)
         for index, att in enumerate(ep["attachments"]):
             net = nets[att["network"]]
             prefix = ipaddress.ip_network(net["subnet"]).prefixlen
@@ -176,6 +218,11 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             }
             if att["network"] == routed:
                 veth["gateway"] = net["gateway"]
+            if net["subnet6"]:
+                veth["addresses"].append(f"{att['address6']}/{ipaddress.ip_network(net['subnet6']).prefixlen}")
+                veth["ipv6"] = True
+                if att["network"] == routed6:
+                    veth["gateway6"] = net["gateway6"]
             if net["mtu"]:
                 veth["mtu"] = net["mtu"]
             veths.append(veth)
@@ -184,13 +231,15 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     bridges = []
     for net in nets.values():
         bridge = {"name": net["bridge"], "addresses": [f"{net['gateway']}/{ipaddress.ip_network(net['subnet']).prefixlen}"]}
+        if net["subnet6"]:
+            bridge["addresses"].append(f"{net['gateway6']}/{ipaddress.ip_network(net['subnet6']).prefixlen}")
         if net["mtu"]:
             bridge["mtu"] = net["mtu"]
         if net["allow_overlap"]:  # the subnet may overlap a route or address of the host (checked on the host)
             bridge["allow_overlap"] = True
         bridges.append(bridge)
     firewall = [
-        {k: net[k] for k in ("name", "bridge", "subnet", "icc", "internal", "masquerade", "snat_source", "gateway_mode")
+        {k: net[k] for k in ("name", "bridge", "subnet", "subnet6", "icc", "internal", "masquerade", "snat_source", "gateway_mode")
          if net[k] is not None}
         for net in nets.values()
     ]
@@ -203,51 +252,69 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         "port_mapping": ports,
         "warnings": warnings,
         "endpoints": [
-            {"name": ep["name"], "mode": ep["mode"], "networks": {a["network"]: a["address"] for a in ep["attachments"]}}
-            for ep in eps
+            _endpoint_summary(ep) for ep in eps
         ],
         "networks": list(nets.values()),
     }
 
 
+def _endpoint_summary(ep: dict) -> dict:
+    """An endpoint's addresses per network; ``networks6`` only for an endpoint with IPv6."""
+    summary = {"name": ep["name"], "mode": ep["mode"], "networks": {a["network"]: a["address"] for a in ep["attachments"]}}
+    six = {a["network"]: a["address6"] for a in ep["attachments"] if a["address6"]}
+    if six:
+        summary["networks6"] = six
+    return summary
+
+
 def _allocate(nets: dict, eps: list[dict], current_veths: list[dict], names: dict) -> None:
     """Explicit addresses first, then addresses endpoints already have, then the lowest free."""
+    _allocate_family(nets, eps, current_veths, names, "address", "subnet", "gateway")
+    dual = {name: net for name, net in nets.items() if net["subnet6"]}
+    _allocate_family(dual, [{**ep, "attachments": [a for a in ep["attachments"] if a["network"] in dual]} for ep in eps],
+                     current_veths, names, "address6", "subnet6", "gateway6")
+
+
+def _allocate_family(nets: dict, eps: list[dict], current_veths: list[dict], names: dict,
+                     key: str, subnet_key: str, gateway_key: str) -> None:
+    """One address family: ``key`` of each attachment from the network's ``subnet_key``."""
+    at = "at" if key == "address" else "at6"
     live = {veth["name"]: veth for veth in current_veths if veth.get("name")}
     used: dict[str, dict[str, str]] = {name: {} for name in nets}
     for ep in eps:
         for att in ep["attachments"]:
-            if att["address"]:
-                other = used[att["network"]].get(att["address"])
+            if att[key]:
+                other = used[att["network"]].get(att[key])
                 if other:
                     raise v.ValidationError(
-                        f"{att['at']}: address {att['address']} on {att['network']} is already used by endpoint {other}")
-                used[att["network"]][att["address"]] = ep["name"]
+                        f"{att[at]}: address {att[key]} on {att['network']} is already used by endpoint {other}")
+                used[att["network"]][att[key]] = ep["name"]
     for ep in eps:
         for att in ep["attachments"]:
-            if att["address"]:
+            if att[key]:
                 continue
             net = nets[att["network"]]
-            subnet = ipaddress.ip_network(net["subnet"])
+            subnet = ipaddress.ip_network(net[subnet_key])
             for cidr in (live.get(names[(ep["name"], net["name"])]) or {}).get("addresses") or []:
-                ip = str(ipaddress.ip_interface(cidr).ip)
-                if ipaddress.ip_address(ip) in subnet and ip not in used[net["name"]] and ip != net["gateway"]:
-                    att["address"] = ip
-                    used[net["name"]][ip] = ep["name"]
+                ip = ipaddress.ip_interface(cidr).ip
+                if ip in subnet and str(ip) not in used[net["name"]] and str(ip) != net[gateway_key] and ip != subnet.network_address:
+                    att[key] = str(ip)
+                    used[net["name"]][str(ip)] = ep["name"]
                     break
     for ep in eps:
         for att in ep["attachments"]:
-            if att["address"]:
+            if att[key]:
                 continue
             net = nets[att["network"]]
             taken = used[net["name"]]
-            for host in ipaddress.ip_network(net["subnet"]).hosts():
+            for host in ipaddress.ip_network(net[subnet_key]).hosts():
                 ip = str(host)
-                if ip != net["gateway"] and ip not in taken:
-                    att["address"] = ip
+                if ip != net[gateway_key] and ip not in taken:
+                    att[key] = ip
                     taken[ip] = ep["name"]
                     break
             else:
-                raise v.ValidationError(f"{ep['at']}: network {net['name']} ({net['subnet']}) has no free address left")
+                raise v.ValidationError(f"{ep['at']}: network {net['name']} ({net[subnet_key]}) has no free address left")
 
 
 def _own_hosts_entry(ep: dict) -> list[dict]:

@@ -28,6 +28,7 @@ _UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
 # Names the kernel refuses for a new link (they are the /proc/sys/net/ipv4/conf/ entries of all links).
 _RESERVED_IFNAMES = ("all", "default")
 _LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
+IPV6_SHORTEST_ADDRESS_PREFIX = 48  # an IPv6 interface address's prefix route must not swallow more
 
 
 class ValidationError(ValueError):
@@ -82,15 +83,15 @@ def label(value: object, field: str, what: str = "name") -> str:
 
 
 def cidr(value: object, field: str) -> str:
-    """An interface address with prefix, e.g. ``172.17.0.1/16`` (host bits allowed)."""
+    """An interface address with prefix, e.g. ``172.17.0.1/16`` or ``fd00:1::1/64`` (host bits allowed)."""
     if not isinstance(value, str) or "/" not in value:
         raise ValidationError(f"{field}: {value!r} is not an address in CIDR form such as 172.17.0.1/16")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:
         raise ValidationError(f"{field}: {value!r} is not a valid CIDR address ({exc})") from None
-    if iface.version != 4:
-        raise ValidationError(f"{field}: only IPv4 addresses are supported so far, got {value!r}")
+    if iface.version == 6:
+        return _cidr6(iface, value, field)
     if iface.network.prefixlen < 8:
         # the kernel adds a prefix route with every address: /0../7 would take over the host's routing
         raise ValidationError(f"{field}: {value!r} has a prefix length shorter than /8")
@@ -98,6 +99,41 @@ def cidr(value: object, field: str) -> str:
     if ip.is_multicast or ip.is_loopback or ip in _THIS_NETWORK or ip == _LIMITED_BROADCAST:
         raise ValidationError(f"{field}: {value!r} is a multicast, loopback, broadcast or 0.0.0.0/8 address, not an interface address")
     return f"{iface.ip}/{iface.network.prefixlen}"
+
+
+def _cidr6(iface: ipaddress.IPv6Interface, value: str, field: str) -> str:
+    if iface.network.prefixlen < IPV6_SHORTEST_ADDRESS_PREFIX:
+        # the prefix route would take over a large part of the host's IPv6 routing
+        raise ValidationError(f"{field}: {value!r} has a prefix length shorter than /{IPV6_SHORTEST_ADDRESS_PREFIX}")
+    if _ipv6_special(iface.ip):
+        # link-local addresses are the kernel's (one per interface, made by itself)
+        raise ValidationError(
+            f"{field}: {value!r} is a link-local, multicast, loopback, unspecified or reserved address, not an interface address")
+    return f"{iface.ip}/{iface.network.prefixlen}"
+
+
+def _ipv6_special(ip) -> bool:
+    return bool(ip.is_link_local or ip.is_multicast or ip.is_loopback or ip.is_unspecified or ip.is_reserved
+                or ip.is_site_local or ip.ipv4_mapped)
+
+
+def network6(value: object, field: str) -> str:
+    """An IPv6 subnet such as ``fd00:1::/64``; host bits must be zero, /64../120."""
+    if not isinstance(value, str) or "/" not in value:
+        raise ValidationError(f"{field}: {value!r} is not an IPv6 subnet in CIDR form such as fd00:1::/64")
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {value!r} is not a valid subnet ({exc})") from None
+    if net.version != 6:
+        raise ValidationError(f"{field}: {value!r} is not an IPv6 subnet")
+    if not 64 <= net.prefixlen <= 120:
+        # shorter than /64 takes more than one LAN's worth of the host's IPv6 routing; /121 and
+        # longer leave fewer than 128 addresses (the firewall side uses the same range)
+        raise ValidationError(f"{field}: {value!r} has a prefix length outside /64../120")
+    if _ipv6_special(net.network_address) or _ipv6_special(net.broadcast_address):
+        raise ValidationError(f"{field}: {value!r} is a link-local, multicast, loopback or reserved range")
+    return str(net)
 
 
 def network(value: object, field: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import socket
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
@@ -38,27 +39,36 @@ ITEM_OPTIONS = {
     "master": {"type": "str"},
     "addresses": {"type": "list", "elements": "str"},
     "gateway": {"type": "str"},
+    "gateway6": {"type": "str"},
     "mtu": {"type": "int"},
     "mac": {"type": "str"},
     "hairpin": {"type": "bool"},
     "ipv6": {"type": "bool"},
 }
-PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "mtu", "mac", "hairpin", "ipv6")
+PUBLIC_KEYS = ("name", "peer", "peer_netns", "master", "addresses", "gateway", "gateway6", "mtu", "mac", "hairpin", "ipv6")
+GATEWAYS = (("gateway", 4), ("gateway6", 6))  # the option and its address family
 
 
 def _gateways_on_link(items: list[dict]) -> None:
-    """A gateway must be inside a subnet of the namespace's addresses given here (the kernel refuses
-    the route otherwise, midway through the apply). A namespace given no addresses is not judged."""
-    subnets: dict[str, list] = {}
+    """A gateway must be inside a subnet of the namespace's addresses of its family given here (the
+    kernel refuses the route otherwise, midway through the apply). A namespace given no addresses
+    of that family is not judged."""
+    subnets: dict[tuple, list] = {}
     for item in items:
         for address in item["addresses"] or []:
-            subnets.setdefault(item["peer_netns"], []).append(ipaddress.ip_interface(address).network)
+            net = ipaddress.ip_interface(address).network
+            subnets.setdefault((item["peer_netns"], net.version), []).append(net)
     for index, item in enumerate(items):
-        nets = subnets.get(item["peer_netns"])
-        if item["gateway"] and nets and not any(ipaddress.ip_address(item["gateway"]) in net for net in nets):
-            raise v.ValidationError(
-                f"config[{index}] (name={item['name']}).gateway: {item['gateway']} is in no subnet of the addresses "
-                f"given for namespace {item['peer_netns']} ({', '.join(map(str, nets))})")
+        for key, family in GATEWAYS:
+            nets = subnets.get((item["peer_netns"], family))
+            if item[key] and nets and not any(ipaddress.ip_address(item[key]) in net for net in nets):
+                raise v.ValidationError(
+                    f"config[{index}] (name={item['name']}).{key}: {item[key]} is in no subnet of the addresses "
+                    f"given for namespace {item['peer_netns']} ({', '.join(map(str, nets))})")
+
+
+def _has_ipv6(item: dict) -> bool:
+    return bool(item["gateway6"]) or any(":" in a for a in item["addresses"] or [])
 
 
 def recorded_peer(link: dict) -> dict | None:
@@ -70,10 +80,12 @@ def recorded_peer(link: dict) -> dict | None:
 
 
 def wanted_ipv6(item: dict, owned: bool) -> bool | None:
-    """IPv6 on the peer end: as given; left out, off on the collection's pairs (Docker's default
-    for networks without IPv6) and left alone on a foreign pair."""
+    """IPv6 on the peer end: as given; left out, on with IPv6 addresses or gateway6, else off on
+    the collection's pairs (Docker's default for networks without IPv6) and left alone on a foreign pair."""
     if item["ipv6"] is not None:
         return bool(item["ipv6"])
+    if _has_ipv6(item):
+        return True
     return False if owned else None
 
 
@@ -100,6 +112,7 @@ class VethResource(NetlinkResource):
                 "master": v.interface_name(raw["master"], at("master")) if raw.get("master") else None,
                 "addresses": None,
                 "gateway": v.ip_address(raw["gateway"], at("gateway")) if raw.get("gateway") else None,
+                "gateway6": v.ip_address(raw["gateway6"], at("gateway6"), version=6) if raw.get("gateway6") else None,
                 "mtu": v.mtu(raw["mtu"], at("mtu")) if raw.get("mtu") is not None else None,
                 "mac": v.mac(raw["mac"], at("mac"), allow_docker=True) if raw.get("mac") else None,
                 "hairpin": raw.get("hairpin"),
@@ -108,9 +121,12 @@ class VethResource(NetlinkResource):
             if raw.get("addresses") is not None:
                 item["addresses"] = [v.cidr(a, f"{at('addresses')}[{j}]") for j, a in enumerate(raw["addresses"])]
             if item["mac"] == "docker":
-                if not item["addresses"]:
-                    raise v.ValidationError(f"{at('mac')}: 'docker' derives the MAC from addresses, which are empty")
-                item["mac"] = docker_mac(item["addresses"][0])
+                ipv4 = [a for a in item["addresses"] or [] if ":" not in a]
+                if not ipv4:
+                    raise v.ValidationError(f"{at('mac')}: 'docker' derives the MAC from an IPv4 address, and addresses has none")
+                item["mac"] = docker_mac(ipv4[0])
+            if item["ipv6"] is False and _has_ipv6(item):
+                raise v.ValidationError(f"{at('ipv6')}: false, but the item has IPv6 addresses or a gateway6")
             items.append(item)
         _gateways_on_link(items)
         v.unique(items, lambda it: it["name"], "veth name")
@@ -172,6 +188,7 @@ class VethResource(NetlinkResource):
                 "master": by_index[link["master"]]["name"] if link["master"] in by_index else None,
                 "addresses": None,
                 "gateway": None,
+                "gateway6": None,
                 "mtu": link["mtu"],
                 "mac": None,
                 "hairpin": link["hairpin"] if link["master"] else None,
@@ -193,13 +210,14 @@ class VethResource(NetlinkResource):
         netns = recorded["peer_netns"]
         try:
             if netns and link["link"]:  # IFLA_LINK is the peer's index in its namespace
-                peer, addresses, gateway = self.netlink.endpoint(netns, link["link"])
-                ipv6 = peer["ipv6"] if peer else None
+                peer, addresses, gateway, gateway6 = self.netlink.endpoint(netns, link["link"])
+                settings = {"ipv6": peer["ipv6"], "accept_ra": peer["accept_ra"]} if peer else {}
             else:
                 peer = self.netlink.link(recorded["peer"], netns)
                 addresses = self.netlink.addresses(netns).get(peer["index"], []) if peer else []
                 gateway = self.netlink.default_gateway(netns) if netns else None
-                ipv6 = self.netlink.ipv6(netns, peer["index"]) if peer else None
+                settings = self.netlink.ipv6(netns, peer["index"]) if peer else {}
+                gateway6 = self.netlink.default_gateway(netns, socket.AF_INET6) if netns and settings["ipv6"] else None
         except NamespaceMissing:
             return
         # The recorded peer counts only if it is really the other end of this pair.
@@ -211,7 +229,9 @@ class VethResource(NetlinkResource):
         item["_peer_up"] = peer["up"]
         item["_peer_mtu"] = peer["mtu"]
         item["gateway"] = gateway
-        item["ipv6"] = ipv6
+        item["gateway6"] = gateway6
+        item["ipv6"] = settings.get("ipv6")
+        item["_accept_ra"] = settings.get("accept_ra")
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in PUBLIC_KEYS if item.get(k) is not None}
@@ -219,8 +239,8 @@ class VethResource(NetlinkResource):
     def _create_ops(self, item: dict) -> list[Operation]:
         name, peer, netns = item["name"], item["peer"], item["peer_netns"]
         ops = [op_veth_add(name, peer, netns, item["mtu"]), op_set_alias(name, None, owner_alias(peer, netns))]
-        if not wanted_ipv6(item, True):
-            ops.append(op_ipv6(peer, netns, False))  # before the link is up: no link-local address, ever
+        # before the link is up: off, no link-local address ever; on, no router advertisement ever taken
+        ops.append(op_ipv6(peer, netns, bool(wanted_ipv6(item, True))))
         if item["master"]:
             ops.append(op_master(name, item["master"]))
             if item["hairpin"]:
@@ -230,8 +250,9 @@ class VethResource(NetlinkResource):
             ops.append(op_set_mac(peer, netns, item["mac"]))
         ops += address_ops(peer, netns, [], item["addresses"], True)
         ops.append(op_set_state(peer, netns, True))
-        if item["gateway"] and netns:
-            ops.append(op_default_route(netns, item["gateway"]))
+        for key, _family in GATEWAYS:
+            if item[key] and netns:
+                ops.append(op_default_route(netns, item[key]))
         return ops
 
     def _expected_new(self, item: dict) -> dict:
@@ -239,6 +260,7 @@ class VethResource(NetlinkResource):
         new["addresses"] = list(item["addresses"] or [])
         new["_owned"] = True
         new["ipv6"] = wanted_ipv6(item, True)
+        new["_accept_ra"] = 0 if new["ipv6"] else None
         if not item["master"]:
             new["hairpin"] = None
         return new
@@ -272,9 +294,10 @@ class VethResource(NetlinkResource):
             ops.append(op_set_mac(peer, netns, item["mac"]))
             new["mac"] = item["mac"]
         ipv6 = wanted_ipv6(item, have["_owned"])
-        if ipv6 is not None and have.get("ipv6") is not None and ipv6 != have["ipv6"]:
+        if ipv6 is not None and have.get("ipv6") is not None and (
+                ipv6 != have["ipv6"] or (ipv6 and have.get("_accept_ra") != 0)):
             ops.append(op_ipv6(peer, netns, ipv6))
-            new["ipv6"] = ipv6
+            new["ipv6"], new["_accept_ra"] = ipv6, 0 if ipv6 else have.get("_accept_ra")
         ops += address_ops(peer, netns, have["addresses"] or [], item["addresses"], exact)
         if item["addresses"] is not None:
             new["addresses"] = merge_list(have["addresses"] or [], item["addresses"], exact)
@@ -287,9 +310,10 @@ class VethResource(NetlinkResource):
             new["_peer_up"] = True
         # The default route belongs to the namespace, which several pairs may share: a pair
         # without gateway leaves it alone, in every state.
-        if netns and item["gateway"] is not None and item["gateway"] != have["gateway"]:
-            ops.append(op_default_route(netns, item["gateway"]))
-            new["gateway"] = item["gateway"]
+        for key, _family in GATEWAYS:
+            if netns and item[key] is not None and item[key] != have.get(key):
+                ops.append(op_default_route(netns, item[key]))
+                new[key] = item[key]
         return ops, new
 
     def delete_ops(self, have: dict) -> list[Operation]:

@@ -29,7 +29,12 @@ options:
         type: str
         required: true
       addresses:
-        description: IPv4 addresses in CIDR form, for example C(172.17.0.1/16) (the network's gateway).
+        description:
+          - IPv4 and IPv6 addresses in CIDR form, for example C(172.17.0.1/16) and C(fd00:17::1/64) (the
+            network's gateways). IPv6 addresses (prefix /48 or longer, not link-local, multicast or loopback)
+            are added without duplicate address detection (C(nodad)), and a bridge given one gets IPv6 on and
+            C(accept_ra=0) first (C(net.ipv6.conf.<bridge>.*)).
+          - Gathered with the IPv6 addresses of global scope; the kernel's link-local ones are not reported.
         type: list
         elements: str
       mtu:
@@ -69,7 +74,7 @@ EXAMPLES = r"""
         addresses: [172.17.0.1/16]
         mtu: 1500
       - name: br-usernet
-        addresses: [172.18.0.1/16]
+        addresses: [172.18.0.1/16, "fd00:18::1/64"]  # dual-stack
 
 - name: Show the ip commands without touching the host
   linuxnet.bridge.bridge:

@@ -52,6 +52,18 @@ options:
         description: IPv4 subnet of the network, for example C(172.18.0.0/16).
         type: str
         required: true
+      subnet6:
+        description:
+          - IPv6 subnet of a dual-stack network, for example C(fd00:18::/64) (C(/64) to C(/120); unique local
+            addresses are fine, link-local, multicast, loopback and reserved ranges are refused; subnets of
+            two networks must not overlap).
+          - The network then gets the same rules in the IPv6 ruleset (ip6tables, or the table C(ip6 <prefix>)
+            with O(firewall_backend=nftables)), that is ICC, isolation, O(config[].internal), masquerade and the
+            O(config[].gateway_mode) protection. The module also sets C(net.ipv6.conf.all.forwarding=1) (and,
+            as dockerd, the IPv6 FORWARD policy to DROP when forwarding was off) and
+            C(net.bridge.bridge-nf-call-ip6tables=1). Hosts without a dual-stack network keep their IPv6 settings.
+          - The bridge's IPv6 gateway address and the endpoints' addresses are not this module's.
+        type: str
       icc:
         description: Let endpoints of this network talk to each other.
         type: bool
@@ -64,8 +76,15 @@ options:
         description: Masquerade traffic leaving the network (Docker's C(enable_ip_masquerade)).
         type: bool
         default: true
+      masquerade6:
+        description:
+          - Masquerade IPv6 traffic leaving the network (NAT66). Only with O(config[].subnet6).
+          - Defaults to O(config[].masquerade), as Docker's one C(enable_ip_masquerade) covers both families.
+            V(false) gives routed IPv6, where outside hosts see the endpoints' own addresses; nothing
+            unpublished enters the network from outside in O(config[].gateway_mode=nat) either way.
+        type: bool
       snat_source:
-        description: SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)).
+        description: SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)); IPv4 only (IPv6 masquerades).
         type: str
       gateway_mode:
         description:
@@ -109,6 +128,10 @@ EXAMPLES = r"""
         bridge: br-backend
         subnet: 172.20.0.0/16
         internal: true
+      - name: dualstack
+        bridge: br-dual
+        subnet: 172.21.0.0/16
+        subnet6: fd00:21::/64
 
 - name: Show the iptables-restore payload
   linuxnet.bridge.firewall:
@@ -148,6 +171,12 @@ EXAMPLES = r"""
     chain_prefix: DOCKER
     running_config: "{{ lookup('ansible.builtin.file', 'edge1-iptables-save.txt') }}"
   register: saved
+
+- name: Networks of a host with the nftables backend, from its nft list ruleset text
+  linuxnet.bridge.firewall:
+    state: parsed
+    running_config: "{{ lookup('ansible.builtin.file', 'edge2-nft-ruleset.txt') }}"
+  register: saved_nft
 """
 
 RETURN = r"""

@@ -122,7 +122,8 @@ installed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _persist
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  pylint: disable=unused-import  (shipped in the zip application)
+# _restore is not called here: importing it makes AnsiballZ ship it in the zip application.
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import ReadOnlyModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS

@@ -47,7 +47,12 @@ options:
         type: str
         required: true
       container_ip:
-        description: IPv4 address of the endpoint; must be inside a subnet of the bridge's addresses.
+        description:
+          - IPv4 or IPv6 address of the endpoint; must be inside a subnet of the bridge's addresses.
+          - Its family is the mapping's. An IPv6 mapping needs a network with C(subnet6) (M(linuxnet.bridge.firewall)),
+            and its rules go to ip6tables (or the table C(ip6 <prefix>)).
+          - Docker publishes C(-p 8080:80) of a dual-stack endpoint on both families. Here that is two
+            mappings with the same host port, one per address of the endpoint. They do not conflict.
         type: str
         required: true
       container_port:
@@ -57,7 +62,12 @@ options:
         description: Port or range of the same length; defaults to O(config[].container_port).
         type: str
       host_ip:
-        description: Host address the port is published on; default every local address.
+        description:
+          - Host address the port is published on; default every local address of the mapping's family
+            (V(0.0.0.0) and V(::) mean the same).
+          - It must be of O(config[].container_ip)'s family (kernel NAT does not translate between families).
+          - V(::1) is refused. IPv6 has no C(route_localnet), so a packet from the loopback address is never
+            routed to a bridge. Publish on C(127.0.0.1) or on the host's own IPv6 address instead.
         type: str
       protocol:
         description: Protocol; default V(tcp).
@@ -68,14 +78,15 @@ options:
           - Docker's syntax C([host_ip:]host_port[-end]:container_port[-end][/protocol]), for example
             C(81:80), C(127.0.0.1:8080:80/udp) or C(20000-20999:20000-20999). The host port is required
             (no random host ports).
+          - An IPv6 host address is written in brackets, C([::]:8080:80) or C([2001:db8::1]:8080:80).
         type: str
       network:
         description: A label shown in O(state=gathered) and messages.
         type: str
       sources:
         description:
-          - Beyond Docker (moby#22054, "Docker bypasses ufw"). Only packets from these IPv4 networks
-            (C(192.0.2.0/24); an address alone is a C(/32)) are DNATed and accepted. There is one DNAT and
+          - Beyond Docker (moby#22054, "Docker bypasses ufw"). Only packets from these networks
+            (C(192.0.2.0/24), or C(2001:db8::/48) for an IPv6 mapping; an address alone is a C(/32) or C(/128)) are DNATed and accepted. There is one DNAT and
             one forward ACCEPT rule per source (C(-s <source>) with iptables, C(ip saddr <source>) with
             nftables). Other sources reach the host's own port, as if the port were not published.
           - Direct routing to O(config[].container_ip) stays closed for every source, allowed ones too
@@ -100,6 +111,19 @@ EXAMPLES = r"""
       - bridge: br-usernet
         container_ip: 172.18.0.2
         publish: "127.0.0.1:8080:80/udp"
+
+- name: Docker's -p 8080:80 on a dual-stack endpoint (both families), and one port on IPv6 only
+  linuxnet.bridge.port_mapping:
+    config:
+      - bridge: br-dual
+        container_ip: 172.21.0.2
+        publish: "8080:80"
+      - bridge: br-dual
+        container_ip: fd00:21::2
+        publish: "8080:80"
+      - bridge: br-dual
+        container_ip: fd00:21::2
+        publish: "[2001:db8::1]:8443:443"
 
 - name: A 1000-port range (three rules, no process)
   linuxnet.bridge.port_mapping:

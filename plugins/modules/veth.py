@@ -44,11 +44,19 @@ options:
         description: Bridge the host end joins. It must exist (checked before any change).
         type: str
       addresses:
-        description: IPv4 addresses (CIDR) of the peer end.
+        description:
+          - IPv4 and IPv6 addresses (CIDR) of the peer end. IPv6 ones are added without duplicate address
+            detection (C(nodad), as Docker does) and need IPv6 on (O(config[].ipv6)).
+          - Gathered with the IPv6 addresses of global scope; the kernel's link-local ones are not reported.
         type: list
         elements: str
       gateway:
-        description: Default route of the peer namespace. Left alone when omitted, in every state (several pairs may share one namespace).
+        description: IPv4 default route of the peer namespace. Left alone when omitted, in every state (several pairs may share one namespace).
+        type: str
+      gateway6:
+        description:
+          - IPv6 default route of the peer namespace (C(ip -6 route replace default via ...)), inside a
+            subnet of the IPv6 addresses given for that namespace. Left alone when omitted, like O(config[].gateway).
         type: str
       mtu:
         description: MTU of both ends.
@@ -56,7 +64,7 @@ options:
       mac:
         description:
           - MAC address of the peer end. V(docker) applies Docker's rule, C(02:42) followed by the
-            four bytes of the first IPv4 address.
+            four bytes of the first IPv4 address (an error without one).
         type: str
       hairpin:
         description: Hairpin mode of the host end's bridge port (needed for hairpin NAT).
@@ -64,10 +72,13 @@ options:
       ipv6:
         description:
           - IPv6 on the peer end (C(net.ipv6.conf.<peer>.disable_ipv6) inside its namespace).
-          - When omitted, pairs the collection creates or owns get IPv6 off, as Docker does for
-            containers on networks without IPv6 (set before the peer goes up, so it never has a
-            link-local address that would let endpoints talk past the IPv4-only ICC and isolation
-            rules); a pair the collection did not create is left as it is.
+          - When omitted, it is on for an item with IPv6 addresses or O(config[].gateway6); otherwise pairs
+            the collection creates or owns get IPv6 off, as Docker does for containers on networks without
+            IPv6 (set before the peer goes up, so it never has a link-local address that would let endpoints
+            talk past the IPv4-only ICC and isolation rules); a pair the collection did not create is left as it is.
+          - On comes with C(accept_ra=0) on the peer end (also before it goes up), so that an endpoint cannot give
+            its neighbours addresses or routes with router advertisements (CVE-2020-13401).
+          - V(false) with IPv6 addresses or O(config[].gateway6) is an error.
           - Gathered as the live setting; omitted when the kernel has no IPv6.
         type: bool
 notes:
@@ -89,6 +100,17 @@ EXAMPLES = r"""
         gateway: 172.17.0.1
         mac: docker
         hairpin: true
+
+- name: A dual-stack endpoint (IPv6 on, accept_ra=0, an IPv6 default route)
+  linuxnet.bridge.veth:
+    config:
+      - name: veth-api
+        peer_netns: api
+        master: br-usernet
+        addresses: [172.18.0.2/16, "fd00:18::2/64"]
+        gateway: 172.18.0.1
+        gateway6: "fd00:18::1"
+        mac: docker
 
 - name: veth-web exactly as given (its addresses become exactly this list)
   linuxnet.bridge.veth:

@@ -20,8 +20,8 @@ TOP_LEVEL = {"CHANGELOG.md", "FILES.json", "LICENSE", "MANIFEST.json", "README.m
 SHIPPED = {"LICENSE", "bindep.txt", "changelogs/changelog.yaml", "changelogs/config.yaml", "meta/runtime.yml",
            "meta/execution-environment.yml", "meta/ee-requirements.txt", "docs/docsite/extra-docs.yml",
            "docs/docsite/links.yml", "docs/docsite/rst/docker_to_linuxnet.rst", "playbooks/site.yml",
-           "playbooks/verify.yml", "playbooks/teardown.yml", "playbooks/files/linuxnet_probe.py"}
-FILTERS = ("deployment", "listener", "matrix", "mermaid", "mismatches", "reachability", "tree")
+           "playbooks/verify.yml", "playbooks/teardown.yml", "playbooks/diagram.yml", "playbooks/files/linuxnet_probe.py", "docs/topology.svg"}
+FILTERS = ("deployment", "dot", "listener", "matrix", "mermaid", "mismatches", "reachability", "tree")
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,11 @@ def lab(lab_factory):
     return lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
 
 
-def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=NETWORKS, endpoints=ENDPOINTS) -> dict:
+def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=None, endpoints=None) -> dict:
     script = tmp_path / "converge.py"
     script.write_text(SCRIPT % {"collections": str(REPO / ".collections")})
-    request = {"what": what, "check_mode": check_mode, "networks": networks, "endpoints": endpoints}
+    request = {"what": what, "check_mode": check_mode, "networks": NETWORKS if networks is None else networks,
+               "endpoints": ENDPOINTS if endpoints is None else endpoints}
     done = lab.run(HOST, [sys.executable, str(script), json.dumps(request)], timeout=120)
     return json.loads(done.stdout)
 
@@ -146,3 +148,35 @@ def test_bad_input_fails_before_any_change(lab, tmp_path):
     assert bad.get("error") == "ValidationError", bad
     assert "99999" in bad["msg"], bad
     assert host_state(lab) == empty
+
+
+def shape(lab) -> str:
+    """What a run builds, without what a rebuild renumbers (link indexes, MACs, counters)."""
+    script = ("ip -o link | cut -d' ' -f2 | sort; ip netns list | cut -d' ' -f1 | sort;"
+              " iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'")
+    return lab.run(HOST, ["sh", "-c", script]).stdout
+
+
+def test_a_converge_and_a_teardown_started_together_take_turns(lab, tmp_path):
+    """Each writing run holds the host's link lock from its first read to its end and takes it before the
+    iptables lock: runs started at the same instant never interleave or wait on each other forever."""
+    assert call(lab, tmp_path, "converge")["changed"] is True
+    converged = shape(lab)
+    assert call(lab, tmp_path, "remove")["changed"] is True
+    removed = shape(lab)
+    assert call(lab, tmp_path, "converge")["changed"] is True
+    for pair in (("remove", "converge"), ("converge", "converge"), ("converge", "remove")):
+        dirs = [tmp_path / f"run{i}" for i in range(2)]
+        for d in dirs:
+            d.mkdir(exist_ok=True)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda job: call(lab, job[0], job[1]), zip(dirs, pair)))
+        assert all("error" not in r for r in results), results
+        # whichever got the lock last decides the end state; the other ran whole before it
+        assert shape(lab) in (converged, removed), (pair, results)
+        again = call(lab, tmp_path, "converge")
+        assert "error" not in again, again
+        assert shape(lab) == converged
+        assert call(lab, tmp_path, "converge")["changed"] is False
+    assert call(lab, tmp_path, "remove")["changed"] is True
+    assert shape(lab) == removed

@@ -110,7 +110,9 @@ def test_veth_module_ipv6_option_and_gathered(lab, run_playbook):
     cmds = res(created, "veth")["commands"]
     off = "ip netns exec s1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1"
     assert cmds.index(off) < cmds.index("ip -n s1 link set eth0 up")
-    assert not [c for c in cmds if "s2 sysctl" in c]
+    # on: accept_ra=0 first (no router advertisement of a neighbour is ever taken), also before up
+    on = "ip netns exec s2 sysctl -qw net.ipv6.conf.eth0.accept_ra=0 net.ipv6.conf.eth0.disable_ipv6=0"
+    assert cmds.index(on) < cmds.index("ip -n s2 link set eth0 up")
     assert disable_ipv6(lab, "s1") == "1" and disable_ipv6(lab, "s2") == "0"
     result = run(run_playbook, lab, *apply_tasks(ns, br, veth), task("gather", "veth", "gathered"))
     assert res(result, "veth")["commands"] == []

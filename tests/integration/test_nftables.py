@@ -7,7 +7,7 @@ rules (``ip filter``/``ip nat``, the user rules of the iptables tests); they mus
 byte-identical. The firewall module builds the networks of ``test_firewall.py`` and port_mapping
 publishes ports (a 1000-port shifted range, UDP, 127.0.0.1) in our table ``ip linuxnet``; the
 traffic expectations of ``test_firewall.py`` run unchanged against it. Then: idempotence
-(counted in ``nft`` invocations), check mode, gathered, the rendered script, an all-or-nothing
+(counted in ``nft`` invocations), check mode, gathered, parsed (the host's ``nft list ruleset``), the rendered script, an all-or-nothing
 failure, ``nft flush ruleset`` recovery and a switch to iptables and back. The role passes
 verify.yml with ``linuxnet_firewall_backend: nftables`` in a lab of its own.
 
@@ -179,6 +179,27 @@ def test_second_run_writes_nothing_and_gathered_round_trips(env):
     assert ours(lab) == before
     assert sorted(g["name"] for g in res(again, "gathered")["gathered"]) == ["back", "front", "intern", "snat"]
     assert len(res(again, "pm gathered")["gathered"]) == 4
+
+
+def test_parsed_reads_nft_list_ruleset_as_gathered(env):
+    """state: parsed of the host's whole ``nft list ruleset`` text (Docker 29's table with chains named
+    like ours, iptables-nft's tables, the admin's inet table) is what gathered reads from our table."""
+    lab = env["lab"]
+    text = sh(lab, "nft list ruleset").stdout
+    assert "table ip docker-bridges" in text and "table ip linuxnet" in text
+    parsed = run(lab, *[{"name": f"{m} {state}", f"linuxnet.bridge.{m}": dict(args, state=state), "register": f"{m}_{state}"}
+                        for m in ("firewall", "port_mapping")
+                        for state, args in (("gathered", {"firewall_backend": "nftables"}), ("parsed", {"running_config": text}))])
+    for module in ("firewall", "port_mapping"):
+        gathered, offline = res(parsed, f"{module} gathered")["gathered"], res(parsed, f"{module} parsed")
+        assert offline["changed"] is False and offline["parsed"], offline
+        # offline there is no ownership record: networks are named after their bridges, mappings have no network
+        if module == "firewall":
+            assert sorted(offline["parsed"], key=lambda n: n["bridge"]) == sorted(
+                (dict(n, name=n["bridge"]) for n in gathered), key=lambda n: n["bridge"])
+        else:
+            no_network = [{k: v for k, v in m.items() if k != "network"} for m in gathered]
+            assert sorted(offline["parsed"], key=repr) == sorted(no_network, key=repr) and len(no_network) == 4
 
 
 def test_every_kind_renders_as_nft_lists_it(env):

@@ -19,6 +19,7 @@ command -v iptables-legacy-restore >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)  # port_mapping's UDP flow cleanup
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v dot >/dev/null || need+=(graphviz)  # playbooks/diagram.yml's picture (tests/integration/test_diagram.py)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

@@ -1,4 +1,6 @@
-"""``_diagram``: ``tree`` and ``mermaid`` of one host's plan (pure; no root, no kernel).
+"""``_diagram``: ``tree`` and ``mermaid`` of one host's plan, ``dot`` of several (pure; no root, no kernel).
+
+Rendering with Graphviz: tests/integration/test_diagram.py.
 
 Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_diagram.py -q``
 """
@@ -7,12 +9,15 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.linuxnet.bridge.plugins.module_utils._diagram import mermaid, tree
+import pytest
+from ansible_collections.linuxnet.bridge.plugins.module_utils._diagram import dot, mermaid, tree
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 from .fixtures.topology import (
     BRIDGE,
     REACH_ENDPOINTS,
     REACH_NETWORKS,
+    USERNET,
     plan,
 )
 
@@ -100,3 +105,94 @@ def test_mermaid_node_ids_of_unusual_names():
     assert used <= declared, f"{used - declared} used but never declared:\n{text}"
     assert all(re.fullmatch(r"\w+", node) for node in declared), f"{declared}\n{text}"
     assert '"-p 81:80" .-> ep_web_v2' in text and '"-p 82:80" .-> ep_app_1' in text
+
+
+# --------------------------------------------------------------------------------- Graphviz
+
+_ID = r'"(?:[^"\\]|\\.)*"'  # a DOT double-quoted string
+
+
+def _dot_ids(text: str) -> tuple[set[str], set[str]]:
+    """(declared node ids, ids used in edges) of the digraph text dot() writes."""
+    declared, used = set(), set()
+    for line in text.splitlines():
+        edge = re.match(rf"\s*({_ID}) -> ({_ID})", line)
+        if edge:
+            used.update(edge.groups())
+            continue
+        node = re.match(rf"\s*({_ID}) \[label=", line)
+        if node:
+            declared.add(node.group(1))
+    return declared, used
+
+
+def _hosts() -> list[dict]:
+    sources = [{"name": "s", "network": "usernet", "ports": [{"publish": "8443:443", "sources": ["192.0.2.0/24", "198.51.100.7"]}]}]
+    return [
+        {"host": "edge1.example.net", "address": "192.0.2.11", "plan": plan(REACH_NETWORKS, REACH_ENDPOINTS)},
+        {"host": "edge2.example.net", "plan": plan([BRIDGE, USERNET], sources)},
+    ]
+
+
+def test_dot():
+    text = dot(_hosts(), "monitor.example.net", "192.0.2.50")
+    lines = text.splitlines()
+    assert text.endswith("\n") and lines[0] == "digraph linuxnet {" and lines[-1] == "}"
+    assert lines.count('  subgraph "cluster_0" {') == 1 and lines.count('  subgraph "cluster_1" {') == 1
+    assert '    label="edge1.example.net"; style="rounded"; color="#888888"; fontsize=12;' in lines
+    # the address is the node published ports and the probe reach; without one, the host's name
+    assert any(line.startswith('    "edge1.example.net/address" [label="192.0.2.11", shape=ellipse') for line in lines)
+    assert any(line.startswith('    "edge2.example.net/address" [label="edge2.example.net", shape=ellipse') for line in lines)
+    assert any(line.startswith('  "probe/monitor.example.net" [label="monitor.example.net\\n192.0.2.50", ') for line in lines)
+    assert '  "probe/monitor.example.net" -> "edge1.example.net/address";' in lines
+    assert '  "probe/monitor.example.net" -> "edge2.example.net/address";' in lines
+    # bridges: gateway, network, subnet, flags; an internal one is not routed from the address
+    assert any(line.startswith('    "edge1.example.net/bridge/br-usernet" [label="br-usernet 172.18.0.1\\n'
+                               'network usernet 172.18.0.0/16\\nicc off", shape=box') for line in lines)
+    assert '    "edge1.example.net/address" -> "edge1.example.net/bridge/docker0" [color="#2f6f9f"];' in lines
+    assert '    "edge1.example.net/address" -> "edge1.example.net/bridge/br-privnet" [style=invis];' in lines
+    # endpoints: one edge per interface, in eth order; none and host mode say so
+    assert '    "edge1.example.net/bridge/br-backnet" -> "edge1.example.net/endpoint/k1" [label="eth0"];' in lines
+    assert '    "edge1.example.net/bridge/br-privnet" -> "edge1.example.net/endpoint/k1" [label="eth1"];' in lines
+    assert any(line.startswith('    "edge1.example.net/endpoint/k1" [label="k1\\neth0 10.30.0.2\\neth1 10.40.0.2", ') for line in lines)
+    assert any(line.startswith('    "edge1.example.net/endpoint/h1" [label="h1\\nmode host", ') for line in lines)
+    assert any(line.startswith('    "edge1.example.net/endpoint/n1" [label="n1\\nmode none", ') for line in lines)
+    # published ports: dashed arrows from the host's address, with their sources
+    ports = [line for line in lines if "style=dashed" in line]
+    assert len(ports) == 7, ports
+    assert any(line.startswith('  "edge1.example.net/address" -> "edge1.example.net/endpoint/k1" [label="-p 7000-7001", ') for line in ports)
+    assert any(line.startswith('  "edge2.example.net/address" -> "edge2.example.net/endpoint/s" '
+                               '[label="-p 8443:443\\nfrom 192.0.2.0/24, 198.51.100.7/32", ') for line in ports)
+    declared, used = _dot_ids(text)
+    assert used <= declared, used - declared
+    assert dot(_hosts(), "monitor.example.net", "192.0.2.50") == text  # deterministic
+
+
+def test_dot_without_probe_and_of_no_host():
+    text = dot(_hosts()[1:])
+    assert "probe/" not in text
+    declared, used = _dot_ids(text)
+    assert used <= declared, used - declared
+    assert dot([]).splitlines()[-1] == "}" and "cluster" not in dot([])
+
+
+def test_dot_ids_cannot_collide_and_are_escaped():
+    """Mermaid's ids fold '.', '-' and '_' together; DOT's are quoted paths, so these stay apart."""
+    networks = [{"name": "a-b", "subnet": "10.1.0.0/24", "bridge": "br-a-b"}, {"name": "a_b", "subnet": "10.2.0.0/24", "bridge": "br-a_b"}]
+    endpoints = [{"name": "x-y", "network": "a-b"}, {"name": "x_y", "network": "a_b"}]
+    text = dot([{"host": 'odd "host" \\ name', "plan": plan(networks, endpoints)}])
+    declared, used = _dot_ids(text)
+    assert used <= declared and len(declared) == 5, declared
+    assert '"odd \\"host\\" \\\\ name/endpoint/x-y"' in declared
+
+
+@pytest.mark.parametrize("hosts, message", [
+    ({"host": "h"}, "hosts: must be a list"),
+    ([{"plan": {}}], "hosts[0].host: every item needs the host's name"),
+    ([{"host": "h", "plan": {"networks": []}}], "hosts[0].plan: must be a plan of the linuxnet.bridge.deployment filter"),
+    ([{"host": "h", "plan": plan([], [])}, {"host": "h", "plan": plan([], [])}], "hosts: host 'h' is given more than once"),
+])
+def test_dot_rejects(hosts, message):
+    with pytest.raises(ValidationError) as err:
+        dot(hosts)
+    assert str(err.value).startswith(message), str(err.value)

@@ -1,15 +1,21 @@
-"""state: parsed: iptables-save text (running_config) -> config, offline, for firewall and port_mapping."""
+"""state: parsed: iptables-save or nft list ruleset text (running_config) -> config, offline, for
+firewall and port_mapping."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _firewall as fw
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import FirewallResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 from .fixtures.firewall import FakeModule, build, firewall
 from .fixtures.rulesets import PORTS_143, REF_143, SCENARIO_143
+from .test_nftables import MAPPINGS, NETWORKS, NftFakeModule, NftModel, fw_run, pm_run
 
 
 def ports(prefix: str = "DOCKER") -> PortMappingResource:
@@ -95,3 +101,49 @@ def test_engine_run_parsed_needs_no_host_and_changes_nothing(make):
     with pytest.raises(Exited) as exited:
         _engine.run(module, make(module), requires=(refuse,))
     assert exited.value.args[0]["failed"] is True and exited.value.args[0]["msg"].startswith("running_config:")
+
+
+# ------------------------------------------------------------------------ nftables text
+
+
+def nft_ruleset() -> tuple[str, list, list]:
+    """``nft list ruleset`` of a host with our table (from the nftables backend's own scripts, as the
+    model kernel of test_nftables lists it) between tables that are not ours, and what the backend
+    gathers from that table live."""
+    kernel = NftModel()
+    fw_run(kernel, NETWORKS)
+    _lines, pm = pm_run(kernel, MAPPINGS)
+    res = fw.FirewallResource(NftFakeModule())
+    res.prefix, (res.live, _other) = "LINUXNET", kernel.live()
+    gathered = _engine.listing(res.from_live({}, res.adapter.parse), res)
+    pm.live, _other = kernel.live()
+    gathered_ports = _engine.listing(pm.from_live({}, pm.adapter.parse), pm)
+    # Docker 29's table has chains named like ours (filter-FORWARD): only `table ip linuxnet` is read
+    docker = ("table ip docker-bridges {\n\tchain filter-FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+              '\t\toifname "docker0" ip daddr 172.17.0.2 tcp dport 80 accept\n\t}\n}\n')
+    other = "table inet filter {\n\tset blocked {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.66 }\n\t}\n}\n"
+    return docker + kernel.listing() + other, gathered, gathered_ports
+
+
+def test_nft_ruleset_text_parses_into_what_the_nftables_backend_gathers():
+    text, gathered, gathered_ports = nft_ruleset()
+    assert {n["bridge"] for n in gathered} == {"lnx-front", "lnx-back", "lnx-int", "lnx-snat"}
+    for make, expected in ((firewall, gathered), (ports, gathered_ports)):
+        res = make("LINUXNET")  # firewall_backend: iptables (the default); the text says nftables
+        assert _engine.listing(res.parsed(text), res) == expected != []
+    # without handles (nft list ruleset without -a) and as nft list table ip linuxnet
+    plain = "\n".join(re.sub(r"\s*# handle \d+$", "", line) for line in text.splitlines())
+    assert _engine.listing(firewall("LINUXNET").parsed(plain), firewall("LINUXNET")) == gathered
+    only = nft.table_text(text, "ip", "linuxnet")
+    assert only.startswith("table ip linuxnet {") and "docker-bridges" not in only and "blocked" not in only
+    assert _engine.listing(ports("LINUXNET").parsed(only), ports("LINUXNET")) == gathered_ports
+
+
+def test_nft_text_without_our_table_or_json_is_refused():
+    text, _gathered, _ports = nft_ruleset()
+    for res in (firewall("DOCKER"), ports("DOCKER")):  # chain prefix DOCKER: table ip docker
+        with pytest.raises(ValidationError, match=r"^running_config: the nft text has no table ip docker \(the chain prefix"):
+            res.parsed(text)
+    with pytest.raises(ValidationError, match=r"^running_config: state=parsed needs .* nft -j \(JSON\) is not read"):
+        firewall("LINUXNET").parsed('{"nftables": [{"metainfo": {"json_schema_version": 1}}]}')
+    assert nft.table_text("", "ip", "linuxnet") is None

@@ -369,7 +369,7 @@ def test_publish_and_fields_are_exclusive():
     assert field_of(refused([{**BR, "publish": "81:80/udp", "protocol": "tcp"}])) == "config[0] (bridge=docker0).protocol"
 
 
-@pytest.mark.parametrize("key,value", [("container_ip", "172.17.0.300"), ("container_ip", "fd00::2"), ("host_ip", "::"),
+@pytest.mark.parametrize("key,value", [("container_ip", "172.17.0.300"), ("container_ip", "fe80::2"), ("host_ip", "::"),
                                        ("host_ip", "localhost"), ("bridge", "dock er0"), ("bridge", "a" * 16),
                                        ("network", "a b"), ("network", "a'b"), ("network", "a\nb")])
 def test_bad_fields(key, value):
@@ -564,6 +564,33 @@ def test_conntrack_missing_or_failing_is_a_warning():
         res = pm.PortMappingResource(module)
         res.apply_other(ops)
         if warned is None:
-            assert res.warnings == [] and module.calls == [["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", "8080"]]
+            # the listing failed (rc 1 here): every port is deleted, as without it
+            assert res.warnings == [] and module.calls == [["/usr/sbin/conntrack", "-L", "-p", "udp"],
+                                                           ["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", "8080"]]
         else:
             assert len(res.warnings) == 1 and warned in res.warnings[0], res.warnings
+
+
+LISTING = ("udp      17 29 src=192.0.2.7 dst=10.0.0.1 sport=40001 dport=20002 [UNREPLIED] src=10.100.0.2 dst=192.0.2.7"
+           " sport=53 dport=40001 mark=0 use=1\n"
+           "udp      17 12 src=192.0.2.7 dst=10.0.0.1 sport=53 dport=40005 src=10.0.0.1 dst=192.0.2.7 sport=40005 dport=53"
+           " mark=0 use=1\n")
+
+
+def test_conntrack_deletes_only_ports_that_have_udp_flows():
+    """One listing, then a delete per host port that has a flow (the original direction's dport)."""
+    assert pm.udp_flow_ports(LISTING) == {20002, 40005}
+    ops = pm.conntrack_ops({}, {"k": {"protocol": "udp", "host_ip": None, "host_port": "20000-20003",
+                                      "container_ip": "10.0.0.2", "container_port": "53"}})
+
+    class Listing(ToolModule):
+        def run_command(self, argv: list[str]):
+            self.calls.append(argv)
+            return (0, LISTING, "") if "-L" in argv else (0, "", "")
+
+    module = Listing("/usr/sbin/conntrack")
+    res = pm.PortMappingResource(module)
+    res.apply_other(ops)
+    assert res.warnings == []
+    assert module.calls == [["/usr/sbin/conntrack", "-L", "-p", "udp"],
+                            ["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", "20002"]]

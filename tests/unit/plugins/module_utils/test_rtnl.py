@@ -40,7 +40,7 @@ def test_link_attributes_nested_kind_and_padding():
     )
     assert _rtnl.parse_link(body) == {
         "index": 2, "name": "eth0", "kind": "veth", "mtu": 1400, "mac": "02:42:0a:64:00:02", "up": True,
-        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "stp": None, "hairpin": None, "ipv6": None,
+        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "stp": None, "hairpin": None, "ipv6": None, "accept_ra": None,
     }
 
 
@@ -54,11 +54,36 @@ def test_truncated_attribute_stops_parsing():
     assert _rtnl.attributes(body) == {_rtnl.IFLA_IFNAME: b"eth0\0"}
 
 
-def test_ipv4_address_with_prefix_and_other_families_ignored():
-    v4 = struct.pack("=BBBBI", socket.AF_INET, 16, 0, 0, 2) + nla(_rtnl.IFA_ADDRESS, socket.inet_aton("10.100.0.2"))
-    v6 = struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, 2) + nla(_rtnl.IFA_ADDRESS, b"\xfe\x80" + b"\0" * 14)
-    assert _rtnl.parse_address(v4) == (2, "10.100.0.2/16")
-    assert _rtnl.parse_address(v6) is None
+def address_body(family: int, prefixlen: int, scope: int, index: int, address: str) -> bytes:
+    return struct.pack("=BBBBI", family, prefixlen, 0, scope, index) + nla(_rtnl.IFA_ADDRESS, socket.inet_pton(family, address))
+
+
+def test_addresses_ipv4_and_global_ipv6_only():
+    assert _rtnl.parse_address(address_body(socket.AF_INET, 16, 0, 2, "10.100.0.2")) == (2, "10.100.0.2/16")
+    assert _rtnl.parse_address(address_body(socket.AF_INET6, 64, 0, 2, "fd00:1::2")) == (2, "fd00:1::2/64")
+    # the kernel's own: link-local (scope link, 253) and ::1 (scope host, 254)
+    assert _rtnl.parse_address(address_body(socket.AF_INET6, 64, 253, 2, "fe80::42:acff:fe11:2")) is None
+    assert _rtnl.parse_address(address_body(socket.AF_INET6, 128, 254, 1, "::1")) is None
+    assert _rtnl.parse_address(address_body(socket.AF_INET6, 64, 0, 2, "fe80::1")) is None  # link-local whatever the scope
+    truncated = struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, 2) + nla(_rtnl.IFA_ADDRESS, b"\xfd" * 4)
+    assert _rtnl.parse_address(truncated) is None
+
+
+def test_ipv6_default_gateway_and_routes():
+    def body6(dst_len: int, table: int, *attrs: bytes) -> bytes:
+        return struct.pack("=BBBBBBBBI", socket.AF_INET6, dst_len, 0, 0, table, 3, 0, 1, 0) + b"".join(attrs)
+
+    gateway = nla(_rtnl.RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, "fd00:1::1"))
+    assert _rtnl.parse_default_gateway(body6(0, 254, gateway), socket.AF_INET6) == "fd00:1::1"
+    assert _rtnl.parse_default_gateway(body6(0, 254, gateway)) is None  # asked for IPv4
+    assert _rtnl.parse_default_gateway(route_body(0, 254, nla(_rtnl.RTA_GATEWAY, socket.inet_aton("10.0.0.1"))),
+                                       socket.AF_INET6) is None
+    assert _rtnl.parse_default_gateway(body6(64, 254, gateway), socket.AF_INET6) is None
+    dst = nla(_rtnl.RTA_DST, socket.inet_pton(socket.AF_INET6, "fd00:1::"))
+    oif = nla(_rtnl.RTA_OIF, struct.pack("=I", 3))
+    assert _rtnl.parse_route(body6(64, 254, dst, oif)) == {"dst": "fd00:1::/64", "oif": 3}
+    assert _rtnl.parse_route(body6(0, 254, gateway, oif)) == {"dst": "::/0", "oif": 3}
+    assert _rtnl.parse_route(body6(64, 255, dst, oif)) is None  # local table
 
 
 def route_body(dst_len: int, table: int, *attrs: bytes) -> bytes:
@@ -84,6 +109,14 @@ def test_ipv6_state_from_the_devconf_array(disabled, expected):
     af_spec = nla(socket.AF_INET, b"\0" * 8) + nla(_rtnl.AF_INET6 | NLA_F_NESTED, nla(1, b"\0\0\0\0") + inet6)
     body = link_body(3, 0, nla(_rtnl.IFLA_IFNAME, b"eth0\0"), nla(_rtnl.IFLA_AF_SPEC | NLA_F_NESTED, af_spec))
     assert _rtnl.parse_link(body)["ipv6"] is expected
+
+
+def test_accept_ra_from_the_devconf_array():
+    conf = [0] * 60
+    conf[_rtnl.DEVCONF_ACCEPT_RA] = 2
+    af_spec = nla(_rtnl.AF_INET6 | NLA_F_NESTED, nla(_rtnl.IFLA_INET6_CONF, struct.pack("=60i", *conf)))
+    link = _rtnl.parse_link(link_body(3, 0, nla(_rtnl.IFLA_AF_SPEC | NLA_F_NESTED, af_spec)))
+    assert (link["ipv6"], link["accept_ra"]) == (True, 2)
 
 
 def test_ipv6_unknown_without_inet6_or_with_a_short_array():

@@ -144,7 +144,6 @@ BAD_CIDRS = {
     "prefix 33": "172.17.0.1/33",
     "negative prefix": "172.17.0.1/-1",
     "words": "gateway/16",
-    "ipv6": "fd00::1/64",
     "empty": "",
     "trailing junk": "172.17.0.1/16 dev eth0",
     # accepted by the kernel, but nonsense on an interface (the prefix route of /0 takes over routing)
@@ -154,6 +153,15 @@ BAD_CIDRS = {
     "loopback": "127.0.0.5/8",
     "this network": "0.0.0.0/8",
     "limited broadcast": "255.255.255.255/32",
+    "ipv6 without prefix": "fd00::1",
+    "ipv6 prefix 129": "fd00::1/129",
+    "ipv6 prefix 32 (the prefix route would swallow the host's routing)": "fd00::1/32",
+    "ipv6 link-local (the kernel's own)": "fe80::1/64",
+    "ipv6 multicast": "ff02::1/64",
+    "ipv6 loopback": "::1/128",
+    "ipv6 unspecified": "::/64",
+    "ipv6 v4-mapped": "::ffff:10.0.0.1/120",
+    "ipv6 zone": "fe80::1%eth0/64",
 }
 
 
@@ -166,8 +174,39 @@ def test_bad_cidr_names_item_field_and_index(bad):
 
 
 def test_cidr_normalisation():
-    item = bridges([{"name": "br0", "addresses": ["172.17.0.1/255.255.0.0", "10.1.2.3/32"]}])[0]
-    assert item["addresses"] == ["172.17.0.1/16", "10.1.2.3/32"]
+    item = bridges([{"name": "br0", "addresses": ["172.17.0.1/255.255.0.0", "10.1.2.3/32", "FD00:0:0:1::0001/64"]}])[0]
+    assert item["addresses"] == ["172.17.0.1/16", "10.1.2.3/32", "fd00:0:0:1::1/64"]
+
+
+BAD_SUBNETS6 = {
+    "ipv4": "10.0.0.0/24", "host bits": "fd00::1/64", "prefix 63": "fd00::/63", "prefix 121": "fd00::/121",
+    "link-local": "fe80::/64", "multicast": "ff02::/64", "loopback range": "::/120", "v4-mapped": "::ffff:0:0/96",
+    "no prefix": "fd00::", "newline": "fd00::/64\n", "words": "subnet6",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_SUBNETS6.values(), ids=BAD_SUBNETS6.keys())
+def test_bad_ipv6_subnet_names_the_field(bad):
+    with pytest.raises(ValidationError, match=r"^net\.subnet6: "):
+        v.network6(bad, "net.subnet6")
+
+
+def test_ipv6_subnet_normalised():
+    assert v.network6("FD00:1:0::/64", "f") == "fd00:1::/64" and v.network6("2001:db8::100/120", "f") == "2001:db8::100/120"
+
+
+def test_veth_ipv6_options():
+    item = veths([{"name": "v1", "peer_netns": "ns1", "addresses": ["fd00::2/64", "10.0.0.2/24"], "gateway6": "fd00::1",
+                   "mac": "docker"}])[0]
+    assert item["mac"] == "02:42:0a:00:00:02"  # from the first IPv4 address
+    assert refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": ["fd00::2/64"], "gateway6": "fd01::1"}]) == (
+        "config[0] (name=v1).gateway6: fd01::1 is in no subnet of the addresses given for namespace ns1 (fd00::/64)")
+    assert refused(veths, [{"name": "v1", "peer_netns": "ns1", "gateway6": "10.0.0.1"}]).startswith("config[0] (name=v1).gateway6:")
+    assert refused(veths, [{"name": "v1", "peer_netns": "ns1", "gateway": "fd00::1"}]).startswith("config[0] (name=v1).gateway:")
+    assert refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": ["fd00::2/64"], "ipv6": False}]).startswith(
+        "config[0] (name=v1).ipv6: false, but")
+    assert refused(veths, [{"name": "v1", "peer_netns": "ns1", "addresses": ["fd00::2/64"], "mac": "docker"}]).startswith(
+        "config[0] (name=v1).mac:")
 
 
 BAD_MACS = {

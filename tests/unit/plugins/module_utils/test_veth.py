@@ -216,8 +216,15 @@ def test_ipv6_off_on_our_pairs_by_default_left_alone_on_foreign_ones():
     off = dict(veth_current("v1"), ipv6=False)
     assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": off})[0] == []
     assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "ipv6": True}], {"v1": off})[0] == [
-        "ip netns exec ns1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0"
+        "ip netns exec ns1 sysctl -qw net.ipv6.conf.eth0.accept_ra=0 net.ipv6.conf.eth0.disable_ipv6=0"
     ]
+    # on, but taking router advertisements (drift, or made by an older release): accept_ra=0 again
+    taking = dict(veth_current("v1"), ipv6=True, _accept_ra=1)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "ipv6": True}], {"v1": taking})[0] == [
+        "ip netns exec ns1 sysctl -qw net.ipv6.conf.eth0.accept_ra=0 net.ipv6.conf.eth0.disable_ipv6=0"
+    ]
+    settled = dict(veth_current("v1"), ipv6=True, _accept_ra=0)
+    assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1", "ipv6": True}], {"v1": settled})[0] == []
     foreign = dict(veth_current("v1", owned=False), ipv6=True)
     assert plan(VethResource, [{"name": "v1", "peer_netns": "ns1"}], {"v1": foreign})[0] == []
     # a kernel without IPv6 reports None: nothing to switch
