@@ -44,23 +44,30 @@ notes:
 """
 
     # The same, for the firewall resources, which also offer state=parsed (linuxnet.bridge.resource.parsed).
-    PARSED = DOCUMENTATION.replace(
-        """        empty host.
-    type: str
-    choices: [merged, replaced, overridden, deleted, gathered, rendered]
-""",
-        """        empty host.
+    # ansible-test's yamllint reads every fragment as a string literal, so this is one, not a
+    # .replace() of DOCUMENTATION: keep the two equal but for state (parsed) and running_config.
+    PARSED = r"""
+options:
+  state:
+    description:
+      - C(merged) creates or updates the listed items and leaves every other item alone; list
+        attributes such as C(addresses) are added to.
+      - C(replaced) makes the listed items exactly as given (list attributes become exactly the
+        given lists); scalar attributes that are left out are not changed.
+      - C(overridden) is C(replaced) and, in addition, removes every item that the collection
+        created and that is not listed. Items created by anything else are never removed.
+      - C(deleted) removes the listed items that the collection created (a listed item created by
+        anything else is left alone, with a warning); with no O(config), every item the collection
+        created.
+      - C(gathered) returns the live state in the shape of O(config) and changes nothing.
+      - C(rendered) returns, without touching the host, the commands that build O(config) on an
+        empty host.
       - C(parsed) returns, without touching the host, the ruleset in O(running_config) (the text
         C(iptables-save) or C(nft list ruleset) prints) in the shape of O(config). Without the host's
         ownership records, networks are named after their bridges.
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
-""",
-    ).replace(
-        """    default: merged
-attributes:
-""",
-        """    default: merged
+    default: merged
   running_config:
     description:
       - The output of C(iptables-save) (or C(iptables-save -t filter) and C(-t nat)) for
@@ -72,5 +79,18 @@ attributes:
         The JSON of C(nft -j) is not read.
     type: str
 attributes:
-""",
-    )
+  check_mode:
+    support: full
+    description: Predicts exactly the changes a real run makes, in RV(commands), and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the items before and after.
+  idempotent:
+    support: full
+    description: A second run with the same input reports no change and writes nothing.
+requirements:
+  - pyroute2 >= 0.5.14 (python3-pyroute2 on Debian/Ubuntu) on the managed host, Python >= 3.9, root
+notes:
+  - Ownership is recorded on the managed host so that O(state=overridden) and O(state=deleted)
+    never remove objects created by someone else (Docker, libvirt, a user).
+"""

@@ -358,14 +358,58 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
     if att is None:
         warnings.append(f"{ep['at']}.ports: ignored, endpoint {ep['name']} is only on internal networks")
         return []
+    net = nets[att["network"]]
     out = []
     for k, port in enumerate(raw_ports):
+        at = f"{ep['at']}.ports[{k}]"
         item = {"publish": port} if isinstance(port, (str, int)) else dict(port)
+        host_ip, host_field = item.get("host_ip"), f"{at}.host_ip"
         if "publish" in item:
             item["publish"] = str(item["publish"])
-            parse_publish(item["publish"], f"{ep['at']}.ports[{k}]")
-        if "sources" in item:
-            item["sources"] = parse_sources(item["sources"], f"{ep['at']}.ports[{k}].sources")
-        item.update({"bridge": nets[att["network"]]["bridge"], "container_ip": att["address"], "network": att["network"]})
-        out.append(item)
+            host_ip, host_field = parse_publish(item["publish"], at)["host_ip"], at
+        families = _port_families(host_ip, host_field, net)
+        sources = _port_sources(item.get("sources"), f"{at}.sources", families) if "sources" in item else {}
+        for family in families:
+            mapping = dict(item)
+            if "sources" in item:
+                mapping["sources"] = sources[family]
+            container_ip = att["address"] if family == "ipv4" else att["address6"]
+            mapping.update({"bridge": net["bridge"], "container_ip": container_ip, "network": att["network"]})
+            out.append(mapping)
     return out
+
+
+def _port_families(host_ip: object, field: str, net: dict) -> list[str]:
+    """Docker 27+: no host address publishes on both families of a dual-stack endpoint, an IPv4 one
+    (0.0.0.0, 127.0.0.1) on IPv4 only, an IPv6 one ([::], [2001:db8::1]) on IPv6 only."""
+    if host_ip in (None, ""):
+        return ["ipv4", "ipv6"] if net["subnet6"] else ["ipv4"]
+    if ":" not in str(host_ip):
+        return ["ipv4"]  # an IPv4-only plan stays as it was; port_mapping validates the address
+    address = v.ip_address(host_ip, field, version=6)
+    if not net["subnet6"]:
+        raise v.ValidationError(f"{field}: host address {address} is IPv6 but network {net['name']} has no subnet6 "
+                                "(kernel NAT cannot translate between families)")
+    return ["ipv6"]
+
+
+def _port_sources(value: object, field: str, families: list[str]) -> dict[str, list[str] | None]:
+    """``sources`` per family: one family takes the list whole (as before); both split it by family,
+    and a family left without any would accept every source, so that is refused."""
+    if len(families) == 1:
+        return {families[0]: parse_sources(value, field, families[0])}
+    if not isinstance(value, list) or not value:
+        return {"ipv4": parse_sources(value, field), "ipv6": None}  # parse_sources names what is wrong
+    split: dict[str, list[str]] = {"ipv4": [], "ipv6": []}
+    for k, text in enumerate(value):
+        family = "ipv6" if isinstance(text, str) and ":" in text else "ipv4"
+        try:
+            split[family] += parse_sources([text], field, family)
+        except v.ValidationError as exc:  # it names the item of the one-item list: name the one given
+            raise v.ValidationError(str(exc).replace(f"{field}[0]", f"{field}[{k}]", 1)) from None
+    for family, name, bind in (("ipv4", "IPv4", "[::]:"), ("ipv6", "IPv6", "0.0.0.0:")):
+        if not split[family]:
+            raise v.ValidationError(
+                f"{field}: lists no {name} network, so the endpoint's {name} mapping would accept every source; "
+                f"add {name} sources, or publish on one family only (host address {bind}...)")
+    return {family: parse_sources(listed, field, family) for family, listed in split.items()}

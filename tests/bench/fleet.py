@@ -79,7 +79,7 @@ def render(results: list[dict], load: list[str]) -> str:
              "| K hosts | N | forks | converge wall / per host median (max) s | re-run wall / per host | teardown wall / per host |",
              "|---|---|---|---|---|---|"]
     for r in results:
-        cells = [f"{r[p]['wall']} / {r[p]['per_host_median']} ({r[p]['per_host_max']})" for p, _ in PHASES]
+        cells = [f"{r[p]['wall']} / {r[p]['per_host_median']} ({r[p]['per_host_max']})" for p, _title in PHASES]
         lines.append(f"| {r['hosts']} | {r['n']} | {r['forks']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

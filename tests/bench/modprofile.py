@@ -7,7 +7,8 @@ warn) as the boot-time restore uses: what is measured is the collection's own co
 kernel calls it makes, without Ansible's controller, connection and AnsiballZ start-up (the
 import times are measured separately with ``python -X importtime``). Prints per phase the wall
 time, the peak RSS of the process, the commands it ran and the top functions; ``--out FILE``
-writes the same as Markdown. Root only (lab hosts).
+writes the same as Markdown. ``--memory``: no cProfile, ``ansible.module_utils.basic`` imported
+first, so the peak RSS is what the module process needs. Root only (lab hosts).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import cProfile, io, json, pstats, resource, subprocess, sys, time
 sys.path.insert(0, %(collections)r)
 request = json.loads(open(sys.argv[1]).read())
 started = time.perf_counter()
+if not request["profile"]:
+    import ansible.module_utils.basic  # as the module process has it (memory)
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
 imported = time.perf_counter() - started
 commands = []
@@ -51,7 +54,8 @@ class Shim:  # the contract's module: params, check_mode, run_command, warn, fai
 
 profile = cProfile.Profile()
 started = time.perf_counter()
-profile.enable()
+if request["profile"]:
+    profile.enable()
 if request["what"] == "remove":
     result = _deployment.remove(Shim())
 else:
@@ -59,10 +63,11 @@ else:
 profile.disable()
 wall = time.perf_counter() - started
 text = io.StringIO()
-stats = pstats.Stats(profile, stream=text)
-stats.sort_stats("cumulative").print_stats(28)
-stats.sort_stats("cumulative").print_stats("module_utils", 40)  # the collection's own functions
-stats.sort_stats("tottime").print_stats(16)
+if request["profile"]:
+    stats = pstats.Stats(profile, stream=text)
+    stats.sort_stats("cumulative").print_stats(28)
+    stats.sort_stats("cumulative").print_stats("module_utils", 40)  # the collection's own functions
+    stats.sort_stats("tottime").print_stats(16)
 json.dump({"wall": wall, "import": imported, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "changed": result["changed"], "commands": {k: len(v) for k, v in result["commands"].items()},
            "processes": commands, "profile": text.getvalue()}, open(sys.argv[2], "w"))
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.modprofile", description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--n", type=int, action="append", help="workload size (repeatable; default 100)")
     p.add_argument("--out", help="also write the report (Markdown) here")
+    p.add_argument("--memory", action="store_true",
+                   help="no cProfile; import ansible.module_utils.basic first, as the module does (peak RSS as the module's)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (lab hosts)", file=sys.stderr)
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                            *sorted(imports.splitlines()[1:], key=lambda ln: -int(ln.split("|")[1]))[:25], "```", ""]
                 for phase in ("converge", "rerun", "remove"):
                     request = {"what": phase, "networks": wl_vars["linuxnet_networks"],
-                               "endpoints": wl_vars["linuxnet_endpoints"], "prefix": wl_vars["linuxnet_chain_prefix"]}
+                               "endpoints": wl_vars["linuxnet_endpoints"], "prefix": wl_vars["linuxnet_chain_prefix"],
+                               "profile": not args.memory}
                     (work / "request.json").write_text(json.dumps(request))
                     answer = work / "answer.json"
                     done = lab.run(HOST, [sys.executable, str(script), str(work / "request.json"), str(answer)],

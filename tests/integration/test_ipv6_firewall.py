@@ -122,7 +122,7 @@ class Probe6:
     def serve(self, host: str, netns: str | None, port: int = PORT) -> None:
         ready = self.traffic.workdir / f"{host}-{netns}-{port}.ready"
         self.traffic.spawn(host, netns, [sys.executable, str(self.script), "serve", str(port), str(ready)], f"{host}-{netns}-{port}")
-        for _ in range(200):
+        for _attempt in range(200):
             if ready.exists():
                 return
             time.sleep(0.02)

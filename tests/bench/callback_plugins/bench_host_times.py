@@ -16,7 +16,7 @@ DOCUMENTATION = """
 name: bench_host_times
 type: aggregate
 short_description: per-host task time span (benchmark helper)
-description: Writes {host: seconds} to the file named by LINUXNET_BENCH_HOST_TIMES.
+description: Writes a JSON object (host name to seconds) to the file named by LINUXNET_BENCH_HOST_TIMES.
 """
 
 

@@ -147,3 +147,16 @@ def test_nft_text_without_our_table_or_json_is_refused():
     with pytest.raises(ValidationError, match=r"^running_config: state=parsed needs .* nft -j \(JSON\) is not read"):
         firewall("LINUXNET").parsed('{"nftables": [{"metainfo": {"json_schema_version": 1}}]}')
     assert nft.table_text("", "ip", "linuxnet") is None
+
+
+def test_parsed_doc_fragment_is_the_resource_fragment_plus_parsed():
+    """PARSED is a literal (ansible-test's yamllint needs one): it must not drift from DOCUMENTATION."""
+    import yaml
+    from ansible_collections.linuxnet.bridge.plugins.doc_fragments.resource import ModuleDocFragment
+
+    base, parsed = yaml.safe_load(ModuleDocFragment.DOCUMENTATION), yaml.safe_load(ModuleDocFragment.PARSED)
+    assert parsed["options"].pop("running_config")["type"] == "str"
+    assert parsed["options"]["state"].pop("choices") == base["options"]["state"].pop("choices") + ["parsed"]
+    parsed_state, base_state = parsed["options"]["state"].pop("description"), base["options"]["state"].pop("description")
+    assert parsed_state[:len(base_state)] == base_state and parsed_state[len(base_state)].startswith("C(parsed) returns")
+    assert parsed == base

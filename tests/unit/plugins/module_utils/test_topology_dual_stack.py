@@ -114,9 +114,10 @@ def test_firewall_items_carry_subnet6_of_dual_stack_networks_only():
     assert "subnet6" not in p["firewall"][1]  # IPv4-only items keep the keys they had
 
 
-def test_ports_stay_ipv4_until_port_mapping_takes_ipv6():
+def test_ports_of_a_dual_stack_endpoint_are_published_on_both_families():
+    """More cases (host addresses, sources per family): test_topology_dual_stack_ports.py."""
     p = plan([DUAL], [{"name": "web", "network": "dual", "ports": ["8080:80"]}])
-    assert [(m["container_ip"], m["publish"]) for m in p["port_mapping"]] == [("172.20.0.2", "8080:80")]
+    assert [(m["container_ip"], m["publish"]) for m in p["port_mapping"]] == [("172.20.0.2", "8080:80"), ("fd00:20::2", "8080:80")]
 
 
 def test_reachability_adds_ipv6_pairs_between_endpoints_that_both_have_ipv6():
