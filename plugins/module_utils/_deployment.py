@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import shutil
+import time
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -445,6 +446,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             for warning in resource.warnings:
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
+        if gone_namespaces and not check_mode:
+            _await_pairs_gone(netlink, gone_namespaces)
     except ApplyError as exc:
         raise StepFailed(f"{name}: {exc}", commands) from None
     finally:
@@ -464,6 +467,19 @@ def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:
         if bridge not in resource.bridges_present:
             resource.bridges_present.add(bridge)
             resource.sysctls[path] = "0"
+
+
+def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: float = 10.0) -> None:
+    """The kernel destroys the veths of a deleted namespace asynchronously (cleanup_net): wait, bounded,
+    so that the run ends with them gone (a teardown's caller, or the next run, would still see them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        netlink.invalidate(None)
+        left = [name for name, link in netlink.links(None).items()
+                if (parse_alias(link["alias"]) or {}).get("peer_netns") in namespaces]
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink) -> dict:
