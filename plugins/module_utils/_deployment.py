@@ -403,11 +403,16 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                 # foreign pairs the config names; the role's pairs are its own, so the first one serves.
                 if before is not None and not all(before[d["name"]]["_owned"] for d in desired if d["name"] in before):
                     before = None
+                if name == "veth" and gone_namespaces and not check_mode:
+                    # The kernel destroys a deleted namespace's veths asynchronously, and not at all while
+                    # a process still lives in the namespace: wait a little, read again, delete what is left.
+                    _await_pairs_gone(netlink, gone_namespaces)
+                    before = None
                 while True:
                     reused = before is not None
                     if not reused:
                         before = resource.gather(desired, state)
-                    if name == "veth" and gone_namespaces:
+                    if name == "veth" and gone_namespaces and check_mode:
                         before = _without_pairs_in(before, gone_namespaces, netlink)
                     if name == "firewall" and check_mode:
                         _foresee_bridges(resource, new_bridges)
@@ -446,8 +451,6 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             for warning in resource.warnings:
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
-        if gone_namespaces and not check_mode:
-            _await_pairs_gone(netlink, gone_namespaces)
     except ApplyError as exc:
         raise StepFailed(f"{name}: {exc}", commands) from None
     finally:
@@ -469,9 +472,9 @@ def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:
             resource.sysctls[path] = "0"
 
 
-def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: float = 10.0) -> None:
-    """The kernel destroys the veths of a deleted namespace asynchronously (cleanup_net): wait, bounded,
-    so that the run ends with them gone (a teardown's caller, or the next run, would still see them)."""
+def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: float = 3.0) -> None:
+    """Wait, bounded, for the kernel to destroy the veths of deleted namespaces (cleanup_net runs
+    asynchronously); pairs kept alive by a process in their namespace stay, and the veth step deletes them."""
     deadline = time.monotonic() + timeout
     while True:
         netlink.invalidate(None)
