@@ -1,7 +1,7 @@
 """Property-based tests (Hypothesis) of the validators and renderers: whatever input is accepted,
 what reaches a kernel tool, a file or a path is exactly what was intended.
 
-* a name can never add a line or a word to restore text or a command line: rendering a config
+* a name can never add a line or a word to restore text, an nft script or a command line: rendering a config
   with hostile-but-accepted names gives the same lines and words, one for one, as rendering it
   with plain placeholder names;
 * a namespace name can never make a path leave ``/etc/netns/<name>/`` or ``/run/linuxnet/...``;
@@ -29,6 +29,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _topology  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource  # noqa: E402
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import FirewallResource  # noqa: E402
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (  # noqa: E402
     ETC_NETNS,
     HOSTS_HEADER,
@@ -176,6 +177,26 @@ def test_names_add_no_line_or_word_to_restore_text(bridges, prefix):
     plain = rendered(config(["brplain0", "brplain1"]), "PLAIN")
     assert len(lines) == len(plain) and shape(lines) == shape(plain)
     grammar = re.compile(r"\*(filter|nat)|COMMIT|:[A-Za-z0-9_-]+ (-|ACCEPT|DROP) \[0:0\]|-[AIDFXN] [A-Za-z0-9_-]+( [^\s'\"]+)*")
+    assert all(grammar.fullmatch(line) for line in lines), [line for line in lines if not grammar.fullmatch(line)]
+
+
+@PROPERTY
+@given(NAMES, PREFIXISH)
+def test_names_add_no_line_or_word_to_nft_scripts(bridges, prefix):
+    def script(names: list[str], chain_prefix: str) -> list[str]:
+        config = [{"name": "n1", "bridge": names[0], "subnet": "172.17.0.0/16", "icc": False},
+                  {"name": "n2", "bridge": names[1], "subnet": "172.18.0.0/16", "internal": True}]
+        res = FirewallResource(FakeModule(chain_prefix=chain_prefix, firewall_backend="nftables"))
+        return res.render(res.normalize(config, "rendered"))
+
+    try:
+        lines = script(bridges, prefix)
+    except v.ValidationError:
+        return
+    plain = script(["brplain0", "brplain1"], "PLAIN")
+    assert len(lines) == len(plain) and shape(lines) == shape(plain)
+    # one statement per line, names only inside quotes or as the table/chain words nft reads as identifiers
+    grammar = re.compile(r'(add|insert) (table|chain|rule) ip [a-z0-9_-]+( [A-Za-z0-9_-]+)?( [^\s#;{}]+| "[^"\s]+"| \{[^}]*\})*')
     assert all(grammar.fullmatch(line) for line in lines), [line for line in lines if not grammar.fullmatch(line)]
 
 
