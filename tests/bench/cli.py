@@ -337,14 +337,14 @@ class Bench:
             for n in args.sizes:
                 wl = w.build(n)
                 for peer in peers:
-                    if peer.max_n is not None and n > peer.max_n:
+                    if peer.max_n is not None and n > peer.max_n and not self._once(peer, n):
                         log(f"skipping {peer.name} N={n} (runs N <= {peer.max_n})" +
                             (f": {peer.cap_reason}" if peer.cap_reason else ""))
                         self.results["capped"].append({"peer": peer.name, "n": n, "max_n": peer.max_n,
                                                        "why": peer.cap_reason})
                 for rep in range(1, args.repeat + 1):
                     for peer in peers:
-                        if peer.max_n is not None and n > peer.max_n:
+                        if peer.max_n is not None and n > peer.max_n and not (rep == 1 and self._once(peer, n)):
                             continue
                         self._one(peer, wl, rep, "full")
                 if n == args.sizes[0] and not args.no_range_cost:
@@ -363,6 +363,11 @@ class Bench:
         failed = {(e["peer"], e["n"], e["variant"], e["rep"]) for e in self.results["errors"]}
         done = {(r["peer"], r["n"], r["variant"], r["rep"]) for r in self.results["runs"]}
         return 1 if failed - done else 0
+
+    @staticmethod
+    def _once(peer: Peer, n: int) -> bool:
+        """Whether *peer* is measured once (first repetition only) at *n*, above its max_n."""
+        return peer.once_max_n is not None and n <= peer.once_max_n
 
     def _one(self, peer: Peer, wl: w.Workload, rep: int, variant: str) -> None:
         label = f"{peer.name} N={wl.n}{'' if variant == 'full' else ' ' + variant} rep {rep}/{self.args.repeat}"
