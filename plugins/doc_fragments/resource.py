@@ -43,9 +43,10 @@ notes:
     never remove objects created by someone else (Docker, libvirt, a user).
 """
 
-    # The same, for the firewall resources, which also offer state=parsed (linuxnet.bridge.resource.parsed).
-    # ansible-test's yamllint reads every fragment as a string literal, so this is one, not a
-    # .replace() of DOCUMENTATION: keep the two equal but for state (parsed) and running_config.
+    # state=parsed of the firewall resources: listed before linuxnet.bridge.resource, whose attributes,
+    # requirements and notes they share (Ansible keeps the options a module or earlier fragment gave,
+    # so this state stands). ansible-test's yamllint reads every fragment as a string literal, so this
+    # is one, not a .replace() of DOCUMENTATION: keep the state descriptions equal but for parsed.
     PARSED = r"""
 options:
   state:
@@ -78,19 +79,4 @@ options:
         in lower case are read (C(linuxnet) for C(LINUXNET)), whatever C(firewall_backend) says.
         The JSON of C(nft -j) is not read.
     type: str
-attributes:
-  check_mode:
-    support: full
-    description: Predicts exactly the changes a real run makes, in RV(commands), and changes nothing.
-  diff_mode:
-    support: full
-    description: Shows the items before and after.
-  idempotent:
-    support: full
-    description: A second run with the same input reports no change and writes nothing.
-requirements:
-  - pyroute2 >= 0.5.14 (python3-pyroute2 on Debian/Ubuntu) on the managed host, Python >= 3.9, root
-notes:
-  - Ownership is recorded on the managed host so that O(state=overridden) and O(state=deleted)
-    never remove objects created by someone else (Docker, libvirt, a user).
 """

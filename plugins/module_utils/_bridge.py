@@ -171,12 +171,10 @@ class BridgeResource(NetlinkResource):
         elif have.get("_unmarked"):
             ops.append(op_set_alias(name, netns, OWNER_MARK))
         new = {k: val for k, val in have.items() if k != "_unmarked"}
-        if item["mtu"] is not None and item["mtu"] != have["mtu"]:
-            ops.append(op_set_mtu(name, netns, item["mtu"]))
-            new["mtu"] = item["mtu"]
-        if item["mac"] is not None and item["mac"] != have["mac"]:
-            ops.append(op_set_mac(name, netns, item["mac"]))
-            new["mac"] = item["mac"]
+        for key, op_set in (("mtu", op_set_mtu), ("mac", op_set_mac)):
+            if item[key] is not None and item[key] != have[key]:
+                ops.append(op_set(name, netns, item[key]))
+                new[key] = item[key]
         if item["stp"] is not None and bool(item["stp"]) != bool(have["stp"]):
             ops.append(op_stp(name, netns, bool(item["stp"])))
             new["stp"] = bool(item["stp"])

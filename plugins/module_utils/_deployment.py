@@ -57,6 +57,12 @@ STEPS: tuple[tuple[str, type, dict, dict | None], ...] = (
     ("firewall", FirewallResource, FIREWALL_OPTIONS, MODULE_OPTIONS),
     ("port_mapping", PortMappingResource, PORT_OPTIONS, MODULE_OPTIONS),
 )
+# The deployment input of the modules deployment, deployment_info and persist (doc fragment
+# linuxnet.bridge.deployment): the role's linuxnet_networks and linuxnet_endpoints.
+DEPLOYMENT_OPTIONS = {
+    "networks": {"type": "list", "elements": "dict", "default": []},
+    "endpoints": {"type": "list", "elements": "dict", "default": []},
+}
 
 # Creating a bridge and a veth pair and reading the nat table in a throw-away namespace proves
 # the kernel has what Docker-style networking needs. Only run when something is to be built.
@@ -224,15 +230,26 @@ def module_params(module_name: str, item_options: dict, module_options: dict | N
 
 
 def step_params(name: str, plan: dict | None, state: str, chain_prefix: str, iptables_variant: str,
-                firewall_backend: str = "iptables") -> dict:
-    """The validated params of step ``name``'s module for ``plan`` (None: no config, as for ``deleted``)."""
+                firewall_backend: str = "iptables", planned: bool = False) -> dict:
+    """The validated params of step ``name``'s module for ``plan`` (None: no config, as for ``deleted``).
+
+    ``planned``: ``plan`` is plan_deployment's answer in this process (from validated input, in the
+    shape of the argument spec: tests/unit/plugins/module_utils/test_deployment_params.py), so only the
+    module options are checked here; each resource's normalize validates the items as always. Checking
+    every item against the spec again cost about 0.1 s per run at N=100. A plan from elsewhere (the
+    boot-time restore's state file, a caller's ``plan``) is checked in full."""
     _name, _resource_class, item_options, module_options = next(step for step in STEPS if step[0] == name)
     params: dict[str, Any] = {"config": plan[name] if plan is not None else [], "state": state}
     if module_options is MODULE_OPTIONS:
         params.update(chain_prefix=chain_prefix, iptables_variant=iptables_variant, firewall_backend=firewall_backend)
     elif module_options is NETNS_MODULE_OPTIONS and plan is not None:
         params["host_groups"] = plan["host_groups"]
-    return module_params(name, item_options, module_options, params)
+    if not planned or plan is None:
+        return module_params(name, item_options, module_options, params)
+    lists = {key: params[key] for key in ("config", "host_groups") if key in params}
+    checked = module_params(name, item_options, module_options, {**params, **{key: [] for key in lists}})
+    checked.update(lists)
+    return checked
 
 
 def pending_changes(module: Any, networks: list[dict], endpoints: list[dict], chain_prefix: str, iptables_variant: str,
@@ -264,7 +281,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
     firewall = {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend, "chain_prefix": chain_prefix}
     iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), firewall))
     for name, resource_class, item_options, module_options in STEPS:
-        params = step_params(name, plan, "overridden", chain_prefix, iptables_variant, firewall_backend)
+        params = step_params(name, plan, "overridden", chain_prefix, iptables_variant, firewall_backend, planned=True)
         before = None
         if name == "veth":
             # A gather for a config differs from a plain one only in also reading the peers of
@@ -322,7 +339,7 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
             # The first gather serves the veth step when nothing before it changes the host.
             veths.before = live  # type: ignore[attr-defined]
         result = _run_steps(module, netlink, tables, STEPS, plan, "overridden", chain_prefix, iptables_variant, veths,
-                            firewall_backend=firewall_backend)
+                            firewall_backend=firewall_backend, planned=veths is not None)
         result["plan"] = plan
         return result
     finally:
@@ -361,12 +378,13 @@ def remove(module: Any, *, chain_prefix: str = "LINUXNET", iptables_variant: str
 
 
 def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps: tuple, plan: dict | None, state: str,
-               chain_prefix: str, iptables_variant: str, veths: Any, firewall_backend: str = "iptables") -> dict:
+               chain_prefix: str, iptables_variant: str, veths: Any, firewall_backend: str = "iptables",
+               planned: bool = False) -> dict:
     check_mode = bool(module.check_mode)
     # Every step's input is validated, and what no earlier step can fix is refused, before anything changes.
     prepared = []
     for name, resource_class, _item_options, module_options in steps:
-        params = step_params(name, plan, state, chain_prefix, iptables_variant, firewall_backend)
+        params = step_params(name, plan, state, chain_prefix, iptables_variant, firewall_backend, planned=planned)
         view = StepModule(module, params, True)
         resource = veths if name == "veth" and veths is not None else _resource(resource_class, view, netlink)
         resource.module, resource.params = view, params
@@ -386,9 +404,16 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
     changed = applied = probed = False
     gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
     new_bridges: set[str] = set()  # created by the bridge step
+    bridges: dict[str, list[str]] | None = None  # the host's bridges and addresses as the bridge step left them
+    # (resource, operations) of a firewall step whose restore joins the next one's: one per table
+    joined: tuple[str, Any, list] | None = None
     try:
-        for name, resource, desired, checked in prepared:
+        for step, (name, resource, desired, checked) in enumerate(prepared):
             resource.module = StepModule(module, resource.params, check_mode)
+            if name == "port_mapping" and bridges is not None:
+                resource.bridges = bridges  # the veth step changed no bridge: no second dump of the links
+            if name == "netns" and state == "deleted" and not getattr(module, "_diff", False):
+                resource.read_files = False  # deleted with the namespace: nobody sees them (no diff)
             if netlink.run_lock is not None and getattr(resource, "_lock", False) is None:
                 # the step's gather would take the lock again (and drop what the run read under it):
                 # it holds the run's lock instead (a dup of the fd; closing it releases nothing)
@@ -427,6 +452,9 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                 tables.foresee(operations)
             gone_namespaces |= {op.args["name"] for op in operations if op.action == "netns_delete"}
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
+            if name == "bridge" and not check_mode:
+                bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
+            held = False  # this step's restore waits for the next step's
             if operations:
                 changed = True
                 if not check_mode:
@@ -434,12 +462,22 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                         kernel_probe(module)
                         probed = True
                     applied = True
-                    resource.apply(operations)
+                    if joined is None and _joins_next(resource, operations, prepared[step + 1:], tables):
+                        # the next step plans on the ruleset as this one's restore would leave it
+                        tables.foresee(operations)
+                        joined, held = (name, resource, operations), True
+                    elif joined is None:
+                        resource.apply(operations)
                     if hasattr(resource, "hold_lock"):
                         # links and namespaces changed (a deleted namespace takes its veth ends with it):
                         # the next step reads them again
                         netlink.invalidate()
-            if not check_mode:
+            if joined is not None and not held:  # one restore per table for both steps (this one may add nothing)
+                for warning in _apply_joined(joined, resource if operations else None, operations):
+                    module.warn(warning)
+                joined[1].persist()
+                joined = None
+            if not check_mode and not held:
                 resource.persist()
             if operations and getattr(module, "_diff", False):
                 diffs.append({
@@ -462,6 +500,37 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
     return result
 
 
+def _joins_next(resource: Any, operations: list, later: list, tables: SharedTables) -> bool:
+    """Whether this firewall step's restore can wait for the next step's, so that both go in one
+    restore per table: the next step is a firewall step too, and everything this one restores is
+    IPv4 iptables, which the shared tables can foresee line by line (IPv6, nftables and a backend
+    switch apply at once, as before)."""
+    if not later or getattr(later[0][1], "adapter", None) is not tables or getattr(resource, "adapter", None) is not tables:
+        return False
+    if getattr(tables, "action", None) != "restore":
+        return False
+    adapters = [resource.adapter, resource.adapter6, *resource.others, *resource.others6]
+    rules = {getattr(adapter, "action", "restore") for adapter in adapters}
+    return all(op.action == "restore" for op in operations if op.action in rules)
+
+
+def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list) -> list[str]:
+    """The held step's restore lines and ``resource``'s in one restore per table (in step order, as
+    the later step planned them), then each step's other operations (sysctls, conntrack) after the
+    rules are committed. Returns the warnings the held step's operations gave (its own were reported)."""
+    name, first, held = joined
+    rules = [op for op in held if op.action == "restore"]
+    try:
+        (resource or first).apply(rules + operations)
+    except ApplyError as exc:
+        if resource is None:
+            raise
+        raise ApplyError(f"{exc} (the restore had the {name} step's lines too)") from None
+    reported = len(first.warnings)
+    first.apply_other([op for op in held if op.action != "restore"])
+    return first.warnings[reported:]
+
+
 def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:
     """Check mode: the firewall sees the bridges the bridge step would have created (route_localnet is off
     on a new bridge), as it does after a real bridge step."""
@@ -478,8 +547,7 @@ def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: flo
     deadline = time.monotonic() + timeout
     while True:
         netlink.invalidate(None)
-        left = [name for name, link in netlink.links(None).items()
-                if (parse_alias(link["alias"]) or {}).get("peer_netns") in namespaces]
+        left = [link for link in netlink.links(None).values() if _peer_netns(link) in namespaces]
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.02)
@@ -489,8 +557,10 @@ def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink)
     """The gathered veths less those whose peer lived in a namespace just deleted: the kernel destroys
     them with it, but asynchronously, so some may still be listed (their peer no longer readable)."""
     links = netlink.links(None)
+    return {name: item for name, item in veths.items() if _peer_netns(links.get(name)) not in namespaces}
 
-    def peer_netns(name: str) -> str | None:
-        recorded = parse_alias(links[name]["alias"]) if name in links else None
-        return recorded["peer_netns"] if recorded else None
-    return {name: item for name, item in veths.items() if peer_netns(name) not in namespaces}
+
+def _peer_netns(link: dict | None) -> str | None:
+    """The namespace a host veth end's alias records for its peer; None: not the collection's, or not listed."""
+    recorded = parse_alias(link["alias"]) if link else None
+    return recorded["peer_netns"] if recorded else None

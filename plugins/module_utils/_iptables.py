@@ -111,7 +111,11 @@ KINDS = {
 # Kinds without an IPv6 form: no route_localnet for IPv6, so no 127.0.0.0/8-style publishing to guard.
 IPV4_ONLY = frozenset({"localnet_guard"})
 #: The same kinds in ip6tables (derived from KINDS: each rule format is written once).
-KINDS6 = {kind: Template(ipv6_text(t.text), "ipv6", bracketed=kind == "dnat") for kind, t in KINDS.items() if kind not in IPV4_ONLY}
+#: Docker 29's IPv6 DNAT skips link-local sources (``! -s fe80::/10``); a port's own ``sources`` replace it.
+LINK_LOCAL6 = "fe80::/10"
+KINDS6 = {kind: Template(ipv6_text(t.text).replace("[-s {source} ]", f"[-s {{source}} |! -s {LINK_LOCAL6} ]") if kind == "dnat"
+                         else ipv6_text(t.text), "ipv6", bracketed=kind == "dnat")
+          for kind, t in KINDS.items() if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 
@@ -238,6 +242,9 @@ class Iptables(FirewallLock):
         self.render = functools.partial(render_rule, family=family)
         self.parse = functools.partial(parse_rule, family=family)
         self._snapshots: dict[str, str] = {}  # the tables the last apply changed, as they were before
+        # each table as this adapter last read it, until it restores that table: the snapshot an
+        # apply rolls back to (the run holds the firewall lock from its read to its end)
+        self._texts: dict[str, str] = {}
         self._bins: tuple[str, str] | None = None
         #: optional tables (raw) that could not be read, with iptables-save's reason
         self.unavailable: dict[str, str] = {}
@@ -311,9 +318,11 @@ class Iptables(FirewallLock):
         rc, out, err = self.module.run_command([save_bin, "-t", table])
         if rc != 0:
             raise IptablesError(f"{save_bin} -t {table} failed: {err.strip()}")
+        self._texts[table] = out
         return out
 
     def restore(self, table: str, text: str, noflush: bool = True) -> None:
+        self._texts.pop(table, None)  # what was read of it is no longer true
         argv = [self._binaries()[1], "-w"] + (["--noflush"] if noflush else [])
         if os.environ.get(FAIL_HOOK_ENV) == table and noflush:
             text = text.replace("COMMIT\n", "-A LINUXNET-NO-SUCH-CHAIN -j ACCEPT\nCOMMIT\n")
@@ -331,7 +340,8 @@ class Iptables(FirewallLock):
         self._snapshots = {}
         try:
             for table, lines in changes.items():
-                snapshots[table] = self.save_text(table)
+                # the text read for the plan is the table now (no restore since, under the lock): no second save
+                snapshots[table] = self._texts[table] if table in self._texts else self.save_text(table)
                 self.restore(table, payload(table, lines))
                 done.append(table)
         except ApplyError as exc:

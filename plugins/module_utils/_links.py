@@ -9,6 +9,8 @@
 Each kind of operation is written once, in the function that builds it: the ``ip`` command a
 human would type (the ``commands`` result) next to the netlink request that does it. Most are
 one request (:func:`request`); the few that do more register their function under their action.
+The requests are encoded by ``_rtnl`` and :meth:`NetlinkResource.apply` sends them in batches
+(:func:`schedule`): one datagram of many requests per namespace, acks read after.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership, _rtnl
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import (
     ApplyError,
     Operation,
@@ -28,6 +32,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import (
     NamespaceMissing,
     Netlink,
     create_namespace,
+    namespace_fd,
     remove_namespace,
     write_sysctl,
 )
@@ -40,19 +45,79 @@ def ip(netns: str | None, rest: str) -> str:
 
 
 def request(command: str, netns: str | None, name: str | None, method: str, verb: str, **attrs) -> Operation:
-    """An operation done by one netlink request, ``IPRoute.<method>(verb, index=<name's index>, **attrs)``.
+    """An operation done by one netlink request on link ``name`` (None: no link), ``call`` naming it
+    as pyroute2 did (``IPRoute.<method>(verb, **attrs)``), encoded by :func:`_encode_request`.
 
-    ``name`` (None: no link) is looked up when the request is made: the link may not exist yet
-    when the operation is planned.
+    A link is named in the request when the kernel takes a name, else its index is read from
+    the namespace's dump when the request is sent: the link may not exist when it is planned.
     """
     return Operation(command, "request", {"netns": netns, "name": name, "call": (method, verb), "attrs": attrs})
 
 
-@LINK_OPERATIONS.does("request")
-def _request(nl: Netlink, op: Operation) -> None:
+@dataclass
+class Request:
+    """One operation as the kernel gets it: the message, on the socket of ``netns``; ``fd`` (a
+    namespace the message names) is closed once it is answered; ``before`` runs before it is sent,
+    ``after`` once it succeeded."""
+
+    netns: str | None
+    message: _rtnl.Message
+    fd: int | None = None
+    before: Callable[[], None] | None = None
+    after: Callable[[], None] | None = None
+
+
+# action -> the Request of an operation of that action (the index of a link it names is read now)
+ENCODERS: dict[str, Callable[[Netlink, Operation], Request]] = {}
+
+
+def _encode_request(nl: Netlink, op: Operation) -> Request:
     a = op.args
-    index = {"index": nl.index(a["name"], a["netns"], op.command)} if a["name"] else {}
-    nl.call(a["netns"], op.command, *a["call"], **index, **a["attrs"])
+    attrs = a["attrs"]
+    method, verb = a["call"]
+    if method == "link" and verb == "del":
+        message = _rtnl.del_link(a["name"])
+    elif method == "link":
+        state = attrs.get("state")
+        stp = attrs.get("br_stp_state")
+        message = _rtnl.set_link(a["name"], attrs.get("index", 0), up=None if state is None else state == "up",
+                                 mtu=attrs.get("mtu"), address=attrs.get("address"), alias=attrs.get("ifalias"),
+                                 stp=None if stp is None else bool(stp))
+    elif method == "brport":  # AF_BRIDGE requests name the port by index only
+        message = _rtnl.set_hairpin(nl.index(a["name"], a["netns"], op.command), bool(attrs["mode"]))
+    elif method == "addr":  # so do address requests
+        message = _rtnl.address(verb == "add", nl.index(a["name"], a["netns"], op.command),
+                                f"{attrs['address']}/{attrs['prefixlen']}")
+    elif method == "route":
+        message = _rtnl.replace_default_route(attrs["gateway"])
+    else:  # pragma: no cover - every request built in this file is one of the above
+        raise ApplyError(f"{op.command}: no netlink request for {method} {verb}")
+    return Request(a["netns"], message)
+
+
+def send(nl: Netlink, request: Request, command: str) -> None:
+    """One request, sent alone and answered (the operations done one at a time use this)."""
+    try:
+        if request.before:
+            request.before()
+        nl.call(request.netns, command, request.message)
+    finally:
+        if request.fd is not None:
+            os.close(request.fd)
+    if request.after:
+        request.after()
+
+
+def _sends(action: str) -> Callable[[Callable[[Netlink, Operation], Request]], Callable]:
+    """Register an encoder for ``action`` and, as its vocabulary function, sending it alone."""
+    def register(encoder: Callable[[Netlink, Operation], Request]) -> Callable:
+        ENCODERS[action] = encoder
+        LINK_OPERATIONS[action] = lambda nl, op: send(nl, encoder(nl, op), op.command)
+        return encoder
+    return register
+
+
+_sends("request")(_encode_request)
 
 
 def link_set(name: str, netns: str | None, words: str, **attrs) -> Operation:
@@ -77,10 +142,11 @@ def op_set_alias(name: str, netns: str | None, alias: str) -> Operation:
     return Operation(op.command, "alias", op.args)
 
 
-@LINK_OPERATIONS.does("alias")
-def _alias(nl: Netlink, op: Operation) -> None:
-    _request(nl, op)
-    _ownership.link_marked(op.args["netns"], op.args["name"])
+@_sends("alias")
+def _alias(nl: Netlink, op: Operation) -> Request:
+    request = _encode_request(nl, op)
+    request.after = lambda: _ownership.link_marked(op.args["netns"], op.args["name"])
+    return request
 
 
 def op_stp(name: str, netns: str | None, on: bool) -> Operation:
@@ -155,22 +221,20 @@ def op_master(name: str, master: str) -> Operation:
     return Operation(f"ip link set {name} master {master}", "master", {"name": name, "master": master})
 
 
-@LINK_OPERATIONS.does("master")
-def _master(nl: Netlink, op: Operation) -> None:
-    index = nl.index(op.args["name"], None, op.command)
-    nl.call(None, op.command, "link", "set", index=index, master=nl.index(op.args["master"], None, op.command))
+@_sends("master")
+def _master(nl: Netlink, op: Operation) -> Request:
+    return Request(None, _rtnl.set_link(op.args["name"], master=nl.index(op.args["master"], None, op.command)))
 
 
 def op_bridge_add(name: str, netns: str | None) -> Operation:
     return Operation(ip(netns, f"link add {name} type bridge"), "bridge_add", {"name": name, "netns": netns})
 
 
-@LINK_OPERATIONS.does("bridge_add")
-def _bridge_add(nl: Netlink, op: Operation) -> None:
-    _ownership.intend_link(op.args["netns"], op.args["name"], _ownership.OWNER_MARK)
-    nl.call(op.args["netns"], op.command, "link", "add", ifname=op.args["name"], kind="bridge")
-    if op.args["netns"]:
-        _ownership.record_bridge_namespace(op.args["netns"])
+@_sends("bridge_add")
+def _bridge_add(nl: Netlink, op: Operation) -> Request:
+    netns, name = op.args["netns"], op.args["name"]
+    return Request(netns, _rtnl.new_bridge(name), before=lambda: _ownership.intend_link(netns, name, _ownership.OWNER_MARK),
+                   after=(lambda: _ownership.record_bridge_namespace(netns)) if netns else None)
 
 
 def op_veth_add(name: str, peer: str, peer_netns: str | None, mtu: int | None) -> Operation:
@@ -183,17 +247,13 @@ def op_veth_add(name: str, peer: str, peer_netns: str | None, mtu: int | None) -
     )
 
 
-@LINK_OPERATIONS.does("veth_add")
-def _veth_add(nl: Netlink, op: Operation) -> None:
+@_sends("veth_add")
+def _veth_add(nl: Netlink, op: Operation) -> Request:
     a = op.args
-    peer = {"ifname": a["peer"]}
-    if a["peer_netns"]:
-        peer["net_ns_fd"] = a["peer_netns"]
-    size = {"mtu": a["mtu"]} if a["mtu"] else {}
-    _ownership.intend_link(None, a["name"], _ownership.owner_alias(a["peer"], a["peer_netns"]))
-    nl.call(None, op.command, "link", "add", ifname=a["name"], kind="veth", peer={**peer, **size}, **size)
-    if a["peer_netns"]:
-        nl.invalidate(a["peer_netns"])
+    fd = namespace_fd(a["peer_netns"]) if a["peer_netns"] else None
+    return Request(None, _rtnl.new_veth(a["name"], a["peer"], a["mtu"], fd), fd,
+                   before=lambda: _ownership.intend_link(None, a["name"], _ownership.owner_alias(a["peer"], a["peer_netns"])),
+                   after=lambda: nl.invalidate(a["peer_netns"]))
 
 
 def op_netns_add(name: str) -> Operation:
@@ -275,22 +335,167 @@ class NetlinkResource(Resource):
             self._lock = None
 
     def apply(self, operations: list[Operation]) -> None:
-        for done, op in enumerate(operations):
-            try:
+        """Apply ``operations`` in the waves :func:`schedule` gives them. In a wave, the operations
+        done alone (sysctls, namespaces, files) run first, in order; then every namespace's
+        requests are encoded (indexes read from the dumps), sent in one go per namespace and
+        answered. After a wave with a failure nothing more is sent; the error names the command
+        of the first operation (in plan order) that failed, and what was applied."""
+        waves = schedule(operations)
+        applied: list[int] = []
+        for wave in sorted(set(waves)):
+            members = [i for i, w in enumerate(waves) if w == wave]
+            failures: list[tuple[int, str]] = []
+            for i in members:
+                op = operations[i]
+                if op.action in ENCODERS:
+                    continue
                 try:
                     self.operations[op.action](self.netlink, op)
                 except NamespaceMissing as exc:
-                    raise ApplyError(f"{op.command}: network namespace {exc} does not exist") from None
+                    failures.append((i, f"{op.command}: network namespace {exc} does not exist"))
                 except OSError as exc:
-                    raise ApplyError(f"{op.command}: {exc}") from None
-            except ApplyError as exc:
-                raise ApplyError(f"{exc} ({applied_note(operations, done)})") from None
+                    failures.append((i, f"{op.command}: {exc}"))
+                except ApplyError as exc:
+                    failures.append((i, str(exc)))
+                else:
+                    applied.append(i)
+                if failures:
+                    break
+            if not failures:
+                failures = self._send_wave(operations, [i for i in members if operations[i].action in ENCODERS], applied)
+            if failures:
+                i, message = min(failures)
+                raise ApplyError(f"{message} ({applied_note(operations, i, applied)})")
+            self.netlink.invalidate()  # links were made, deleted, moved: the next wave reads again
+
+    def _send_wave(self, operations: list[Operation], members: list[int], applied: list[int]) -> list[tuple[int, str]]:
+        """Encode, send and answer the requests ``members`` (indexes into ``operations``); the
+        failures as (index, message); the successes appended to ``applied``."""
+        lanes: dict[Any, list[tuple[int, Request]]] = {}
+        try:
+            for i in members:
+                request = ENCODERS[operations[i].action](self.netlink, operations[i])
+                lanes.setdefault(request.netns, []).append((i, request))
+        except (ApplyError, NamespaceMissing, OSError) as exc:
+            for pending in lanes.values():
+                for _i, request in pending:
+                    if request.fd is not None:
+                        os.close(request.fd)
+            message = f"{operations[i].command}: network namespace {exc} does not exist" if isinstance(exc, NamespaceMissing) \
+                else str(exc) if isinstance(exc, ApplyError) else f"{operations[i].command}: {exc}"
+            return [(i, message)]
+        failures: list[tuple[int, str]] = []
+        for netns, pending in lanes.items():
+            if failures:  # as one at a time would: nothing more is sent after a refusal
+                for _i, request in pending:
+                    if request.fd is not None:
+                        os.close(request.fd)
+                continue
+            try:
+                for _i, request in pending:
+                    if request.before:
+                        request.before()
+                errors = self.netlink.transact(netns, [request.message for _i, request in pending])
+            except NamespaceMissing as exc:
+                failures.append((pending[0][0], f"{operations[pending[0][0]].command}: network namespace {exc} does not exist"))
+                continue
+            except OSError as exc:
+                failures.append((pending[0][0], f"{operations[pending[0][0]].command}: {exc}"))
+                continue
+            finally:
+                for _i, request in pending:
+                    if request.fd is not None:
+                        os.close(request.fd)
+            for (i, request), error in zip(pending, errors):
+                if error:
+                    failures.append((i, f"{operations[i].command}: {os.strerror(error)} (errno {error})"))
+                    continue
+                applied.append(i)
+                if request.after:
+                    request.after()
+        return failures
 
 
-def applied_note(operations: list[Operation], done: int) -> str:
+# What an operation touches, for :func:`schedule`: key -> mode. Two operations on one key keep
+# their order unless both hold it in the same shared mode ("r": reads or changes beside others,
+# "d": deletes); "w" is exclusive. ("link", netns, name): a link; ("lane", netns): the namespace
+# (its routes and its existence); ("deletes",): deleted links free names, in other namespaces too.
+def _touches(op: Operation) -> tuple[Any, dict]:
+    """(the namespace whose socket carries ``op``, or ... when it is done alone; its keys)."""
+    a = op.args
+    if op.action in ("request", "alias"):
+        method, verb = a["call"]
+        netns = a["netns"]
+        if method == "route":
+            return netns, {("lane", netns): "w", ("deletes",): "r"}
+        name = a["name"] if a["name"] is not None else "lo"  # the one request by index: lo
+        if (method, verb) == ("link", "del"):
+            return netns, {("link", netns, name): "w", ("lane", netns): "r", ("deletes",): "d"}
+        return netns, {("link", netns, name): "w", ("lane", netns): "r", ("deletes",): "r"}
+    if op.action == "master":
+        return None, {("link", None, a["name"]): "w", ("link", None, a["master"]): "r", ("lane", None): "r", ("deletes",): "r"}
+    if op.action == "bridge_add":
+        return a["netns"], {("link", a["netns"], a["name"]): "w", ("lane", a["netns"]): "r", ("deletes",): "r"}
+    if op.action == "veth_add":
+        return None, {("link", None, a["name"]): "w", ("link", a["peer_netns"], a["peer"]): "w", ("lane", None): "r",
+                      ("lane", a["peer_netns"]): "r", ("deletes",): "r"}
+    if op.action == "ipv6":
+        return ..., {("link", a["netns"], a["name"]): "w", ("lane", a["netns"]): "r", ("deletes",): "r"}
+    if op.action == "netns_add":
+        return ..., {("lane", a["name"]): "w"}
+    if op.action == "netns_delete":
+        return ..., {("lane", a["name"]): "w", ("deletes",): "d"}
+    if "path" in a:  # a file of ours (the namespaces' resolver files): ordered with that file only
+        return ..., {("file", a["path"]): "w"}
+    return ..., {("all",): "w"}  # anything else: after everything before it, before everything after
+
+
+CREATES = ("bridge_add", "veth_add")
+
+
+def schedule(operations: list[Operation]) -> list[int]:
+    """The wave of each operation: an operation comes after every earlier one it shares a key
+    with (see :func:`_touches`), in the same wave when both are requests on the same socket (the
+    kernel handles them in order) and the earlier one creates nothing, else in a later wave.
+    A link is thus configured only once its creation succeeded (a request naming a link that
+    failed to be made could reach another one of that name), and a veth peer is configured in
+    its namespace once the pair exists."""
+    waves: list[int] = []
+    lanes: list[Any] = []
+    groups: dict[Any, tuple[str, list[int], list[int]]] = {}  # key -> (mode, holders, their predecessors)
+    for i, op in enumerate(operations):
+        lane, keys = _touches(op)
+        keys.setdefault(("all",), "r")
+        wave = 0
+        for key, mode in keys.items():
+            held = groups.get(key)
+            if held is None:
+                groups[key] = (mode, [i], [])
+                continue
+            held_mode, holders, before = held
+            if mode == held_mode and mode != "w":
+                after = before
+                holders.append(i)
+            else:
+                after = holders
+                groups[key] = (mode, [i], holders)
+            for j in after:
+                same_socket = lane is not ... and lanes[j] is not ... and lanes[j] == lane
+                gap = 0 if same_socket and operations[j].action not in CREATES else 1
+                wave = max(wave, waves[j] + gap)
+        waves.append(wave)
+        lanes.append(lane)
+    return waves
+
+
+def applied_note(operations: list[Operation], failed: int, applied: list[int] | None = None) -> str:
     """What a failed apply left: each operation is one step the next run's gather sees, so it
-    plans only what is still missing."""
+    plans only what is still missing. ``applied``: the operations done (indexes; default: every
+    one before ``failed``), the last of them in plan order named."""
+    done = sorted(range(failed) if applied is None else applied)
     if not done:
-        return f"nothing was applied: it was the first of {len(operations)} operations"
-    return (f"{done} of {len(operations)} operations were applied before it, the last: "
-            f"{operations[done - 1].command!r}; the next run goes on from there")
+        return f"nothing was applied: it was the first of {len(operations)} operations" if failed == 0 else \
+            f"nothing was applied of {len(operations)} operations"
+    last = [i for i in done if i < failed] or done
+    return (f"{len(done)} of {len(operations)} operations were applied before it, the last: "
+            f"{operations[last[-1]].command!r}; the next run goes on from there")

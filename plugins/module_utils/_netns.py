@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import shutil
@@ -25,8 +26,19 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NE
 from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import namespace_owned, namespace_marks, unmark_namespace
 
 ETC_NETNS = "/etc/netns"
-HOSTS_HEADER = "# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-_STANDARD_HOSTS = {("127.0.0.1", ("localhost",)), ("::1", ("localhost", "ip6-localhost", "ip6-loopback"))}
+# Docker's standard lines (libnetwork etchosts, written as Docker writes them); ``lo`` keeps ::1 in
+# every namespace, also where the endpoint's interfaces have IPv6 off.
+_STANDARD_LINES = (
+    ("127.0.0.1", "localhost"),
+    ("::1", "localhost ip6-localhost ip6-loopback"),
+    ("fe00::0", "ip6-localnet"),
+    ("ff00::0", "ip6-mcastprefix"),
+    ("ff02::1", "ip6-allnodes"),
+    ("ff02::2", "ip6-allrouters"),
+)
+HOSTS_HEADER = "# managed by linuxnet.bridge\n" + "".join(f"{ip}\t{names}\n" for ip, names in _STANDARD_LINES)
+# As entries are compared: addresses in their normal form (fe00::0 is fe00::).
+_STANDARD_HOSTS = {(str(ipaddress.ip_address(ip)), tuple(names.split())) for ip, names in _STANDARD_LINES}
 
 HOSTS_OPTIONS = {
     "type": "list",
@@ -61,10 +73,12 @@ def render_hosts(entries: list[dict]) -> str:
 
 
 def parse_hosts(text: str) -> list[dict]:
+    """The entries after our header. A file without it (an older version's header, a hand edit)
+    reads back with its localhost lines as entries, so it differs from any plan and is rewritten."""
     entries = []
-    for line in text.splitlines():
+    for line in text[len(HOSTS_HEADER):].splitlines() if text.startswith(HOSTS_HEADER) else text.splitlines():
         fields = line.split("#", 1)[0].split()
-        if len(fields) < 2 or (fields[0], tuple(fields[1:])) in _STANDARD_HOSTS:
+        if len(fields) < 2:
             continue
         entries.append({"ip": fields[0], "names": fields[1:]})
     return entries
@@ -88,15 +102,21 @@ def _host_entries(raw_entries: list[dict], at: str) -> list[dict]:
     return entries
 
 
+def _family(entry: dict) -> int:
+    return 6 if ":" in entry["ip"] else 4
+
+
 def expand_hosts(own: list[dict], groups: list[list[dict]]) -> list[dict]:
-    """``own`` entries, then those of each group whose names are not all listed already."""
+    """``own`` entries, then those of each group whose names are not all listed already in the
+    entry's address family: a name keeps one IPv4 and one IPv6 line (the first network's)."""
     hosts = list(own)
-    seen = {n for entry in own for n in entry["names"]}
+    seen = {(_family(entry), n) for entry in own for n in entry["names"]}
     for group in groups:
         for entry in group:
-            if not seen.issuperset(entry["names"]):
+            keys = {(_family(entry), n) for n in entry["names"]}
+            if not seen.issuperset(keys):
                 hosts.append(entry)
-                seen.update(entry["names"])
+                seen.update(keys)
     return hosts
 
 
@@ -140,6 +160,8 @@ def _rmtree(nl: Netlink, op: Operation) -> None:
 
 class NetnsResource(NetlinkResource):
     operations = NETNS_OPERATIONS
+    #: gather reads the resolver files (False: a teardown that shows no before/after leaves them unread)
+    read_files = True
 
     def __init__(self, module) -> None:
         super().__init__(module)
@@ -188,10 +210,10 @@ class NetnsResource(NetlinkResource):
                 continue  # the mountpoint of a create killed midway: absent, made again
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
-            if os.path.isfile(resolv):
+            if self.read_files and os.path.isfile(resolv):
                 with open(resolv, encoding="utf-8") as handle:
                     item["resolv_conf"] = handle.read()
-            if os.path.isfile(hosts):
+            if self.read_files and os.path.isfile(hosts):
                 with open(hosts, encoding="utf-8") as handle:
                     item["hosts"] = parse_hosts(handle.read())
             current[name] = item

@@ -14,6 +14,11 @@ forward/filter, ``nat-PREROUTING`` at prerouting/dstnat, ``nat-OUTPUT`` at outpu
 model's own chains regular chains (``filter-LINUXNET-ISOLATION-STAGE-1``, ``nat-LINUXNET``).
 Each rule kind has one :class:`Template` in :data:`KINDS`, written exactly as ``nft list`` prints
 it, so comparing the live table with the desired one is a string comparison, as with iptables.
+Where many rules of one kind differ only in an address, port or bridge (published ports, the
+isolation stages), :func:`compact` writes them as one rule with an anonymous set or map
+(:data:`SETS_BY_FAMILY`), so the rule count does not grow with endpoints, ports or networks;
+:func:`parse_list` reads such a rule back as the rules it stands for (the resources never see a set),
+and the planner compares set rules with their elements sorted (nft lists them in an order of its own).
 
 The planner keeps the iptables adapter's three kinds of chains: *owned* chains are flushed and
 rewritten when they differ; *kept* chains (``filter-<P>-USER``, the admins' hook) are created
@@ -35,7 +40,7 @@ from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import BRACKETED, BRACKETED_PATTERN
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import BRACKETED, BRACKETED_PATTERN, LINK_LOCAL6
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, FirewallLock, Model, Rule, RuleTemplate, Table
 
 FAMILY = "ip"  # the nft family of the IPv4 table
@@ -73,8 +78,8 @@ class NftablesError(ApplyError):
 _TOKEN = r'[^\s":{}]+'  # one field: no blank, quote, colon (address:port) or brace
 _ADDRESS6 = r"[0-9a-f:.]+(?:/\d+)?"  # IPv6 addresses have colons: their fields say so
 _PATTERNS = {
-    "ipv4": {"portmap": r"[^{}]+"},
-    "ipv6": {"portmap": r"[^{}]+", **{name: _ADDRESS6 for name in ("subnet", "source", "host_ip", "container_ip")}},
+    "ipv4": {"portmap": r"[^{}]+", "elements": r"[^{}]+", "pairs": r"[^{}]+"},
+    "ipv6": {"portmap": r"[^{}]+", "elements": r"[^{}]+", "pairs": r"[^{}]+", **{name: _ADDRESS6 for name in ("subnet", "source", "host_ip", "container_ip")}},
 }
 
 
@@ -99,9 +104,12 @@ def Template(text: str, derive: Callable[[dict], dict] | None = None,  # the con
     return RuleTemplate(text, _TOKEN, patterns, convert, derive, reduce)
 
 
-def ipv6_text(text: str) -> str:
-    """A rule of KINDS as an ``ip6`` table lists it: ``ip6 saddr``/``ip6 daddr``."""
-    return text.replace("ip saddr", "ip6 saddr").replace("ip daddr", "ip6 daddr")
+def ipv6_text(text: str, kind: str = "") -> str:
+    """A rule of KINDS as an ``ip6`` table lists it: ``ip6 saddr``/``ip6 daddr``; an IPv6 DNAT skips
+    link-local sources unless the port has ``sources`` of its own (Docker 29: ``! -s fe80::/10``)."""
+    if kind == "dnat":
+        text = text.replace("[ip saddr {source} ]", f"[ip saddr {{source}} |ip saddr != {LINK_LOCAL6} ]")
+    return text.replace("ip saddr", "ip6 saddr").replace("ip daddr", "ip6 daddr").replace("dnat ip to", "dnat ip6 to")
 
 
 def _portmap(fields: dict) -> dict:
@@ -154,9 +162,156 @@ KINDS = {
 }
 IPV4_ONLY = frozenset({"localnet_guard"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
 #: The same kinds in our ``ip6`` table, derived from KINDS (each rule format is written once).
-KINDS6 = {kind: Template(ipv6_text(t.text), t.derive, t.reduce, "ipv6", kind == "dnat") for kind, t in KINDS.items()
+KINDS6 = {kind: Template(ipv6_text(t.text, kind), t.derive, t.reduce, "ipv6", kind == "dnat") for kind, t in KINDS.items()
           if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
+
+
+class SetForm:
+    """Many rules of one kind as one rule with anonymous sets or maps: ``text`` is the rule, with a
+    placeholder (``{elements}``, ``{pairs}``) where each set's elements go, each element written as
+    ``elements[placeholder]``; the rules must agree on every other field. Written as ``nft list``
+    prints it; nft lists the elements in an order of its own, so they are compared sorted."""
+
+    def __init__(self, kind: str, text: str, elements: dict[str, str], family: str, when: Callable[[dict], bool]) -> None:
+        self.kind, self.when = kind, when
+        self.rule = Template(text, family=family)
+        self.elements = {name: Template(element, family=family) for name, element in elements.items()}
+        self.first = next(iter(self.elements.values()))  # the set whose elements are the rules
+        self.group = tuple(name for name in dict.fromkeys(self.rule.names) if name not in self.elements)
+        self.fields = frozenset(self.group).union(*(t.names for t in self.elements.values()))
+
+    def fits(self, rule: Rule) -> bool:
+        fields = dict(rule.fields)
+        return rule.kind == self.kind and set(fields) <= self.fields and self.when(fields)
+
+    def key(self, rule: Rule) -> tuple:
+        return (id(self),) + tuple(rule.get(name) for name in self.group)
+
+    def render(self, rules: list[Rule], table: str = "filter") -> str:
+        fields = {n: rules[0].get(n) for n in self.group}
+        if fields.get("chain") is not None:
+            fields["chain"] = chain_name(table, fields["chain"])
+        for name, element in self.elements.items():
+            fields[name] = ", ".join(sorted({element.render(dict(r.fields)) for r in rules}))
+        return self.rule.render(fields)
+
+    def expand(self, spec: str) -> tuple[str, list[Rule]] | None:
+        """(table, the rules) a set rule of this form stands for; None if ``spec`` is none."""
+        fields = self.rule.parse(spec)
+        if fields is None:
+            return None
+        table = "filter"
+        if "chain" in fields:
+            parts = split_name(fields["chain"])
+            if parts is None:
+                return None
+            table, fields["chain"] = parts
+        texts = [fields.pop(name) for name in self.elements][0]
+        rules = []
+        for text in texts.split(", "):
+            element = self.first.parse(text.strip())
+            if element is None:
+                return None
+            rules.append(Rule.of(self.kind, **fields, **element))
+        # every set must be the one these rules give (stage-1's pairs, say), in any order
+        listed = self.rule.parse(spec) or {}
+        canonical = self.rule.render({**listed, **{n: ", ".join(sorted(listed[n].split(", "))) for n in self.elements}})
+        return (table, rules) if self.render(rules, table) == canonical else None
+
+
+def _single(fields: dict) -> bool:  # a DNAT of one port to one port (a range stays one rule of its own)
+    return "base" not in fields and "-" not in fields.get("dport", "") and "-" not in fields.get("to_ports", "")
+
+
+# Published ports (beyond Docker 29, which writes a rule per port): the rules of one kind that
+# differ only in the container address and ports are one set (or map) lookup, so the rule count
+# does not grow with endpoints or ports. Per-port `sources` stay in the rule (one set rule per source).
+_E = "elements"
+_SETS = {
+    "direct_drop": [('ip daddr . {proto} dport { {elements} } iifname != "{bridge}" drop', {_E: "{container_ip} . {dport}"}, None)],
+    "accept_port": [('[ip saddr {source} ]ip daddr . {proto} dport { {elements} } iifname != "{bridge}" oifname "{bridge}" accept',
+                     {_E: "{container_ip} . {dport}"}, None)],
+    "hairpin": [("ip saddr . ip daddr . {proto} dport { {elements} } masquerade", {_E: "{container_ip} . {container_ip} . {dport}"}, None)],
+    "dnat": [("[ip saddr {source} ]dnat ip to ip daddr . {proto} dport map { {elements} }",
+              {_E: "{host_ip} . {dport} : {container_ip} . {to_ports}"}, lambda f: _single(f) and "host_ip" in f),
+             ("[ip saddr {source} ]dnat ip to {proto} dport map { {elements} }",
+              {_E: "{dport} : {container_ip} . {to_ports}"}, lambda f: _single(f) and "host_ip" not in f)],
+    # Isolation: one rule per stage-1 and two per stage-2, whatever the number of networks. "From a
+    # bridge to any other interface" is "iifname in the set, and (iifname, oifname) no (br, br) pair".
+    "isolate": [('iifname { {elements} } iifname . oifname != { {pairs} } jump {chain}',
+                 {_E: '"{bridge}"', "pairs": '"{bridge}" . "{bridge}"'}, None)],
+    "published_in": [('oifname { {elements} } ct status dnat jump {chain}', {_E: '"{bridge}"'}, None)],
+    "isolated": [('oifname { {elements} } drop', {_E: '"{bridge}"'}, None)],
+}
+SETS_BY_FAMILY = {family: {kind: [SetForm(kind, ipv6_text(text, kind) if family == "ipv6" else text, elements, family,
+                                          when or (lambda f: True)) for text, elements, when in forms]
+                           for kind, forms in _SETS.items()}
+                  for family in ("ipv4", "ipv6")}
+#: kinds whose rules in one chain may be reordered: port_mapping's, which check_conflicts keeps disjoint (or equal in target)
+ORDER_FREE = frozenset({"direct_drop", "accept_port", "hairpin", "dnat"})
+#: kinds that match one output bridge (``oifname "br"``): two of them for different bridges never match one packet
+BY_OUTPUT = frozenset({"published_in", "isolated"})
+
+
+def _by_kind(rules: list[Rule]) -> list[Rule]:
+    """Runs of BY_OUTPUT rules sorted by kind (stage-2's per-network pairs become a run per kind),
+    when each bridge's rules keep their order; the rules of different bridges commute."""
+    out: list[Rule] = []
+    run: list[Rule] = []
+    for rule in rules + [Rule("")]:
+        if rule.kind in BY_OUTPUT:
+            run.append(rule)
+            continue
+        rank = {kind: i for i, kind in enumerate(dict.fromkeys(r.kind for r in run))}
+        ordered = sorted(run, key=lambda r: rank[r.kind])
+        same = all([r for r in ordered if r.get("bridge") == b] == [r for r in run if r.get("bridge") == b]
+                   for b in {r.get("bridge") for r in run})
+        out += (ordered if same else run) + ([rule] if rule.kind else [])
+        run = []
+    return out
+
+
+def _form(rule: Rule, family: str) -> SetForm | None:
+    return next((form for form in SETS_BY_FAMILY[family].get(rule.kind, ()) if form.fits(rule)), None)
+
+
+def compact(rules: list[Rule], table: str = "filter", family: str = "ipv4") -> list[str]:
+    """``rules`` as the specs we write: rules of one set form and group are one set rule (two or more).
+
+    A list of port_mapping's kinds only is grouped wherever its rules are (their order does not
+    matter); any other list only where they are neighbours."""
+    order_free = all(rule.kind in ORDER_FREE for rule in rules)
+    rules = _by_kind(rules)
+    groups: list[tuple[tuple | None, list[Rule]]] = []
+    where: dict[tuple, int] = {}
+    for rule in rules:
+        form = _form(rule, family)
+        key = form.key(rule) if form is not None else None
+        if key is not None and (key in where if order_free else groups and groups[-1][0] == key):
+            groups[where[key] if order_free else -1][1].append(rule)
+            continue
+        if key is not None:
+            where[key] = len(groups)
+        groups.append((key, [rule]))
+    out = []
+    for _key, group in groups:
+        form = _form(group[0], family) if len(group) > 1 else None
+        out.append(form.render(group, table) if form is not None else render_rule(group[0], table, family))
+    return out
+
+
+def expand(spec: str) -> list[str]:
+    """A listed rule as the rules of ours it stands for (a set rule of :data:`SETS_BY_FAMILY` is one per
+    element, sorted as :func:`compact` writes them); any other rule as itself."""
+    for family, sets in SETS_BY_FAMILY.items():
+        for forms in sets.values():
+            for form in forms:
+                found = form.expand(spec)
+                if found is not None:
+                    table, rules = found
+                    return [render_rule(r, table, family) for r in sorted(rules, key=lambda r: form.first.render(dict(r.fields)))]
+    return [spec]
 
 
 def chain_name(table: str, chain: str) -> str:
@@ -191,11 +346,42 @@ def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
 
 
 class NftTable(Table):
-    """A live table with the handle of each rule (``handles[chain][i]`` is ``rules[chain][i]``'s)."""
+    """A live table with the handle of each rule (``handles[chain][i]`` is ``rules[chain][i]``'s).
+
+    A set rule is listed as the rules it stands for (:func:`expand`), so the resources read the
+    rules they wrote; ``origins[chain][i]`` numbers the listed rule that ``rules[chain][i]`` came from."""
 
     def __init__(self) -> None:
         super().__init__()
         self.handles: dict[str, list[int]] = {}
+        self.origins: dict[str, list[int]] = {}
+
+
+def listed(current: Table, chain: str, table: str = "filter", family: str = "ipv4") -> list[tuple[str, int]]:
+    """The rules of ``chain`` as nft lists them, (spec, handle): the expanded rules of one set rule
+    are that set rule again, in :func:`compact`'s words."""
+    specs = current.chain_rules(chain)
+    handles = getattr(current, "handles", {}).get(chain, [])
+    origins = getattr(current, "origins", {}).get(chain, [])
+    if len(handles) != len(specs):
+        handles = [0] * len(specs)
+    if len(origins) != len(specs):
+        origins = list(range(len(specs)))
+    out: list[tuple[str, int]] = []
+    i = 0
+    while i < len(specs):
+        j = i
+        while j + 1 < len(specs) and origins[j + 1] == origins[i]:
+            j += 1
+        if j == i:
+            out.append((specs[i], handles[i]))
+        else:
+            rules = [parse_rule(spec, family) for spec in specs[i:j + 1]]
+            form = _form(rules[0], family) if all(rules) else None
+            # (a set rule of someone else's that reads as rules of ours and of others: never equal to one of ours)
+            out.append((form.render(rules, table) if form is not None else " ".join(specs[i:j + 1]), handles[i]))
+        i = j + 1
+    return out
 
 
 def empty_table(table: str = "filter") -> NftTable:
@@ -248,6 +434,7 @@ def parse_list(text: str) -> tuple[dict[str, NftTable], list[str]]:
             table.chains[parts[1]] = "-"
             table.rules[parts[1]] = []
             table.handles[parts[1]] = []
+            table.origins[parts[1]] = []
             chain = (table, parts[1])
         elif line == "}":
             chain = None
@@ -258,8 +445,11 @@ def parse_list(text: str) -> tuple[dict[str, NftTable], list[str]]:
             chain[0].chains[chain[1]] = (m.group(1) if m else "accept").upper()
         else:
             m = _HANDLE.match(raw.strip())
-            chain[0].rules[chain[1]].append(line)
-            chain[0].handles[chain[1]].append(int(m.group(2)) if m else 0)
+            origin = len(chain[0].rules[chain[1]]) and chain[0].origins[chain[1]][-1] + 1
+            for spec in expand(line):
+                chain[0].rules[chain[1]].append(spec)
+                chain[0].handles[chain[1]].append(int(m.group(2)) if m else 0)
+                chain[0].origins[chain[1]].append(origin)
     return tables, other
 
 
@@ -288,6 +478,9 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
     def render_rule(rule: Rule, table: str) -> str:
         return _render(rule, table, model.family)
 
+    def render_rules(rules: list[Rule], table: str) -> list[str]:
+        return compact(rules, table, model.family)
+
     declare: list[str] = []  # every chain first: a rule may only jump to a chain that exists
     body: list[str] = []
     tail: list[str] = []
@@ -299,7 +492,6 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
             after |= {chain_name(table, c) for c in current.chains}
     for table, want in model.tables.items():
         current = live.get(table) or empty_table(table)
-        handles = getattr(current, "handles", {})
         ours = ownership(model, table)
         after |= {chain_name(table, c) for c in current.chains}
         declared: set[str] = set()
@@ -314,8 +506,8 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
             body += [f"add rule {ref} {chain_name(table, chain)} {spec}"
                      for spec in (render_rule(r, table) for r in initial) if spec not in present]
         for chain, owned in want.owned.items():
-            rules = [render_rule(rule, table) for rule in owned]
-            if chain in current.chains and current.chain_rules(chain) == rules:
+            rules = render_rules(owned, table)
+            if chain in current.chains and [spec for spec, _h in listed(current, chain, table, model.family)] == rules:
                 continue
             (body if chain in current.chains else declare).append(
                 f"{'flush' if chain in current.chains else 'add'} chain {ref} {chain_name(table, chain)}")
@@ -324,11 +516,12 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
             if t != table or (chain not in current.chains and chain not in want.builtin and chain not in declared):
                 continue
             mine = want.builtin.get(chain, BuiltinRules())
-            top, bottom = [render_rule(r, table) for r in mine.top], [render_rule(r, table) for r in mine.bottom]
-            specs = current.chain_rules(chain)
-            present = [(spec, h) for spec, h in zip(specs, handles.get(chain, [0] * len(specs))) if ours(chain, spec)]
+            top, bottom = render_rules(mine.top, table), render_rules(mine.bottom, table)
+            rows = listed(current, chain, table, model.family)
+            # a set rule is ours when every rule it stands for is
+            present = [(spec, h) for spec, h in rows if all(ours(chain, one) for one in expand(spec))]
             full = chain_name(table, chain)
-            if len(specs) - len(present) + len(top) + len(bottom) == 0:
+            if len(rows) - len(present) + len(top) + len(bottom) == 0:
                 if chain in current.chains or chain in declared:
                     drop_base.append(f"delete chain {ref} {full}")  # its rules go with it
                 after.discard(full)

@@ -23,7 +23,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate a
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix, render_marker
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_rule
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, read_sysctl
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import PYROUTE2_IMPORT_ERROR, Netlink
 
 ITEM_OPTIONS = {
@@ -42,6 +42,8 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 _SOURCE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?")  # fullmatch: no "\n" reaches a rule
 _SOURCE6 = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/\d{1,3})?")
 CONNTRACK = "conntrack"  # Operation.action of the UDP flow cleanup
+# entries in this network namespace's connection tracking table (both families): 0, no flow to clean
+CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 # conntrack -D exits 1 with this when nothing matched (kube-proxy tests the same text)
 _NOTHING_DELETED = "0 flow entries have been deleted"
 _PUBLISH = re.compile(r"(?:(?:(?P<ip>[0-9.]+)|\[(?P<ip6>[0-9A-Fa-f:.]+)\]):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)"
@@ -363,6 +365,9 @@ class PortMappingResource(TablesResource):
     tables = ("filter", "nat", "raw")
     #: sockets and dumps to read the bridges from; None opens (and closes) its own
     netlink: Netlink | None = None
+    #: bridge name -> its addresses, as a step before this one of the same run left them (the
+    #: deployment's bridge step); a bridge not in it is read from the kernel
+    bridges: dict[str, list[str]] | None = None
 
     def key(self, item: dict) -> str:
         return mapping_key(item)
@@ -413,26 +418,29 @@ class PortMappingResource(TablesResource):
     def check_references(self, desired: list[dict], state: str) -> None:
         if state in ("deleted", "gathered") or PYROUTE2_IMPORT_ERROR is not None:
             return
+        known = self.bridges or {}
         netlink = self.netlink or Netlink()
+        links: dict | None = None
         try:
-            links = netlink.links(None)
-            addresses = netlink.addresses(None)
             for index, item in enumerate(desired):
-                link = links.get(item["bridge"])
-                if link is None:
-                    self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
-                    continue
-                subnets = [ipaddress.ip_interface(a).network for a in addresses.get(link["index"], [])]
+                if item["bridge"] in known:
+                    cidrs = known[item["bridge"]]
+                else:
+                    if links is None:
+                        links, addresses = netlink.links(None), netlink.addresses(None)
+                    link = links.get(item["bridge"])
+                    if link is None:
+                        self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
+                        continue
+                    cidrs = addresses.get(link["index"], [])
+                subnets = [ipaddress.ip_interface(a).network for a in cidrs]
                 if not any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets):
                     problem = (
                         f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "
                         f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"
                     )
-                    if self.module is not None and self.module.check_mode:
-                        # the bridge task of the same play may be about to give it that subnet
-                        self.warnings.append(problem + " (an earlier task may change the bridge)")
-                    else:
-                        raise v.ValidationError(problem)
+                    # the bridge task of the same play may be about to give it that subnet
+                    self.missing(problem, "an earlier task may change the bridge")
         finally:
             if netlink is not self.netlink:
                 netlink.close()
@@ -514,6 +522,8 @@ class PortMappingResource(TablesResource):
                 "until they are idle (net.netfilter.nf_conntrack_udp_timeout*); install the conntrack package "
                 "(conntrack-tools on RHEL)")
             return
+        if read_sysctl(CONNTRACK_COUNT) == "0":
+            return  # no flow at all (a fresh host, or conntrack unused in this namespace): nothing to list
         # One listing first: a delete per port is a process each (thousands in a teardown), and
         # most ports have no flow. If the listing fails, every port is deleted as before.
         flowing: dict[str, set[int] | None] = {}

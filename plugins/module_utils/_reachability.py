@@ -27,22 +27,9 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
         for b in eps:
             if a is b:
                 continue
-            shared = [n for n in a["networks"] if n in b["networks"]]
-            if shared:
-                net = shared[0]
-                expect = nets[net]["icc"]
-                why = f"same network {net}" + ("" if expect else " with icc off")
-                target = b["networks"][net]
-            else:
-                net = next(iter(b["networks"]))
-                expect = False
-                why = "different networks (isolation)"
-                target = b["networks"][net]
-            checks.append({"source": a["name"], "target": b["name"], "kind": "icmp", "address": target,
-                           "port": None, "expect": expect, "why": why})
-            check6 = _ipv6_pair(a, b, nets)
-            if check6:
-                checks.append(check6)
+            checks.append(_pair(a, b, nets, "networks", ""))
+            if a.get("networks6") and b.get("networks6"):  # both have IPv6
+                checks.append(_pair(a, b, nets, "networks6", " over IPv6"))
         if probe_address:
             egress = any(not nets[n]["internal"] for n in a["networks"])
             checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
@@ -67,20 +54,18 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
     return checks
 
 
-def _ipv6_pair(a: dict, b: dict, nets: dict) -> dict | None:
-    """The IPv6 check between two endpoints that both have IPv6: their shared dual-stack network
-    under its ICC, else isolation (a packet that leaves its network must be dropped)."""
-    six_a, six_b = a.get("networks6") or {}, b.get("networks6") or {}
-    if not six_a or not six_b:
-        return None
-    shared = [n for n in six_a if n in six_b]
+def _pair(a: dict, b: dict, nets: dict, key: str, over: str) -> dict:
+    """The ping from endpoint a to b in one family (``key``: their networks or networks6 addresses):
+    their first shared network under its ICC, else isolation (a packet that leaves its network
+    must be dropped)."""
+    shared = [n for n in a[key] if n in b[key]]
     if shared:
         net = shared[0]
         expect = nets[net]["icc"]
-        why = f"same network {net} over IPv6" + ("" if expect else " with icc off")
+        why = f"same network {net}{over}" + ("" if expect else " with icc off")
     else:
-        net, expect, why = next(iter(six_b)), False, "different networks over IPv6 (isolation)"
-    return {"source": a["name"], "target": b["name"], "kind": "icmp", "address": six_b[net],
+        net, expect, why = next(iter(b[key])), False, f"different networks{over} (isolation)"
+    return {"source": a["name"], "target": b["name"], "kind": "icmp", "address": b[key][net],
             "port": None, "expect": expect, "why": why}
 
 

@@ -4,14 +4,13 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""A minimal, read-only rtnetlink reader for the endpoint side of veth pairs.
+"""A small rtnetlink client of our own: the link, address and route dumps, and every write request.
 
-A gather visits every endpoint namespace for a few small answers: the peer link, its addresses
-and the default routes (IPv4 and IPv6). pyroute2 decodes every attribute of every message through its
-asyncio core (about 3 ms per namespace); reading the few attributes needed from a plain netlink
-socket costs a tenth of that, which is what a no-change run over a thousand endpoints is made of.
-Everything that writes (but the loopback of a namespace being made), and every other read, goes
-through pyroute2.
+pyroute2 decodes every attribute of every message through its asyncio core (about 3 ms per
+namespace read, 2 ms per request): reading the few attributes needed, and encoding the few
+requests the collection sends, from a plain netlink socket costs a tenth of that. Writes are
+encoded here as pure functions (:func:`new_bridge`, :func:`set_link`, ...; each returns the
+message type, flags and body) and sent many at a time by :meth:`Reader.transact`.
 """
 
 from __future__ import annotations
@@ -19,23 +18,32 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from typing import Tuple
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+NLA_F_NESTED = 0x8000
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 5, 10, 18, 20
-IFLA_AF_SPEC, IFLA_LINK_NETNSID = 26, 37
-IFLA_INFO_KIND = 1
+IFLA_PROTINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 12, 26, 28, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
+VETH_INFO_PEER = 1
+IFLA_BR_STP_STATE = 5  # in IFLA_INFO_DATA of a bridge
+IFLA_BRPORT_MODE = 4  # hairpin, in IFLA_INFO_SLAVE_DATA of a bridge port (and IFLA_PROTINFO of AF_BRIDGE)
+AF_BRIDGE = 7
 AF_INET6, IFLA_INET6_CONF = 10, 2  # IFLA_AF_SPEC > AF_INET6 > IFLA_INET6_CONF: s32 devconf[DEVCONF_*]
 DEVCONF_ACCEPT_RA, DEVCONF_DISABLE_IPV6 = 3, 26
-IFA_ADDRESS = 1
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+IFA_F_NODAD = 0x02
 RT_SCOPE_UNIVERSE = 0
+RTPROT_BOOT, RTN_UNICAST = 3, 1
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RT_TABLE_MAIN = 254
 IFF_UP = 1
@@ -70,14 +78,20 @@ def _i32(raw: bytes | None) -> int | None:
     return None if raw is None or len(raw) < 4 else struct.unpack_from("=i", raw)[0]
 
 
+def _inet6_conf(af_spec: bytes | None) -> bytes:
+    """The s32 devconf[DEVCONF_*] array of a link's IFLA_AF_SPEC (empty: no IPv6 reported)."""
+    inet6 = attributes(attributes(af_spec).get(AF_INET6, b"")) if af_spec else {}
+    return inet6.get(IFLA_INET6_CONF, b"")
+
+
+def _devconf(conf: bytes, index: int) -> int | None:
+    return None if len(conf) < 4 * (index + 1) else struct.unpack_from("=i", conf, 4 * index)[0]
+
+
 def ipv6_devconf(af_spec: bytes | None, index: int) -> int | None:
     """Entry ``index`` (DEVCONF_*) of a link's IPv6 settings, from its IFLA_AF_SPEC; None when the
     kernel reports no IPv6 for it (booted with ipv6.disable=1)."""
-    inet6 = attributes(attributes(af_spec).get(AF_INET6, b"")) if af_spec else {}
-    conf = inet6.get(IFLA_INET6_CONF, b"")
-    if len(conf) < 4 * (index + 1):
-        return None
-    return struct.unpack_from("=i", conf, 4 * index)[0]
+    return _devconf(_inet6_conf(af_spec), index)
 
 
 def ipv6_enabled(af_spec: bytes | None) -> bool | None:
@@ -86,17 +100,27 @@ def ipv6_enabled(af_spec: bytes | None) -> bool | None:
     return None if disabled is None else disabled == 0
 
 
+def _u8(raw: bytes | None) -> int | None:
+    return raw[0] if raw else None
+
+
 def parse_link(body: bytes) -> dict:
-    """An RTM_NEWLINK body as :func:`_netlink.link_summary` describes a link (bridge details left out)."""
+    """An RTM_NEWLINK body: the attributes of a link the modules care about, with a bridge's STP
+    state and a bridge port's hairpin mode, and the link's IPv6 settings."""
     _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
     attrs = attributes(body, _IFINFO.size)
     mac = attrs.get(IFLA_ADDRESS)
     linkinfo = attributes(attrs[IFLA_LINKINFO]) if IFLA_LINKINFO in attrs else {}
+    kind = _string(linkinfo.get(IFLA_INFO_KIND))
+    stp = _u32(attributes(linkinfo.get(IFLA_INFO_DATA, b"")).get(IFLA_BR_STP_STATE)) if kind == "bridge" else None
+    hairpin = _u8(attributes(linkinfo.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_MODE))
     master = _u32(attrs.get(IFLA_MASTER))
+    conf = _inet6_conf(attrs.get(IFLA_AF_SPEC))
+    disabled = _devconf(conf, DEVCONF_DISABLE_IPV6)
     return {
         "index": index,
         "name": _string(attrs.get(IFLA_IFNAME)),
-        "kind": _string(linkinfo.get(IFLA_INFO_KIND)),
+        "kind": kind,
         "mtu": _u32(attrs.get(IFLA_MTU)),
         "mac": ":".join(f"{b:02x}" for b in mac) if mac else None,
         "up": bool(flags & IFF_UP),
@@ -104,10 +128,10 @@ def parse_link(body: bytes) -> dict:
         "alias": _string(attrs.get(IFLA_IFALIAS)),
         "link": _u32(attrs.get(IFLA_LINK)),
         "link_netnsid": _i32(attrs.get(IFLA_LINK_NETNSID)),
-        "stp": None,
-        "hairpin": None,
-        "ipv6": ipv6_enabled(attrs.get(IFLA_AF_SPEC)),
-        "accept_ra": ipv6_devconf(attrs.get(IFLA_AF_SPEC), DEVCONF_ACCEPT_RA),
+        "stp": None if stp is None else bool(stp),
+        "hairpin": None if hairpin is None else bool(hairpin),
+        "ipv6": None if disabled is None else disabled == 0,
+        "accept_ra": _devconf(conf, DEVCONF_ACCEPT_RA),
     }
 
 
@@ -151,8 +175,130 @@ def parse_route(body: bytes) -> dict | None:
     return {"dst": f"{address}/{dst_len}", "oif": _u32(attrs.get(RTA_OIF))}
 
 
+# -- write requests ----------------------------------------------------------------------------
+# Each encoder returns (message type, flags, body) of one request; NLM_F_REQUEST | NLM_F_ACK are
+# always set. The layouts are the kernel's (include/uapi/linux/rtnetlink.h, if_link.h) and what
+# pyroute2's message classes encode for the same request (tests/unit/.../test_rtnl.py).
+Message = Tuple[int, int, bytes]
+_REQUEST = NLM_F_REQUEST | NLM_F_ACK
+
+
+def nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _asciiz(text: str) -> bytes:
+    return text.encode() + b"\0"
+
+
+def _u32_attr(kind: int, value: int) -> bytes:
+    return nla(kind, struct.pack("=I", value))
+
+
+def _linkinfo(kind: str, data: bytes = b"", slave_data: bytes = b"") -> bytes:
+    inner = nla(IFLA_INFO_KIND, _asciiz(kind))
+    if data:
+        inner += nla(IFLA_INFO_DATA, data)
+    if slave_data:
+        inner += nla(IFLA_INFO_SLAVE_DATA, slave_data)
+    return nla(IFLA_LINKINFO, inner)
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def new_bridge(name: str) -> Message:
+    """``ip link add NAME type bridge``."""
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla(IFLA_IFNAME, _asciiz(name)) + _linkinfo("bridge")
+    return RTM_NEWLINK, _REQUEST | NLM_F_CREATE | NLM_F_EXCL, body
+
+
+def new_veth(name: str, peer: str, mtu: int | None = None, peer_netns_fd: int | None = None) -> Message:
+    """``ip link add NAME [mtu M] type veth peer name PEER [mtu M] [netns FD]``: the peer is made
+    directly in the namespace of ``peer_netns_fd`` (an open /run/netns/NAME)."""
+    size = _u32_attr(IFLA_MTU, mtu) if mtu else b""
+    peer_attrs = nla(IFLA_IFNAME, _asciiz(peer)) + size
+    if peer_netns_fd is not None:
+        peer_attrs += _u32_attr(IFLA_NET_NS_FD, peer_netns_fd)
+    peer_info = nla(VETH_INFO_PEER, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + peer_attrs)
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla(IFLA_IFNAME, _asciiz(name)) + size + _linkinfo("veth", peer_info)
+    return RTM_NEWLINK, _REQUEST | NLM_F_CREATE | NLM_F_EXCL, body
+
+
+def set_link(name: str | None = None, index: int = 0, *, up: bool | None = None, mtu: int | None = None,
+             address: str | None = None, alias: str | None = None, master: int | None = None,
+             stp: bool | None = None) -> Message:
+    """``ip link set NAME ...`` (by name: the kernel finds the link by IFLA_IFNAME when the index is
+    0; ``index`` for a link known by index, such as lo): only what is given is changed."""
+    flags = IFF_UP if up else 0
+    attrs = b""
+    if name is not None and not index:
+        attrs += nla(IFLA_IFNAME, _asciiz(name))
+    if mtu is not None:
+        attrs += _u32_attr(IFLA_MTU, mtu)
+    if address is not None:
+        attrs += nla(IFLA_ADDRESS, _mac(address))
+    if alias is not None:
+        attrs += nla(IFLA_IFALIAS, _asciiz(alias))
+    if master is not None:
+        attrs += _u32_attr(IFLA_MASTER, master)
+    if stp is not None:
+        attrs += _linkinfo("bridge", _u32_attr(IFLA_BR_STP_STATE, int(stp)))
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, IFF_UP if up is not None else 0) + attrs
+    return RTM_NEWLINK, _REQUEST, body
+
+
+def del_link(name: str) -> Message:
+    """``ip link del NAME`` (no NLM_F_EXCL: since Linux 5.19 it means NLM_F_BULK on a delete)."""
+    return RTM_DELLINK, _REQUEST, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla(IFLA_IFNAME, _asciiz(name))
+
+
+def set_hairpin(index: int, on: bool) -> Message:
+    """``bridge link set dev INDEX hairpin on|off``: IFLA_PROTINFO must be flagged nested, else the
+    kernel reads it as a port's STP state."""
+    protinfo = nla(IFLA_PROTINFO | NLA_F_NESTED, nla(IFLA_BRPORT_MODE, bytes([int(on)])))
+    return RTM_SETLINK, _REQUEST, _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + protinfo
+
+
+def address(add: bool, index: int, cidr: str) -> Message:
+    """``ip addr add|del CIDR dev INDEX``: an IPv4 address added with its broadcast (as ``ip addr
+    add ... brd +``), an IPv6 one with IFA_F_NODAD."""
+    ip, _sep, length = cidr.partition("/")
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    packed = socket.inet_pton(family, ip)
+    flags = IFA_F_NODAD if add and family == socket.AF_INET6 else 0
+    attrs = nla(IFA_ADDRESS, packed)
+    if family == socket.AF_INET:
+        attrs = nla(IFA_LOCAL, packed) + attrs
+        if add:
+            host_bits = 32 - int(length)
+            broadcast = (int.from_bytes(packed, "big") | ((1 << host_bits) - 1)).to_bytes(4, "big")
+            attrs += nla(IFA_BROADCAST, broadcast)
+    body = _IFADDR.pack(family, int(length), flags, RT_SCOPE_UNIVERSE, index) + attrs
+    if add:
+        return RTM_NEWADDR, _REQUEST | NLM_F_CREATE | NLM_F_EXCL, body
+    return RTM_DELADDR, _REQUEST, body
+
+
+def replace_default_route(gateway: str) -> Message:
+    """``ip [-6] route replace default via GATEWAY`` in the main table."""
+    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+    body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+    body += nla(RTA_GATEWAY, socket.inet_pton(family, gateway))
+    return RTM_NEWROUTE, _REQUEST | NLM_F_CREATE | NLM_F_REPLACE, body
+
+
+# Requests sent before their answers are read: the acks of a window must fit in the receive
+# buffer (an ack is a small message, but counted at its buffer size, about 1 KiB).
+WINDOW = 64
+
+
 class Reader:
-    """Requests on one rtnetlink socket (bound to the namespace it was opened in)."""
+    """Requests on one rtnetlink socket (bound to the namespace it was opened in): dumps, reads and
+    batches of writes."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
@@ -187,6 +333,36 @@ class Reader:
                 offset += (length + 3) & ~3
             if answers and not dump:
                 return answers
+
+    def transact(self, messages: list[Message]) -> list[int]:
+        """Send ``messages`` (each with NLM_F_ACK), :data:`WINDOW` to a datagram, and read their acks:
+        the errno of each, in order (0: done). The kernel handles the requests of a datagram one
+        after the other, in order, and answers each even when one before it failed."""
+        errors: list[int] = []
+        for start in range(0, len(messages), WINDOW):
+            chunk = messages[start:start + WINDOW]
+            first = self.seq + 1
+            self.seq += len(chunk)
+            self.sock.send(b"".join(_HEADER.pack(_HEADER.size + len(body), kind, flags, first + i, 0) + body
+                                    for i, (kind, flags, body) in enumerate(chunk)))
+            answers: dict[int, int] = {}
+            while len(answers) < len(chunk):
+                data = self.sock.recv(1 << 17)
+                offset = 0
+                while offset + _HEADER.size <= len(data):
+                    length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, offset)
+                    if length < _HEADER.size:
+                        break
+                    if kind == NLMSG_ERROR and first <= seq <= self.seq:
+                        answers[seq] = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+                    offset += (length + 3) & ~3
+            errors += [answers[first + i] for i in range(len(chunk))]
+        return errors
+
+    def links(self) -> list[dict]:
+        """Every link of the namespace, as :func:`parse_link` gives them."""
+        return [parse_link(body) for kind, body in self.request(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0), dump=True)
+                if kind == RTM_NEWLINK]
 
     def link(self, index: int) -> dict | None:
         try:

@@ -43,6 +43,13 @@ def default_bridge(name: str) -> str:
     return "docker0" if name == DEFAULT_NETWORK else ("br-" + name)[:15]
 
 
+# Every layer below the plan (endpoint MACs from the IPv4 address, the IPv4 default route, the
+# IPv4 firewall model, verify's pairs) assumes an IPv4 subnet, so an IPv6-only network is refused
+# by name before anything changes rather than half-built.
+_IPV6_ONLY = ("{at}.subnet: required; IPv6-only networks (subnet6 {subnet6!r} without subnet) are not supported: "
+              "give an IPv4 subnet as well (the network is then dual-stack)")
+
+
 def normalize_networks(networks: list[dict]) -> dict[str, dict]:
     result: dict[str, dict] = {}
     for i, raw in enumerate(networks or []):
@@ -50,6 +57,8 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         if not isinstance(raw, dict):
             raise v.ValidationError(f"{at}: must be a mapping")
         name = v.label(raw.get("name"), f"{at}.name", "network name")
+        if raw.get("subnet") in (None, "") and raw.get("subnet6") not in (None, ""):
+            raise v.ValidationError(_IPV6_ONLY.format(at=at, subnet6=raw["subnet6"]))
         subnet = ipaddress.ip_network(v.network(raw.get("subnet"), f"{at}.subnet"))
         hosts = list(_first_hosts(subnet, 1))
         gateway = v.ip_address(raw["gateway"], f"{at}.gateway") if raw.get("gateway") else str(hosts[0])
@@ -318,8 +327,11 @@ def _allocate_family(nets: dict, eps: list[dict], current_veths: list[dict], nam
 
 
 def _own_hosts_entry(ep: dict) -> list[dict]:
-    """An endpoint knows its own name on every network, as in Docker's /etc/hosts."""
-    return [{"ip": ep["attachments"][0]["address"], "names": [ep["name"]]}] if ep["attachments"] else []
+    """An endpoint knows its own name, as in Docker's /etc/hosts: its address on the first network,
+    and, when it has IPv6, its address6 on the first network that has one."""
+    own = [{"ip": ep["attachments"][0]["address"], "names": [ep["name"]]}] if ep["attachments"] else []
+    address6 = next((a["address6"] for a in ep["attachments"] if a["address6"]), None)
+    return own + ([{"ip": address6, "names": [ep["name"]]}] if address6 else [])
 
 
 def _host_group_names(ep: dict) -> list[str]:
@@ -328,7 +340,8 @@ def _host_group_names(ep: dict) -> list[str]:
 
 
 def _host_groups(eps: list[dict], nets: dict) -> list[dict]:
-    """One host group per user-defined network: its endpoints and their addresses on it."""
+    """One host group per user-defined network: its endpoints and their addresses on it (on a
+    dual-stack network an IPv4 and an IPv6 line each)."""
     groups: dict[str, list[dict]] = {name: [] for name in nets if name != DEFAULT_NETWORK}
     for ep in eps:
         if ep["mode"] == "host":
@@ -336,6 +349,8 @@ def _host_groups(eps: list[dict], nets: dict) -> list[dict]:
         for att in ep["attachments"]:
             if att["network"] in groups:
                 groups[att["network"]].append({"ip": att["address"], "names": [ep["name"]]})
+                if att["address6"]:
+                    groups[att["network"]].append({"ip": att["address6"], "names": [ep["name"]]})
     return [{"name": name, "hosts": hosts} for name, hosts in groups.items() if hosts]
 
 

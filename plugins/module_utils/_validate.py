@@ -117,42 +117,48 @@ def _ipv6_special(ip) -> bool:
                 or ip.is_site_local or ip.ipv4_mapped)
 
 
-def network6(value: object, field: str) -> str:
-    """An IPv6 subnet such as ``fd00:1::/64``; host bits must be zero, /64../120."""
+# Per family: what a subnet looks like, the message for the other family, the prefix range, and
+# which ranges are no bridge's. IPv4: /0../7 would swallow the host's own routes, /31 and /32 leave
+# no room for a gateway and an endpoint. IPv6: shorter than /64 takes more than one LAN's worth of
+# the host's routing; /121 and longer leave fewer than 128 addresses (the firewall uses the same range).
+_SUBNETS = {
+    4: ("a subnet in CIDR form such as 172.18.0.0/16", "only IPv4 subnets are supported so far, got {value!r}", (8, 30),
+        lambda net: net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved
+        or net.overlaps(_THIS_NETWORK), "a loopback, multicast, link-local or reserved range"),
+    6: ("an IPv6 subnet in CIDR form such as fd00:1::/64", "{value!r} is not an IPv6 subnet", (64, 120),
+        lambda net: _ipv6_special(net.network_address) or _ipv6_special(net.broadcast_address),
+        "a link-local, multicast, loopback or reserved range"),
+}
+
+
+def _subnet(value: object, field: str, version: int) -> str:
+    """A subnet of one address family (``_SUBNETS``); host bits must be zero."""
+    example, other_family, (shortest, longest), special, special_text = _SUBNETS[version]
     if not isinstance(value, str) or "/" not in value:
-        raise ValidationError(f"{field}: {value!r} is not an IPv6 subnet in CIDR form such as fd00:1::/64")
+        raise ValidationError(f"{field}: {value!r} is not {example}")
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValidationError(f"{field}: {value!r} is not a valid subnet ({exc})") from None
-    if net.version != 6:
-        raise ValidationError(f"{field}: {value!r} is not an IPv6 subnet")
-    if not 64 <= net.prefixlen <= 120:
-        # shorter than /64 takes more than one LAN's worth of the host's IPv6 routing; /121 and
-        # longer leave fewer than 128 addresses (the firewall side uses the same range)
-        raise ValidationError(f"{field}: {value!r} has a prefix length outside /64../120")
-    if _ipv6_special(net.network_address) or _ipv6_special(net.broadcast_address):
-        raise ValidationError(f"{field}: {value!r} is a link-local, multicast, loopback or reserved range")
+    if getattr(net.network_address, "scope_id", None) is not None:  # str() would carry it, newlines too
+        raise ValidationError(f"{field}: {value!r} is not a valid subnet (no %zone)")
+    if net.version != version:
+        raise ValidationError(f"{field}: " + other_family.format(value=value))
+    if not shortest <= net.prefixlen <= longest:
+        raise ValidationError(f"{field}: {value!r} has a prefix length outside /{shortest}../{longest}")
+    if special(net):
+        raise ValidationError(f"{field}: {value!r} is {special_text}")
     return str(net)
 
 
 def network(value: object, field: str) -> str:
-    """A subnet such as ``172.18.0.0/16``; host bits must be zero."""
-    if not isinstance(value, str) or "/" not in value:
-        raise ValidationError(f"{field}: {value!r} is not a subnet in CIDR form such as 172.18.0.0/16")
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValidationError(f"{field}: {value!r} is not a valid subnet ({exc})") from None
-    if net.version != 4:
-        raise ValidationError(f"{field}: only IPv4 subnets are supported so far, got {value!r}")
-    if not 8 <= net.prefixlen <= 30:
-        # /0../7 would swallow the host's own routes; /31 and /32 leave no room for a gateway
-        # and an endpoint.
-        raise ValidationError(f"{field}: {value!r} has a prefix length outside /8../30")
-    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved or net.overlaps(_THIS_NETWORK):
-        raise ValidationError(f"{field}: {value!r} is a loopback, multicast, link-local or reserved range")
-    return str(net)
+    """A subnet such as ``172.18.0.0/16``, /8../30."""
+    return _subnet(value, field, 4)
+
+
+def network6(value: object, field: str) -> str:
+    """An IPv6 subnet such as ``fd00:1::/64``, /64../120."""
+    return _subnet(value, field, 6)
 
 
 def ip_address(value: object, field: str, version: int | None = 4) -> str:
@@ -160,6 +166,10 @@ def ip_address(value: object, field: str, version: int | None = 4) -> str:
         addr = ipaddress.ip_address(str(value))
     except ValueError:
         raise ValidationError(f"{field}: {value!r} is not a valid IP address") from None
+    if getattr(addr, "scope_id", None) is not None:
+        # Python 3.9+ takes "fe80::1%<anything>", newlines included, and str() gives it back whole:
+        # it would reach hosts files and restore text as lines of their own.
+        raise ValidationError(f"{field}: {value!r} is not a valid IP address (no %zone)")
     if version and addr.version != version:
         raise ValidationError(f"{field}: {value!r} is not an IPv{version} address")
     return str(addr)

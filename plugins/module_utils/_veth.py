@@ -137,8 +137,7 @@ class VethResource(NetlinkResource):
         """The states' plan with every deletion first: a pair recreated or removed frees its peer's
         name (eth0 moving to another network, a renamed network) before a new pair takes it."""
         ops, after = super().plan(desired, current, state)
-        return [op for op in ops if op.action == "request" and op.args["call"] == ("link", "del")] + [
-            op for op in ops if not (op.action == "request" and op.args["call"] == ("link", "del"))], after
+        return sorted(ops, key=lambda op: not (op.action == "request" and op.args["call"] == ("link", "del"))), after
 
     def check_references(self, desired: list[dict], state: str) -> None:
         if state in ("deleted", "gathered"):
@@ -146,23 +145,20 @@ class VethResource(NetlinkResource):
         known = set(list_namespaces())
         host_links = self.netlink.links(None)
         for index, item in enumerate(desired):
+            at = functools.partial(v.where, index, item)  # config[0] (name=veth0).field
             problems = []
             if item["peer_netns"] and item["peer_netns"] not in known:
-                problems.append(f"config[{index}] (name={item['name']}).peer_netns: namespace {item['peer_netns']} does not exist")
+                problems.append(f"{at('peer_netns')}: namespace {item['peer_netns']} does not exist")
             master = host_links.get(item["master"]) if item["master"] else None
             if item["master"] and master is None:
-                problems.append(f"config[{index}] (name={item['name']}).master: bridge {item['master']} does not exist")
-            elif master is not None and master["kind"] != "bridge":
-                raise v.ValidationError(  # no earlier task turns an existing link into a bridge
-                    f"config[{index}] (name={item['name']}).master: {item['master']} is a "
-                    f"{master['kind'] or 'non-bridge'} link, not a bridge")
+                problems.append(f"{at('master')}: bridge {item['master']} does not exist")
+            elif master is not None and master["kind"] != "bridge":  # no earlier task turns a link into a bridge
+                raise v.ValidationError(f"{at('master')}: {item['master']} is a {master['kind'] or 'non-bridge'} link, not a bridge")
             existing = host_links.get(item["name"])
             if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not recorded_peer(existing):
-                raise v.ValidationError(
-                    f"config[{index}] (name={item['name']}).name: a veth of that name exists that linuxnet.bridge did not create")
+                raise v.ValidationError(f"{at('name')}: a veth of that name exists that linuxnet.bridge did not create")
             if existing and existing["kind"] != "veth":
-                raise v.ValidationError(
-                    f"config[{index}] (name={item['name']}).name: a {existing['kind'] or 'non-veth'} link of that name exists")
+                raise v.ValidationError(f"{at('name')}: a {existing['kind'] or 'non-veth'} link of that name exists")
             for problem in problems:
                 self.missing(problem)
 

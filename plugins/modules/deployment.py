@@ -34,6 +34,7 @@ description:
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
+  - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
 attributes:
   check_mode:
@@ -46,16 +47,6 @@ attributes:
     support: full
     description: A second run with the same input changes nothing and writes nothing.
 options:
-  networks:
-    description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
-    type: list
-    elements: dict
-    default: []
-  endpoints:
-    description: Endpoints, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_endpoints) of the role.
-    type: list
-    elements: dict
-    default: []
   state:
     description:
       - V(present) makes the host exactly the deployment of O(networks) and O(endpoints), removing what
@@ -129,25 +120,15 @@ plan:
   description:
     - The C(config) of each module under the module's name, the netns module's C(host_groups), the
       C(warnings) about ignored input, and the resolved C(networks) and C(endpoints), as
-      M(linuxnet.bridge.deployment_info) returns it.
+      M(linuxnet.bridge.deployment_info) returns it (its RV(linuxnet.bridge.deployment_info#module:plan)
+      shows a whole one).
   returned: when O(state=present), unless O(return_plan=on_change) and nothing changed
   type: dict
   sample:
-    netns: [{name: web, hosts: [{ip: 172.18.0.2, names: [web]}], host_groups: [backend]}]
-    host_groups: [{name: backend, hosts: [{ip: 172.18.0.2, names: [web]}]}]
     bridge: [{name: br-backend, addresses: [172.18.0.1/16]}]
-    veth:
-      - {name: veth2d146f3, peer: eth0, peer_netns: web, master: br-backend, addresses: [172.18.0.2/16],
-         mac: docker, hairpin: true, gateway: 172.18.0.1}
-    firewall:
-      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: false, masquerade: true,
-         gateway_mode: nat}
     port_mapping: [{publish: "8080:80", bridge: br-backend, container_ip: 172.18.0.2, network: backend}]
-    warnings: []
     endpoints: [{name: web, mode: bridge, networks: {backend: 172.18.0.2}}]
-    networks:
-      - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, gateway: 172.18.0.1, icc: true, internal: false,
-         masquerade: true, mtu: null, snat_source: null, gateway_mode: nat, allow_overlap: false}
+    warnings: []
 ignored:
   description: What of the input is ignored and why (the C(warnings) of RV(plan)); each is also a warning of the run.
   returned: when O(state=present)
@@ -165,6 +146,7 @@ persist:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
+from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
@@ -174,8 +156,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "networks": {"type": "list", "elements": "dict", "default": []},
-            "endpoints": {"type": "list", "elements": "dict", "default": []},
+            **DEPLOYMENT_OPTIONS,
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
             "persist": {"type": "bool"},

@@ -23,6 +23,7 @@ description:
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
+  - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
 attributes:
   check_mode:
@@ -35,16 +36,6 @@ attributes:
     support: full
     description: Read-only.
 options:
-  networks:
-    description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
-    type: list
-    elements: dict
-    default: []
-  endpoints:
-    description: Endpoints, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_endpoints) of the role.
-    type: list
-    elements: dict
-    default: []
   return_plan:
     description:
       - V(always) returns RV(plan) on every run.
@@ -133,7 +124,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
-from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import KERNEL_PROBE, pending_changes
+from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, KERNEL_PROBE, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
@@ -143,8 +134,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "networks": {"type": "list", "elements": "dict", "default": []},
-            "endpoints": {"type": "list", "elements": "dict", "default": []},
+            **DEPLOYMENT_OPTIONS,
             "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
             **MODULE_OPTIONS,
         },

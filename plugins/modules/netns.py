@@ -35,7 +35,11 @@ options:
         type: str
       hosts:
         description:
-          - Entries of C(/etc/netns/<name>/hosts), after the standard C(localhost) lines.
+          - Entries of C(/etc/netns/<name>/hosts), after Docker's standard lines (C(127.0.0.1 localhost),
+            C(::1 localhost ip6-localhost ip6-loopback), C(fe00::0 ip6-localnet), C(ff00::0 ip6-mcastprefix),
+            C(ff02::1 ip6-allnodes), C(ff02::2 ip6-allrouters)), which are always written; a file whose
+            standard lines differ is rewritten.
+          - An address with a zone (C(fe80::1%eth0)) is refused.
         type: list
         elements: dict
         suboptions:
@@ -51,7 +55,8 @@ options:
       host_groups:
         description:
           - Names of O(host_groups) whose entries follow O(config[].hosts) in the file, in this
-            order; an entry whose names are all listed already is left out.
+            order; an entry whose names are all listed already in its address family (IPv4 or
+            IPv6) is left out, so a name keeps one line per family.
           - Giving O(config[].hosts) or O(config[].host_groups) makes the module manage the file.
         type: list
         elements: str
@@ -181,7 +186,8 @@ rendered:
   sample:
     - ip netns add db
     - ip -n db link set lo up
-    - "printf '%s' '# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n172.18.0.10\tdb\n' > /etc/netns/db/hosts"
+    - "printf '%s' '# managed by linuxnet.bridge\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+      ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n172.18.0.10\tdb\n' > /etc/netns/db/hosts"
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -32,6 +32,7 @@ description:
 author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
+  - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
 attributes:
   check_mode:
@@ -44,18 +45,10 @@ attributes:
     support: full
     description: A second run with the same input writes nothing and runs no C(systemctl) command that changes anything.
 options:
-  networks:
-    description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
-    type: list
-    elements: dict
-    default: []
-  endpoints:
+  endpoints:  # type and default: the doc fragment linuxnet.bridge.deployment
     description:
       - Endpoints, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_endpoints) of the role,
         including their C(service).
-    type: list
-    elements: dict
-    default: []
   state:
     description:
       - V(present) installs or updates the boot-time restore and the endpoint services.
@@ -124,7 +117,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _persist
 # _restore is not called here: importing it makes AnsiballZ ship it in the zip application.
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  pylint: disable=unused-import
-from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import ReadOnlyModule
+from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, ReadOnlyModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
@@ -146,8 +139,7 @@ def live_plan(module: AnsibleModule, networks: list, endpoints: list) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "networks": {"type": "list", "elements": "dict", "default": []},
-            "endpoints": {"type": "list", "elements": "dict", "default": []},
+            **DEPLOYMENT_OPTIONS,
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             **MODULE_OPTIONS,
         },

@@ -34,6 +34,7 @@ author:
   - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
+  - linuxnet.bridge.resource
   - linuxnet.bridge.iptables
 options:
   config:

@@ -6,7 +6,12 @@
   with the peer address they saw, so a check can tell who arrived (masquerade, SNAT, hairpin).
 * Playbook runs of the modules (``playbook``, ``fw_task``, ``run``, ``res``), the lab host's ruleset
   (``save``, ``ours``, ``foreign``, ``duplicates``, ``state_file``), logging ``iptables-restore``
-  wrappers (``restore_wrappers``, ``restores``) and endpoints made with plain ``ip`` (``make_endpoints``).
+  wrappers (``restore_wrappers``, ``restores``) and endpoints made with plain ``ip`` (``make_endpoints``,
+  ``add_ipv6``).
+* The three firewall backends (``BACKENDS``) the traffic tests are parametrized over, what each
+  writes (``write_wrappers``, ``writes``: ``nft -f`` and every ``ip(6)tables*-restore``), our
+  ruleset read back with the backend's own tool (``ruleset``) and whatever of ours is left in any
+  backend (``leftovers``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ ADDR, OUT_ADDR = "172.16.211.128", "172.16.211.1"
 HOSTS = {HOST: ADDR, OUTSIDE: OUT_ADDR}
 PORT = 7000
 TIMEOUT = 1.5  # seconds a probe waits for an answer
+
+#: The three firewall backends every traffic test of firewall and port_mapping runs on: name -> module options.
+BACKENDS: dict[str, dict[str, str]] = {
+    "iptables-nft": {"firewall_backend": "iptables", "iptables_variant": "iptables-nft"},
+    "iptables-legacy": {"firewall_backend": "iptables", "iptables_variant": "iptables-legacy"},
+    "nftables": {"firewall_backend": "nftables"},
+}
 
 # ------------------------------------------------------------------------------ traffic
 
@@ -116,13 +128,18 @@ def playbook(*tasks: dict) -> str:
     return yaml.safe_dump([{"name": "lab", "hosts": HOST, "gather_facts": False, "tasks": list(tasks)}], sort_keys=False)
 
 
+MODULE_OPTIONS = ("chain_prefix", "iptables_variant", "firewall_backend")
+
+
 def fw_task(name: str, config: Any = None, state: str = "merged", **options: Any) -> dict:
+    """backend: a name of BACKENDS (or of an iptables variant); the other options go to the task."""
     if "backend" in options:
-        options["iptables_variant"] = options.pop("backend")
-    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in ("chain_prefix", "iptables_variant")}}
+        options.update(BACKENDS.get(options["backend"], {"iptables_variant": options["backend"]}))
+        del options["backend"]
+    args: dict[str, Any] = {"state": state, **{k: v for k, v in options.items() if k in MODULE_OPTIONS}}
     if config is not None:
         args["config"] = config
-    extra = {k: v for k, v in options.items() if k not in ("chain_prefix", "iptables_variant")}
+    extra = {k: v for k, v in options.items() if k not in MODULE_OPTIONS}
     return {"name": name, "linuxnet.bridge.firewall": args, **extra}
 
 
@@ -191,6 +208,64 @@ def restore_wrappers(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 def restores(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if line]
+
+
+WRITERS = ("nft", *(f"{f}tables{v}-restore" for f in ("ip", "ip6") for v in ("", "-nft", "-legacy")))
+
+
+def write_wrappers(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A PATH on which every tool that writes a ruleset (nft, ip(6)tables*-restore) logs its calls;
+    returns (task environment, log file). ``writes`` keeps the writing calls."""
+    wrap = tmp_path / "wrap-writers"
+    wrap.mkdir()
+    log = tmp_path / "writers.log"
+    log.write_text("")
+    for name in WRITERS:
+        (wrap / name).write_text(WRAPPER.format(log=log))
+        (wrap / name).chmod(0o755)
+    return {"PATH": f"{wrap}:/usr/sbin:/usr/bin:/sbin:/bin"}, log
+
+
+def writes(log: Path) -> list[str]:
+    """The logged calls that write: every *-restore, and nft -f (nft list/--check only read)."""
+    return [line for line in restores(log) if line.split()[0] != "nft" or " -f " in f"{line} "]
+
+
+def ruleset(lab: Lab, backend: str, family: int = 4) -> str:
+    """Our ruleset of one family, read back with the backend's own tool (ip(6)tables-*-save, nft list)."""
+    if backend == "nftables":
+        return sh(lab, f"nft list table {'ip' if family == 4 else 'ip6'} linuxnet 2>/dev/null || true").stdout
+    tool = backend.replace("iptables", "ip6tables") if family == 6 else backend
+    return lab.run(HOST, [f"{tool}-save"]).stdout
+
+
+def leftovers(lab: Lab, prefix: str = "LINUXNET") -> dict[str, list[str]]:
+    """Whatever of ours is in any backend and family (empty when nothing is): every iptables variant's
+    save for both families, and the nft tables named after the prefix."""
+    found = {}
+    for tool in ("iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save", "ip6tables-legacy-save"):
+        lines = [line for line in sh(lab, f"{tool} 2>/dev/null || true").stdout.splitlines()
+                 if not line.startswith("#") and ours(line, prefix=prefix)]
+        if lines:
+            found[tool] = lines
+    tables = [line for line in sh(lab, "nft list tables").stdout.splitlines() if line.split()[-1] == prefix.lower()]
+    if tables:
+        found["nft"] = tables
+    return found
+
+
+def add_ipv6(lab: Lab, bridges: dict[str, str], endpoints: dict[str, tuple[str, str]]) -> None:
+    """IPv6 for bridges {name: gateway/64} and endpoints {netns: (bridge, address)} made by
+    make_endpoints (nodad; accept_ra=0 on the bridge, as the link modules do; default route via the bridge)."""
+    lines = ["set -e"]
+    for bridge, gateway in bridges.items():
+        lines += [f"sysctl -qw net.ipv6.conf.{bridge}.disable_ipv6=0 net.ipv6.conf.{bridge}.accept_ra=0",
+                  f"ip -6 addr add {gateway} dev {bridge} nodad"]
+    for ns, (bridge, address) in endpoints.items():
+        lines += [f"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0",
+                  f"ip -n {ns} -6 addr add {address}/64 dev eth0 nodad",
+                  f"ip -n {ns} -6 route add default via {bridges[bridge].split('/')[0]}"]
+    sh(lab, "\n".join(lines))
 
 
 def make_endpoints(lab: Lab, bridges: dict[str, str], endpoints: dict[str, tuple[str, str]]) -> None:

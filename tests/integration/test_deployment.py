@@ -38,8 +38,9 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
 
 class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
     def __init__(self, check_mode):
-        self.params, self.check_mode, self.warnings = {}, check_mode, []
+        self.params, self.check_mode, self.warnings, self.processes = {}, check_mode, [], []
     def run_command(self, argv, check_rc=False, data=None):
+        self.processes.append(" ".join([argv[0].rsplit("/", 1)[-1]] + argv[1:3]))
         done = subprocess.run(argv, input=data, capture_output=True, text=True)
         return done.returncode, done.stdout, done.stderr
     def warn(self, msg):
@@ -60,6 +61,7 @@ try:
 except Exception as exc:
     result = {"error": type(exc).__name__, "msg": str(exc), "commands": getattr(exc, "commands", None)}
 result["warnings"] = module.warnings
+result["processes"] = module.processes
 print(json.dumps(result))
 """
 
@@ -197,3 +199,44 @@ def test_a_converge_and_a_teardown_started_together_take_turns(lab, tmp_path):
         assert call(lab, tmp_path, "converge")["changed"] is False
     assert call(lab, tmp_path, "remove")["changed"] is True
     assert shape(lab) == removed
+
+
+def firewall_processes(result: dict) -> dict[str, int]:
+    """How often a run read (iptables-save -t TABLE) and wrote (restore) each table, and listed flows."""
+    counts: dict[str, int] = {}
+    for line in result["processes"]:
+        tool, *args = line.split()
+        if tool.endswith("-save") or tool.endswith("-restore") or tool == "conntrack":
+            key = " ".join([tool.replace("-nft", "").replace("-legacy", "")] + args[:2])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_a_run_reads_each_table_once_and_restores_it_once(lab, tmp_path):
+    """Firewall and port_mapping share one read of each table and one restore per table (still one
+    transaction per table); the no-change re-run only reads; a teardown restores each table once.
+    The result is the same ruleset as check mode predicts, and the re-run finds nothing to do."""
+    predicted = call(lab, tmp_path, "converge", check_mode=True)
+    applied = call(lab, tmp_path, "converge")
+    assert "error" not in applied, applied
+    assert applied["commands"] == predicted["commands"]
+    assert firewall_processes(applied) == {
+        "iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1,
+        "iptables-restore -w --noflush": 3,  # filter, nat, raw: each with the lines of both steps
+    }, applied["processes"]
+    assert any("conntrack -D" in c for c in applied["commands"]["port_mapping"])  # 9000/udp: the cleanup is said...
+    # ... and no process runs it: the lab host's conntrack table is empty (nf_conntrack_count 0)
+    again = call(lab, tmp_path, "converge")
+    assert again["changed"] is False
+    assert firewall_processes(again) == {"iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1}
+    predicted = call(lab, tmp_path, "remove", check_mode=True)
+    removed = call(lab, tmp_path, "remove")
+    assert removed["commands"] == predicted["commands"]
+    # (the bridges being up made conntrack entries by now: the cleanup lists the UDP flows once)
+    assert {k: n for k, n in firewall_processes(removed).items() if k != "conntrack -L -p"} == {
+        "iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1,
+        "iptables-restore -w --noflush": 3,
+    }, removed["processes"]
+    assert call(lab, tmp_path, "remove")["changed"] is False
+    left = lab.run(HOST, ["sh", "-c", "iptables-save | grep LINUXNET || true"]).stdout
+    assert left.strip() == "", left

@@ -9,6 +9,13 @@ endpoint's own address would arrive). Every listener is the product's prober
 (``playbooks/files/linuxnet_probe.py``, through ``helpers.Traffic``) and answers with the peer
 address it saw.
 
+The traffic tests run once per firewall backend (``helpers.BACKENDS``: iptables-nft, iptables-legacy,
+nftables), each backend with one lab shared by its tests (the module-scoped ``net`` fixture), over
+IPv4 and, for the three dual-stack networks, IPv6 (``outside`` 2001:db8:ff::1, ``linuxnet1``
+2001:db8:ff::128; IPv6 listeners on port 7006). Idempotence is counted in ``nft -f``/``*-restore``
+calls (wrappers on PATH); someone else's nft table and iptables/ip6tables rules are loaded first and
+compared after every step; each backend's last test switches to another backend and tears down.
+
 Nothing here touches the machine's own network namespace (``real_netns_guard``).
 
 Run (root): ``.venv/bin/python -m pytest tests/integration/test_firewall.py -q``
@@ -24,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_save
+from tests.integration import helpers
 from tests.integration.helpers import (
     ADDR,
     HOST,
@@ -32,21 +40,27 @@ from tests.integration.helpers import (
     OUTSIDE,
     PORT,
     Traffic,
+    add_ipv6,
     duplicates,
     foreign,
     fw_task,
+    leftovers,
     make_endpoints,
     ours,
     playbook,
     res,
     restore_wrappers,
     restores,
+    ruleset,
     run,
     save,
     sh,
     state_file,
     sysctls,
+    write_wrappers,
+    writes,
 )
+from tests.integration.test_ipv6_firewall import Probe6
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook as run_playbook_now
 from tests.unit.plugins.module_utils.fixtures.iptables_model import BUILTIN, assert_like_docker, reference_chains
@@ -62,7 +76,7 @@ def lab(lab_factory):
     return lab_factory({HOST: ADDR})
 
 
-# ============================================================================== traffic, both backends
+# ============================================================================== traffic, three backends, two families
 
 NETWORKS = [
     {"name": "front", "bridge": "lnx-front", "subnet": "172.18.0.0/16"},
@@ -78,67 +92,130 @@ ENDPOINTS = {  # netns: (bridge, address)
 }
 
 
-# Per backend, one lab. The iptables-nft host starts with ip_forward=0 (so the module turns it on
-# and sets the FORWARD policy to DROP, as dockerd does); the iptables-legacy host starts with
-# ip_forward=1 and keeps policy ACCEPT, so there the collection's rules alone must do the isolating.
-BACKENDS = {"iptables-nft": "0", "iptables-legacy": "1"}
+# Per backend, one lab (module-scoped: every test of a backend shares it). ip_forward (and IPv6
+# forwarding) at the start: the iptables-nft host starts with 0 (so the module turns it on and sets
+# the FORWARD policy to DROP, as dockerd does); the other two start with 1 and keep policy ACCEPT,
+# so there the collection's rules alone must do the isolating.
+FORWARD_AT_START = {"iptables-nft": "0", "iptables-legacy": "1", "nftables": "1"}
+ADDR6, OUT_ADDR6, PORT6 = "2001:db8:ff::128", "2001:db8:ff::1", 7006  # (7000 is the IPv4-only listeners')
+SUBNETS6 = {"front": "fd00:18::/64", "back": "fd00:19::/64", "intern": "fd00:20::/64"}  # snat stays IPv4-only
+NETWORKS_DS = [dict(n, subnet6=SUBNETS6[n["name"]]) if n["name"] in SUBNETS6 else n for n in NETWORKS]
+ENDPOINTS6 = {"f1": "fd00:18::2", "f2": "fd00:18::3", "b1": "fd00:19::2", "b2": "fd00:19::3", "i1": "fd00:20::2", "i2": "fd00:20::3"}
+FOREIGN_NFT = "table inet admin {\n  chain input {\n    type filter hook input priority 10; policy accept;\n    ip saddr 198.51.100.0/24 drop\n  }\n}\n"
+FOREIGN6 = "*filter\n:USER6 - [0:0]\n-A FORWARD -s 2001:db8:dead::/48 -j USER6\n-A USER6 -j DROP\nCOMMIT\n"
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
+def foreign_rules(lab: Lab, backend: str) -> dict[str, list[str]]:
+    """Someone else's rules and chains (not built-in policies or empty table skeletons), per tool."""
+    variant = "iptables-nft" if backend == "nftables" else backend
+    out = {"nft inet admin": sh(lab, "nft list table inet admin").stdout.splitlines()}
+    for tool in (variant, variant.replace("iptables", "ip6tables")):
+        table, lines = "", []
+        for line in foreign(save(lab, tool)):
+            table = line if line.startswith("*") else table
+            if line.startswith("-A ") or (line.startswith(":") and " - [" in line):
+                lines.append(f"{table} {line}")
+        out[tool] = lines
+    return out
+
+
+@pytest.fixture(scope="module", params=list(helpers.BACKENDS))
 def net(request, tmp_path_factory, real_netns_guard):
-    """A lab per backend: four networks with endpoints on linuxnet1, servers everywhere."""
+    """A lab per backend: four networks (three dual-stack) with endpoints on linuxnet1, servers
+    everywhere (IPv4: the product's prober; IPv6: test_ipv6_firewall's dual-stack one on PORT6),
+    someone else's nft table and iptables/ip6tables rules loaded before anything of ours."""
     backend = request.param
     workdir = tmp_path_factory.mktemp(f"fw-{backend}")
     lab = Lab.create(workdir / "lab", HOSTS)
-    traffic = None
+    traffic = probe6 = None
     try:
-        sh(lab, f"ip addr add {SNAT_ADDR}/24 dev ens160 && echo {BACKENDS[backend]} > /proc/sys/net/ipv4/ip_forward")
-        sh(lab, " && ".join(f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
+        fwd = FORWARD_AT_START[backend]
+        sh(lab, f"ip addr add {SNAT_ADDR}/24 dev ens160 && ip -6 addr add {ADDR6}/64 dev ens160 nodad"
+                f" && echo {fwd} > /proc/sys/net/ipv4/ip_forward && echo {fwd} > /proc/sys/net/ipv6/conf/all/forwarding")
+        sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad && " + " && ".join(
+            [f"ip route add {n['subnet']} via {ADDR}" for n in NETWORKS] + [f"ip -6 route add {s} via {ADDR6}" for s in SUBNETS6.values()]),
+            host=OUTSIDE)
+        variant = "iptables-nft" if backend == "nftables" else backend
+        lab.run(HOST, [f"{variant}-restore", "--noflush"], input=USER_RULES)
+        lab.run(HOST, [f"{variant.replace('iptables', 'ip6tables')}-restore", "--noflush"], input=FOREIGN6)
+        lab.run(HOST, ["nft", "-f", "-"], input=FOREIGN_NFT)
+        seeded = foreign_rules(lab, backend)
         make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0.0/16", ".0.1/16") for n in NETWORKS}, ENDPOINTS)
-        result = run(run_playbook_now, lab, fw_task("firewall", NETWORKS, backend=backend))
+        add_ipv6(lab, {n["bridge"]: n["subnet6"].replace("::/64", "::1/64") for n in NETWORKS_DS if "subnet6" in n},
+                 {ns: (ENDPOINTS[ns][0], a) for ns, a in ENDPOINTS6.items()})
+        path, log = write_wrappers(workdir)
+        result = run(run_playbook_now, lab, fw_task("firewall", NETWORKS_DS, backend=backend, environment=path))
         traffic = Traffic(lab, workdir)
         traffic.start(OUTSIDE, None)
         for ns in ENDPOINTS:
             traffic.start(HOST, ns)
-        yield {"lab": lab, "traffic": traffic, "backend": backend, "result": res(result, "firewall")}
+        probe6 = Probe6(lab, workdir)
+        probe6.serve(OUTSIDE, None, PORT6)
+        for ns in ENDPOINTS6:
+            probe6.serve(HOST, ns, PORT6)
+        yield {"lab": lab, "traffic": traffic, "probe6": probe6, "backend": backend, "result": res(result, "firewall"),
+               "seeded": seeded, "path": path, "log": log, "first_writes": writes(log)}
     finally:
-        if traffic is not None:
-            traffic.stop()
+        for server in (traffic, probe6 and probe6.traffic):
+            if server is not None:
+                server.stop()
         lab.destroy()
 
 
 def test_first_run_result_and_backend(net):
-    """The rules are in the chosen backend only; ``after`` names the networks as configured."""
+    """The rules are in the chosen backend only, one write per table (iptables) or one nft -f; ``after``
+    names the networks as configured; someone else's rules are untouched."""
     lab, backend, result = net["lab"], net["backend"], net["result"]
-    other = "iptables-legacy" if backend == "iptables-nft" else "iptables-nft"
-    mine, theirs = save(lab, backend), save(lab, other)
-    assert ":LINUXNET-ISOLATION-STAGE-1 - [0:0]" in mine
-    assert not [line for line in theirs if "LINUXNET" in line], f"rules leaked into {other}: {theirs}"
     assert result["changed"] is True and result["before"] == []
     assert sysctls(lab).split() == ["1", "1"]
+    assert sh(lab, "cat /proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "1"
     assert sh(lab, "cat /proc/sys/net/ipv4/conf/lnx-front/route_localnet").stdout.strip() == "1"
-    if BACKENDS[backend] == "0":
-        assert ":FORWARD DROP [0:0]" in mine  # dockerd: it had to turn ip_forward on, so policy DROP
-        assert "iptables -t filter -P FORWARD DROP" in result["commands"]
+    tools = [line.split()[0] for line in net["first_writes"]]
+    if backend == "nftables":
+        assert tools == ["nft"], net["first_writes"]  # one transaction, both families
+        assert "chain filter-LINUXNET-ISOLATION-STAGE-1" in ruleset(lab, backend, 4)
+        assert "chain filter-LINUXNET-ISOLATION-STAGE-1" in ruleset(lab, backend, 6)
+        assert set(leftovers(lab)) == {"nft"}, f"rules leaked into iptables: {leftovers(lab)}"
+        assert "policy drop" not in ruleset(lab, backend, 4) and not [c for c in result["commands"] if "policy drop" in c]
     else:
-        assert ":FORWARD ACCEPT [0:0]" in mine and not [c for c in result["commands"] if " -P " in c]
-    configured = (dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True, gateway_mode="nat")
-                  for n in NETWORKS)
+        six = backend.replace("iptables", "ip6tables")
+        assert sorted(tools) == sorted([f"{backend}-restore"] * 2 + [f"{six}-restore"] * 2), net["first_writes"]
+        assert all("--noflush" in line for line in net["first_writes"])
+        assert ":LINUXNET-ISOLATION-STAGE-1 - [0:0]" in ruleset(lab, backend, 4).splitlines()
+        assert ":LINUXNET-ISOLATION-STAGE-1 - [0:0]" in ruleset(lab, backend, 6).splitlines()
+        assert set(leftovers(lab)) == {f"{backend}-save", f"{six}-save"}, f"rules leaked: {leftovers(lab)}"
+        mine = save(lab, backend)
+        if FORWARD_AT_START[backend] == "0":
+            assert ":FORWARD DROP [0:0]" in mine  # dockerd: it had to turn ip_forward on, so policy DROP
+            assert "iptables -t filter -P FORWARD DROP" in result["commands"]
+        else:
+            assert ":FORWARD ACCEPT [0:0]" in mine and not [c for c in result["commands"] if " -P " in c]
+    configured = (dict(n, icc=n.get("icc", True), internal=n.get("internal", False), masquerade=True, gateway_mode="nat",
+                       **({"masquerade6": True} if "subnet6" in n else {})) for n in NETWORKS_DS)
     expected = sorted(configured, key=lambda n: n["name"])
     assert result["after"] == expected, "after does not report the networks as configured"
+    assert foreign_rules(lab, backend) == net["seeded"], "someone else's rules changed"
 
 
 def test_second_run_and_gathered_change_nothing(net):
-    """Idempotence and gathered round trip on each backend (iptables-legacy-save prints its own way)."""
-    lab, backend = net["lab"], net["backend"]
-    before = save(lab, backend)
-    result = run(run_playbook_now, lab, fw_task("again", NETWORKS, backend=backend),
+    """Idempotence and gathered round trip on each backend: changed false, no command, and not one
+    ``nft -f`` or ``*-restore`` started (counted by wrappers on PATH)."""
+    lab, backend, log = net["lab"], net["backend"], net["log"]
+    before = [ruleset(lab, backend, family) for family in (4, 6)]
+    written = len(writes(log))
+    result = run(run_playbook_now, lab, fw_task("again", NETWORKS_DS, backend=backend, environment=net["path"]),
                  fw_task("gathered", state="gathered", backend=backend, register="g"),
-                 fw_task("feed back", "{{ g.gathered }}", state="overridden", backend=backend))
+                 fw_task("feed back", "{{ g.gathered }}", state="overridden", backend=backend, environment=net["path"]))
     for name in ("again", "feed back"):
         assert res(result, name)["changed"] is False and res(result, name)["commands"] == [], (name, res(result, name)["commands"])
+    assert writes(log)[written:] == [], "a run without changes wrote"
     assert res(result, "gathered")["gathered"] == net["result"]["after"]
-    assert save(lab, backend) == before
+    assert [counted(ruleset(lab, backend, family)) for family in (4, 6)] == [counted(text) for text in before]
+
+
+def counted(text: str) -> list[str]:
+    """A ruleset without counters (nft lists none of ours; iptables-save's [p:b] vary with traffic)."""
+    return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
 
 
 def test_same_network_reaches_each_other_and_outside(net):
@@ -200,6 +277,84 @@ def test_outside_and_unpublished_endpoints(net):
         (None, "tcp", "172.19.0.2", PORT): False,
         (None, "udp", "172.21.0.2", PORT): False,
     })
+
+
+# ------------------------------------------------------------------------------ the same over IPv6
+
+
+def expect6(net, checks: dict[str | None, dict[tuple[str, int], str]]) -> None:
+    """{source netns (None: outside): {(address, port): peer the listener must see, "-" for not reached}},
+    the sources probed at once. The IPv6 prober waits 1 s, Linux's first SYN retransmission time: a
+    check that must reach gets a second try (as verify.yml's patient one), one that must not does not."""
+    def one(item):
+        source, expected = item
+        host = OUTSIDE if source is None else HOST
+        got = dict(zip(expected, net["probe6"].peers(host, source, list(expected))))
+        again = [t for t, want in expected.items() if want != "-" and got[t] != want]
+        got.update(zip(again, net["probe6"].peers(host, source, again) if again else []))
+        wrong = {t: (want, got[t]) for t, want in expected.items() if got[t] != want}
+        assert not wrong, f"from {host}/{source}: (expected, seen) {wrong}"
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        list(pool.map(one, checks.items()))
+
+
+def test_ipv6_same_network_icc_internal_and_nat66(net):
+    e = ENDPOINTS6
+    expect6(net, {
+        "f1": {(e["f2"], PORT6): e["f1"], (OUT_ADDR6, PORT6): ADDR6},  # bridged, no NAT; NAT66 to the LAN address
+        "b1": {(OUT_ADDR6, PORT6): ADDR6, (e["b2"], PORT6): "-"},  # ICC off still goes out
+        "i1": {(OUT_ADDR6, PORT6): "-"},  # internal: not out (and between its endpoints: the next test)
+    })
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: the internal network's isolation DROPs (! -s/! -d subnet6) also drop the "
+                   "bridged neighbour discovery between its endpoints (multicast/link-local addresses), so they never resolve")
+def test_ipv6_internal_network_reaches_itself(net):
+    expect6(net, {"i1": {(ENDPOINTS6["i2"], PORT6): ENDPOINTS6["i1"]}, "i2": {(ENDPOINTS6["i1"], PORT6): ENDPOINTS6["i2"]}})
+
+
+def test_ipv6_networks_are_isolated_and_closed_from_outside(net):
+    e = ENDPOINTS6
+    expect6(net, {
+        "f1": {(e["b1"], PORT6): "-", (e["i1"], PORT6): "-"},
+        "b1": {(e["f1"], PORT6): "-", (e["i2"], PORT6): "-"},
+        "i1": {(e["f1"], PORT6): "-"},
+        None: {(e["f1"], PORT6): "-", (e["b1"], PORT6): "-", (e["i1"], PORT6): "-"},  # gateway_mode nat, internal
+    })
+
+
+SWITCH_TO = {"iptables-nft": "nftables", "iptables-legacy": "nftables", "nftables": "iptables-nft"}
+
+
+def test_backend_switch_then_teardown_leave_nothing(net):
+    """Last of each backend's tests: switching backend moves the rules (nothing left in the old one,
+    the same isolation from the new one); deleted then leaves nothing of ours anywhere; someone
+    else's rules stay as they were throughout."""
+    lab, backend = net["lab"], net["backend"]
+    other = SWITCH_TO[backend]
+    options = dict(helpers.BACKENDS[other])
+    if backend == "iptables-legacy":
+        options["iptables_variant"] = backend  # the variant whose rules the switch to nftables cleans up
+    switched = run(run_playbook_now, lab, fw_task("switch", NETWORKS_DS, state="overridden", **options))
+    assert res(switched, "switch")["changed"] is True
+    places = {"nft"} if other == "nftables" else {"iptables-nft-save", "ip6tables-nft-save"}
+    assert set(leftovers(lab)) == places, f"after the switch to {other}: {leftovers(lab)}"
+    net["traffic"].expect(HOST, {("f1", "tcp", "172.19.0.2", PORT): False, ("b1", "tcp", "172.19.0.3", PORT): False})
+    expect6(net, {"f1": {(ENDPOINTS6["b1"], PORT6): "-"}})
+    egress = [net["traffic"].probe(HOST, [("f1", "tcp", OUT_ADDR, PORT)])[0]["ok"],
+              net["probe6"].peers(HOST, "f1", [(OUT_ADDR6, PORT6)]) == [ADDR6]]
+    assert foreign_rules(lab, backend) == net["seeded"], "the switch changed someone else's rules"
+    down = run(run_playbook_now, lab, fw_task("deleted", state="deleted", **options), fw_task("again", state="deleted", **options))
+    assert res(down, "deleted")["changed"] is True and res(down, "again")["changed"] is False
+    assert leftovers(lab) == {}, "teardown left rules of ours"
+    assert foreign_rules(lab, backend) == net["seeded"], "teardown changed someone else's rules"
+    if FORWARD_AT_START[backend] == "0":
+        # The iptables backend had turned forwarding on and so set the FORWARD policies to DROP (as
+        # dockerd does); the switch leaves them, and a DROP in any base chain is final for nftables.
+        assert egress == [False, False], "the switch now restores the FORWARD policy: make this the normal case"
+        pytest.xfail("product bug: after a switch from iptables to nftables the FORWARD policy DROP the iptables backend "
+                     "set stays (iptables and ip6tables), so nothing of the nftables networks goes out")
+    assert egress == [True, True], "masquerade (IPv4, IPv6) to outside after the switch"
 
 
 # ============================================================================== rulesets

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
 from tests.integration.helpers import ADDR, HOST, HOSTS, OUT_ADDR, OUTSIDE, PORT, Traffic, make_endpoints, playbook, res, sh
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
@@ -33,6 +34,7 @@ from tests.lab.playbook import run_playbook
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
 ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
+LINK_LOCAL, OUT_LINK_LOCAL = "fe80::128", "fe80::1"  # on the lab LAN too: Docker 29 does not DNAT link-local sources
 NETWORKS = [
     {"name": "d1", "bridge": "lnx-d1", "subnet": "172.22.0.0/16", "subnet6": "fd00:22::/64", "icc": False},
     {"name": "d2", "bridge": "lnx-d2", "subnet": "172.23.0.0/16", "subnet6": "fd00:23::/64"},
@@ -148,8 +150,9 @@ def env(request, tmp_path_factory, real_netns_guard):
     lab = Lab.create(workdir / "lab", HOSTS)
     probe = None
     try:
-        sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding")
-        sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad && " + " && ".join(
+        sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad && ip -6 addr add {LINK_LOCAL}/64 dev ens160 nodad"
+                " && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding")
+        sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad && ip -6 addr add {OUT_LINK_LOCAL}/64 dev ens160 nodad && " + " && ".join(
             f"ip -6 route add {n['subnet6']} via {ADDR6} && ip route add {n['subnet']} via {ADDR}" for n in NETWORKS), host=OUTSIDE)
         make_endpoints(lab, {n["bridge"]: n["subnet"].replace(".0.0/16", ".0.1/16") for n in NETWORKS},
                        {ns: (bridge, v4) for ns, (bridge, v4, _v6) in ENDPOINTS.items()})
@@ -239,13 +242,19 @@ def test_published_ports_on_both_families_and_direct_routing_protection(env):
         (ENDPOINTS["c1"][2], PORT): "-",  # routed IPv6 goes out, but nothing unpublished comes in
     })
     probe.expect(HOST, "b2", {(ADDR6, 8086): ENDPOINTS["b2"][2]})  # from another endpoint of the network
+    # from a link-local source (to the host's link-local address) nothing is DNATed: the host's own
+    # listener on port 8086 answers, while the same port on the global address still reaches b1
+    probe.serve(HOST, None, 8086)
+    seen = probe.peers(OUTSIDE, None, [(f"{LINK_LOCAL}%ens160", 8086), (ADDR6, 8086)])
+    assert seen[0].startswith("fe80:") and seen[1] == OUT_ADDR6, seen
     rules = ruleset6(env)
     if env["name"] == "nftables":
-        assert f'ip6 daddr {B1_6} iifname != "lnx-d2" tcp dport {PORT} drop' in rules
-        assert f"tcp dport 8086 dnat to [{B1_6}]:{PORT}" in rules
+        specs = [spec for line in rules.splitlines() for spec in nft.expand(line.strip())]  # set rules as their rules
+        assert f'ip6 daddr {B1_6} iifname != "lnx-d2" tcp dport {PORT} drop' in specs
+        assert f"ip6 saddr != fe80::/10 tcp dport 8086 dnat to [{B1_6}]:{PORT}" in specs
     else:
         assert f"-A PREROUTING -d {B1_6}/128 ! -i lnx-d2 -p tcp -m tcp --dport {PORT} -j DROP" in rules
-        assert f"-A LINUXNET -p tcp -m tcp --dport 8086 -j DNAT --to-destination [{B1_6}]:{PORT}" in rules
+        assert f"-A LINUXNET ! -s fe80::/10 -p tcp -m tcp --dport 8086 -j DNAT --to-destination [{B1_6}]:{PORT}" in rules
 
 
 def test_ipv4_only_again_removes_the_ipv6_ruleset(env):

@@ -230,6 +230,76 @@ def test_rendered_script_builds_the_same_table(env):
     assert sorted(out.splitlines()) == sorted(live.splitlines())
 
 
+def nft_rule_count(text: str) -> int:
+    """The rules in an ``nft list table`` text (not chain headers, base chain declarations or braces)."""
+    return sum(1 for line in text.splitlines()
+               if line.strip() and not line.strip().startswith(("table ", "chain ", "type ", "}")))
+
+
+def test_set_rules_load_and_list_as_rendered(env):
+    """The set and map forms of published ports and isolation, IPv4 and IPv6, loaded into a throw-away
+    netns and listed back: the same rules (nft lists the elements in an order of its own)."""
+    def mappings(family: str) -> list[Rule]:
+        c, h = ("10.9.0.", "192.0.2.1") if family == "ipv4" else ("fd00:9::", "2001:db8::1")
+        out = []
+        for i in (2, 3):
+            out += [Rule.of("dnat", host_ip=h, proto="tcp", dport=f"8{i}", container_ip=f"{c}{i}", to_ports="80"),
+                    Rule.of("dnat", proto="udp", dport=f"9{i}", container_ip=f"{c}{i}", to_ports="53"),
+                    Rule.of("dnat", source="198.51.100.0/24" if family == "ipv4" else "2001:db8:5::/48", proto="tcp",
+                            dport=f"7{i}", container_ip=f"{c}{i}", to_ports="80"),
+                    Rule.of("accept_port", container_ip=f"{c}{i}", bridge="lnx-x", proto="tcp", dport="80"),
+                    Rule.of("hairpin", container_ip=f"{c}{i}", proto="tcp", dport=f"{30000 + i}-{30010 + i}"),
+                    Rule.of("direct_drop", container_ip=f"{c}{i}", bridge="lnx-x", proto="udp", dport="53")]
+        return out
+    # isolation over a set of bridges: stage 1, and stage 2 as the firewall orders it (per network)
+    stage1 = [Rule.of("isolate", bridge=f"lnx-{i}", chain="LINUXNET-ISOLATION-STAGE-2") for i in (2, 3)]
+    stage2 = [r for i in (2, 3) for r in (Rule.of("published_in", bridge=f"lnx-{i}", chain="LINUXNET"), Rule.of("isolated", bridge=f"lnx-{i}"))]
+    script = ""
+    for family, nft_family in (("ipv4", "ip"), ("ipv6", "ip6")):
+        script += "".join(f"add {what} {nft_family} t{name}\n" for what, name in (
+            ("table", ""), ("chain", " c"), ("chain", " filter-LINUXNET"), ("chain", " filter-LINUXNET-ISOLATION-STAGE-2")))
+        script += "".join(f"add rule {nft_family} t c {spec}\n"
+                          for rules in (mappings(family), stage1, stage2) for spec in nft.compact(rules, "filter", family))
+    out = env["lab"].run(HOST, ["unshare", "--net", "sh", "-c", "nft -f - && nft list table ip t && nft list table ip6 t"],
+                         input=script).stdout
+    listed = [line.strip() for line in out.splitlines() if "{ " in line]
+    # 3 DNAT maps, accept, hairpin and drop sets, stage 1, stage 2's jump and drop: one rule each per family
+    assert len(listed) == 2 * 9, listed
+    expected = [nft.render_rule(r, "filter", family) for family in ("ipv4", "ipv6") for r in mappings(family) + stage1 + stage2]
+    assert sorted(spec for line in listed for spec in nft.expand(line)) == sorted(expected) and len(expected) == 2 * 18
+
+
+def test_rule_count_stays_constant_as_endpoints_and_ports_are_added(env):
+    """More endpoints publishing more ports (host address, anywhere, UDP) on a network: the set and map
+    rules grow by elements, our table keeps its number of rules; a second run writes nothing."""
+    lab, log = env["lab"], env["log"]
+
+    def extra(n: int) -> list[dict]:
+        out = []
+        for i in range(n):
+            cip = f"172.18.0.{100 + i}"  # addresses on lnx-front without an endpoint: counted, not reached
+            out += [{"bridge": "lnx-front", "container_ip": cip, "publish": f"{ADDR}:{9000 + i}:80", "network": "front"},
+                    {"bridge": "lnx-front", "container_ip": cip, "publish": f"{9100 + i}:443", "network": "front"},
+                    {"bridge": "lnx-front", "container_ip": cip, "publish": f"{9200 + i}:53/udp", "network": "front"}]
+        return out
+    counts = []
+    try:
+        for n in (2, 6, 20):
+            result = run(lab, task("port_mapping", "more", MAPPINGS + extra(n), state="overridden", environment=env["path"]))
+            assert res(result, "more")["changed"] is True
+            writes = len(nft_writes(log))
+            again = run(lab, task("port_mapping", "again", MAPPINGS + extra(n), state="overridden", environment=env["path"]))
+            assert res(again, "again")["commands"] == [] and len(nft_writes(log)) == writes
+            counts.append(nft_rule_count(ours(lab)))
+        assert counts[0] == counts[1] == counts[2], counts
+        assert "9219 : 172.18.0.119 . 53" in ours(lab)
+        env["traffic"].expect(OUTSIDE, {(None, "tcp", ADDR, 81): OUT_ADDR, (None, "udp", ADDR, 8080): OUT_ADDR,
+                                        (None, "tcp", ADDR, 20000): f"{OUT_ADDR} 30000"})
+        env["traffic"].expect(HOST, {("f1", "tcp", ADDR, 81): "172.18.0.1", (None, "tcp", "127.0.0.1", 8081): True})
+    finally:
+        run(lab, task("port_mapping", "back", MAPPINGS, state="overridden"))
+
+
 # ============================================================================== traffic
 
 

@@ -62,7 +62,8 @@ for n in range(1800):
 
 
 def task(module: str, name: str, config: Any = None, state: str = "overridden", backend: str = "iptables", **extra: Any) -> dict:
-    args: dict[str, Any] = {"state": state, "firewall_backend": backend}
+    """backend: iptables or nftables, or a name of helpers.BACKENDS (an iptables variant chosen too)."""
+    args: dict[str, Any] = {"state": state, **helpers.BACKENDS.get(backend, {"firewall_backend": backend})}
     if config is not None:
         args["config"] = config
     return {"name": name, f"linuxnet.bridge.{module}": args, **extra}
@@ -101,7 +102,7 @@ def env(tmp_path_factory, real_netns_guard):
 # ============================================================================== sources
 
 
-@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+@pytest.mark.parametrize("backend", list(helpers.BACKENDS))
 def test_only_the_listed_sources_reach_a_published_port(env, backend):
     lab, traffic = env["lab"], env["traffic"]
     ports = [LIMITED]
@@ -134,7 +135,9 @@ def test_only_the_listed_sources_reach_a_published_port(env, backend):
     # without sources: everyone, s3 too (published means published, moby#49509)
     run(lab, *converge(backend, [{k: v for k, v in LIMITED.items() if k != "sources"}]))
     traffic.expect(HOST, {("s3", "tcp", ADDR, 8000): True})
-    run(lab, task("port_mapping", "off", state="deleted", backend=backend))
+    # teardown: nothing of ours left in any backend (the next backend starts from a clean host)
+    run(lab, task("port_mapping", "off", state="deleted", backend=backend), task("firewall", "fw off", state="deleted", backend=backend))
+    assert helpers.leftovers(lab) == {}, "teardown left rules of ours"
 
 
 def test_bad_sources_change_nothing(env):

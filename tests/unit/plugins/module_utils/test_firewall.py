@@ -569,3 +569,53 @@ def test_missing_iptables_is_raised_as_an_error_the_engine_reports():
         _engine.predict(res, "overridden")
     # _engine.run and deployment_info report an ApplyError from gather and from apply alike
     assert isinstance(info.value, _engine.ApplyError)
+
+
+class SaveRestoreModule(FakeModule):
+    """iptables-save prints ``tables``; iptables-restore fails for the table named in ``fail``."""
+
+    def __init__(self, tables: dict[str, str], fail: str | None = None) -> None:
+        super().__init__()
+        self.tables, self.fail, self.calls = dict(tables), fail, []
+
+    def get_bin_path(self, name: str) -> str:
+        return f"/usr/sbin/{name}"
+
+    def run_command(self, argv: list[str], data: str | None = None, **_kw):
+        self.calls.append(" ".join(argv[:3]))
+        if argv[0].endswith("-save"):
+            return 0, self.tables[argv[2]], ""
+        table = data.splitlines()[0][1:]
+        if table == self.fail:
+            return 1, "", "iptables-restore: line 2 failed"
+        if "--noflush" not in argv:
+            self.tables[table] = data
+        return 0, "", ""
+
+
+def test_an_apply_rolls_back_to_the_text_read_for_the_plan_without_saving_again():
+    """The ruleset read for the plan (under the run's lock) is the snapshot a failed later table
+    rolls back to: a table is saved once and restored once per run, not saved again before its restore."""
+    saved = {"filter": "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j FOREIGN\nCOMMIT\n",
+             "nat": "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n"}
+    ops = [_engine.Operation("iptables -t filter -N X", "restore", {"table": "filter", "line": ":X - [0:0]"}),
+           _engine.Operation("iptables -t nat -N X", "restore", {"table": "nat", "line": ":X - [0:0]"})]
+    module = SaveRestoreModule(saved)
+    adapter = iptables.Iptables(module, variant="iptables-legacy")
+    adapter.save(("filter", "nat"))
+    adapter.apply(ops)
+    assert module.calls == ["/usr/sbin/iptables-legacy-save -t filter", "/usr/sbin/iptables-legacy-save -t nat",
+                            "/usr/sbin/iptables-legacy-restore -w --noflush", "/usr/sbin/iptables-legacy-restore -w --noflush"]
+    # a restore makes the text read before it stale: the next apply reads the table again
+    module.calls.clear()
+    adapter.apply(ops[:1])
+    assert module.calls == ["/usr/sbin/iptables-legacy-save -t filter", "/usr/sbin/iptables-legacy-restore -w --noflush"]
+    # nat fails: filter goes back to what was read for the plan, in full (no --noflush)
+    module = SaveRestoreModule(saved, fail="nat")
+    adapter = iptables.Iptables(module, variant="iptables-legacy")
+    adapter.save(("filter", "nat"))
+    with pytest.raises(iptables.IptablesError, match=r"table filter restored to its previous content"):
+        adapter.apply(ops)
+    assert module.calls[2:] == ["/usr/sbin/iptables-legacy-restore -w --noflush", "/usr/sbin/iptables-legacy-restore -w --noflush",
+                                "/usr/sbin/iptables-legacy-restore -w"]
+    assert module.tables["filter"] == saved["filter"]

@@ -37,13 +37,35 @@ def test_every_ipv6_kind_round_trips(adapter):
 
 def test_ipv6_texts_as_the_tools_print_them():
     dnat = Rule.of("dnat", proto="tcp", dport="8080", container_ip="fd00:9::2", to_ports="80", host_ip="2001:db8::1")
-    assert ipt.render_rule(dnat, "ipv6") == "-d 2001:db8::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:9::2]:80"
-    assert nft.render_rule(dnat, "nat", "ipv6") == "ip6 daddr 2001:db8::1 tcp dport 8080 dnat to [fd00:9::2]:80"
+    # Docker 29: IPv6 DNAT skips link-local sources
+    assert ipt.render_rule(dnat, "ipv6") == "! -s fe80::/10 -d 2001:db8::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:9::2]:80"
+    assert nft.render_rule(dnat, "nat", "ipv6") == "ip6 saddr != fe80::/10 ip6 daddr 2001:db8::1 tcp dport 8080 dnat to [fd00:9::2]:80"
     drop = Rule.of("direct_drop", container_ip="fd00:9::2", bridge="lnx-x", proto="tcp", dport="80")
     assert ipt.render_rule(drop, "ipv6") == "-d fd00:9::2/128 ! -i lnx-x -p tcp -m tcp --dport 80 -j DROP"
     # ... and the IPv4 texts are what they were
     assert ipt.render_rule(dnat.__class__.of("dnat", proto="tcp", dport="8080", container_ip="10.0.0.2", to_ports="80")) == \
         "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80"
+
+
+# anchors-rulesets.md §2.3, Docker 29's TestIptabler golden (proxy on: `! -i br-dummy`, which we never write)
+DOCKER29_DNAT6 = "-A DOCKER ! -s fe80::/10 ! -i br-dummy -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd49:efd7:54aa::1]:80"
+
+
+def test_ipv6_dnat_excludes_link_local_sources_as_docker_29():
+    rule = Rule.of("dnat", proto="tcp", dport="8080", container_ip="fd49:efd7:54aa::1", to_ports="80")
+    assert ipt.render_rule(rule, "ipv6") == DOCKER29_DNAT6.removeprefix("-A DOCKER ").replace(" ! -i br-dummy", "")
+    assert nft.render_rule(rule, "nat", "ipv6") == "ip6 saddr != fe80::/10 tcp dport 8080 dnat to [fd49:efd7:54aa::1]:80"
+    # a port's own sources replace the exclusion (one -s in iptables); IPv4 has none
+    sourced = Rule.of("dnat", source="2001:db8::/32", proto="tcp", dport="8080", container_ip="fd49:efd7:54aa::1", to_ports="80")
+    assert ipt.render_rule(sourced, "ipv6").startswith("-s 2001:db8::/32 -p tcp ")
+    assert nft.render_rule(sourced, "nat", "ipv6").startswith("ip6 saddr 2001:db8::/32 tcp dport 8080 ")
+    assert "fe80" not in ipt.render_rule(Rule.of("dnat", proto="tcp", dport="8080", container_ip="10.0.0.2", to_ports="80"))
+    for adapter in (ipt, nft):
+        for r in (rule, sourced):
+            assert adapter.parse_rule(adapter.render_rule(r, family="ipv6") if adapter is ipt else nft.render_rule(r, "nat", "ipv6"),
+                                      family="ipv6") == r
+    # an IPv6 DNAT of before (without the exclusion) is no rule of ours any more: the run rewrites it
+    assert ipt.parse_rule("-p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd49:efd7:54aa::1]:80", "ipv6") is None
 
 
 DUAL = [{"name": "d", "bridge": "lnx-d", "subnet": "172.30.0.0/16", "subnet6": "FD00:30::/64", "icc": False},
@@ -136,7 +158,7 @@ def test_ipv6_mapping_model_and_udp_cleanup():
     items = normalize([{**BR, "container_ip": "fd00:30::2", "publish": "8080:80/udp"}])
     model = pm.mapping_model(items, [], "LINUXNET", None, "ipv6")
     lines = ipt.Iptables(None, "ipv6").render_model(model)
-    assert "-A LINUXNET -p udp -m udp --dport 8080 -j DNAT --to-destination [fd00:30::2]:80" in lines
+    assert "-A LINUXNET ! -s fe80::/10 -p udp -m udp --dport 8080 -j DNAT --to-destination [fd00:30::2]:80" in lines
     assert "-A PREROUTING -d fd00:30::2/128 ! -i lnx-d -p udp -m udp --dport 80 -j DROP" in lines
     ops = pm.conntrack_ops({}, {pm.mapping_key(items[0]): items[0]})
     assert [op.command for op in ops] == ["conntrack -D -f ipv6 -p udp --orig-port-dst 8080"]

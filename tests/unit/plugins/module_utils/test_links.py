@@ -14,7 +14,15 @@ import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import (
     BridgeResource,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._links import docker_mac
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _links
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
+    docker_mac,
+    op_addr,
+    op_default_route,
+    op_set_mtu,
+    schedule,
+)
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (
     NetnsResource,
 )
@@ -63,3 +71,91 @@ def test_every_planned_operation_is_in_the_vocabulary():
         assert missing == [], resource_cls
         actions |= {op.action for op in ops}
     assert {"request", "bridge_add", "veth_add", "master", "netns_add", "netns_delete", "write", "unlink", "rmtree"} <= actions
+
+
+# ------------------------------------------------------------------------------ batched apply
+
+def planned(resource_cls, config, current=None, state="merged"):
+    res = resource_cls(FakeModule(state=state, config=config))
+    return res.plan(res.normalize(config, state), current or {}, state)[0]
+
+
+def waves_by_command(ops):
+    return {op.command: wave for op, wave in zip(ops, schedule(ops))}
+
+
+def test_veth_pairs_go_in_three_waves_whatever_their_number():
+    """Create every pair, then configure the host ends (and switch the peers' IPv6 off), then the
+    peers in their namespaces: a link is configured only after its creation was answered."""
+    config = [{"name": f"v{i}", "peer_netns": f"c{i}", "master": "br0", "addresses": [f"10.0.0.{i + 2}/24"],
+               "gateway": "10.0.0.1", "mac": "docker", "hairpin": True} for i in range(3)]
+    waves = waves_by_command(planned(VethResource, config))
+    for i in range(3):
+        assert waves[f"ip link add v{i} type veth peer name eth0 netns c{i}"] == 0
+        assert waves[f"ip link set v{i} alias 'linuxnet.bridge veth peer=eth0 netns=c{i}'"] == 1
+        assert waves[f"ip link set v{i} master br0"] == waves[f"bridge link set dev v{i} hairpin on"] == 1
+        assert waves[f"ip link set v{i} up"] == 1
+        assert waves[f"ip netns exec c{i} sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1"] == 1  # before the peer goes up
+        assert waves[f"ip -n c{i} addr add 10.0.0.{i + 2}/24 dev eth0"] == 2
+        assert waves[f"ip -n c{i} link set eth0 up"] == waves[f"ip -n c{i} route replace default via 10.0.0.1"] == 2
+
+
+def test_a_recreated_pair_is_deleted_before_it_is_made_again_on_the_same_socket():
+    current = {"v1": veth_current("v1", peer="eth1", peer_netns="ns1", master="br0")}
+    ops = planned(VethResource, [{"name": "v1", "peer_netns": "ns1", "master": "br0"}], current, "replaced")
+    assert ops[0].command.startswith("ip link del v1")
+    waves = schedule(ops)
+    assert waves[:2] == [0, 0]  # one datagram: the kernel deletes, then creates
+
+
+def test_namespaces_are_made_before_their_lo_is_set_up_files_beside():
+    ops = planned(NetnsResource, [{"name": "a", "resolv_conf": "nameserver 9.9.9.9\n"}, {"name": "b"}])
+    assert waves_by_command(ops) == {"ip netns add a": 0, "ip -n a link set lo up": 1,
+                                     ops[2].command: 0, "ip netns add b": 0, "ip -n b link set lo up": 1}
+
+
+def test_an_operation_of_unknown_kind_is_a_barrier():
+    ops = [op_set_mtu("a", None, 1400), Operation("something else", "other", {}), op_set_mtu("b", None, 1400)]
+    assert schedule(ops) == [0, 1, 2]
+
+
+class FakeNetlink:
+    """What apply uses of Netlink: dumps (names -> indexes) and transact, with chosen refusals."""
+
+    def __init__(self, refuse: dict[str, int]) -> None:
+        self.refuse = refuse  # command -> errno
+        self.sent: list[tuple] = []
+        self.by_message: dict[bytes, str] = {}
+
+    def index(self, name, netns, command):
+        return 7
+
+    def invalidate(self, netns=...):
+        pass
+
+    def transact(self, netns, messages):
+        self.sent.append((netns, len(messages)))
+        return [self.refuse.get(self.by_message.get(body, ""), 0) for _kind, _flags, body in messages]
+
+
+def test_apply_names_the_command_whose_request_was_refused_and_what_was_applied(monkeypatch):
+    ops = [op_set_mtu("a", "n1", 1400), op_addr("a", "n1", "10.0.0.2/24", True), op_default_route("n1", "10.9.0.1"),
+           op_set_mtu("b", "n2", 1400)]
+    res = BridgeResource(FakeModule())
+    res.netlink = FakeNetlink({"ip -n n1 route replace default via 10.9.0.1": 101})
+    for op in ops:
+        res.netlink.by_message[_links.ENCODERS[op.action](res.netlink, op).message[2]] = op.command
+    with pytest.raises(ApplyError) as failed:
+        res.apply(ops)
+    assert str(failed.value) == ("ip -n n1 route replace default via 10.9.0.1: Network is unreachable (errno 101) (2 of 4 "
+                                 "operations were applied before it, the last: 'ip -n n1 addr add 10.0.0.2/24 dev eth0'"
+                                 "; the next run goes on from there)").replace(" dev eth0", " dev a")
+    assert res.netlink.sent == [("n1", 3)]  # one datagram for n1; nothing sent after the refusal
+
+
+def test_apply_sends_one_datagram_per_namespace_and_wave():
+    ops = [op for i in range(100) for op in (op_set_mtu(f"v{i}", None, 1400), op_set_mtu("eth0", f"c{i}", 1400))]
+    res = BridgeResource(FakeModule())
+    res.netlink = FakeNetlink({})
+    res.apply(ops)
+    assert sorted(res.netlink.sent, key=str) == sorted([(None, 100)] + [(f"c{i}", 1) for i in range(100)], key=str)

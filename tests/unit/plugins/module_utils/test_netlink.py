@@ -1,4 +1,4 @@
-"""``_netlink``: pyroute2 feature detection and the socket cache (pure; no root, no kernel).
+"""``_netlink``: pyroute2 feature detection (imported only when asked) and the socket cache (pure; no root, no kernel).
 
 That the collection works with each pyroute2 Debian ships is proven on a real kernel by
 tests/integration/test_pyroute2_versions.py; here: what is refused, and with which message.
@@ -24,22 +24,21 @@ class Module:
 
 
 def test_the_installed_pyroute2_has_everything():
-    assert _netlink.missing_pyroute2_features((_netlink.IPRoute, _netlink.RTNL_API), _netlink.pyroute2_netns) == []
+    iproute, rtnl_api, netns = _netlink._pyroute2()
+    assert _netlink.missing_pyroute2_features((iproute, rtnl_api), netns) == []
     _netlink.require_pyroute2(Module())  # does not fail
 
 
 def test_methods_count_on_any_of_the_classes():
     """0.9's IPRoute forwards its methods at runtime: finding them on RTNL_API is enough."""
     api = type("API", (), {name: lambda self: None for name in _netlink.IPROUTE_METHODS})
-    assert _netlink.missing_pyroute2_features((type("Sync", (), {}), api), _netlink.pyroute2_netns) == []
+    assert _netlink.missing_pyroute2_features((type("Sync", (), {}), api), _netlink._pyroute2()[2]) == []
 
 
 def test_an_old_pyroute2_is_refused_naming_the_minimum_and_what_it_lacks(monkeypatch):
     old_api = type("OldAPI", (), {name: lambda self: None for name in _netlink.IPROUTE_METHODS if name != "brport"})
     old_netns = types.SimpleNamespace(**{name: print for name in _netlink.NETNS_FUNCTIONS if name != "attach"})
-    monkeypatch.setattr(_netlink, "IPRoute", old_api)
-    monkeypatch.setattr(_netlink, "RTNL_API", None)
-    monkeypatch.setattr(_netlink, "pyroute2_netns", old_netns)
+    monkeypatch.setattr(_netlink, "_pyroute2", lambda: (old_api, None, old_netns))
     with pytest.raises(Failed) as failed:
         _netlink.require_pyroute2(Module())
     msg = failed.value.args[0]["msg"]
@@ -58,10 +57,22 @@ def test_netlink_forget_closes_the_namespace_socket(monkeypatch):
             self.closed = True
 
     opened = []
-    monkeypatch.setattr(_netlink, "new_iproute", lambda: opened.append(Socket()) or opened[-1])
+    monkeypatch.setattr(_netlink._rtnl, "Reader", lambda: opened.append(Socket()) or opened[-1])
     nl = _netlink.Netlink()
-    first = nl.ipr(None)
+    first = nl.sock(None)
     nl.forget(None)
     assert first.closed
-    assert nl.ipr(None) is not first and len(opened) == 2
+    assert nl.sock(None) is not first and len(opened) == 2
     nl.forget("never-opened")  # nothing to close: no error
+
+
+def test_importing_the_adapter_imports_no_pyroute2():
+    """pyroute2 costs a quarter of a second to import: the adapters load it only when asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _links;"
+            " print(sorted(m for m in sys.modules if m.startswith('pyroute2')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": ":".join(sys.path)}).stdout
+    assert out.strip() == "[]"

@@ -280,8 +280,9 @@ def test_port_mappings_share_the_table_and_a_range_is_one_rule():
     lines, _res = pm_run(kernel, MAPPINGS)
     assert lines and not [line for line in lines if "table" in line.split()[:2]]
     dnat = [t for _h, t in kernel.chains["nat-LINUXNET"]["rules"]]
-    assert len(dnat) == 4 and sum("20000-20999" in t for t in dnat) == 1
-    assert "ip daddr 127.0.0.1 tcp dport 8081 dnat to 10.31.0.2:80" in dnat
+    assert len(dnat) == 3 and sum("20000-20999" in t for t in dnat) == 1
+    # the two TCP ports on a host address are one map lookup (as nft lists it, elements sorted)
+    assert "dnat ip to ip daddr . tcp dport map { 127.0.0.1 . 8081 : 10.31.0.2 . 80, 192.0.2.1 . 81 : 10.31.0.2 . 80 }" in dnat
     assert pm_run(kernel, MAPPINGS)[0] == []
     assert fw_run(kernel, NETWORKS)[0] == [], "the firewall must not take the mappings' rules for its own"
 
@@ -368,3 +369,111 @@ def test_parse_list_reads_policies_rules_handles_and_skips_what_is_not_ours():
 def test_bad_table_name_is_refused():
     with pytest.raises(nft.v.ValidationError, match="nft table name"):
         assert nft.Nftables(None, table="bad name").table
+
+
+# ============================================================================== sets and maps (published ports)
+
+
+def more_mappings(n: int) -> list[dict]:
+    """``n`` endpoints on lnx-front, each publishing TCP on the host address and anywhere, and UDP."""
+    out = []
+    for i in range(n):
+        cip = f"10.31.0.{10 + i}"
+        out += [{"bridge": "lnx-front", "container_ip": cip, "publish": f"192.0.2.1:{9000 + i}:80"},
+                {"bridge": "lnx-front", "container_ip": cip, "publish": f"{9100 + i}:443"},
+                {"bridge": "lnx-front", "container_ip": cip, "publish": f"{9200 + i}:53/udp"}]
+    return out
+
+
+def rule_count(kernel: NftModel) -> int:
+    return sum(len(chain["rules"]) for chain in kernel.chains.values())
+
+
+def test_rule_count_does_not_grow_with_endpoints_or_ports():
+    counts = []
+    for n in (2, 5, 12):
+        kernel = NftModel()
+        fw_run(kernel, NETWORKS)
+        pm_run(kernel, MAPPINGS + more_mappings(n))
+        counts.append(rule_count(kernel))
+        assert pm_run(kernel, MAPPINGS + more_mappings(n))[0] == []
+    assert counts[0] == counts[1] == counts[2], counts
+    nat = [t for _h, t in kernel.chains["nat-LINUXNET"]["rules"]]
+    assert "dnat ip to udp dport map { 8080 : 10.32.0.2 . 80, 9200 : 10.31.0.10 . 53, 9201 : 10.31.0.11 . 53, 9202 : 10.31.0.12 . 53," \
+        in " ".join(nat)
+
+
+def test_a_set_rule_listed_in_nfts_own_order_is_read_back_as_its_rules():
+    """nft lists the elements of an anonymous set in an order of its own: nothing differs for that."""
+    kernel = NftModel()
+    fw_run(kernel, NETWORKS)
+    pm_run(kernel, MAPPINGS + more_mappings(3))
+    for chain in kernel.chains.values():
+        chain["rules"] = [(h, _shuffled(t)) for h, t in chain["rules"]]
+    assert pm_run(kernel, MAPPINGS + more_mappings(3))[0] == []
+    tables, _other = nft.parse_list(kernel.listing())
+    raw = tables["raw"].rules["PREROUTING"]
+    assert 'ip daddr 10.31.0.12 iifname != "lnx-front" tcp dport 443 drop' in raw  # the resources read single rules
+    # one endpoint fewer: its set rules are rewritten without it
+    lines, _res = pm_run(kernel, MAPPINGS + more_mappings(2))
+    assert lines and all("10.31.0.12" not in line for line in lines)
+
+
+def _shuffled(text: str) -> str:
+    m = re.fullmatch(r"(.*\{ )(.*)( \}.*)", text)
+    if m is None or "dport map { 20000 :" in text:
+        return text
+    return m.group(1) + ", ".join(reversed(m.group(2).split(", "))) + m.group(3)
+
+
+def test_sources_keep_a_set_rule_per_source_and_ipv6_forms_are_nfts():
+    rules = [Rule.of("accept_port", source=src, container_ip=cip, bridge="lnx-a", proto="tcp", dport="80")
+             for src in ("192.0.2.0/24", "198.51.100.7/32") for cip in ("10.1.0.2", "10.1.0.3")]
+    assert nft.compact(rules) == [
+        'ip saddr 192.0.2.0/24 ip daddr . tcp dport { 10.1.0.2 . 80, 10.1.0.3 . 80 } iifname != "lnx-a" oifname "lnx-a" accept',
+        'ip saddr 198.51.100.7 ip daddr . tcp dport { 10.1.0.2 . 80, 10.1.0.3 . 80 } iifname != "lnx-a" oifname "lnx-a" accept']
+    dnat6 = [Rule.of("dnat", host_ip="2001:db8::1", proto="tcp", dport=str(81 + i), container_ip=f"fd00::{2 + i}", to_ports="80")
+             for i in range(2)]
+    # as nft 1.0.6 lists what it was given (tests/integration/test_nftables.py loads them)
+    assert nft.compact(dnat6, "nat", "ipv6") == [
+        "ip6 saddr != fe80::/10 dnat ip6 to ip6 daddr . tcp dport map { 2001:db8::1 . 81 : fd00::2 . 80, 2001:db8::1 . 82 : fd00::3 . 80 }"]
+    assert [nft.parse_rule(s, "ipv6") for s in nft.expand(nft.compact(dnat6, "nat", "ipv6")[0])] == dnat6
+    # a single rule stays the rule it always was; a shifted range keeps its port map rule
+    assert nft.compact(dnat6[:1], "nat", "ipv6") == [nft.render_rule(dnat6[0], "nat", "ipv6")]
+
+
+def networks(n: int) -> list[dict]:
+    return [{"name": f"n{i}", "bridge": f"lnx-n{i}", "subnet": f"10.{40 + i}.0.0/24"} for i in range(n)]
+
+
+def test_isolation_is_three_rules_whatever_the_number_of_networks():
+    """Stage 1 is one set rule, stage 2 one published-port jump and one drop over a set of bridges."""
+    for n in (2, 7):
+        kernel = NftModel()
+        fw_run(kernel, NETWORKS + networks(n))
+        stage1 = [t for _h, t in kernel.chains["filter-LINUXNET-ISOLATION-STAGE-1"]["rules"]]
+        stage2 = [t for _h, t in kernel.chains["filter-LINUXNET-ISOLATION-STAGE-2"]["rules"]]
+        assert len(stage1) == 2 + 1 + 1 and len(stage2) == 4, (stage1, stage2)  # lnx-int's internal drops, the set rule, return
+        assert stage1[2].startswith('iifname { "lnx-back", "lnx-front", "lnx-n0", ') and \
+            ' iifname . oifname != { "lnx-back" . "lnx-back", ' in stage1[2] and stage1[2].endswith(" jump filter-LINUXNET-ISOLATION-STAGE-2")
+        assert stage2[1].endswith("} ct status dnat jump filter-LINUXNET") and stage2[2].startswith("oifname { ") and stage2[2].endswith(" } drop")
+        for chain in kernel.chains.values():  # nft's own element order is no change
+            chain["rules"] = [(h, _shuffled(t)) for h, t in chain["rules"]]
+        again, res = fw_run(kernel, NETWORKS + networks(n))
+        assert again == []
+        gathered = fw.parse_networks(res.live, "LINUXNET", {}, res.adapter.parse)
+        assert len(gathered) == len(NETWORKS) + n
+    # one network fewer: the set rules are rewritten, the table keeps its rule count
+    before = sum(len(c["rules"]) for c in kernel.chains.values())
+    lines, _res = fw_run(kernel, NETWORKS + networks(n - 1), state="overridden")
+    assert lines and all("lnx-n6" not in line for line in lines if line.startswith("add rule"))
+    assert sum(len(c["rules"]) for c in kernel.chains.values()) < before  # (its FORWARD and NAT rules went)
+
+
+def test_stage_two_is_reordered_only_where_rules_commute():
+    pairs = [Rule.of("published_in", bridge=b, chain="LINUXNET") for b in ("a", "b")]
+    drops = [Rule.of("isolated", bridge=b) for b in ("a", "b")]
+    assert nft._by_kind([pairs[0], drops[0], pairs[1], drops[1]]) == pairs + drops
+    # a bridge whose drop comes before its jump keeps the order as it was
+    odd = [pairs[0], drops[0], drops[1], pairs[1]]
+    assert nft._by_kind(odd) == odd

@@ -556,7 +556,16 @@ class ToolModule(FakeModule):
         return self.rc, "", self.err
 
 
-def test_conntrack_missing_or_failing_is_a_warning():
+@pytest.fixture
+def flows(tmp_path, monkeypatch):
+    """The connection tracking table holds entries (nf_conntrack_count), so the cleanup lists them."""
+    count = tmp_path / "nf_conntrack_count"
+    count.write_text("3\n")
+    monkeypatch.setattr(pm, "CONNTRACK_COUNT", str(count))
+    return count
+
+
+def test_conntrack_missing_or_failing_is_a_warning(flows):
     ops = pm.conntrack_ops({}, {"k": {"protocol": "udp", "host_ip": None, "host_port": "8080", "container_ip": "10.0.0.2",
                                       "container_port": "80"}})
     for module, warned in ((ToolModule(None), "conntrack not found"), (ToolModule("/usr/sbin/conntrack"), None),
@@ -577,7 +586,7 @@ LISTING = ("udp      17 29 src=192.0.2.7 dst=10.0.0.1 sport=40001 dport=20002 [U
            " mark=0 use=1\n")
 
 
-def test_conntrack_deletes_only_ports_that_have_udp_flows():
+def test_conntrack_deletes_only_ports_that_have_udp_flows(flows):
     """One listing, then a delete per host port that has a flow (the original direction's dport)."""
     assert pm.udp_flow_ports(LISTING) == {20002, 40005}
     ops = pm.conntrack_ops({}, {"k": {"protocol": "udp", "host_ip": None, "host_port": "20000-20003",
@@ -594,3 +603,25 @@ def test_conntrack_deletes_only_ports_that_have_udp_flows():
     assert res.warnings == []
     assert module.calls == [["/usr/sbin/conntrack", "-L", "-p", "udp"],
                             ["/usr/sbin/conntrack", "-D", "-p", "udp", "--orig-port-dst", "20002"]]
+
+
+def test_no_conntrack_process_when_the_table_is_empty(flows, tmp_path, monkeypatch):
+    """An empty connection tracking table (nf_conntrack_count 0: a first converge on a fresh host)
+    has no flow to clean: no listing, no delete; the commands still say what the cleanup is."""
+    ops = pm.conntrack_ops({}, {"k": {"protocol": "udp", "host_ip": None, "host_port": "8080", "container_ip": "10.0.0.2",
+                                      "container_port": "80"}})
+    assert [op.command for op in ops] == ["conntrack -D -p udp --orig-port-dst 8080"]
+    flows.write_text("0\n")
+    module = ToolModule("/usr/sbin/conntrack")
+    res = pm.PortMappingResource(module)
+    res.apply_other(ops)
+    assert module.calls == [] and res.warnings == []
+    # without the tool the warning stays, flows or not
+    missing = pm.PortMappingResource(ToolModule(None))
+    missing.apply_other(ops)
+    assert len(missing.warnings) == 1 and "conntrack not found" in missing.warnings[0]
+    # no such file (conntrack not loaded, or /proc/sys unreadable): listed as before
+    monkeypatch.setattr(pm, "CONNTRACK_COUNT", str(tmp_path / "absent"))
+    module = ToolModule("/usr/sbin/conntrack")
+    pm.PortMappingResource(module).apply_other(ops)
+    assert module.calls[0] == ["/usr/sbin/conntrack", "-L", "-p", "udp"]
