@@ -37,7 +37,7 @@ attributes:
     support: full
     description: A second run with the same input reports no change and writes nothing.
 requirements:
-  - pyroute2 >= 0.5.14 (python3-pyroute2 on Debian/Ubuntu) on the managed host, Python >= 3.9, root
+  - Python >= 3.9 on the managed host, root
 notes:
   - Ownership is recorded on the managed host so that O(state=overridden) and O(state=deleted)
     never remove objects created by someone else (Docker, libvirt, a user).

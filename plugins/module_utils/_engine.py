@@ -242,7 +242,7 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
 def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], ...] = ()) -> None:
     """Execute one resource-module run and exit the module.
 
-    ``requires``: checks of the managed host (such as ``require_pyroute2``) that fail the module
+    ``requires``: checks of the managed host (no module passes one today) that fail the module
     with one message; like the privilege check after them, skipped for ``rendered``.
     """
     state = module.params["state"]

@@ -24,7 +24,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Ope
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix, render_marker
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, read_sysctl
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import PYROUTE2_IMPORT_ERROR, Netlink
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
 
 ITEM_OPTIONS = {
     "bridge": {"type": "str", "required": True},
@@ -416,7 +416,7 @@ class PortMappingResource(TablesResource):
         return items
 
     def check_references(self, desired: list[dict], state: str) -> None:
-        if state in ("deleted", "gathered") or PYROUTE2_IMPORT_ERROR is not None:
+        if state in ("deleted", "gathered"):
             return
         known = self.bridges or {}
         netlink = self.netlink or Netlink()

@@ -155,12 +155,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS, BridgeResource
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    _engine.run(module, BridgeResource(module), requires=(require_pyroute2,))
+    _engine.run(module, BridgeResource(module))
 
 
 if __name__ == "__main__":

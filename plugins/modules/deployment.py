@@ -74,7 +74,7 @@ options:
       - The role sets it from O(linuxnet.bridge.bridge_network#role:main:linuxnet_persist).
     type: bool
 requirements:
-  - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root
+  - Python >= 3.9 on the managed host, root
   - With O(persist), systemd >= 242 for endpoint services (on a host without systemd nothing is installed, with a warning).
 notes:
   - The five modules stay available for direct use; this module shares their code.
@@ -149,7 +149,6 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
@@ -165,7 +164,6 @@ def main() -> None:
         supports_check_mode=True,
     )
     _engine.require_privilege(module)
-    require_pyroute2(module)
     p = module.params
     tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
     result: dict = {"commands": {}}

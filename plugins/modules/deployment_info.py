@@ -46,7 +46,7 @@ options:
     choices: [always, on_change]
     default: always
 requirements:
-  - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root
+  - Python >= 3.9 on the managed host, root
 """
 
 EXAMPLES = r"""
@@ -127,7 +127,6 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, KERNEL_PROBE, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
@@ -141,7 +140,6 @@ def main() -> None:
         supports_check_mode=True,
     )
     _engine.require_privilege(module)
-    require_pyroute2(module)
     p = module.params
     try:
         result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"],

@@ -193,7 +193,6 @@ rendered:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS, MODULE_OPTIONS, NetnsResource
 
 
@@ -201,7 +200,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
     )
-    _engine.run(module, NetnsResource(module), requires=(require_pyroute2,))
+    _engine.run(module, NetnsResource(module))
 
 
 if __name__ == "__main__":

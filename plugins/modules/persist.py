@@ -57,7 +57,7 @@ options:
     choices: [present, absent]
     default: present
 requirements:
-  - pyroute2 >= 0.5.14 on the managed host, Python >= 3.9, root, systemd >= 242 (C(NetworkNamespacePath=))
+  - Python >= 3.9 on the managed host, root, systemd >= 242 (C(NetworkNamespacePath=))
 notes:
   - The unit runs the Python interpreter this module ran with.
 seealso:
@@ -120,7 +120,6 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  #
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, ReadOnlyModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import plan_deployment
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethResource
@@ -151,7 +150,6 @@ def main() -> None:
         services = _persist.checked_services(p["state"], p["endpoints"])
         plan = None
         if p["state"] == "present" and _persist.systemd_running():
-            require_pyroute2(module)
             plan = live_plan(module, p["networks"], p["endpoints"])
         options = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, ...: as converged
         result = _persist.apply(module, p["state"], plan, services, options)

@@ -202,13 +202,12 @@ rendered:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import require_pyroute2
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import ITEM_OPTIONS, VethResource
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    _engine.run(module, VethResource(module), requires=(require_pyroute2,))
+    _engine.run(module, VethResource(module))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -458,47 +457,3 @@ def test_rendered_does_not_touch_the_host(lab, run_playbook):
     for m in MODULES:
         assert res(result, m)["changed"] is False
     assert_same(before, snapshot(lab), "rendered")
-
-
-# --------------------------------------------------------------------------------- no pyroute2
-
-
-def _python_without_pyroute2(lab) -> str | None:
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3") or ""):
-        if not candidate or not os.path.exists(candidate):
-            continue
-        probe = lab.run(HOST, [candidate, "-c", "import sys; assert sys.version_info >= (3, 8); import pyroute2"], check=False)
-        if probe.returncode != 0 and "pyroute2" in probe.stderr:
-            return candidate
-    return None
-
-
-def test_missing_pyroute2_is_reported_without_traceback(lab, run_playbook):
-    """missing_required_lib('pyroute2') with a hint, not an ImportError; rendered needs no pyroute2."""
-    python = _python_without_pyroute2(lab)
-    if python is None:
-        pytest.skip("no Python >= 3.8 without pyroute2 on this machine")
-    before = snapshot(lab)
-    configs = {"netns": [{"name": "np1"}], "bridge": [{"name": "brnp"}], "veth": [{"name": "vnp", "peer": "vnq"}]}
-    tasks = [task(m, m, "merged", c, ignore_errors=True) for m, c in configs.items()]
-    tasks += [task(f"rendered {m}", m, "rendered", c, ignore_errors=True) for m, c in configs.items()]
-    result = run(run_playbook, lab, *tasks, ok=False, extra_vars={"ansible_python_interpreter": python})
-    assert result.rc == 0, result.stderr
-    problems = []
-    for m in MODULES:
-        r = res(result, m)
-        msg = str(r.get("msg", ""))
-        if (
-            not r.get("failed")
-            or "Failed to import the required Python library (pyroute2)" not in msg
-            or "python3-pyroute2" not in msg  # the hint
-            or "Traceback" in msg
-            or "cannot import" in msg
-            or "module_stderr" in r
-        ):
-            problems.append(f"{m}: msg={msg!r} module_stderr={str(r.get('module_stderr', ''))[-600:]!r}")
-        r = res(result, f"rendered {m}")
-        if r.get("failed") or not r.get("rendered"):
-            problems.append(f"rendered {m} (needs no pyroute2): msg={r.get('msg')!r}")
-    assert_same(before, snapshot(lab), "modules without pyroute2")
-    assert not problems, f"with {python} (no pyroute2):\n" + "\n".join(problems)

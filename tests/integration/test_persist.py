@@ -46,7 +46,7 @@ def site(run_playbook, lab, **extra):
 
 
 def restore(lab, bundle: Path, state: Path, *args: str) -> dict:
-    """The runner as linuxnet-bridge.service runs it (the lab's python has pyroute2, as the host's python3 would)."""
+    """The runner as linuxnet-bridge.service runs it (with the lab's python, as the unit runs the host's python3)."""
     proc = lab.run(HOST, [sys.executable, str(bundle), "--state", str(state), *args], check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

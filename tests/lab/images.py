@@ -2,8 +2,9 @@
 
 An image is a directory tree made by ``mmdebstrap`` (root mode) for one Debian suite, plus a
 local package repository next to it that holds what the image lacks and the role installs
-(``python3-pyroute2``, ``iptables``, ``nftables``, ``conntrack``, ``python3-apt`` and their dependencies, for
-that suite). Machines boot the tree read-only under a per-machine overlay and see the repository
+(``iptables``, ``nftables``, ``conntrack``, ``python3-apt`` and their dependencies, for that suite), and
+``python3-pyroute2``, which the role no longer installs: offered, so molecule/matrix and machine
+show that the role leaves it out. Machines boot the tree read-only under a per-machine overlay and see the repository
 read-only at :data:`REPO_MOUNT`; their apt sources name only that repository, so a machine never
 reaches a registry.
 
@@ -50,7 +51,7 @@ BASE_PACKAGES = (
     "kmod",
     "ca-certificates",
 )
-# Offered by the local repository only.
+# Offered by the local repository only (python3-pyroute2: a package the role must not install).
 REPO_PACKAGES = ("python3-pyroute2", "iptables", "nftables", "conntrack", "python3-apt")
 _DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",

@@ -42,7 +42,8 @@ def test_machine_is_a_real_host_and_reboots(lab_factory: Callable[..., Lab]) -> 
     assert _ssh(lab, "ping -c1 -W2 172.16.211.1").returncode == 0
     assert lab.run("outside", ["ping", "-c1", "-W2", "172.16.211.128"]).returncode == 0
     assert _ssh(lab, "ip -j route show default").stdout.strip() == "[]"
-    # The local repository offers what the role installs, and only that.
+    # The local repository offers what the role installs, and python3-pyroute2 (which the role must leave out:
+    # molecule/matrix and molecule/machine check that it does).
     res = _ssh(lab, "apt-get update -q >/dev/null && apt-cache policy python3-pyroute2 iptables nftables")
     assert res.returncode == 0, res.stderr
     assert "file:/srv/linuxnet-repo" in res.stdout and "(none)" in res.stdout

@@ -1,15 +1,16 @@
-"""The role on managed hosts with the pyroute2 (and Python) that Debian 11, 12 and 13 ship.
+"""The role on managed hosts whose Python has no pyroute2 at all (the modules speak netlink themselves).
 
-Every other test borrows the controller's pyroute2 (0.9.x). Real hosts use their distro's
-python3-pyroute2, whose API differs (``IPRoute(groups=...)`` only exists from 0.7.3, for one).
-For each version (and 0.8) a venv under ``.cache/pyroute2/<version>/`` (made once, then reused) becomes the
-lab host's ``ansible_python_interpreter``, and ``playbooks/site.yml`` runs there: build, a re-run
-that must change nothing, real traffic, then ``linuxnet_state: absent``.
+Every other test runs the modules with the controller's venv, which holds pyroute2 (a dev
+requirement: unit tests cross-check our netlink encoders with it). Here the lab host's
+``ansible_python_interpreter`` is a bare venv (no package beyond pip) of the Python that Debian 11,
+12 and 13 ship, under ``.cache/managed-python/<python>/`` (made once, then reused); one more run
+has Debian 11's old pyroute2 0.5.14 installed, to show its presence does not matter either.
+``playbooks/site.yml`` runs there: build, a re-run that must change nothing, real traffic, then
+``linuxnet_state: absent``.
 
-The venv uses the Python of that Debian release when this machine has it (pyenv or PATH), else
-the controller's Python.
+The venv uses that Python when this machine has it (pyenv or PATH), else the controller's.
 
-Run (root): ``.venv/bin/python -m pytest tests/integration/test_pyroute2_versions.py -q``
+Run (root): ``.venv/bin/python -m pytest tests/integration/test_without_pyroute2.py -q``
 """
 
 from __future__ import annotations
@@ -28,18 +29,31 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "playbooks" / "site.yml"
-CACHE = REPO / ".cache" / "pyroute2"
+CACHE = REPO / ".cache" / "managed-python"
 HOST = "linuxnet1"
 ADDR = "172.16.211.128"
 CONVERGE = "linuxnet.bridge.bridge_network : Converge networks and endpoints"  # linuxnet.bridge.deployment
 
-# pyroute2 of each Debian release (apt-cache policy python3-pyroute2) -> that release's Python
-VERSIONS = {
-    "0.5.14": "3.9",  # Debian 11 bullseye
-    "0.7.2": "3.11",  # Debian 12 bookworm
-    "0.7.7": "3.13",  # Debian 13 trixie
-    "0.8.1": "3.11",  # no Debian release: the 0.8 series (0.9 is the controller's, used by every other test)
+# The managed host's Python (Debian 11, 12, 13) and the pyroute2 installed beside it (None: none at all)
+HOSTS = {
+    "3.9": None,  # Debian 11 bullseye
+    "3.11": None,  # Debian 12 bookworm
+    "3.13": None,  # Debian 13 trixie
+    "3.9-pyroute2-0.5.14": "0.5.14",  # Debian 11 with its python3-pyroute2 still installed: ignored
 }
+# What the modules must not import: checked on the host, with the interpreter and environment Ansible used.
+PROBE = """
+- hosts: linuxnet_hosts
+  gather_facts: false
+  tasks:
+    - name: Probe pyroute2
+      ansible.builtin.command:
+        argv:
+          - "{{ ansible_python_interpreter }}"
+          - "-c"
+          - "import importlib.util, sys; print('%d.%d' % sys.version_info[:2]); print(importlib.util.find_spec('pyroute2') is not None)"
+      changed_when: false
+"""
 
 NETWORKS = [
     {"name": "bridge", "subnet": "172.17.0.0/16"},
@@ -70,9 +84,8 @@ CLIENT = (
 )
 
 
-def base_python(version: str) -> str:
-    """The Python paired with ``version`` in VERSIONS if installed here, else the controller's."""
-    wanted = VERSIONS[version]
+def base_python(wanted: str) -> str:
+    """Python ``wanted`` (``3.9``) if installed here, else the controller's."""
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     candidates = sorted(glob.glob(f"{pyenv_root}/versions/{wanted}.*/bin/python{wanted}"), reverse=True)
     candidates.append(shutil.which(f"python{wanted}") or "")
@@ -83,19 +96,22 @@ def base_python(version: str) -> str:
     return sys.executable
 
 
-def pyroute2_venv(version: str) -> Path:
-    """``.cache/pyroute2/<version>/bin/python`` with exactly that pyroute2 (created once)."""
-    root = CACHE / version
+def managed_python(host: str) -> Path:
+    """``.cache/managed-python/<host>/bin/python``: a venv with no pyroute2, or exactly HOSTS[host] (made once)."""
+    root = CACHE / host
     python = root / "bin" / "python"
-    base = base_python(version)
+    base = base_python(host.split("-")[0])
+    pyroute2 = HOSTS.get(host)
     stamp = root / ".made-with"
-    if python.exists() and stamp.exists() and stamp.read_text() == base:
+    made_with = f"{base} pyroute2=={pyroute2}"
+    if python.exists() and stamp.exists() and stamp.read_text() == made_with:
         return python
     shutil.rmtree(root, ignore_errors=True)
     subprocess.run([base, "-m", "venv", str(root)], check=True, capture_output=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pyroute2=={version}"],
-                   check=True, capture_output=True)
-    stamp.write_text(base)
+    if pyroute2:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pyroute2=={pyroute2}"],
+                       check=True, capture_output=True)
+    stamp.write_text(made_with)
     return python
 
 
@@ -122,14 +138,18 @@ def pings(lab, netns: str, address: str) -> bool:
     return sh(lab, f"ip netns exec {netns} ping -n -c1 -W2 {address}", check=False).returncode == 0
 
 
-@pytest.mark.parametrize("version", sorted(VERSIONS))
-def test_role_with_debian_pyroute2(version, lab_factory, run_playbook):
-    python = pyroute2_venv(version)
-    probe = "import sys, importlib.metadata as m; print(m.version('pyroute2'), '%d.%d' % sys.version_info[:2])"
-    reported = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True).stdout.split()
-    assert reported[0] == version
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_role_without_pyroute2(host, lab_factory, run_playbook):
+    python = managed_python(host)
     lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]}, python_interpreter=str(python))
     assert lab.inventory()["all"]["hosts"][HOST]["ansible_python_interpreter"] == str(python)
+    # As Ansible runs it on the host: that Python, and pyroute2 absent (or present only where HOSTS says so)
+    probe = run_playbook(lab.inventory_path, PROBE)
+    probe.assert_ok()
+    version, has_pyroute2 = probe.task("Probe pyroute2", HOST).result["stdout_lines"]
+    assert has_pyroute2 == str(HOSTS[host] is not None), (host, version)
+    if base_python(host.split("-")[0]) != sys.executable:
+        assert version == host.split("-")[0]
 
     first = site(run_playbook, lab)
     assert first.task(CONVERGE, HOST).result["changed_steps"] == ["netns", "bridge", "veth", "firewall", "port_mapping"]
@@ -181,6 +201,7 @@ def test_package_install_runs_under_site_yml_without_gathered_facts(lab_factory,
     role = "linuxnet.bridge.bridge_network : "
     facts = result.task(role + "Read the distribution (minimal facts)", HOST)
     assert not facts.skipped and facts.result["ansible_facts"]["ansible_os_family"] == "Debian"
-    apt = result.task(role + "Install pyroute2, iptables and nftables (apt)", HOST)
+    apt = result.task(role + "Install iptables, nftables and conntrack (apt)", HOST)
     assert not apt.skipped and not apt.failed, apt.result
-    assert result.task(role + "Install pyroute2, iptables and nftables", HOST).skipped
+    assert apt.result["invocation"]["module_args"]["name"] == ["iptables", "nftables", "conntrack"]  # no pyroute2
+    assert result.task(role + "Install iptables, nftables and conntrack", HOST).skipped
