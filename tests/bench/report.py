@@ -317,7 +317,25 @@ def _targets17(results: dict) -> list[str]:
     return ["## Targets of issue 17 and where we stand", "",
             "Ratios of medians measured side by side (interleaved per repetition) unless marked otherwise; a "
             "busy machine (see above) inflates linuxnet's Python and Ansible time more than netavark's and the "
-            "floor's.", ""] + table(["target", "measured", "status"], rows) + [""]
+            "floor's.", ""] + table(["target", "measured", "status"], rows) + [""] + _ansible_floor(results)
+
+
+def _ansible_floor(results: dict) -> list[str]:
+    """What any Ansible run of one module costs here, next to the small-N targets that are ratios to it."""
+    base = results.get("baseline", {})
+    bare = med([r["wall"] for r in base.get("bare", [])])
+    ping = med([r["wall"] for r in base.get("ping", [])])
+    if bare is None or ping is None:
+        return []
+    out = [f"What Ansible alone costs here: a bare `ansible-playbook` start {fs(bare)} s, the same playbook with one "
+           f"`ansible.builtin.ping` task {fs(ping)} s (the price of any module run through the connection: "
+           f"{fs(ping - bare)} s)."]
+    for n, limit in ((10, 1.5), (100, 0.25)):
+        nv, lx = median_wall(results, "netavark", n), median_wall(results, "linuxnet", n)
+        if nv and lx:
+            out.append(f"At N={n} the target allows {fs(nv * limit)} s; one ping task takes {fr(ratio(ping, nv))} "
+                       f"of netavark's converge, and linuxnet's converge is {fs(lx - ping)} s above that ping playbook.")
+    return [" ".join(out), ""]
 
 
 def _ratios(results: dict, ns: list[int]) -> list[str]:
