@@ -36,7 +36,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import (
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS as NETNS_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import MODULE_OPTIONS as NETNS_MODULE_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NETNS_RUN_DIR, Netlink
 from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import parse_alias
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import ITEM_OPTIONS as PORT_OPTIONS
@@ -450,7 +450,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             commands[name] = [op.command for op in operations]
             if check_mode and getattr(resource, "adapter", None) is tables:
                 tables.foresee(operations)
-            gone_namespaces |= {op.args["name"] for op in operations if op.action == "netns_delete"}
+            deleted = {op.args["name"] for op in operations if op.action == "netns_delete"}
+            gone_namespaces |= deleted - _namespaces_in_use(deleted)  # a process keeps the others (and their veths)
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
             if name == "bridge" and not check_mode:
                 bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
@@ -551,6 +552,31 @@ def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: flo
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.02)
+
+
+def _namespaces_in_use(names: set[str]) -> set[str]:
+    """Those of the named namespaces (in /run/netns) in which a process lives: deleting their name
+    does not destroy them, so their veths stay until the veth step deletes them."""
+    inodes = {}
+    for name in names:
+        try:
+            inodes[os.stat(os.path.join(NETNS_RUN_DIR, name)).st_ino] = name
+        except OSError:
+            continue
+    used: set[str] = set()
+    if not inodes:
+        return used
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            link = os.readlink(f"/proc/{pid}/ns/net")  # "net:[4026532301]"
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        name = inodes.get(int(link[5:-1])) if link.startswith("net:[") else None
+        if name:
+            used.add(name)
+    return used
 
 
 def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink) -> dict:

@@ -154,14 +154,17 @@ def test_bad_input_fails_before_any_change(lab, tmp_path):
 
 def test_teardown_removes_the_veth_of_a_namespace_a_process_keeps_alive(lab, tmp_path):
     """A process left in an endpoint (a web server) keeps the kernel namespace, and with it the veth
-    pair, alive after ``ip netns delete``: the veth step deletes what did not go with its namespace."""
+    pair, alive after ``ip netns delete``: the veth step deletes what did not go with its namespace,
+    and check mode predicts that delete (it looks for processes in the namespaces it would delete)."""
     assert "error" not in call(lab, tmp_path, "converge")
     # bounded: the listener ends by itself, and is killed by its pid below
     keeper = lab.run(HOST, ["sh", "-c", "ip netns exec c1 sleep 120 >/dev/null 2>&1 & echo $!"]).stdout.strip()
     try:
+        predicted = call(lab, tmp_path, "remove", check_mode=True)
         removed = call(lab, tmp_path, "remove")
         assert "error" not in removed, removed
         assert len(removed["commands"]["veth"]) == 1, removed["commands"]  # c1's pair; the others went with their namespace
+        assert removed["commands"] == predicted["commands"]  # check mode saw the process in c1
         left = lab.run(HOST, ["sh", "-c", "ip netns list; ip -o link | grep linuxnet.bridge || true"]).stdout
         assert left.strip() == "", left
         assert call(lab, tmp_path, "remove")["changed"] is False
