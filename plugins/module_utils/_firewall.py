@@ -129,6 +129,9 @@ class TablesResource(Resource):
         self.ipv6 = False
         self.known: dict[str, dict] = {}
         self.final: dict[str, dict] = {}
+        # the state file's other records (beyond the items), as read and as plan() leaves them (None: as read)
+        self.records: dict[str, object] = {}
+        self.final_records: dict[str, object] | None = None
 
     def is_ipv6(self, item: dict) -> bool:
         """Does this item (config or state file) have rules in the IPv6 ruleset?"""
@@ -145,9 +148,11 @@ class TablesResource(Resource):
         self.others_live = self._others_live(self.others)
         try:
             with open(self.state_path(), encoding="utf-8") as handle:
-                self.known = json.load(handle)["items"]
-        except (OSError, ValueError, KeyError):
-            self.known = {}
+                state = json.load(handle)
+            self.known = state["items"]
+            self.records = {k: val for k, val in state.items() if k != "items"}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.known, self.records = {}, {}
         self.ipv6 = any(self.is_ipv6(item) for item in list(desired or []) + list(self.known.values()))
         self.live6, self.others_live6 = {}, []
         if self.ipv6:
@@ -257,13 +262,14 @@ class TablesResource(Resource):
         """Operations other than rule changes (sysctls), run after the rules are committed."""
 
     def persist(self) -> None:
-        if self.final == self.known:
+        records = self.records if self.final_records is None else self.final_records
+        if self.final == self.known and records == self.records:
             return
         path = self.state_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"items": self.final}, handle, indent=1, sort_keys=True)
+            json.dump({**records, "items": self.final}, handle, indent=1, sort_keys=True)
         os.replace(tmp, path)
 
     def close(self) -> None:
@@ -398,6 +404,19 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
     else:
         nat.remove = [c["main"]]
     return model
+
+
+#: the state file's record of the families whose iptables FORWARD policy this collection set to DROP
+FORWARD_DROP_RECORD = "forward_drop_set"
+
+
+def sets_forward_drop(adapter: Iptables | Nftables, model: Model, live: dict[str, Table]) -> set[str]:
+    """{adapter's family} when ``model`` turns an iptables FORWARD policy from something else to DROP
+    (as dockerd does when it turns forwarding on): ours to give back on a switch. A DROP that was
+    there before is someone else's, and an nftables policy goes with our table."""
+    want = model.tables["filter"].policies.get("FORWARD")
+    current = (live.get("filter") or Table()).chains.get("FORWARD")
+    return {adapter.family} if isinstance(adapter, Iptables) and want == "DROP" and current != "DROP" else set()
 
 
 def claimed_rules(networks: list[dict], prefix: str, family: str = "ipv4") -> dict[str, set[Rule]]:
@@ -538,20 +557,36 @@ class FirewallResource(TablesResource):
             model.sysctls.update({route_localnet_path(n["bridge"]): "1" for n in nets if n["bridge"] in self.bridges_present})
         managed = list(self.known.values()) + nets
         ops = self.adapter.plan(model, self.live)
+        # the iptables FORWARD policies this collection set to DROP (per family): a switch gives them back
+        dropped = set(self.records.get(FORWARD_DROP_RECORD) or []) | sets_forward_drop(self.adapter, model, self.live)
         if self.ipv6:
             # dockerd: it turned IPv6 forwarding on, so the ip6tables FORWARD policy becomes DROP
             dual = [n for n in nets if n.get("subnet6")]
             forward_off6 = bool(dual) and self.sysctls.get(IP6_FORWARD) not in ("1", None)
             model6 = firewall_model(nets, list(self.known.values()), self.prefix, self.live6, forward_off6, self.adapter6, "ipv6")
             ops += self.adapter6.plan(model6, self.live6)
+            dropped |= sets_forward_drop(self.adapter6, model6, self.live6)
             if dual:
                 model.sysctls.update({IP6_FORWARD: "1", BRIDGE_NF6: "1"})
                 if self.sysctls.get(IP6_FORWARD) != "1":
                     self._warn_accept_ra()
-        # another backend: as if every network were deleted there, <P> too (the mappings move with us)
-        switch = self.switch_ops(lambda adapter, live: firewall_model(
-            [], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
-            False, adapter, adapter.family))
+
+        def cleanup(adapter, live: dict[str, Table]) -> Model:
+            # another backend: as if every network were deleted there, <P> too (the mappings move with us)
+            other = firewall_model([], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
+                                   False, adapter, adapter.family)
+            if isinstance(adapter, Iptables) and adapter.family in dropped:
+                dropped.discard(adapter.family)
+                if (live.get("filter") or Table()).chains.get("FORWARD") == "DROP":
+                    other.tables["filter"].policies = {"FORWARD": "ACCEPT"}
+            return other
+
+        switch = self.switch_ops(cleanup)
+        if not isinstance(self.adapter, Iptables):
+            dropped.clear()  # iptables is no backend of ours any more: nothing left to give back
+        self.final_records = {k: val for k, val in self.records.items() if k != FORWARD_DROP_RECORD}
+        if dropped:
+            self.final_records[FORWARD_DROP_RECORD] = sorted(dropped)
         return ops + switch + self._sysctl_ops(model.sysctls), final
 
     def _warn_accept_ra(self) -> None:

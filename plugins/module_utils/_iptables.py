@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
@@ -113,19 +114,65 @@ IPV4_ONLY = frozenset({"localnet_guard"})
 #: The same kinds in ip6tables (derived from KINDS: each rule format is written once).
 #: Docker 29's IPv6 DNAT skips link-local sources (``! -s fe80::/10``); a port's own ``sources`` replace it.
 LINK_LOCAL6 = "fe80::/10"
+#: Docker's IPv6 internal-network drops (setupInternalNetworkRules) spare traffic that stays on the
+#: bridge: with bridge-nf-call-ip6tables, bridged neighbour discovery (fe80:: to ff02::1:ff..) passes FORWARD.
+INTERNAL6 = {
+    "internal_in": "! -s {subnet} ! -i {bridge} -o {bridge} -j DROP",
+    "internal_out": "! -d {subnet} -i {bridge} ! -o {bridge} -j DROP",
+}
 KINDS6 = {kind: Template(ipv6_text(t.text).replace("[-s {source} ]", f"[-s {{source}} |! -s {LINK_LOCAL6} ]") if kind == "dnat"
-                         else ipv6_text(t.text), "ipv6", bracketed=kind == "dnat")
+                         else INTERNAL6.get(kind) or ipv6_text(t.text), "ipv6", bracketed=kind == "dnat")
           for kind, t in KINDS.items() if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 
+# Rendered rules by (rule, family): a run renders the same rule for several chains and models
+# (pure, and a module process is short-lived).
+_RENDERED: dict[tuple[Rule, str], str] = {}
+
+
 def render_rule(rule: Rule, family: str = "ipv4") -> str:
-    return KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
+    try:
+        return _RENDERED[(rule, family)]
+    except KeyError:
+        text = _RENDERED[(rule, family)] = KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
+        return text
+    except TypeError:  # a field value that is no string (not hashable)
+        return KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
+
+
+_TARGET = re.compile(r"(?:.*\s)?-j ([A-Za-z0-9_]+)(?:\s.*)?")
+# family -> (its KINDS, {target: the kinds, in order, that can match a rule jumping there}, the kinds any rule may match)
+_BY_TARGET: dict[str, tuple[dict, dict[str, list], list]] = {}
+
+
+def _by_target(family: str) -> tuple[dict[str, list], list]:
+    """The kinds of ``family`` by the literal target of their one ``-j`` (a kind whose target is a
+    field, an optional segment or not literal matches any): parsing tries only those that can match."""
+    kinds = KINDS_BY_FAMILY[family]
+    if family not in _BY_TARGET or _BY_TARGET[family][0] is not kinds:
+        targets: dict[str, str | None] = {}
+        for kind, template in kinds.items():
+            m = _TARGET.fullmatch(template.text)
+            literal = template.text.count("-j") == 1 and m is not None and not any(
+                "-j" in seg for seg in template.segments if seg.startswith("["))
+            targets[kind] = m.group(1) if literal else None
+        index = {word: [(k, t) for k, t in kinds.items() if targets[k] in (None, word)]
+                 for word in set(targets.values()) - {None}}
+        _BY_TARGET[family] = (kinds, index, [(k, t) for k, t in kinds.items() if targets[k] is None])
+    return _BY_TARGET[family][1], _BY_TARGET[family][2]
 
 
 def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
     """The rule ``iptables-save`` printed as ``-A CHAIN <spec>``; None if it is no kind of ours."""
-    for kind, template in KINDS_BY_FAMILY[family].items():
+    tokens = spec.split()
+    if tokens.count("-j") == 1 and tokens[-1] != "-j":
+        # a kind with a literal target matches only a rule with that target after its (only) -j
+        index, wildcard = _by_target(family)
+        candidates = index.get(tokens[tokens.index("-j") + 1], wildcard)
+    else:
+        candidates = KINDS_BY_FAMILY[family].items()
+    for kind, template in candidates:
         fields = template.parse(spec)
         if fields is not None:
             return Rule.of(kind, **fields)

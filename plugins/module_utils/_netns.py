@@ -67,9 +67,7 @@ MODULE_OPTIONS = {
 
 
 def render_hosts(entries: list[dict]) -> str:
-    lines = [HOSTS_HEADER]
-    lines += [f"{e['ip']}\t{' '.join(e['names'])}\n" for e in entries]
-    return "".join(lines)
+    return "".join([HOSTS_HEADER] + [_hosts_line(e) for e in entries])
 
 
 def parse_hosts(text: str) -> list[dict]:
@@ -120,6 +118,54 @@ def expand_hosts(own: list[dict], groups: list[list[dict]]) -> list[dict]:
     return hosts
 
 
+def _hosts_line(entry: dict) -> str:
+    return f"{entry['ip']}\t{' '.join(entry['names'])}\n"
+
+
+def _standard(entry: dict) -> bool:
+    return (entry["ip"], tuple(entry["names"])) in _STANDARD_HOSTS
+
+
+class _Expansion:
+    """What :func:`expand_hosts` adds of some groups after no own entry, less the standard lines,
+    worked out once for every namespace using those groups (N namespaces on a network of N).
+
+    The own entries of a namespace change that only where an added entry shares a key with them:
+    the keys an expansion has seen are always the own keys plus those seen without them, so an
+    entry with one key is left out exactly when its key is an own one. Entries with more keys
+    that share one with the own entries are decided by :func:`expand_hosts` itself."""
+
+    def __init__(self, groups: list[list[dict]]) -> None:
+        self.kept: list[dict] = []
+        self.at: dict[tuple[int, str], list[int]] = {}  # key -> positions in kept
+        self.multi: set[int] = set()  # positions of entries with more than one key
+        for entry in expand_hosts([], groups):
+            if _standard(entry):
+                continue
+            keys = {(_family(entry), n) for n in entry["names"]}
+            for key in keys:
+                self.at.setdefault(key, []).append(len(self.kept))
+            if len(keys) > 1:
+                self.multi.add(len(self.kept))
+            self.kept.append(entry)
+        self.lines = [_hosts_line(entry) for entry in self.kept]
+
+    def hosts(self, own: list[dict], groups: list[list[dict]]) -> tuple[list[dict], str]:
+        """``expand_hosts(own, groups)`` less the standard lines, and the hosts file it makes."""
+        keys = {(_family(entry), n) for entry in own for n in entry["names"]}
+        dropped = sorted({pos for key in keys for pos in self.at.get(key, ())})
+        if self.multi.intersection(dropped):
+            hosts = [h for h in expand_hosts(own, groups) if not _standard(h)]
+            return hosts, render_hosts(hosts)
+        mine = [h for h in own if not _standard(h)]
+        hosts, lines, start = list(mine), [HOSTS_HEADER] + [_hosts_line(h) for h in mine], 0
+        for pos in dropped + [len(self.kept)]:
+            hosts += self.kept[start:pos]
+            lines += self.lines[start:pos]
+            start = pos + 1
+        return hosts, "".join(lines)
+
+
 # The namespace's files, on top of the ip operations.
 NETNS_OPERATIONS = Vocabulary(LINK_OPERATIONS)
 
@@ -167,6 +213,8 @@ class NetnsResource(NetlinkResource):
         super().__init__(module)
         # namespace -> (expanded hosts, own hosts, host group names) of items that use host_groups
         self._folded: dict[str, tuple[list[dict], list[dict], list[str]]] = {}
+        # namespace -> (its desired hosts, their file text): a file equal to it needs no parse
+        self._rendered: dict[str, tuple[list[dict], str]] = {}
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         groups: dict[str, list[dict]] = {}
@@ -177,6 +225,7 @@ class NetnsResource(NetlinkResource):
                 raise v.ValidationError(f"{at}.name: duplicate host group {name}")
             groups[name] = _host_entries(raw.get("hosts") or [], f"{at}.hosts")
         items = []
+        expansions: dict[tuple[str, ...], _Expansion] = {}
         for i, raw in enumerate(config):
             item = {
                 "name": v.netns_name(raw.get("name"), v.where(i, raw, "name")),
@@ -190,11 +239,14 @@ class NetnsResource(NetlinkResource):
                 for j, group in enumerate(raw.get("host_groups") or []):
                     if group not in groups:
                         raise v.ValidationError(f"{v.where(i, raw, f'host_groups[{j}]')}: no host group {group!r} in host_groups")
-                expanded = expand_hosts(hosts, [groups[g] for g in raw.get("host_groups") or []])
+                names = tuple(raw.get("host_groups") or ())
+                if names not in expansions:
+                    expansions[names] = _Expansion([groups[g] for g in names])
                 # The standard localhost lines are always written; listing them again changes nothing.
-                item["hosts"] = [h for h in expanded if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
+                item["hosts"], text = expansions[names].hosts(hosts, [groups[g] for g in names])
+                self._rendered[item["name"]] = (item["hosts"], text)
                 if raw.get("host_groups"):
-                    own = [h for h in hosts if (h["ip"], tuple(h["names"])) not in _STANDARD_HOSTS]
+                    own = [h for h in hosts if not _standard(h)]
                     self._folded[item["name"]] = (item["hosts"], own, list(raw["host_groups"]))
             items.append(item)
         v.unique(items, lambda it: it["name"], "namespace name")
@@ -202,6 +254,7 @@ class NetnsResource(NetlinkResource):
 
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)
+        wanted = {item["name"]: item["hosts"] for item in desired if item.get("hosts") is not None}
         current = {}
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
@@ -215,7 +268,12 @@ class NetnsResource(NetlinkResource):
                     item["resolv_conf"] = handle.read()
             if self.read_files and os.path.isfile(hosts):
                 with open(hosts, encoding="utf-8") as handle:
-                    item["hosts"] = parse_hosts(handle.read())
+                    text = handle.read()
+                rendered = self._rendered.get(name)
+                if rendered is not None and rendered[0] is wanted.get(name) and rendered[1] == text:
+                    item["hosts"] = rendered[0]  # the file we would write: it parses back to these entries
+                else:
+                    item["hosts"] = parse_hosts(text)
             current[name] = item
         return current
 

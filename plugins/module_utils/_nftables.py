@@ -162,8 +162,13 @@ KINDS = {
 }
 IPV4_ONLY = frozenset({"localnet_guard"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
 #: The same kinds in our ``ip6`` table, derived from KINDS (each rule format is written once).
-KINDS6 = {kind: Template(ipv6_text(t.text, kind), t.derive, t.reduce, "ipv6", kind == "dnat") for kind, t in KINDS.items()
-          if kind not in IPV4_ONLY}
+#: Docker's IPv6 internal-network drops spare traffic that stays on the bridge (see _iptables.INTERNAL6).
+INTERNAL6 = {
+    "internal_in": 'ip6 saddr != {subnet} iifname != "{bridge}" oifname "{bridge}" drop',
+    "internal_out": 'ip6 daddr != {subnet} iifname "{bridge}" oifname != "{bridge}" drop',
+}
+KINDS6 = {kind: Template(INTERNAL6.get(kind) or ipv6_text(t.text, kind), t.derive, t.reduce, "ipv6", kind == "dnat")
+          for kind, t in KINDS.items() if kind not in IPV4_ONLY}
 KINDS_BY_FAMILY = {"ipv4": KINDS, "ipv6": KINDS6}
 
 

@@ -5,6 +5,8 @@
   lab machine (``tests/lab`` machines: systemd, sshd, the distro's own python3 and pyroute2);
 * ``netavark``: per endpoint ``ip netns add`` + ``netavark setup`` (teardown: ``netavark teardown``
   + ``ip netns del``), driven by one shell loop inside the lab host;
+* ``netavark-ssh``: the same loop on the booted Debian 12 lab machine, with the machine's own
+  netavark (Debian's package), the whole loop in one ``ssh`` invocation;
 * ``naive``: ``tests/bench/naive.yml`` (one command per object, one iptables call per rule);
 * ``floor``: one ``ip -batch`` for the host side, one ``ip -n NS -batch`` per namespace (iproute2
   cannot switch namespaces inside a batch), one ``sysctl``, one ``iptables-restore``.
@@ -222,8 +224,19 @@ _HOST_INFO = r"""
 . /etc/os-release
 echo "os=$PRETTY_NAME"
 echo "python3=$(python3 -c 'import platform; print(platform.python_version())')"
-for p in python3-pyroute2 iptables nftables; do echo "$p=$(dpkg-query -W -f '${Version}' "$p" 2>/dev/null)"; done
 """
+# The installed version of each package named in "$@".
+_VERSIONS = r"""
+for p in "$@"; do echo "$p=$(dpkg-query -W -f '${Version}' "$p" 2>/dev/null)"; done
+"""
+
+
+def machine_unavailable() -> str | None:
+    """None if booted lab machines can run here, else why not."""
+    for tool in ("systemd-nspawn", "nc", "ssh"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (lab machines need it: see tests/lab/README.md, 'Booted machines')"
+    return None
 
 
 class LinuxnetSSH(Linuxnet):
@@ -239,26 +252,28 @@ class LinuxnetSSH(Linuxnet):
                   "peer's scaling")
 
     def available(self) -> str | None:
-        for tool in ("systemd-nspawn", "nc", "ssh"):
-            if shutil.which(tool) is None:
-                return f"{tool} not installed (lab machines need it: see tests/lab/README.md, 'Booted machines')"
-        return None
+        return machine_unavailable()
 
     def prepare(self, ctx: Context) -> None:
         """Install what the role needs (not timed): ``apt-get install`` over SSH from the local repository."""
         super().prepare(ctx)
-        script = ("export DEBIAN_FRONTEND=noninteractive; apt-get -q update && "
-                  "apt-get -q -y --no-install-recommends install " + " ".join(MACHINE_PACKAGES))
-        log = ctx.log(f"{self.name}-packages")
-        with log.open("w") as fh:
-            res = subprocess.run(ctx.ssh_argv(["sh", "-c", script]), stdin=subprocess.DEVNULL, stdout=fh,
-                                 stderr=subprocess.STDOUT, timeout=600, check=False)
-        if res.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise BenchError(f"{self.name}: package install on the machine failed rc={res.returncode}; log {log}:\n{tail}")
-        res = subprocess.run(ctx.ssh_argv(["sh", "-c", _HOST_INFO], become=False), capture_output=True, text=True,
-                             timeout=60, check=False)
-        ctx.info.update(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        install_on_machine(ctx, self.name, MACHINE_PACKAGES)
+
+
+def install_on_machine(ctx: Context, peer: str, packages: tuple[str, ...]) -> None:
+    """``apt-get install`` *packages* over SSH from the machine's local repository (not timed); record versions."""
+    script = ("export DEBIAN_FRONTEND=noninteractive; apt-get -q update && "
+              "apt-get -q -y --no-install-recommends install " + " ".join(packages))
+    log = ctx.log(f"{peer}-packages")
+    with log.open("w") as fh:
+        res = subprocess.run(ctx.ssh_argv(["sh", "-c", script]), stdin=subprocess.DEVNULL, stdout=fh,
+                             stderr=subprocess.STDOUT, timeout=600, check=False)
+    if res.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise BenchError(f"{peer}: package install on the machine failed rc={res.returncode}; log {log}:\n{tail}")
+    res = subprocess.run(ctx.ssh_argv(["sh", "-c", _HOST_INFO + _VERSIONS, "info", *packages], become=False),
+                         capture_output=True, text=True, timeout=60, check=False)
+    ctx.info.update(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
 
 
 class Naive(AnsiblePeer):
@@ -324,22 +339,89 @@ class Netavark(ScriptPeer):
             (d / f"{name}.json").write_text(text)
         (d / "endpoints").write_text("".join(ep.name + "\n" for ep in ctx.wl.endpoints))
 
-    def _loop(self, ctx: Context, body: str) -> str:
-        d = shlex.quote(str(ctx.workdir / "netavark"))
-        return (f"DIR={d}\nmkdir -p {NETAVARK_CONFIG}\n"
+    @staticmethod
+    def loop(directory: str, binary: str, phase: str) -> str:
+        """The shell loop of *phase* over the endpoints listed in *directory* (inputs: ``<ep>.json``)."""
+        nv = shlex.quote(binary)
+        if phase == "converge":
+            body = ('  ip netns add "$ep"\n'
+                    f'  {nv} --config {NETAVARK_CONFIG} setup "/run/netns/$ep" < "$DIR/$ep.json" > /dev/null')
+        else:
+            body = (f'  {nv} --config {NETAVARK_CONFIG} teardown "/run/netns/$ep" < "$DIR/$ep.json"\n'
+                    '  ip netns del "$ep"')
+        return (f"DIR={shlex.quote(directory)}\nmkdir -p {NETAVARK_CONFIG}\n"
                 f'while read -r ep; do\n{body}\ndone < "$DIR/endpoints"\n')
 
     def converge(self, ctx: Context) -> Measurement:
-        nv = shlex.quote(self.binary or "netavark")
-        return self._script(ctx, "converge", self._loop(ctx, (
-            '  ip netns add "$ep"\n'
-            f'  {nv} --config {NETAVARK_CONFIG} setup "/run/netns/$ep" < "$DIR/$ep.json" > /dev/null')))
+        return self._script(ctx, "converge", self.loop(str(ctx.workdir / "netavark"), self.binary or "netavark",
+                                                       "converge"))
 
     def teardown(self, ctx: Context) -> Measurement:
-        nv = shlex.quote(self.binary or "netavark")
-        return self._script(ctx, "teardown", self._loop(ctx, (
-            f'  {nv} --config {NETAVARK_CONFIG} teardown "/run/netns/$ep" < "$DIR/$ep.json"\n'
-            '  ip netns del "$ep"')))
+        return self._script(ctx, "teardown", self.loop(str(ctx.workdir / "netavark"), self.binary or "netavark",
+                                                       "teardown"))
+
+
+#: Where netavark-ssh keeps its inputs and loop scripts on the machine (its own disk, root only).
+MACHINE_NETAVARK_DIR = "/root/bench-netavark"
+_FIND_NETAVARK = ("for p in $(command -v netavark) /usr/lib/podman/netavark /usr/libexec/podman/netavark; do "
+                  '[ -x "$p" ] && { echo "$p"; exit 0; }; done; exit 1')
+
+
+class NetavarkSSH(Netavark):
+    """``netavark``'s loop on the booted Debian 12 lab machine: its own netavark, one ``ssh`` per phase.
+
+    The inputs and both loop scripts are copied to the machine in ``prepare`` (not timed); each
+    phase is one ``ssh ... sudo -n sh SCRIPT`` that runs the whole loop there, so the connection is
+    paid once per phase (as ``linuxnet-ssh`` pays it once per playbook; no ControlMaster here: its
+    first playbook opens the connection too), not once per endpoint.
+    """
+
+    name = "netavark-ssh"
+    title = ("netavark over SSH (the same loop, run on the booted Debian 12 lab machine with Debian's netavark, "
+             "one `ssh` per phase)")
+    machine = "bookworm"
+    max_n = 100
+    once_max_n = None
+    cap_reason = "the linuxnet-ssh peer it is compared with runs N ≤ 100"
+    #: netavark needs iptables (its firewall driver runs iptables); iproute2 is in the image.
+    PACKAGES = ("netavark", "iptables")
+
+    def available(self) -> str | None:
+        return machine_unavailable()
+
+    def prepare(self, ctx: Context) -> None:
+        install_on_machine(ctx, self.name, self.PACKAGES)
+        res = subprocess.run(ctx.ssh_argv(["sh", "-c", _FIND_NETAVARK]), capture_output=True, text=True,
+                             timeout=60, check=False)
+        if res.returncode != 0:
+            raise BenchError(f"{self.name}: no netavark binary on the machine after installing it: {res.stderr}")
+        binary = res.stdout.strip()
+        ctx.info["netavark_path"] = binary
+        super().prepare(ctx)  # the inputs, in the workdir
+        d = ctx.workdir / "netavark"
+        for phase in ("converge", "teardown"):
+            (d / f"{phase}.sh").write_text("set -eu\n" + self.loop(MACHINE_NETAVARK_DIR, binary, phase))
+        tar = subprocess.run(["tar", "-C", str(d), "-cf", "-", "."], capture_output=True, timeout=120, check=True)
+        res = subprocess.run(ctx.ssh_argv(["sh", "-c", f"mkdir -p {MACHINE_NETAVARK_DIR} && "
+                                                       f"tar -C {MACHINE_NETAVARK_DIR} -xf -"]),
+                             input=tar.stdout, capture_output=True, timeout=300, check=False)
+        if res.returncode != 0:
+            raise BenchError(f"{self.name}: copying the inputs to the machine failed: {res.stderr.decode(errors='replace')}")
+
+    def _remote(self, ctx: Context, phase: str) -> Measurement:
+        """One ``ssh`` that runs the whole loop of *phase* on the machine, as root."""
+        log = ctx.log(f"{self.name}-{phase}")
+        m = ctx.runner.run(ctx.ssh_argv(["sh", f"{MACHINE_NETAVARK_DIR}/{phase}.sh"]), log=log, timeout=ctx.timeout)
+        if m.rc != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise BenchError(f"{self.name} {phase}: rc={m.rc}; log {log}:\n{tail}")
+        return m
+
+    def converge(self, ctx: Context) -> Measurement:
+        return self._remote(ctx, "converge")
+
+    def teardown(self, ctx: Context) -> Measurement:
+        return self._remote(ctx, "teardown")
 
 
 class Floor(ScriptPeer):
@@ -380,6 +462,7 @@ PEERS: dict[str, type[Peer]] = {
     "linuxnet": Linuxnet,
     "linuxnet-ssh": LinuxnetSSH,
     "netavark": Netavark,
+    "netavark-ssh": NetavarkSSH,
     "naive": Naive,
     "floor": Floor,
 }

@@ -2,8 +2,9 @@
 
 * Lab hosts ``linuxnet1`` (``HOST``, 172.16.211.128) and ``outside`` (172.16.211.1) on a lab LAN.
 * ``Traffic``: listeners and parallel probes in lab hosts and their namespaces, with the product's
-  own prober (``playbooks/files/linuxnet_probe.py``, the one verify.yml runs): the listeners answer
-  with the peer address they saw, so a check can tell who arrived (masquerade, SNAT, hairpin).
+  own prober (``playbooks/files/linuxnet_probe.py``, the one verify.yml runs; dual-stack): the
+  listeners answer with the peer address they saw, so a check can tell who arrived (masquerade,
+  SNAT, hairpin). ``Probe6``: a small dual-stack TCP listener/prober of the IPv6 tests.
 * Playbook runs of the modules (``playbook``, ``fw_task``, ``run``, ``res``), the lab host's ruleset
   (``save``, ``ours``, ``foreign``, ``duplicates``, ``state_file``), logging ``iptables-restore``
   wrappers (``restore_wrappers``, ``restores``) and endpoints made with plain ``ip`` (``make_endpoints``,
@@ -95,11 +96,14 @@ class Traffic:
                 pass
         self.pids.clear()
 
-    def probe(self, host: str, checks: list[tuple]) -> list[dict]:
-        """checks: (netns or None, kind, address, port); all run at once from lab host ``host``.
-        Each result: ok (the packet made it and, for TCP, the listener answered), reply, error."""
-        items = [{"source": ns, "kind": kind, "address": addr, "port": port, "timeout": TIMEOUT, "reply": True}
-                 for ns, kind, addr, port in checks]
+    def probe(self, host: str, checks: list[tuple], expects: list[bool] | None = None) -> list[dict]:
+        """checks: (netns or None, kind, address, port), IPv4 or IPv6; all run at once from lab host ``host``.
+        expects: per check, whether it must get through: the prober retries those once, patiently
+        (verify.yml's way), never the others. Each result: ok (the packet made it and, for TCP, the
+        listener answered), reply, error."""
+        expects = expects or [False] * len(checks)
+        items = [{"source": ns, "kind": kind, "address": addr, "port": port, "timeout": TIMEOUT, "reply": True, "expect": want}
+                 for (ns, kind, addr, port), want in zip(checks, expects)]
         arg = base64.b64encode(json.dumps(items).encode()).decode()
         out = self.lab.run(host, [sys.executable, str(PROBE), "run", arg], timeout=60).stdout
         return [{"ok": r["observed"], "reply": r["reply"], "error": r["error"]} for r in json.loads(out)]
@@ -107,7 +111,7 @@ class Traffic:
     def expect(self, host: str, expectations: dict[tuple, Any]) -> None:
         """{check: True|False|"peer address the server must have seen"}; one failure list for all."""
         checks = list(expectations)
-        results = self.probe(host, checks)
+        results = self.probe(host, checks, [want is not False for want in expectations.values()])
         problems = []
         for check, want, got in zip(checks, expectations.values(), results):
             src = f"{host}{'/' + check[0] if check[0] else ''}"
@@ -119,6 +123,73 @@ class Traffic:
             elif isinstance(want, str) and got["reply"].split()[:len(want.split())] != want.split():
                 problems.append(f"{what}: server answered {got['reply']!r}, expected {want!r} (peer [port])")
         assert not problems, "\n".join(problems)
+
+
+# A dual-stack TCP listener (answers with the peer address it saw) and a prober for either family,
+# its checks "address,port,timeout" run at once.
+PROBE6 = r'''
+import socket, sys
+from concurrent.futures import ThreadPoolExecutor
+if sys.argv[1] == "serve":
+    port = int(sys.argv[2])
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", port))
+    sock.listen(16)
+    open(sys.argv[3], "w").write("ready")
+    while True:
+        conn, peer = sock.accept()
+        conn.sendall((peer[0].replace("::ffff:", "") + "\n").encode())
+        conn.close()
+def probe(check):
+    address, port, timeout = check.rsplit(",", 2)
+    try:
+        with socket.create_connection((address, int(port)), timeout=float(timeout)) as sock:
+            return sock.recv(200).decode().strip() or "-"
+    except OSError:
+        return "-"
+with ThreadPoolExecutor(max_workers=16) as pool:
+    print("\n".join(pool.map(probe, sys.argv[2:])))
+'''
+BLOCKED_TIMEOUT = 1.0  # a probe that must not get through: its whole cost when it is right
+# A probe that must get through waits past Linux's first SYN retransmission (1 s): the first inbound
+# IPv6 SYN to a fresh endpoint can be lost (neighbour discovery), and a real client's retry gets there.
+REACH_TIMEOUT = 2.5
+
+
+class Probe6:
+    """Dual-stack TCP listeners (``serve``) and probes (``peers``, ``expect``) from lab hosts and namespaces."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab, self.script = lab, workdir / "probe6.py"
+        self.script.write_text(PROBE6)
+        self.traffic = Traffic(lab, workdir)
+
+    def serve(self, host: str, netns: str | None, port: int = PORT) -> None:
+        ready = self.traffic.workdir / f"{host}-{netns}-{port}.ready"
+        self.traffic.spawn(host, netns, [sys.executable, str(self.script), "serve", str(port), str(ready)], f"{host}-{netns}-{port}")
+        for _attempt in range(200):
+            if ready.exists():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"listener {host}/{netns}:{port} did not start")
+
+    def peers(self, host: str, netns: str | None, targets: list[tuple[str, int]], timeout: float | list[float] = BLOCKED_TIMEOUT) -> list[str]:
+        """The peer address each target's listener saw ("-": not reached); timeout: one for all, or one per target."""
+        timeouts = timeout if isinstance(timeout, list) else [timeout] * len(targets)
+        argv = [sys.executable, str(self.script), "probe"] + [f"{a},{p},{t}" for (a, p), t in zip(targets, timeouts)]
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        return self.lab.run(host, argv, timeout=60).stdout.split()
+
+    def expect(self, host: str, netns: str | None, expected: dict[tuple[str, int], str]) -> None:
+        """{(address, port): peer the listener must see, "-" for not reached}; a target that must be
+        reached gets REACH_TIMEOUT, one that must not BLOCKED_TIMEOUT."""
+        timeouts = [BLOCKED_TIMEOUT if want == "-" else REACH_TIMEOUT for want in expected.values()]
+        got = dict(zip(expected, self.peers(host, netns, list(expected), timeouts)))
+        wrong = {target: (want, got[target]) for target, want in expected.items() if got[target] != want}
+        assert not wrong, f"from {host}/{netns}: (expected, seen) {wrong}"
 
 
 # ------------------------------------------------------------------------------ ansible helpers

@@ -39,6 +39,7 @@ from tests.integration.helpers import (
     OUT_ADDR,
     OUTSIDE,
     PORT,
+    Probe6,
     Traffic,
     add_ipv6,
     duplicates,
@@ -60,7 +61,6 @@ from tests.integration.helpers import (
     write_wrappers,
     writes,
 )
-from tests.integration.test_ipv6_firewall import Probe6
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook as run_playbook_now
 from tests.unit.plugins.module_utils.fixtures.iptables_model import BUILTIN, assert_like_docker, reference_chains
@@ -307,9 +307,9 @@ def test_ipv6_same_network_icc_internal_and_nat66(net):
     })
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: the internal network's isolation DROPs (! -s/! -d subnet6) also drop the "
-                   "bridged neighbour discovery between its endpoints (multicast/link-local addresses), so they never resolve")
 def test_ipv6_internal_network_reaches_itself(net):
+    """Bridged neighbour discovery (fe80:: to ff02::1:ff..) passes FORWARD (bridge-nf-call-ip6tables):
+    the internal drops spare what stays on the bridge, as Docker's ip6tables rules do."""
     expect6(net, {"i1": {(ENDPOINTS6["i2"], PORT6): ENDPOINTS6["i1"]}, "i2": {(ENDPOINTS6["i1"], PORT6): ENDPOINTS6["i2"]}})
 
 
@@ -350,10 +350,10 @@ def test_backend_switch_then_teardown_leave_nothing(net):
     assert foreign_rules(lab, backend) == net["seeded"], "teardown changed someone else's rules"
     if FORWARD_AT_START[backend] == "0":
         # The iptables backend had turned forwarding on and so set the FORWARD policies to DROP (as
-        # dockerd does); the switch leaves them, and a DROP in any base chain is final for nftables.
-        assert egress == [False, False], "the switch now restores the FORWARD policy: make this the normal case"
-        pytest.xfail("product bug: after a switch from iptables to nftables the FORWARD policy DROP the iptables backend "
-                     "set stays (iptables and ip6tables), so nothing of the nftables networks goes out")
+        # dockerd does); the switch gives them back (a DROP in any base chain is final for nftables).
+        commands = res(switched, "switch")["commands"]
+        assert "iptables -t filter -P FORWARD ACCEPT" in commands and "ip6tables -t filter -P FORWARD ACCEPT" in commands
+        assert ":FORWARD ACCEPT [0:0]" in save(lab, backend) and ":FORWARD ACCEPT [0:0]" in save(lab, backend.replace("iptables", "ip6tables"))
     assert egress == [True, True], "masquerade (IPv4, IPv6) to outside after the switch"
 
 

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
-from tests.integration.helpers import ADDR, HOST, HOSTS, OUT_ADDR, OUTSIDE, PORT, Traffic, make_endpoints, playbook, res, sh
+from tests.integration.helpers import ADDR, HOST, HOSTS, OUT_ADDR, OUTSIDE, PORT, Probe6, make_endpoints, playbook, res, sh
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
 
@@ -56,29 +53,6 @@ BACKENDS = {  # lab name: module options
     "iptables-legacy": {"firewall_backend": "iptables", "iptables_variant": "iptables-legacy"},
     "nftables": {"firewall_backend": "nftables"},
 }
-# A dual-stack TCP listener (answers with the peer address it saw) and a prober, for either family.
-PROBE6 = r'''
-import socket, sys
-if sys.argv[1] == "serve":
-    port = int(sys.argv[2])
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(("::", port))
-    sock.listen(16)
-    open(sys.argv[3], "w").write("ready")
-    while True:
-        conn, peer = sock.accept()
-        conn.sendall((peer[0].replace("::ffff:", "") + "\n").encode())
-        conn.close()
-for check in sys.argv[2:]:
-    address, port = check.rsplit(",", 1)
-    try:
-        with socket.create_connection((address, int(port)), timeout=1.0) as sock:
-            print(sock.recv(200).decode().strip() or "-")
-    except OSError:
-        print("-")
-'''
 
 
 def task(module: str, name: str, options: dict, config: Any = None, state: str = "merged", **extra: Any) -> dict:
@@ -113,34 +87,6 @@ def ipv6_endpoints(lab: Lab) -> None:
         lines += [f"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0",
                   f"ip -n {ns} -6 addr add {v6}/64 dev eth0 nodad", f"ip -n {ns} -6 route add default via {gateway}"]
     sh(lab, "\n".join(lines))
-
-
-class Probe6:
-    def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab, self.script = lab, workdir / "probe6.py"
-        self.script.write_text(PROBE6)
-        self.traffic = Traffic(lab, workdir)
-
-    def serve(self, host: str, netns: str | None, port: int = PORT) -> None:
-        ready = self.traffic.workdir / f"{host}-{netns}-{port}.ready"
-        self.traffic.spawn(host, netns, [sys.executable, str(self.script), "serve", str(port), str(ready)], f"{host}-{netns}-{port}")
-        for _attempt in range(200):
-            if ready.exists():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"listener {host}/{netns}:{port} did not start")
-
-    def peers(self, host: str, netns: str | None, targets: list[tuple[str, int]]) -> list[str]:
-        """The peer address each target's listener saw ("-": not reached)."""
-        argv = [sys.executable, str(self.script), "probe"] + [f"{a},{p}" for a, p in targets]
-        if netns:
-            argv = ["ip", "netns", "exec", netns] + argv
-        return self.lab.run(host, argv, timeout=60).stdout.split()
-
-    def expect(self, host: str, netns: str | None, expected: dict[tuple[str, int], str]) -> None:
-        got = dict(zip(expected, self.peers(host, netns, list(expected))))
-        wrong = {target: (want, got[target]) for target, want in expected.items() if got[target] != want}
-        assert not wrong, f"from {host}/{netns}: (expected, seen) {wrong}"
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))

@@ -2,7 +2,8 @@
 
 An image is a directory tree made by ``mmdebstrap`` (root mode) for one Debian suite, plus a
 local package repository next to it that holds what the image lacks and the role installs
-(``iptables``, ``nftables``, ``conntrack``, ``python3-apt`` and their dependencies, for that suite), and
+(``iptables``, ``nftables``, ``conntrack``, ``python3-apt`` and their dependencies, for that suite;
+bookworm's also ``netavark``, for the benchmark), and
 ``python3-pyroute2``, which the role no longer installs: offered, so molecule/matrix and machine
 show that the role leaves it out. Machines boot the tree read-only under a per-machine overlay and see the repository
 read-only at :data:`REPO_MOUNT`; their apt sources name only that repository, so a machine never
@@ -53,6 +54,16 @@ BASE_PACKAGES = (
 )
 # Offered by the local repository only (python3-pyroute2: a package the role must not install).
 REPO_PACKAGES = ("python3-pyroute2", "iptables", "nftables", "conntrack", "python3-apt")
+# Offered by the local repository of one suite only: netavark for the benchmark's netavark-ssh
+# peer (tests/bench; bullseye has no netavark package). Suites without an entry keep their key.
+SUITE_REPO_PACKAGES = {"bookworm": ("netavark",)}
+
+
+def repo_packages(suite: str) -> tuple[str, ...]:
+    """What the local repository of *suite* offers (with dependencies), none of it installed."""
+    return REPO_PACKAGES + SUITE_REPO_PACKAGES.get(suite, ())
+
+
 _DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/locale/*",
@@ -204,7 +215,7 @@ def image_cache_dir() -> Path:
 
 
 def _recipe(suite: str, vm: bool = False) -> str:
-    parts = [suite, MIRROR, " ".join(BASE_PACKAGES), " ".join(REPO_PACKAGES), " ".join(_DPKG_EXCLUDES), _CUSTOMIZE]
+    parts = [suite, MIRROR, " ".join(BASE_PACKAGES), " ".join(repo_packages(suite)), " ".join(_DPKG_EXCLUDES), _CUSTOMIZE]
     if vm:
         parts += [" ".join(VM_PACKAGES), " ".join(VM_MODULES), VM_DISK_SIZE, _VM_ESSENTIAL, _VM_CUSTOMIZE, _VM_FINISH]
     return "\n".join(parts)
@@ -277,7 +288,7 @@ def _build(suite: str, final: Path, log: Path | None, vm: bool = False) -> None:
     shutil.rmtree(final, ignore_errors=True)
     (tmp / "rootfs").mkdir(parents=True)
     customize = _CUSTOMIZE.format(
-        repo_packages=" ".join(REPO_PACKAGES), repo_mount=REPO_MOUNT, uid=ANSIBLE_UID
+        repo_packages=" ".join(repo_packages(suite)), repo_mount=REPO_MOUNT, uid=ANSIBLE_UID
     )
     # In a private mount namespace: mmdebstrap mounts /proc, /sys and /dev into the new root,
     # which must never show up in the machine's own mount table.

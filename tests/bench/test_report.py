@@ -1,0 +1,39 @@
+"""The report's issue-17 SSH rows: linuxnet-ssh against netavark-ssh when measured, else the lab's netavark."""
+
+from __future__ import annotations
+
+from tests.bench import report
+
+
+def _run(peer: str, n: int, converge: float, teardown: float = 1.0) -> dict:
+    return {"peer": peer, "n": n, "variant": "full", "rep": 1, "state": {},
+            "phases": {"converge": {"wall": converge}, "teardown": {"wall": teardown}}}
+
+
+def _ssh_row(results: dict, n: int) -> str:
+    rows = [ln for ln in report._targets17(results) if ln.startswith(f"| over SSH (booted machine), N={n} ")]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_ssh_target_uses_netavark_on_the_machine_when_measured() -> None:
+    results = {"runs": [_run("linuxnet-ssh", 10, 4.0), _run("netavark", 10, 1.0), _run("netavark-ssh", 10, 2.0)]}
+    assert report.ssh_netavark(results, 10)[0] == 2.0
+    row = _ssh_row(results, 10)
+    assert "4.00 s vs 2.00 s: 2.00×" in row and "same booted machine" in row and "**missed**" in row
+
+
+def test_ssh_target_falls_back_to_the_namespace_lab_netavark() -> None:
+    results = {"runs": [_run("linuxnet-ssh", 100, 2.0), _run("netavark", 100, 10.0), _run("netavark-ssh", 10, 2.0)]}
+    assert report.ssh_netavark(results, 100) == (10.0, "netavark in the namespace lab")
+    row = _ssh_row(results, 100)
+    assert "2.00 s vs 10.0 s: 0.20×" in row and "namespace lab" in row and row.endswith("| met |")
+
+
+def test_render_shows_netavark_ssh_columns() -> None:
+    results = {"runs": [_run("linuxnet-ssh", 10, 4.0, 3.0), _run("netavark-ssh", 10, 2.0, 2.0)]}
+    md = report.render_md(results)
+    assert "linuxnet-ssh / netavark-ssh, both on the booted machine (converge / teardown)" in md
+    assert "| 10 | 2.00× / 1.50× |" in md
+    assert "| 10 | converge | – | **4.00** | – | – | – | – | 2.00 | 2.00× |" in md
+    assert "netavark-ssh" in report.render_svg(results)
