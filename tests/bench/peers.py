@@ -2,7 +2,7 @@
 
 * ``linuxnet``: ``ansible-playbook playbooks/site.yml`` (the role), ``playbooks/teardown.yml``;
 * ``linuxnet-ssh``: the same playbooks over SSH (pipelining, become) against a booted Debian 12
-  lab machine (``tests/lab`` machines: systemd, sshd, the distro's own python3 and pyroute2);
+  lab machine (``tests/lab`` machines: systemd, sshd, the distro's own python3, no pyroute2);
 * ``netavark``: per endpoint ``ip netns add`` + ``netavark setup`` (teardown: ``netavark teardown``
   + ``ip netns del``), driven by one shell loop inside the lab host;
 * ``netavark-ssh``: the same loop on the booted Debian 12 lab machine, with the machine's own
@@ -92,7 +92,7 @@ class Context:
     wl: w.Workload
     timeout: float = 7200
     #: What the peer's prepare found out about the managed host (a machine: its distro, python3,
-    #: pyroute2, iptables), recorded with the measurement.
+    #: iptables, nftables), recorded with the measurement.
     info: dict = field(default_factory=dict)
 
     def lab_argv(self, argv: list[str]) -> list[str]:
@@ -219,7 +219,7 @@ class Linuxnet(AnsiblePeer):
 
 #: What the role needs on a Debian host (roles/bridge_network/vars/Debian.yml), from the lab
 #: machine's local repository (the machine reaches no registry).
-MACHINE_PACKAGES = ("python3-pyroute2", "iptables", "nftables")
+MACHINE_PACKAGES = ("iptables", "nftables", "conntrack")
 _HOST_INFO = r"""
 . /etc/os-release
 echo "os=$PRETTY_NAME"
@@ -244,7 +244,7 @@ class LinuxnetSSH(Linuxnet):
 
     name = "linuxnet-ssh"
     title = ("linuxnet over SSH (the same playbooks, SSH with pipelining and become, against a booted "
-             "Debian 12 lab machine with its own python3 and python3-pyroute2)")
+             "Debian 12 lab machine with its own python3)")
     machine = "bookworm"
     max_n = 100
     cap_reason = ("issue 11 asks for N=10 and 100: what a real connection adds is a cost per module run, "
@@ -407,6 +407,10 @@ class NetavarkSSH(Netavark):
                              input=tar.stdout, capture_output=True, timeout=300, check=False)
         if res.returncode != 0:
             raise BenchError(f"{self.name}: copying the inputs to the machine failed: {res.stderr.decode(errors='replace')}")
+        # What one connection costs (part of each timed phase): an ``ssh ... sudo -n true``.
+        m = ctx.runner.run(ctx.ssh_argv(["true"]), log=ctx.log(f"{self.name}-ssh-true"), timeout=60)
+        if m.rc == 0:
+            ctx.info["ssh_true_s"] = f"{m.wall:.2f}"
 
     def _remote(self, ctx: Context, phase: str) -> Measurement:
         """One ``ssh`` that runs the whole loop of *phase* on the machine, as root."""

@@ -18,10 +18,10 @@ COLORS = {"linuxnet": "#1f77b4", "linuxnet-ssh": "#9467bd", "netavark": "#d62728
 TITLES = {
     "linuxnet": "linuxnet: `ansible-playbook playbooks/site.yml` (role `linuxnet.bridge.bridge_network`), "
                 "teardown `playbooks/teardown.yml`, through the lab's `community.docker.nsenter` connection "
-                "(the controller's Python and pyroute2)",
+                "(the controller's Python)",
     "linuxnet-ssh": "linuxnet-ssh: the same playbooks over SSH (pipelining, `become` through sudo) against a "
                     "booted Debian 12 lab machine (`tests/lab` machines: systemd-nspawn, sshd, user `ansible`) with "
-                    "the distro's own python3 and python3-pyroute2; those packages (with iptables and nftables) are "
+                    "the distro's own python3 (no pyroute2); iptables, nftables and conntrack are "
                     "installed from the lab's local repository before the converge, not timed",
     "netavark": "netavark: per endpoint `ip netns add` + `netavark setup`; teardown `netavark teardown` + `ip netns del` "
                 "(one shell loop in the lab host)",
@@ -410,10 +410,10 @@ def _ssh(results: dict, ns: list[int]) -> list[str]:
     host = _managed_host(results)
     out = ["## linuxnet over SSH: the speed on a real connection (issue 11)", "",
            "The role's playbooks over SSH with pipelining and `become` against a booted Debian 12 machine "
-           f"({host.get('os', 'Debian 12')}: python3 {host.get('python3', '?')}, python3-pyroute2 "
-           f"{host.get('python3-pyroute2', '?')}, iptables {host.get('iptables', '?')}, nftables "
-           f"{host.get('nftables', '?')}, all the distro's own packages), next to the same playbooks through "
-           "the lab's nsenter connection (the controller's Python and pyroute2, no pipelining) and netavark. "
+           f"({host.get('os', 'Debian 12')}: python3 {host.get('python3', '?')}, iptables {host.get('iptables', '?')}, "
+           f"nftables {host.get('nftables', '?')}, conntrack {host.get('conntrack', '?')}, all the distro's own "
+           "packages, no pyroute2), next to the same playbooks through "
+           "the lab's nsenter connection (the controller's Python, no pipelining) and netavark. "
            "Same workload, same checks (namespace count, ping from the first and the last endpoint, "
            "rules counted with the machine's own `iptables-save`, changed=0 on the re-run). The packages "
            "are installed before the converge and not timed (`apt-get install` over SSH from the lab's local "
@@ -424,11 +424,15 @@ def _ssh(results: dict, ns: list[int]) -> list[str]:
     nv_ssh = NV_SSH in peers(results)
     if nv_ssh:
         nvh = _managed_host(results, NV_SSH)
+        connect = med([float(r["managed_host"]["ssh_true_s"]) for r in results["runs"]
+                       if r["peer"] == NV_SSH and r.get("managed_host", {}).get("ssh_true_s")])
         out += ["netavark-ssh runs netavark's loop on the same kind of machine (a fresh one per measurement) "
                 f"with the machine's own netavark {nvh.get('netavark', '?')} (`{nvh.get('netavark_path', '?')}`, "
                 "Debian's package from the lab's local repository, installed before the converge, not timed): "
                 "one `ssh` per phase runs the whole loop, so the connection is paid once per phase, as the "
-                "converge playbook of linuxnet-ssh pays it once. Issue 17's SSH targets compare with it.", ""]
+                "converge playbook of linuxnet-ssh pays it once"
+                + (f" (an `ssh ... sudo -n true` to the machine took {fs(connect)} s, median)" if connect else "")
+                + ". Issue 17's SSH targets compare with it.", ""]
     rows = []
     for n in ssh_ns:
         for ph in PHASES:
@@ -576,7 +580,8 @@ def _machine(machine: dict, meta: dict, managed: dict | None = None, managed_nv:
         ["netavark", f"{machine.get('netavark')} ({machine.get('netavark_path')})"],
         ["collection", f"{machine.get('collection')} at {machine.get('commit')}"],
         *([["linuxnet-ssh managed host", ", ".join(f"{k} {v}" for k, v in sorted(_MH.items()))]] if _MH else []),
-        *([["netavark-ssh managed host", ", ".join(f"{k} {v}" for k, v in sorted(_NH.items()))]] if _NH else []),
+        *([["netavark-ssh managed host", ", ".join(f"{k} {v}" for k, v in sorted(_NH.items()) if k != "ssh_true_s")]]
+          if _NH else []),
         ["load average (1/5/15 min) at start / end",
          f"{' '.join(machine.get('loadavg_start', []))} / {' '.join(machine.get('loadavg_end', []))}"],
     ]

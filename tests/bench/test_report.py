@@ -32,8 +32,10 @@ def test_ssh_target_falls_back_to_the_namespace_lab_netavark() -> None:
 
 def test_render_shows_netavark_ssh_columns() -> None:
     results = {"runs": [_run("linuxnet-ssh", 10, 4.0, 3.0), _run("netavark-ssh", 10, 2.0, 2.0)]}
+    results["runs"][1]["managed_host"] = {"netavark": "1.4.0-3", "ssh_true_s": "0.40"}
     md = report.render_md(results)
+    assert "netavark 1.4.0-3" in md and "sudo -n true` to the machine took 0.40 s" in md
     assert "linuxnet-ssh / netavark-ssh, both on the booted machine (converge / teardown)" in md
-    assert "| 10 | 2.00× / 1.50× |" in md
+    assert "| – / – | 2.00× / 1.50× |" in md  # the last column of the ratios table
     assert "| 10 | converge | – | **4.00** | – | – | – | – | 2.00 | 2.00× |" in md
     assert "netavark-ssh" in report.render_svg(results)
