@@ -60,7 +60,7 @@ def test_switch_to_nftables_gives_back_the_forward_policy_the_iptables_backend_s
     again, res2 = run(kernels, "iptables", ON, res.final_records, res.final)
     assert again == [] and res2.final_records == res.final_records
     # check mode predicts the switch's policy change (the commands are the same, nothing applied)
-    predicted, _ = run(kernels, "nftables", ON, res.final_records, res.final, apply=False)
+    predicted, _res = run(kernels, "nftables", ON, res.final_records, res.final, apply=False)
     assert kernels[0].live()["filter"].chains["FORWARD"] == "DROP"
     commands, res3 = run(kernels, "nftables", ON, res.final_records, res.final)
     assert commands == predicted
