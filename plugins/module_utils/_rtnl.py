@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Tuple
+from typing import Iterator, Tuple
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
@@ -54,14 +54,20 @@ _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg
 
 
+_NLA = struct.Struct("=HH")  # nlattr
+
+
 def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
     """The netlink attributes in ``data`` from ``offset``: type -> payload (first one wins)."""
     found: dict[int, bytes] = {}
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
+    end, unpack = len(data) - 4, _NLA.unpack_from  # (a dump of 1000 namespaces parses ~30k of them)
+    while offset <= end:
+        length, kind = unpack(data, offset)
         if length < 4:
             break
-        found.setdefault(kind & 0x3FFF, data[offset + 4:offset + length])  # without the NESTED/BYTEORDER flags
+        kind &= 0x3FFF  # without the NESTED/BYTEORDER flags
+        if kind not in found:
+            found[kind] = data[offset + 4:offset + length]
         offset += (length + 3) & ~3
     return found
 
@@ -296,6 +302,22 @@ def replace_default_route(gateway: str) -> Message:
 WINDOW = 64
 
 
+def _messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(type, sequence number, body) of each netlink message of a datagram."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            return
+        yield kind, seq, data[offset + _HEADER.size:offset + length]
+        offset += (length + 3) & ~3
+
+
+def _errno(body: bytes) -> int:
+    """The errno an NLMSG_ERROR answer carries (0: an ack)."""
+    return -struct.unpack_from("=i", body)[0]
+
+
 class Reader:
     """Requests on one rtnetlink socket (bound to the namespace it was opened in): dumps, reads and
     batches of writes."""
@@ -315,22 +337,17 @@ class Reader:
         self.sock.send(_HEADER.pack(_HEADER.size + len(body), msg_type, flags, self.seq, 0) + body)
         answers: list[tuple[int, bytes]] = []
         while True:
-            data = self.sock.recv(1 << 17)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, offset)
-                if length < _HEADER.size:
-                    break
-                if seq == self.seq:
-                    if kind == NLMSG_DONE:
-                        return answers
-                    if kind == NLMSG_ERROR:
-                        error = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                        if error:
-                            raise OSError(error, os.strerror(error))
-                        return answers
-                    answers.append((kind, data[offset + _HEADER.size:offset + length]))
-                offset += (length + 3) & ~3
+            for kind, seq, body in _messages(self.sock.recv(1 << 17)):
+                if seq != self.seq:
+                    continue
+                if kind == NLMSG_DONE:
+                    return answers
+                if kind == NLMSG_ERROR:
+                    error = _errno(body)
+                    if error:
+                        raise OSError(error, os.strerror(error))
+                    return answers
+                answers.append((kind, body))
             if answers and not dump:
                 return answers
 
@@ -347,15 +364,9 @@ class Reader:
                                     for i, (kind, flags, body) in enumerate(chunk)))
             answers: dict[int, int] = {}
             while len(answers) < len(chunk):
-                data = self.sock.recv(1 << 17)
-                offset = 0
-                while offset + _HEADER.size <= len(data):
-                    length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, offset)
-                    if length < _HEADER.size:
-                        break
+                for kind, seq, body in _messages(self.sock.recv(1 << 17)):
                     if kind == NLMSG_ERROR and first <= seq <= self.seq:
-                        answers[seq] = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                    offset += (length + 3) & ~3
+                        answers[seq] = _errno(body)
             errors += [answers[first + i] for i in range(len(chunk))]
         return errors
 
