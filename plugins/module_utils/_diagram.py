@@ -19,6 +19,17 @@ def _node_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
+def _subnets(net: dict) -> str:
+    """A network's subnet, and its IPv6 subnet when dual-stack."""
+    return f"{net['subnet']} {net['subnet6']}" if net.get("subnet6") else net["subnet"]
+
+
+def _addresses(ep: dict, net_name: str) -> str:
+    """An endpoint's address on a network, and its IPv6 address there when it has one."""
+    six = ep.get("networks6", {}).get(net_name)
+    return f"{ep['networks'][net_name]} {six}" if six else ep["networks"][net_name]
+
+
 def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None = None, probe_address: str | None = None) -> str:
     """A Mermaid flowchart of one host's deployment: its address, bridges, endpoints and published
     ports, and optionally a probe host that reaches the host from outside."""
@@ -33,10 +44,10 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
         flags = [] if net["icc"] else ["icc off"]
         flags += ["internal"] if net["internal"] else []
         extra = f"<br/>{', '.join(flags)}" if flags else ""
-        lines.append(f'    {_node_id(net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]}{extra}"]')
+        lines.append(f'    {_node_id(net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]} {_subnets(net)}{extra}"]')
     for ep in plan["endpoints"]:
         node = "ep_" + _node_id(ep["name"])
-        addrs = "<br/>".join(f"eth{i} {ip}" for i, ip in enumerate(ep["networks"].values()))
+        addrs = "<br/>".join(f"eth{i} {_addresses(ep, name)}" for i, name in enumerate(ep["networks"]))
         lines.append(f'    {node}["{ep["name"]}<br/>{addrs}"]')
         for net_name in ep["networks"]:
             bridge = next(n["bridge"] for n in plan["networks"] if n["name"] == net_name)
@@ -57,13 +68,13 @@ def tree(plan: dict, host: str, address: str | None = None) -> list[str]:
     for i, net in enumerate(nets):
         last_net = i == len(nets) - 1
         flags = ("" if net["icc"] else ", icc off") + (", internal" if net["internal"] else "")
-        out.append(f"{'└──' if last_net else '├──'} {net['bridge']} {net['gateway']} [{net['name']} {net['subnet']}{flags}]")
+        out.append(f"{'└──' if last_net else '├──'} {net['bridge']} {net['gateway']} [{net['name']} {_subnets(net)}{flags}]")
         members = [e for e in plan["endpoints"] if net["name"] in e["networks"]]
         for j, ep in enumerate(members):
             pipe = "    " if last_net else "│   "
             ports = [p.get("publish", p.get("host_port")) for p in plan["port_mapping"] if p["container_ip"] == ep["networks"][net["name"]]]
             suffix = f"  -p {', '.join(map(str, ports))}" if ports else ""
-            out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {ep['networks'][net['name']]}{suffix}")
+            out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {_addresses(ep, net['name'])}{suffix}")
     return out
 
 
@@ -128,11 +139,11 @@ def dot(hosts: list[dict], probe: str | None = None, probe_address: str | None =
         lines.append(f"    {node['address']} [label={_quote(address or host)}, {_STYLE['address']}];")
         for net in plan["networks"]:
             flags = (["internal"] if net["internal"] else []) + ([] if net["icc"] else ["icc off"])
-            label = f"{net['bridge']} {net['gateway']}\nnetwork {net['name']} {net['subnet']}" + (f"\n{', '.join(flags)}" if flags else "")
+            label = f"{net['bridge']} {net['gateway']}\nnetwork {net['name']} {_subnets(net)}" + (f"\n{', '.join(flags)}" if flags else "")
             style = _STYLE["internal" if net["internal"] else "bridge"]
             lines.append(f"    {node['bridge/' + net['name']]} [label={_quote(label)}, {style}];")
         for ep in plan["endpoints"]:
-            label = "\n".join([ep["name"]] + ([f"eth{i} {ip}" for i, ip in enumerate(ep["networks"].values())] or [f"mode {ep.get('mode')}"]))
+            label = "\n".join([ep["name"]] + ([f"eth{i} {_addresses(ep, name)}" for i, name in enumerate(ep["networks"])] or [f"mode {ep.get('mode')}"]))
             lines.append(f"    {node['endpoint/' + ep['name']]} [label={_quote(label)}, {_STYLE['endpoint']}];")
         # The host routes to its bridges; an internal network has no way out (an invisible edge only places it).
         for net in plan["networks"]:

@@ -73,7 +73,7 @@ def test_mermaid():
     assert lines.count('  subgraph linuxnet1["host linuxnet1"]') == 1 and lines.count("  end") == 1
     assert '    ep_k1 --- br_backnet' in lines and '    ep_k1 --- br_privnet' in lines
     assert '    ep_k1["k1<br/>eth0 10.30.0.2<br/>eth1 10.40.0.2"]' in lines
-    assert '    br_usernet["br-usernet<br/>172.18.0.1<br/>network usernet<br/>icc off"]' in lines
+    assert '    br_usernet["br-usernet<br/>172.18.0.1<br/>network usernet 172.18.0.0/16<br/>icc off"]' in lines
     assert '    linuxnet1_address(["172.16.211.128"])' in lines
     assert '  outside["outside<br/>172.16.211.1"] --- linuxnet1_address' in lines
     assert '  linuxnet1_address -. "-p 172.16.211.128:81:80" .-> ep_b2' in lines
@@ -91,7 +91,7 @@ def test_mermaid_of_a_host_without_probe_or_address():
     declared, used = _mermaid_ids(text)
     assert used <= declared, used - declared
     text = mermaid(plan([BRIDGE], [{"name": "a", "network": "bridge"}]), "h")
-    assert text == 'flowchart LR\n  subgraph h["host h"]\n    docker0["docker0<br/>172.17.0.1<br/>network bridge"]\n' \
+    assert text == 'flowchart LR\n  subgraph h["host h"]\n    docker0["docker0<br/>172.17.0.1<br/>network bridge 172.17.0.0/16"]\n' \
                    '    ep_a["a<br/>eth0 172.17.0.2"]\n    ep_a --- docker0\n  end\n'
 
 
@@ -196,3 +196,17 @@ def test_dot_rejects(hosts, message):
     with pytest.raises(ValidationError) as err:
         dot(hosts)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_pictures_show_the_ipv6_subnet_and_addresses_of_a_dual_stack_network():
+    dual = {**USERNET, "subnet6": "fd00:18::/64"}
+    p = plan([BRIDGE, dual], [{"name": "d1", "networks": [{"name": "usernet", "address6": "fd00:18::5"}]},
+                              {"name": "d2", "network": "bridge"}])
+    lines = tree(p, "h")
+    assert any("[usernet 172.18.0.0/16 fd00:18::/64" in line for line in lines), lines
+    assert any(line.endswith("d1 172.18.0.2 fd00:18::5") for line in lines), lines
+    assert any(line.endswith("d2 172.17.0.2") for line in lines), lines  # IPv4-only: one address
+    assert "network usernet 172.18.0.0/16 fd00:18::/64" in mermaid(p, "h")
+    assert "eth0 172.18.0.2 fd00:18::5" in mermaid(p, "h")
+    picture = dot([{"host": "h", "plan": p}])
+    assert "network usernet 172.18.0.0/16 fd00:18::/64" in picture and "eth0 172.18.0.2 fd00:18::5" in picture
