@@ -125,7 +125,7 @@ def _copy_table(table: Any) -> Any:
     """A copy of a saved table that shares no list or dict with it: an iptables Table is chain
     policies and rule strings, copied in two levels (a deep copy of a ruleset at N=1000 cost 0.2 s
     per resource); other tables (nftables' handles) are copied deeply."""
-    if type(table) is not Table:
+    if table.__class__ is not Table:  # (a subclass may hold more)
         return copy.deepcopy(table)
     return Table(chains=dict(table.chains), rules={chain: list(rules) for chain, rules in table.rules.items()})
 

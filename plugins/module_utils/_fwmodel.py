@@ -35,7 +35,7 @@ class Rule:
 
     @classmethod
     def of(cls, kind: str, **fields: str | None) -> Rule:
-        return cls(kind, tuple(sorted((k, v) for k, v in fields.items() if v is not None)))
+        return cls(kind, tuple(sorted([field for field in fields.items() if field[1] is not None])))
 
     def get(self, name: str) -> str | None:
         return dict(self.fields).get(name)

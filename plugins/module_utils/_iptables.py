@@ -173,6 +173,8 @@ def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
     else:
         candidates = KINDS_BY_FAMILY[family].items()
     for kind, template in candidates:
+        if template.regex.match(spec) is None:  # (most kinds fail here: no call of parse)
+            continue
         fields = template.parse(spec)
         if fields is not None:
             return Rule.of(kind, **fields)

@@ -286,6 +286,11 @@ class NetnsResource(NetlinkResource):
             shown["hosts"], shown["host_groups"] = folded[1], folded[2]
         return shown
 
+    def hosts_text(self, name: str, hosts: list[dict]) -> str:
+        """The hosts file of ``hosts`` (rendered by normalize when they are the namespace's desired ones)."""
+        rendered = self._rendered.get(name)
+        return rendered[1] if rendered is not None and rendered[0] is hosts else render_hosts(hosts)
+
     def plan_item(self, item: dict, have: dict | None, exact: bool) -> tuple[list[Operation], dict]:
         ops: list[Operation] = []
         name = item["name"]
@@ -297,7 +302,7 @@ class NetnsResource(NetlinkResource):
             path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")
             wanted = item[key]
             if wanted is not None and wanted != have.get(key):
-                ops.append(op_write(path, render_hosts(wanted) if key == "hosts" else wanted))
+                ops.append(op_write(path, self.hosts_text(name, wanted) if key == "hosts" else wanted))
                 new[key] = wanted
             elif wanted is None and exact and have.get(key) is not None:
                 ops.append(op_unlink(path))

@@ -17,7 +17,7 @@ import bisect
 import functools
 import ipaddress
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
@@ -60,9 +60,14 @@ def mapping_family(item: dict) -> str:
     return family_of(item["container_ip"])
 
 
+_RANGES: dict[str, tuple[int, int]] = {}  # port ranges read before (a run reads each of N mappings' ports several times)
+
+
 def port_range(value: object, field: str) -> tuple[int, int]:
     """``80`` or ``"8000-8010"`` → (first, last); rejects 0, >65535 and reversed ranges."""
     text = str(value).strip()
+    if text in _RANGES:
+        return _RANGES[text]
     match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
     if not match:
         raise v.ValidationError(f"{field}: {value!r} is not a port or a port range such as 8000-8010")
@@ -73,6 +78,7 @@ def port_range(value: object, field: str) -> tuple[int, int]:
             raise v.ValidationError(f"{field}: port {port} is outside 1-65535")
     if last < first:
         raise v.ValidationError(f"{field}: range {text} is reversed")
+    _RANGES[text] = (first, last)
     return first, last
 
 
@@ -249,7 +255,11 @@ def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected
     nat.builtin = {"POSTROUTING": BuiltinRules(bottom=_unique(r["hairpin"] for r in rules))}
     direct = [r["direct"] for r, it in zip(rules, ordered) if protected is None or it["bridge"] in protected]
     raw.builtin = {"PREROUTING": BuiltinRules(bottom=_unique(direct))}
-    every = [mapping_rules(it) for it in items + managed]
+    # The hairpin and raw rules of a mapping depend on these fields only: a managed mapping that
+    # shares them with a wanted one (every mapping on a no-change run) adds no rule to compute.
+    wanted = {(it["container_ip"], it["bridge"], it["protocol"], it["_cp"]) for it in items}
+    every = rules + [mapping_rules(it) for it in managed
+                     if (it["container_ip"], it["bridge"], it["protocol"], it["_cp"]) not in wanted]
     claimed = {"POSTROUTING": {r["hairpin"] for r in every}, "PREROUTING": {r["direct"] for r in every}}
     return Model({"filter": filt, "nat": nat, "raw": raw}, claimed=claimed, family=family)
 
@@ -375,6 +385,17 @@ class PortMappingResource(TablesResource):
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
         items = []
+        # A value checked before is not checked again: a deployment names each endpoint's address and
+        # bridge for each of its ports. The checks are pure; the first failing item fails as before.
+        seen: dict[tuple, object] = {}
+
+        def once(what: object, value: object, check: Callable[[], object]) -> Any:
+            if not isinstance(value, str):
+                return check()
+            if (what, value) not in seen:
+                seen[(what, value)] = check()
+            return seen[(what, value)]
+
         for i, raw in enumerate(config):
             at = functools.partial(v.where, i, raw)
             fields = dict(raw)
@@ -391,23 +412,27 @@ class PortMappingResource(TablesResource):
                 raise v.ValidationError(f"{at('protocol')}: {protocol!r} is not one of tcp, udp, sctp")
             if fields.get("container_port") in (None, ""):
                 raise v.ValidationError(f"{at('container_port')}: required (or give publish)")
-            cp = port_range(fields["container_port"], at("container_port"))
-            hp = port_range(fields["host_port"], at("host_port")) if fields.get("host_port") not in (None, "") else cp
+            cp = once("port", fields["container_port"], lambda: port_range(fields["container_port"], at("container_port")))
+            hp = once("port", fields["host_port"], lambda: port_range(fields["host_port"], at("host_port"))) \
+                if fields.get("host_port") not in (None, "") else cp
             if hp[1] - hp[0] != cp[1] - cp[0]:
                 raise v.ValidationError(
                     f"{at('host_port')}: range {format_range(hp)} and container range {format_range(cp)} differ in length"
                 )
-            container_ip = container_address(fields.get("container_ip"), at("container_ip"))
+            container_ip = once("container_ip", fields.get("container_ip"),
+                                lambda: container_address(fields.get("container_ip"), at("container_ip")))
             family = family_of(container_ip)
             item = {
-                "bridge": v.interface_name(fields.get("bridge"), at("bridge")),
+                "bridge": once("bridge", fields.get("bridge"), lambda: v.interface_name(fields.get("bridge"), at("bridge"))),
                 "container_ip": container_ip,
                 "container_port": format_range(cp),
                 "host_port": format_range(hp),
-                "host_ip": host_address(fields.get("host_ip"), family, at("publish" if raw.get("publish") else "host_ip")),
+                "host_ip": once(("host_ip", family), fields.get("host_ip"),
+                                lambda: host_address(fields.get("host_ip"), family, at("publish" if raw.get("publish") else "host_ip"))),
                 "protocol": protocol,
-                "network": v.label(fields["network"], at("network"), "network label") if fields.get("network") else None,
-                "sources": parse_sources(fields.get("sources"), at("sources"), family),
+                "network": once("network", fields["network"], lambda: v.label(fields["network"], at("network"), "network label"))
+                if fields.get("network") else None,
+                "sources": parse_sources(fields["sources"], at("sources"), family) if fields.get("sources") is not None else None,
                 "_hp": hp,
                 "_cp": cp,
             }
@@ -421,20 +446,28 @@ class PortMappingResource(TablesResource):
         known = self.bridges or {}
         netlink = self.netlink or Netlink()
         links: dict | None = None
+        # by bridge: its subnets (None: no such bridge); by (bridge, container_ip): inside one of them
+        subnets_of: dict[str, list | None] = {}
+        inside: dict[tuple[str, str], bool] = {}
         try:
             for index, item in enumerate(desired):
-                if item["bridge"] in known:
-                    cidrs = known[item["bridge"]]
-                else:
-                    if links is None:
-                        links, addresses = netlink.links(None), netlink.addresses(None)
-                    link = links.get(item["bridge"])
-                    if link is None:
-                        self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
-                        continue
-                    cidrs = addresses.get(link["index"], [])
-                subnets = [ipaddress.ip_interface(a).network for a in cidrs]
-                if not any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets):
+                if item["bridge"] not in subnets_of:
+                    if item["bridge"] in known:
+                        cidrs = known[item["bridge"]]
+                    else:
+                        if links is None:
+                            links, addresses = netlink.links(None), netlink.addresses(None)
+                        link = links.get(item["bridge"])
+                        cidrs = None if link is None else addresses.get(link["index"], [])
+                    subnets_of[item["bridge"]] = None if cidrs is None else [ipaddress.ip_interface(a).network for a in cidrs]
+                subnets = subnets_of[item["bridge"]]
+                if subnets is None:
+                    self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
+                    continue
+                where = (item["bridge"], item["container_ip"])
+                if where not in inside:
+                    inside[where] = any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets)
+                if not inside[where]:
                     problem = (
                         f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "
                         f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"

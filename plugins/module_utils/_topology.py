@@ -9,6 +9,7 @@ role deploys. Pure: runs on the controller in filter plugins and in ``deployment
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
@@ -115,6 +116,12 @@ def _subnet6(raw: dict, at: str, others: dict) -> tuple[str | None, str | None]:
     return str(subnet6), gateway6
 
 
+@functools.lru_cache(maxsize=None)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network's subnet (valid, normalised text) as an object, made once: N endpoints share a few networks."""
+    return ipaddress.ip_network(text)
+
+
 def _usable(address: str, subnet) -> bool:
     """Not the network or broadcast address (both are usable in /31 and /32, as in subnet.hosts())."""
     ip = ipaddress.ip_address(address)
@@ -142,9 +149,9 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
         address = None
         if att.get("address"):
             address = v.ip_address(att["address"], f"{where}.address")
-            if ipaddress.ip_address(address) not in ipaddress.ip_network(net["subnet"]):
+            if ipaddress.ip_address(address) not in _network(net["subnet"]):
                 raise v.ValidationError(f"{where}.address: {address} is outside {net['subnet']}")
-            if not _usable(address, ipaddress.ip_network(net["subnet"])):
+            if not _usable(address, _network(net["subnet"])):
                 raise v.ValidationError(f"{where}.address: {address} is the network or broadcast address of {net['subnet']}")
             if address == net["gateway"]:
                 raise v.ValidationError(f"{where}.address: {address} is the gateway of {net['name']}")
@@ -161,7 +168,7 @@ def _address6(att: dict, where: str, net: dict) -> str | None:
     if not net["subnet6"]:
         raise v.ValidationError(f"{where}.address6: network {net['name']} has no subnet6")
     address6 = v.ip_address(att["address6"], f"{where}.address6", version=6)
-    subnet6 = ipaddress.ip_network(net["subnet6"])
+    subnet6 = _network(net["subnet6"])
     if ipaddress.ip_address(address6) not in subnet6:
         raise v.ValidationError(f"{where}.address6: {address6} is outside {net['subnet6']}")
     if ipaddress.ip_address(address6) == subnet6.network_address:
@@ -215,7 +222,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
                         if not nets[a["network"]]["internal"] and nets[a["network"]]["subnet6"]), None)
         for index, att in enumerate(ep["attachments"]):
             net = nets[att["network"]]
-            prefix = ipaddress.ip_network(net["subnet"]).prefixlen
+            prefix = _network(net["subnet"]).prefixlen
             veth = {
                 "name": names[(ep["name"], net["name"])],
                 "peer": f"eth{index}",
@@ -228,7 +235,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             if att["network"] == routed:
                 veth["gateway"] = net["gateway"]
             if net["subnet6"]:
-                veth["addresses"].append(f"{att['address6']}/{ipaddress.ip_network(net['subnet6']).prefixlen}")
+                veth["addresses"].append(f"{att['address6']}/{_network(net['subnet6']).prefixlen}")
                 veth["ipv6"] = True
                 if att["network"] == routed6:
                     veth["gateway6"] = net["gateway6"]
@@ -303,7 +310,7 @@ def _allocate_family(nets: dict, eps: list[dict], current_veths: list[dict], nam
             if att[key]:
                 continue
             net = nets[att["network"]]
-            subnet = ipaddress.ip_network(net[subnet_key])
+            subnet = _network(net[subnet_key])
             for cidr in (live.get(names[(ep["name"], net["name"])]) or {}).get("addresses") or []:
                 ip = ipaddress.ip_interface(cidr).ip
                 if ip in subnet and str(ip) not in used[net["name"]] and str(ip) != net[gateway_key] and ip != subnet.network_address:

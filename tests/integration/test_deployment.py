@@ -223,12 +223,14 @@ def test_a_run_reads_each_table_once_and_restores_it_once(lab, tmp_path):
     applied = call(lab, tmp_path, "converge")
     assert "error" not in applied, applied
     assert applied["commands"] == predicted["commands"]
-    assert firewall_processes(applied) == {
+    # (the flow listing runs only when the host's conntrack table is not empty; links coming up may
+    # already have made entries (IPv6 link-local traffic), so it is left out of the count)
+    assert {k: n for k, n in firewall_processes(applied).items() if k != "conntrack -L -p"} == {
         "iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1,
         "iptables-restore -w --noflush": 3,  # filter, nat, raw: each with the lines of both steps
     }, applied["processes"]
-    assert any("conntrack -D" in c for c in applied["commands"]["port_mapping"])  # 9000/udp: the cleanup is said...
-    # ... and no process runs it: the lab host's conntrack table is empty (nf_conntrack_count 0)
+    assert firewall_processes(applied).get("conntrack -L -p", 0) <= 1, applied["processes"]
+    assert any("conntrack -D" in c for c in applied["commands"]["port_mapping"])  # 9000/udp: the cleanup is said
     again = call(lab, tmp_path, "converge")
     assert again["changed"] is False
     assert firewall_processes(again) == {"iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1}
