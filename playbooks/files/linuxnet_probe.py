@@ -12,6 +12,8 @@ optionally "timeout" (seconds) and "reply": true (a TCP check then counts only w
 answers); the result adds "observed": true when the packet made it (ping reply, TCP connect, UDP
 echo, any HTTP response), "reply" (what came back) and "error". The listeners answer with the
 peer address and port they saw ("172.16.0.1 80"), so a check can tell who arrived (masquerade).
+Dual-stack: an address with a colon is probed over IPv6, and the listeners take both families
+(one IPv6 socket that also accepts IPv4; IPv4 only where the kernel has no IPv6).
 """
 
 from __future__ import annotations
@@ -60,11 +62,12 @@ def connect(kind: str, address: str, port: int, timeout: float = TIMEOUT, reply:
     token = f"linuxnet-probe-{time.time_ns()}"
     try:
         if kind == "http":
-            with urllib.request.urlopen(f"http://{address}:{port}/?{token}", timeout=timeout) as resp:
+            host = f"[{address}]" if ":" in address else address
+            with urllib.request.urlopen(f"http://{host}:{port}/?{token}", timeout=timeout) as resp:
                 print(token, resp.status, resp.read(200).decode(errors="replace").strip())
                 return 0
         family_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, family_type) as sock:
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, family_type) as sock:
             sock.settimeout(timeout)
             if kind == "tcp":
                 sock.connect((address, port))
@@ -97,10 +100,15 @@ def connect(kind: str, address: str, port: int, timeout: float = TIMEOUT, reply:
 def serve(kind: str, port: int, seconds: int, ready_file: str | None = None) -> None:
     """Listen (TCP accept / UDP echo) for a while; tell the parent we are ready (stdout or a file)."""
     family_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, family_type)
+    try:
+        sock = socket.socket(socket.AF_INET6, family_type)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 arrives as ::ffff:a.b.c.d
+        bind = ("::", port)
+    except OSError:  # a kernel without IPv6
+        sock, bind = socket.socket(socket.AF_INET, family_type), ("0.0.0.0", port)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("0.0.0.0", port))
+        sock.bind(bind)
     except OSError:
         _tell(ready_file, "busy")  # a real service already listens there: it answers instead
         return
@@ -112,13 +120,18 @@ def serve(kind: str, port: int, seconds: int, ready_file: str | None = None) -> 
         if kind == "tcp":
             conn, peer = sock.accept()
             try:
-                conn.sendall(f"{peer[0]} {port}\n".encode())
+                conn.sendall(f"{_unmapped(peer[0])} {port}\n".encode())
             except OSError:
                 pass
             conn.close()
         else:
             data, peer = sock.recvfrom(2048)
-            sock.sendto(data + f" {peer[0]} {port}".encode(), peer)
+            sock.sendto(data + f" {_unmapped(peer[0])} {port}".encode(), peer)
+
+
+def _unmapped(address: str) -> str:
+    """An IPv4 peer of a dual-stack socket as itself (::ffff:172.16.0.1 -> 172.16.0.1)."""
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
 
 
 def _systemd_runs_host() -> bool:

@@ -18,8 +18,11 @@ import ipaddress
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish
 
 
-def reachability(plan: dict, probe_address: str | None = None, host_address: str | None = None) -> list[dict]:
-    """Every check verify.yml runs, with the expected outcome derived from Docker's model."""
+def reachability(plan: dict, probe_address: str | None = None, host_address: str | None = None,
+                 probe_address6: str | None = None, host_address6: str | None = None) -> list[dict]:
+    """Every check verify.yml runs, with the expected outcome derived from Docker's model. A published
+    port is checked in its mapping's family: an IPv6 mapping (Docker 27+ makes one per family for a
+    dual-stack endpoint) on its IPv6 host address or ``host_address6``, from ``probe_address6``."""
     nets = {n["name"]: n for n in plan["networks"]}
     eps = [e for e in plan["endpoints"] if e["mode"] == "bridge"]
     checks = []
@@ -40,14 +43,19 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
         host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
         container_port = str(parsed.get("container_port")).split("-", maxsplit=1)[0]
         protocol = parsed.get("protocol") or "tcp"
-        host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0") else host_address
-        endpoint = next((e["name"] for e in eps if port["container_ip"] in e["networks"].values()), None)
-        # sources: the probe reaches the port only from an allowed network
-        allowed = not port.get("sources") or (probe_address is not None and any(
-            ipaddress.ip_address(probe_address) in ipaddress.ip_network(s) for s in port["sources"]))
+        six = ":" in port["container_ip"]
+        host_ip = parsed.get("host_ip") if parsed.get("host_ip") not in (None, "", "0.0.0.0", "::") else (
+            host_address6 if six else host_address)
+        endpoint = next((e["name"] for e in eps
+                         if port["container_ip"] in (*e["networks"].values(), *e.get("networks6", {}).values())), None)
+        # sources: the probe reaches the port only from an allowed network (of the mapping's family)
+        probe = probe_address6 if six else probe_address
+        allowed = not port.get("sources") or (probe is not None and any(
+            ipaddress.ip_address(probe) in ipaddress.ip_network(s) for s in port["sources"]))
         why = f"published {port.get('publish') or host_port}" + (
-            "" if not port.get("sources") else f" to {', '.join(port['sources'])}" + ("" if allowed else ", not the probe"))
-        if host_ip and not host_ip.startswith("127."):
+            "" if not port.get("sources") else f" to {', '.join(port['sources'])}" + ("" if allowed else ", not the probe")) + (
+            " over IPv6" if six else "")
+        if host_ip and not host_ip.startswith("127.") and host_ip != "::1" and endpoint:
             checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
                            "port": int(host_port), "container_port": int(container_port),
                            "expect": allowed, "why": why})
