@@ -6,7 +6,8 @@ is converged with ``playbooks/site.yml`` from ``tests/lab/playbooks/vars/topolog
 topology of ``make lab``) plus one dual-stack network with two endpoints, then:
 
 * ``playbooks/verify.yml`` passes with real packets (IPv4 pairs, IPv6 pairs on the dual-stack
-  network, egress to the probe, the published port from the probe);
+  network, egress to the probe, the published ports from the probe, d1's ``8090:80`` over IPv4 and
+  IPv6: the lab LAN carries IPv6 and both hosts tell verify their ``linuxnet_host_address6``);
 * our rules sit in the chosen backend only (IPv4 and IPv6), nothing in the other two;
 * a second run of site.yml reports changed=0;
 * ``linuxnet_state: absent`` leaves nothing of ours: no LINUXNET chain or rule in
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.helpers import HOST, HOSTS, OUTSIDE, sh
+from tests.integration.helpers import ADDR, HOST, HOSTS, OUTSIDE, sh
 from tests.lab.core import Lab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
@@ -36,7 +37,9 @@ SEED = REPO / "tests" / "lab" / "playbooks" / "vars" / "topology.yml"
 GROUPS = {"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]}
 
 DUAL_NETWORK = {"name": "dualnet", "bridge": "br-dualnet", "subnet": "172.19.0.0/16", "subnet6": "fd00:19::/64"}
-DUAL_ENDPOINTS = [{"name": "d1", "network": "dualnet"}, {"name": "d2", "network": "dualnet"}]
+DUAL_ENDPOINTS = [{"name": "d1", "network": "dualnet", "ports": ["8090:80"]}, {"name": "d2", "network": "dualnet"}]
+# The lab LAN's IPv6 addresses of the managed host and the probe host (verify's linuxnet_host_address6)
+ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
 
 BACKENDS = {
     "iptables-nft": {"linuxnet_firewall_backend": "iptables", "linuxnet_iptables_variant": "iptables-nft"},
@@ -80,16 +83,26 @@ def run(run_playbook, lab: Lab, book: Path, extra_vars: dict[str, Any]):
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_seed_plus_dual_stack_passes_verify_is_idempotent_and_tears_down(backend, lab_factory, run_playbook):
+def test_seed_plus_dual_stack_passes_verify_is_idempotent_and_tears_down(backend, lab_factory, run_playbook, tmp_path):
     lab = lab_factory(HOSTS, groups=GROUPS)
     extra = {**topology(), **BACKENDS[backend]}
 
+    sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad")
+    sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad", host=OUTSIDE)
     run(run_playbook, lab, SITE, extra)
-    verified = run(run_playbook, lab, VERIFY, extra)
+    inventory = lab.inventory()
+    inventory["all"]["hosts"][HOST]["linuxnet_host_address6"] = ADDR6
+    inventory["all"]["hosts"][OUTSIDE]["linuxnet_host_address6"] = OUT_ADDR6
+    with_ipv6 = tmp_path / "inventory.yml"
+    with_ipv6.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    verified = run_playbook(with_ipv6, VERIFY, extra_vars=extra)
+    assert verified.rc == 0, verified.stdout[-4000:] + verified.stderr[-3000:]
     results = verified.task("Compare expected with observed", HOST).result["ansible_facts"]["__results"]
-    six = [r for r in results if ":" in str(r["address"])]
+    six = [r for r in results if ":" in str(r["address"]) and r["source"] != "probe"]
     # the dual-stack pair both ways over IPv6, reached; the published port from the probe, reached
     assert sorted((r["source"], r["target"], bool(r["observed"])) for r in six) == [("d1", "d2", True), ("d2", "d1", True)], six
+    published = {(r["address"], r["port"]): bool(r["observed"]) for r in results if r["source"] == "probe" and r["port"] == 8090}
+    assert published == {(ADDR, 8090): True, (ADDR6, 8090): True}, published  # -p 8090:80 over both families
     assert any(r["source"] == "probe" and r["observed"] for r in results), results
     # isolation is really exercised: dualnet endpoints must not reach the seed networks (and do not)
     assert any(r["source"] == "d1" and r["target"] == "c3" and not r["expect"] and not r["observed"] for r in results)
