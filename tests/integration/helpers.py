@@ -231,6 +231,23 @@ def sh(lab: Lab, script: str, host: str = HOST, check: bool = True):
     return lab.run(host, ["sh", "-c", script], check=check)
 
 
+# The lab LAN's IPv6 addresses of the managed host and the probe host (verify's linuxnet_host_address6).
+ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
+
+
+def lan_ipv6_inventory(lab: Lab, directory: Path) -> Path:
+    """Give both lab hosts their IPv6 address on the lab LAN and write an inventory that tells
+    verify.yml about them (``linuxnet_host_address6``); returns its path."""
+    sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad")
+    sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad", host=OUTSIDE)
+    inventory = lab.inventory()
+    inventory["all"]["hosts"][HOST]["linuxnet_host_address6"] = ADDR6
+    inventory["all"]["hosts"][OUTSIDE]["linuxnet_host_address6"] = OUT_ADDR6
+    path = directory / "inventory-ipv6.yml"
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
 def save(lab: Lab, variant: str = "iptables-nft") -> list[str]:
     """iptables-save of the lab host without comments and counters."""
     text = lab.run(HOST, [f"{variant}-save"]).stdout

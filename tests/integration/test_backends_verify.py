@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.helpers import ADDR, HOST, HOSTS, OUTSIDE, sh
+from tests.integration.helpers import ADDR, ADDR6, HOST, HOSTS, OUTSIDE, lan_ipv6_inventory, sh
 from tests.lab.core import Lab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
@@ -38,8 +38,6 @@ GROUPS = {"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]}
 
 DUAL_NETWORK = {"name": "dualnet", "bridge": "br-dualnet", "subnet": "172.19.0.0/16", "subnet6": "fd00:19::/64"}
 DUAL_ENDPOINTS = [{"name": "d1", "network": "dualnet", "ports": ["8090:80"]}, {"name": "d2", "network": "dualnet"}]
-# The lab LAN's IPv6 addresses of the managed host and the probe host (verify's linuxnet_host_address6)
-ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
 
 BACKENDS = {
     "iptables-nft": {"linuxnet_firewall_backend": "iptables", "linuxnet_iptables_variant": "iptables-nft"},
@@ -87,14 +85,8 @@ def test_seed_plus_dual_stack_passes_verify_is_idempotent_and_tears_down(backend
     lab = lab_factory(HOSTS, groups=GROUPS)
     extra = {**topology(), **BACKENDS[backend]}
 
-    sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad")
-    sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad", host=OUTSIDE)
+    with_ipv6 = lan_ipv6_inventory(lab, tmp_path)
     run(run_playbook, lab, SITE, extra)
-    inventory = lab.inventory()
-    inventory["all"]["hosts"][HOST]["linuxnet_host_address6"] = ADDR6
-    inventory["all"]["hosts"][OUTSIDE]["linuxnet_host_address6"] = OUT_ADDR6
-    with_ipv6 = tmp_path / "inventory.yml"
-    with_ipv6.write_text(yaml.safe_dump(inventory, sort_keys=False))
     verified = run_playbook(with_ipv6, VERIFY, extra_vars=extra)
     assert verified.rc == 0, verified.stdout[-4000:] + verified.stderr[-3000:]
     results = verified.task("Compare expected with observed", HOST).result["ansible_facts"]["__results"]

@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
-from tests.integration.helpers import ADDR, HOST, OUT_ADDR, OUTSIDE, sh
+from tests.integration.helpers import ADDR, ADDR6, HOST, OUT_ADDR, OUT_ADDR6, OUTSIDE, lan_ipv6_inventory
 from tests.integration.test_role import REPO, site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
 NETWORKS = [{"name": "dual", "subnet": "172.20.0.0/16", "subnet6": "fd00:20::/64"}]
 ENDPOINTS = [{"name": "web", "network": "dual", "ports": [
     "8080:7000",  # both families
@@ -31,14 +29,8 @@ ENDPOINTS = [{"name": "web", "network": "dual", "ports": [
 
 def test_verify_checks_ipv6_published_ports(lab_factory, run_playbook, tmp_path):
     lab = lab_factory({HOST: ADDR, OUTSIDE: OUT_ADDR}, groups={"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]})
-    sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad")
-    sh(lab, f"ip -6 addr add {OUT_ADDR6}/64 dev ens160 nodad", host=OUTSIDE)
+    path = lan_ipv6_inventory(lab, tmp_path)
     site(run_playbook, lab, NETWORKS, ENDPOINTS)
-    inventory = lab.inventory()
-    inventory["all"]["hosts"][HOST]["linuxnet_host_address6"] = ADDR6
-    inventory["all"]["hosts"][OUTSIDE]["linuxnet_host_address6"] = OUT_ADDR6
-    path = tmp_path / "inventory.yml"
-    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     topology = {"linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS}
     result = run_playbook(path, REPO / "playbooks" / "verify.yml", extra_vars=topology)
     results = result.task("Compare expected with observed", HOST).result["ansible_facts"]["__results"]
