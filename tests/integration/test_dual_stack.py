@@ -186,7 +186,7 @@ def test_published_ports_of_a_dual_stack_endpoint_answer_over_both_families(lab_
     over IPv4 and IPv6, ``[addr6]:`` over IPv6 only, an IPv4 host address over IPv4 only, ``sources``
     apply per family, an IPv4-only endpoint stays IPv4-only; the second run changes nothing."""
     from tests.integration.helpers import PORT
-    from tests.integration.test_ipv6_firewall import ADDR6, OUT_ADDR6, Probe6
+    from tests.integration.helpers import ADDR6, OUT_ADDR6, Probe6
 
     networks = NETWORKS[:2]
     endpoints = [

@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
-from tests.integration.helpers import ADDR, HOST, HOSTS, OUT_ADDR, OUTSIDE, PORT, Probe6, make_endpoints, playbook, res, sh
+from tests.integration.helpers import (
+    ADDR, ADDR6, HOST, HOSTS, OUT_ADDR, OUT_ADDR6, OUTSIDE, PORT, Probe6, make_endpoints, playbook, res, sh,
+)
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-ADDR6, OUT_ADDR6 = "2001:db8:ff::128", "2001:db8:ff::1"
 LINK_LOCAL, OUT_LINK_LOCAL = "fe80::128", "fe80::1"  # on the lab LAN too: Docker 29 does not DNAT link-local sources
 NETWORKS = [
     {"name": "d1", "bridge": "lnx-d1", "subnet": "172.22.0.0/16", "subnet6": "fd00:22::/64", "icc": False},

@@ -34,7 +34,7 @@ import pytest
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
 from tests.integration import helpers
-from tests.integration.test_ipv6_firewall import Probe6
+from tests.integration.helpers import Probe6
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
 from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, USER_RULES
