@@ -8,6 +8,8 @@ from __future__ import annotations
 class ModuleDocFragment:
     # The deployment input of the modules deployment, deployment_info and persist (the role's variables).
     DOCUMENTATION = r"""
+author:
+  - linuxnet.bridge developers (@linuxnet)
 options:
   networks:
     description: Bridge networks, as O(linuxnet.bridge.bridge_network#role:main:linuxnet_networks) of the role.
@@ -19,4 +21,11 @@ options:
     type: list
     elements: dict
     default: []
+attributes:  # each module adds the descriptions (Ansible merges an attribute's keys)
+  check_mode:
+    support: full
+  idempotent:
+    support: full
+requirements:
+  - Python >= 3.9 on the managed host, root
 """

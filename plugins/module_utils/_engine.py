@@ -202,6 +202,16 @@ def require_privilege(module: Any) -> None:
         )
 
 
+def privileged_module(argument_spec: dict) -> Any:
+    """The AnsibleModule of a module that reads or changes the network (check mode supported); fails
+    at once, with one message, without root."""
+    from ansible.module_utils.basic import AnsibleModule  # only module runs need it, not the boot-time restore
+
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    require_privilege(module)
+    return module
+
+
 def config_argument_spec(item_options: dict, extra: dict | None = None, parsed: bool = False) -> dict:
     spec = {
         "config": {"type": "list", "elements": "dict", "options": item_options},
@@ -239,18 +249,22 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
     return operations
 
 
-def run(module: Any, resource: Resource, requires: tuple[Callable[[Any], None], ...] = ()) -> None:
-    """Execute one resource-module run and exit the module.
+def main(resource_class: Callable[[Any], Resource], item_options: dict, module_options: dict | None = None,
+         parsed: bool = False) -> None:
+    """The whole main() of a resource module: its argument spec (see :func:`config_argument_spec`), one run."""
+    from ansible.module_utils.basic import AnsibleModule  # as in privileged_module; root is checked in run()
 
-    ``requires``: checks of the managed host (no module passes one today) that fail the module
-    with one message; like the privilege check after them, skipped for ``rendered``.
-    """
+    module = AnsibleModule(argument_spec=config_argument_spec(item_options, module_options, parsed),
+                           supports_check_mode=True)
+    run(module, resource_class(module))
+
+
+def run(module: Any, resource: Resource) -> None:
+    """Execute one resource-module run and exit the module (the privilege check is skipped offline)."""
     state = module.params["state"]
     config = module.params.get("config")
     result: dict[str, Any] = {"changed": False}
     if state not in ("rendered", PARSED):
-        for require in requires:
-            require(module)
         require_privilege(module)
     try:
         if state == PARSED:

@@ -14,8 +14,6 @@ description:
     in a named one. All bridges of one task are handled in one run.
   - Bridges the collection creates carry the interface alias C(linuxnet.bridge); only those are
     removed by O(state=overridden) and by O(state=deleted) without O(config).
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -76,12 +74,13 @@ EXAMPLES = r"""
       - name: br-usernet
         addresses: [172.18.0.1/16, "fd00:18::1/64"]  # dual-stack
 
-- name: Show the ip commands without touching the host
+- name: Show the ip commands for a bridge in the namespace router, without touching the host
   linuxnet.bridge.bridge:
     state: rendered
     config:
-      - name: docker0
-        addresses: [172.17.0.1/16]
+      - name: br0
+        netns: router
+        addresses: [10.0.0.1/24]
 
 - name: Exactly these addresses on docker0 (other addresses on it are removed)
   linuxnet.bridge.bridge:
@@ -90,12 +89,12 @@ EXAMPLES = r"""
       - name: docker0
         addresses: [172.17.0.1/16]
 
-- name: Only docker0; every other bridge this collection created is removed
+- name: Only docker0 and br-usernet (addresses and MTU left alone); every other bridge this collection created is removed
   linuxnet.bridge.bridge:
     state: overridden
     config:
       - name: docker0
-        addresses: [172.17.0.1/16]
+      - name: br-usernet
 
 - name: Remove br-usernet (left alone, with a warning, if this collection did not create it)
   linuxnet.bridge.bridge:
@@ -111,27 +110,27 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: Bridges before the run.
+  description: The bridges before the run, in the shape of RV(gathered).
+  returned: when state is merged, replaced, overridden or deleted
+  type: list
+  elements: dict
+  sample: []
+after:
+  description: The bridges after the run; in check mode, the prediction (a bridge yet to be created has no C(mac) then).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
   sample:
     - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1500, stp: false}
-after:
-  description: Bridges after the run; in check mode, the prediction.
-  returned: when state is merged, replaced, overridden or deleted
-  type: list
-  elements: dict
-  sample:
-    - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1400, stp: false}
 commands:
   description: Operations done (in check mode, that would be done) as C(ip) command lines.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
-  sample: ["ip link add docker0 type bridge", "ip addr add 172.17.0.1/16 dev docker0", "ip link set docker0 up"]
+  sample: ["ip link add docker0 type bridge", "ip link set docker0 alias 'linuxnet.bridge'", "ip addr add 172.17.0.1/16 dev docker0",
+           "ip link set docker0 up"]
 gathered:
-  description: Live bridges in the shape of O(config).
+  description: The live bridges of the host, and of the named namespaces that hold one the collection created, in the shape of O(config).
   returned: when state is gathered
   type: list
   elements: dict
@@ -139,7 +138,7 @@ gathered:
     - {name: br-backend, addresses: [172.18.0.1/16], link_state: up, mac: "2a:34:f8:38:bc:b2", mtu: 1500, stp: false}
     - {name: docker0, addresses: [172.17.0.1/16], link_state: up, mac: "6a:34:6c:a0:2b:1c", mtu: 1500, stp: false}
 rendered:
-  description: Commands that build O(config) on an empty host.
+  description: The C(ip) commands that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
@@ -151,15 +150,12 @@ rendered:
     - ip link set br-backend up
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS, BridgeResource
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    _engine.run(module, BridgeResource(module))
+    _engine.main(BridgeResource, ITEM_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -31,20 +31,16 @@ description:
     and the endpoint services, exactly as M(linuxnet.bridge.persist) does, on the plan it converged -
     so a role run is one module run. With O(state=absent) they are removed before the teardown
     (services stop while their namespaces still exist).
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
-attributes:
+attributes:  # support: the doc fragment linuxnet.bridge.deployment, but for diff_mode
   check_mode:
-    support: full
     description: Predicts exactly what a run would do, step by step, as if the earlier steps had run.
   diff_mode:
     support: full
     description: One diff per step that changes something, in the shape of the step module's C(config).
   idempotent:
-    support: full
     description: A second run with the same input changes nothing and writes nothing.
 options:
   state:
@@ -74,7 +70,6 @@ options:
       - The role sets it from O(linuxnet.bridge.bridge_network#role:main:linuxnet_persist).
     type: bool
 requirements:
-  - Python >= 3.9 on the managed host, root
   - With O(persist), systemd >= 242 for endpoint services (on a host without systemd nothing is installed, with a warning).
 notes:
   - The five modules stay available for direct use; this module shares their code.
@@ -144,7 +139,6 @@ persist:
   sample: {installed: true, changed: false, written: [], removed: [], commands: [], services: {web: linuxnet-endpoint-web.service}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
@@ -153,17 +147,13 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **DEPLOYMENT_OPTIONS,
-            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
-            "persist": {"type": "bool"},
-            **MODULE_OPTIONS,
-        },
-        supports_check_mode=True,
-    )
-    _engine.require_privilege(module)
+    module = _engine.privileged_module({
+        **DEPLOYMENT_OPTIONS,
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
+        "persist": {"type": "bool"},
+        **MODULE_OPTIONS,
+    })
     p = module.params
     tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
     result: dict = {"commands": {}}

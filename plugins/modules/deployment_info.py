@@ -10,43 +10,33 @@ module: deployment_info
 short_description: Plan a bridge-network deployment and tell which modules would change the host
 version_added: 0.1.0
 description:
-  - Turns networks and endpoints (the variables of the role
-    R(linuxnet.bridge.bridge_network,ansible_collections.linuxnet.bridge.bridge_network_role)) into
-    the C(config) of the modules M(linuxnet.bridge.netns), M(linuxnet.bridge.bridge),
-    M(linuxnet.bridge.veth), M(linuxnet.bridge.firewall) and M(linuxnet.bridge.port_mapping), keeping
+  - Makes the plan that M(linuxnet.bridge.deployment) converges - the C(config) of each of its five
+    modules, from the networks and endpoints of the role
+    R(linuxnet.bridge.bridge_network,ansible_collections.linuxnet.bridge.bridge_network_role), keeping
     the addresses of existing endpoints.
-  - Asks each of them, in one pass over the live host and without changing anything, what a run
-    with O(ignore:state=overridden) would do. The role skips the five module tasks when nothing
-    would change, so a run that finds the host as described costs one module run instead of six.
-  - When something would change, checks that the kernel can create a bridge, a veth pair and read
-    the nat table (in a throw-away network namespace) and fails with a clear message if not.
-author:
-  - linuxnet.bridge developers (@linuxnet)
+  - Asks each of those modules, in one pass over the live host and without changing anything, what a
+    run with O(ignore:state=overridden) would do, so a playbook can tell whether the host matches its
+    inventory, or run only the modules that would change something.
+  - When something would change, checks the kernel as M(linuxnet.bridge.deployment) does, and fails
+    the same way.
 extends_documentation_fragment:
   - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
-attributes:
+attributes:  # support: the doc fragment linuxnet.bridge.deployment, but for diff_mode
   check_mode:
-    support: full
     description: The module never changes anything, in check mode or not.
   diff_mode:
     support: none
     description: Nothing changes, so there is no diff.
   idempotent:
-    support: full
     description: Read-only.
 options:
   return_plan:
-    description:
-      - V(always) returns RV(plan) on every run.
-      - V(on_change) returns it only when a module would change something; a run that finds the
-        host as described then returns a few hundred bytes instead of the whole plan (the role
-        uses this).
+    description: As O(linuxnet.bridge.deployment#module:return_plan); V(on_change) returns RV(plan) only when a module
+      would change something.
     type: str
     choices: [always, on_change]
     default: always
-requirements:
-  - Python >= 3.9 on the managed host, root
 """
 
 EXAMPLES = r"""
@@ -122,7 +112,6 @@ commands:
       - iptables -t nat -A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, KERNEL_PROBE, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
@@ -131,15 +120,11 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import V
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **DEPLOYMENT_OPTIONS,
-            "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
-            **MODULE_OPTIONS,
-        },
-        supports_check_mode=True,
-    )
-    _engine.require_privilege(module)
+    module = _engine.privileged_module({
+        **DEPLOYMENT_OPTIONS,
+        "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
+        **MODULE_OPTIONS,
+    })
     p = module.params
     try:
         result = pending_changes(module, p["networks"], p["endpoints"], p["chain_prefix"], p["iptables_variant"],

@@ -29,8 +29,6 @@ description:
   - Also sets C(net.ipv4.ip_forward=1) (and, if it had to, the FORWARD policy to DROP, as Docker
     does), C(net.bridge.bridge-nf-call-iptables=1), and C(route_localnet=1) on managed bridges
     that exist, together with kube-proxy's guard rule against CVE-2020-8558 in INPUT.
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.resource
@@ -182,21 +180,18 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: Networks found in the live ruleset before the run.
+  description: The managed networks found in the live ruleset before the run, in the shape of RV(gathered).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
-  sample:
-    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: true, masquerade: true}
-    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
+  sample: []
 after:
-  description: Networks after the run; in check mode, the prediction.
+  description: Networks after the run, read back from the ruleset; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
   sample:
-    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: false, internal: true, masquerade: true}
-    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
+    - {name: usernet, bridge: br-usernet, subnet: 172.18.0.0/16, icc: false, internal: false, masquerade: true, gateway_mode: nat}
 commands:
   description: The changes as C(iptables) and C(sysctl) command lines (applied as one restore per table).
   returned: when state is merged, replaced, overridden or deleted
@@ -209,8 +204,8 @@ gathered:
   type: list
   elements: dict
   sample:
-    - {name: backend, bridge: br-backend, subnet: 172.18.0.0/16, icc: true, internal: true, masquerade: true}
-    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true}
+    - {name: bridge, bridge: docker0, subnet: 172.17.0.0/16, icc: true, internal: false, masquerade: true, gateway_mode: nat}
+    - {name: usernet, bridge: br-usernet, subnet: 172.18.0.0/16, icc: false, internal: false, masquerade: true, gateway_mode: nat}
 parsed:
   description: Networks of the O(running_config) ruleset, in the shape of O(config) (named after their bridges).
   returned: when state is parsed
@@ -234,6 +229,7 @@ rendered:
     - "-A LINUXNET-ISOLATION-STAGE-1 ! -s 172.18.0.0/16 -o br-backend -j DROP"
     - "-A LINUXNET-ISOLATION-STAGE-1 ! -d 172.18.0.0/16 -i br-backend -j DROP"
     - "-A LINUXNET-ISOLATION-STAGE-1 -j RETURN"
+    - "-A LINUXNET-ISOLATION-STAGE-2 -m conntrack --ctstate DNAT --ctdir REPLY -j RETURN"
     - "-A LINUXNET-ISOLATION-STAGE-2 -j RETURN"
     - "-I INPUT 1 ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
     - "-I FORWARD 1 -j LINUXNET-USER"
@@ -247,17 +243,12 @@ rendered:
     - "COMMIT"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS, MODULE_OPTIONS, FirewallResource
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS, parsed=True), supports_check_mode=True
-    )
-    _engine.run(module, FirewallResource(module))
+    _engine.main(FirewallResource, ITEM_OPTIONS, MODULE_OPTIONS, parsed=True)
 
 
 if __name__ == "__main__":

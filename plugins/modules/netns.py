@@ -14,8 +14,6 @@ description:
     brings their loopback up, and writes C(/etc/netns/<name>/resolv.conf) and C(hosts), which
     C(ip netns exec) mounts over the host's files.
   - All namespaces of one task are handled in one run; 200 namespaces cost one task.
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -73,17 +71,17 @@ options:
         type: str
         required: true
       hosts:
-        description: The entries.
+        description: The entries, as in O(config[].hosts).
         type: list
         elements: dict
         required: true
         suboptions:
           ip:
-            description: Address.
+            description: As O(config[].hosts[].ip).
             type: str
             required: true
           names:
-            description: Host names for the address.
+            description: As O(config[].hosts[].names).
             type: list
             elements: str
             required: true
@@ -153,17 +151,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: Namespaces before the run.
+  description: The namespaces (under C(/run/netns)) before the run, in the shape of RV(gathered).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
-  sample: [{"name": "web"}]
+  sample: []
 after:
   description: Namespaces after the run; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
-  sample: [{"name": "web", "hosts": [{"ip": "172.18.0.10", "names": ["db"]}]}]
+  sample: [{"name": "db"}]
 commands:
   description: Operations done (in check mode, that would be done) as shell command lines.
   returned: when state is merged, replaced, overridden or deleted
@@ -171,7 +169,7 @@ commands:
   elements: str
   sample: ["ip netns add db", "ip -n db link set lo up"]
 gathered:
-  description: Live namespaces in the shape of O(config).
+  description: Every named namespace (under C(/run/netns)) with its C(/etc/netns) files, in the shape of O(config).
   returned: when state is gathered
   type: list
   elements: dict
@@ -179,7 +177,7 @@ gathered:
     - {"name": "db", "hosts": [{"ip": "172.18.0.10", "names": ["db"]}]}
     - {"name": "web", "hosts": [{"ip": "172.17.0.2", "names": ["web"]}]}
 rendered:
-  description: Commands that build O(config) on an empty host.
+  description: Commands (C(ip netns), and C(printf) for the files) that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
@@ -190,17 +188,12 @@ rendered:
       ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n172.18.0.10\tdb\n' > /etc/netns/db/hosts"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS, MODULE_OPTIONS, NetnsResource
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS), supports_check_mode=True
-    )
-    _engine.run(module, NetnsResource(module))
+    _engine.main(NetnsResource, ITEM_OPTIONS, MODULE_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -29,20 +29,16 @@ description:
     same in its converge run.
   - On a host not booted with systemd nothing is installed (a warning says so); endpoint services are
     refused there.
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.deployment
   - linuxnet.bridge.iptables
-attributes:
+attributes:  # support: the doc fragment linuxnet.bridge.deployment, but for diff_mode
   check_mode:
-    support: full
     description: Reports the files it would write or remove and the C(systemctl) commands it would run.
   diff_mode:
     support: full
     description: One diff per file written or removed (the zip application by size and digest).
   idempotent:
-    support: full
     description: A second run with the same input writes nothing and runs no C(systemctl) command that changes anything.
 options:
   endpoints:  # type and default: the doc fragment linuxnet.bridge.deployment
@@ -57,7 +53,7 @@ options:
     choices: [present, absent]
     default: present
 requirements:
-  - Python >= 3.9 on the managed host, root, systemd >= 242 (C(NetworkNamespacePath=))
+  - systemd >= 242 (C(NetworkNamespacePath=))
 notes:
   - The unit runs the Python interpreter this module ran with.
 seealso:
@@ -136,15 +132,11 @@ def live_plan(module: AnsibleModule, networks: list, endpoints: list) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **DEPLOYMENT_OPTIONS,
-            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            **MODULE_OPTIONS,
-        },
-        supports_check_mode=True,
-    )
-    _engine.require_privilege(module)
+    module = _engine.privileged_module({
+        **DEPLOYMENT_OPTIONS,
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        **MODULE_OPTIONS,
+    })
     p = module.params
     try:
         services = _persist.checked_services(p["state"], p["endpoints"])

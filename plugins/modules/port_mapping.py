@@ -30,8 +30,6 @@ description:
     that never pauses would keep its old destination. Without the C(conntrack) tool (package
     C(conntrack), C(conntrack-tools) on RHEL) the module warns and goes on. The cleanup is listed
     in RV(commands) and skipped in check mode.
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.resource
@@ -103,7 +101,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Seed 001's web container on port 81, and a UDP service on 127.0.0.1 only
+- name: A web container on port 81 of one host address, and a UDP service on 127.0.0.1 only
   linuxnet.bridge.port_mapping:
     config:
       - bridge: docker0
@@ -126,7 +124,7 @@ EXAMPLES = r"""
         container_ip: fd00:21::2
         publish: "[2001:db8::1]:8443:443"
 
-- name: A 1000-port range (three rules, no process)
+- name: A 1000-port range (four rules, no process)
   linuxnet.bridge.port_mapping:
     config:
       - bridge: docker0
@@ -190,38 +188,39 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: Mappings found in the live ruleset before the run.
+  description: The mappings found in the live ruleset before the run, in the shape of RV(gathered).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
-  sample:
-    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
-       protocol: tcp}
+  sample: []
 after:
-  description: Mappings after the run; in check mode, the prediction.
+  description: Mappings after the run, one per host address, port and protocol; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
   sample:
-    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
-       protocol: tcp}
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge, protocol: tcp}
 commands:
   description: The changes as C(iptables) command lines (applied as one restore per table).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
   sample:
+    - iptables -t filter -F LINUXNET
     - iptables -t filter -A LINUXNET -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+    - iptables -t nat -F LINUXNET
     - iptables -t nat -A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
     - iptables -t nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+    - iptables -t raw -A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 80 -j DROP
 gathered:
-  description: Mappings rebuilt from the live ruleset, in the shape of O(config).
+  description: Mappings rebuilt from the live ruleset (IPv4 and IPv6), in the shape of O(config).
   returned: when state is gathered
   type: list
   elements: dict
   sample:
-    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge,
-       protocol: tcp}
+    - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge, protocol: tcp}
+    - {bridge: docker0, container_ip: 172.17.0.3, container_port: "53", host_ip: 127.0.0.1, host_port: "5353", network: bridge,
+       protocol: udp}
 parsed:
   description: Mappings of the O(running_config) ruleset, in the shape of O(config).
   returned: when state is parsed
@@ -231,7 +230,7 @@ parsed:
     - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_ip: 172.16.211.128, host_port: "81",
        protocol: tcp}
 rendered:
-  description: Lines of the C(iptables-restore) payload that builds O(config) on an empty host.
+  description: The C(iptables-restore) payload, line by line, that publishes O(config) on a host without mappings.
   returned: when state is rendered
   type: list
   elements: str
@@ -245,9 +244,10 @@ rendered:
     - "-A LINUXNET -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
     - "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
     - "COMMIT"
+    - "*raw"
+    - "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 80 -j DROP"
+    - "COMMIT"
 """
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
@@ -255,10 +255,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping impo
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=_engine.config_argument_spec(ITEM_OPTIONS, MODULE_OPTIONS, parsed=True), supports_check_mode=True
-    )
-    _engine.run(module, PortMappingResource(module))
+    _engine.main(PortMappingResource, ITEM_OPTIONS, MODULE_OPTIONS, parsed=True)
 
 
 if __name__ == "__main__":

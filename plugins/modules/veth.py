@@ -18,8 +18,6 @@ description:
     where the peer lives. The kernel ignores an alias in the request that creates a link, so a
     run killed between creating the pair and setting its alias leaves a note under
     C(/run/linuxnet/creating); the next run adopts the pair instead of refusing it as foreign.
-author:
-  - linuxnet.bridge developers (@linuxnet)
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -112,22 +110,20 @@ EXAMPLES = r"""
         gateway6: "fd00:18::1"
         mac: docker
 
-- name: veth-web exactly as given (its addresses become exactly this list)
+- name: veth-web exactly as given (its addresses become exactly this list; options left out stay as they are)
   linuxnet.bridge.veth:
     state: replaced
     config:
       - name: veth-web
         peer_netns: web
-        master: docker0
         addresses: [172.17.0.6/16]
 
-- name: Only veth-web; every other veth pair this collection created is removed
+- name: Only veth-web and veth-api; every other veth pair this collection created is removed
   linuxnet.bridge.veth:
     state: overridden
     config:
-      - name: veth-web
-        peer_netns: web
-        master: docker0
+      - {name: veth-web, peer_netns: web}
+      - {name: veth-api, peer_netns: api}
 
 - name: Detach web (removes the pair; left alone, with a warning, if this collection did not create it)
   linuxnet.bridge.veth:
@@ -140,56 +136,57 @@ EXAMPLES = r"""
     state: gathered
   register: veths
 
-- name: Show the commands that would attach web, without touching the host
+- name: Show the commands for a pair with both ends on the host, without touching the host
   linuxnet.bridge.veth:
     state: rendered
     config:
-      - name: veth-web
-        peer_netns: web
+      - name: veth-a
+        peer: veth-b
         master: docker0
-        addresses: [172.17.0.5/16]
-        gateway: 172.17.0.1
 """
 
 RETURN = r"""
 before:
-  description: veth pairs before the run.
+  description: The veth pairs before the run, in the shape of RV(gathered).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
-  sample:
-    - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
-       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
+  sample: []
 after:
-  description: veth pairs after the run; in check mode, the prediction.
+  description: The veth pairs after the run, with their peers' addresses and routes; in check mode, the prediction.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: dict
   sample:
     - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
-       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
+       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500, ipv6: false}
 commands:
-  description: Operations done (in check mode, that would be done) as C(ip) command lines.
+  description: Operations done (in check mode, that would be done) as C(ip) command lines; here, moving a pair to another bridge.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
-  sample: ["ip link add veth-web type veth peer name eth0 netns web", "ip link set veth-web master docker0"]
+  sample: ["ip link set veth28425b5 master br-backend"]
 gathered:
-  description: Live veth pairs in the shape of O(config).
+  description:
+    - Live veth pairs in the shape of O(config); the peer of a pair the collection did not create is read only
+      when O(config) names it.
   returned: when state is gathered
   type: list
   elements: dict
   sample:
+    - {name: veth-api, peer: eth0, peer_netns: api, master: br-usernet, addresses: [172.18.0.2/16, "fd00:18::2/64"],
+       gateway: 172.18.0.1, gateway6: "fd00:18::1", mac: "02:42:ac:12:00:02", hairpin: false, mtu: 1500, ipv6: true}
     - {name: veth28425b5, peer: eth0, peer_netns: web, master: docker0, addresses: [172.17.0.2/16],
-       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500}
+       gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", hairpin: true, mtu: 1500, ipv6: false}
 rendered:
-  description: Commands that build O(config) on an empty host.
+  description: The commands (C(ip), C(bridge) and, for IPv6, C(sysctl)) that build O(config) on an empty host.
   returned: when state is rendered
   type: list
   elements: str
   sample:
     - ip link add veth28425b5 mtu 1500 type veth peer name eth0 mtu 1500 netns web
     - ip link set veth28425b5 alias 'linuxnet.bridge veth peer=eth0 netns=web'
+    - ip netns exec web sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
     - ip link set veth28425b5 master docker0
     - bridge link set dev veth28425b5 hairpin on
     - ip link set veth28425b5 up
@@ -199,15 +196,12 @@ rendered:
     - ip -n web route replace default via 172.17.0.1
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import ITEM_OPTIONS, VethResource
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_engine.config_argument_spec(ITEM_OPTIONS), supports_check_mode=True)
-    _engine.run(module, VethResource(module))
+    _engine.main(VethResource, ITEM_OPTIONS)
 
 
 if __name__ == "__main__":

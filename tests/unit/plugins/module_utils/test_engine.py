@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import (
+    ITEM_OPTIONS,
     VethResource,
 )
 
@@ -66,6 +67,40 @@ def test_engine_validation_error_fails_before_gather():
     with pytest.raises(FailJson) as info:
         _engine.run(module, KernelForbidden(module))
     assert info.value.args[0]["msg"] == "config[0] (name=v1).mtu: MTU 67 is outside 68..65535"
+
+
+def fake_ansible_module(monkeypatch, seen: dict, **params) -> None:
+    """AnsibleModule as _engine builds it: records its arguments, then acts as a RunModule."""
+    from ansible.module_utils import basic
+
+    class Module(RunModule):
+        def __init__(self, argument_spec, supports_check_mode):
+            seen.update(spec=argument_spec, check_mode=supports_check_mode)
+            super().__init__(**params)
+
+    monkeypatch.setattr(basic, "AnsibleModule", Module)
+
+
+def test_main_is_a_resource_modules_whole_main(monkeypatch):
+    seen: dict = {}
+    fake_ansible_module(monkeypatch, seen, state="rendered", config=[{"name": "v1", "peer_netns": "ns1"}])
+    with pytest.raises(ExitJson) as info:
+        _engine.main(KernelForbidden, ITEM_OPTIONS)
+    assert info.value.args[0]["rendered"][0] == "ip link add v1 type veth peer name eth0 netns ns1"
+    assert seen == {"spec": _engine.config_argument_spec(ITEM_OPTIONS), "check_mode": True}
+    assert "running_config" not in seen["spec"]  # parsed only where the module asks for it
+
+
+def test_privileged_module_fails_at_once_without_root(monkeypatch):
+    seen: dict = {}
+    fake_ansible_module(monkeypatch, seen)
+    spec = {"state": {"type": "str"}}
+    monkeypatch.setattr(_engine, "missing_privilege", lambda: None)
+    assert _engine.privileged_module(spec).params["state"] == "merged" and seen["spec"] is spec
+    monkeypatch.setattr(_engine, "missing_privilege", lambda: "runs as nobody (uid 65534) without CAP_NET_ADMIN")
+    with pytest.raises(FailJson) as info:
+        _engine.privileged_module(spec)
+    assert "needs root on the managed host: it runs as nobody" in info.value.args[0]["msg"]
 
 
 @pytest.mark.parametrize("state", ["merged", "replaced", "overridden", "rendered"])

@@ -87,20 +87,21 @@ class EngineModule(FakeModule):
 
 
 @pytest.mark.parametrize("make", [FirewallResource, PortMappingResource])
-def test_engine_run_parsed_needs_no_host_and_changes_nothing(make):
+def test_engine_run_parsed_needs_no_host_and_changes_nothing(make, monkeypatch):
     def refuse(_module):
         raise AssertionError("state=parsed must not check the managed host")
 
+    monkeypatch.setattr(_engine, "require_privilege", refuse)
     module = EngineModule(state="parsed", chain_prefix="DOCKER", running_config=REF_143)
     with pytest.raises(Exited) as exited:
-        _engine.run(module, make(module), requires=(refuse,))
+        _engine.run(module, make(module))
     result = exited.value.args[0]
     assert result["failed"] is False and result["changed"] is False and len(result["parsed"]) == 2
     assert "before" not in result and "commands" not in result
 
     module = EngineModule(state="parsed", running_config="hello")
     with pytest.raises(Exited) as exited:
-        _engine.run(module, make(module), requires=(refuse,))
+        _engine.run(module, make(module))
     assert exited.value.args[0]["failed"] is True and exited.value.args[0]["msg"].startswith("running_config:")
 
 
@@ -150,20 +151,15 @@ def test_nft_text_without_our_table_or_json_is_refused():
     assert nft.table_text("", "ip", "linuxnet") is None
 
 
-def test_parsed_doc_fragment_is_the_resource_fragment_plus_parsed():
-    """PARSED is a literal (ansible-test's yamllint needs one): it must not drift from DOCUMENTATION."""
+def test_parsed_doc_fragment_adds_only_the_parsed_choice_and_running_config():
+    """PARSED is merged into the resource fragment's state (Ansible merges an option's keys, the first
+    fragment winning), so it holds the choices only: the state descriptions are written once."""
     import yaml
     from ansible_collections.linuxnet.bridge.plugins.doc_fragments.resource import ModuleDocFragment
 
     base, parsed = yaml.safe_load(ModuleDocFragment.DOCUMENTATION), yaml.safe_load(ModuleDocFragment.PARSED)
     assert parsed["options"].pop("running_config")["type"] == "str"
-    assert parsed["options"]["state"].pop("choices") == base["options"]["state"].pop("choices") + ["parsed"]
-    parsed_state, base_state = parsed["options"]["state"].pop("description"), base["options"]["state"].pop("description")
-    assert parsed_state[:len(base_state)] == base_state and parsed_state[len(base_state)].startswith("C(parsed) returns")
-    assert parsed["options"]["state"] == base["options"]["state"]
-    # the rest (attributes, requirements, notes) comes from DOCUMENTATION, listed after PARSED (Ansible
-    # keeps the first state it is given)
-    assert set(parsed) == {"options"} and set(parsed["options"]) == {"state"}
+    assert parsed == {"options": {"state": {"choices": base["options"]["state"]["choices"] + ["parsed"]}}}
     for module in ("firewall", "port_mapping"):
         doc = importlib.import_module(f"ansible_collections.linuxnet.bridge.plugins.modules.{module}").DOCUMENTATION
         fragments = yaml.safe_load(doc)["extends_documentation_fragment"]
