@@ -273,7 +273,8 @@ def run(module: Any, resource: Resource) -> None:
         desired = _desired(resource, config, state)
         if state == "rendered":
             result["rendered"] = resource.render(desired)
-            result["warnings"] = resource.warnings
+            for warning in resource.warnings:  # exit_json(warnings=) is deprecated in ansible-core 2.19
+                module.warn(warning)
             module.exit_json(**result)
         resource.check_references(desired, state)
         before = resource.gather(desired, state)

@@ -62,6 +62,26 @@ def test_engine_rendered_does_not_touch_the_host():
     assert result["rendered"][0] == "ip link add v1 type veth peer name eth0 netns ns1"
 
 
+def test_engine_rendered_warnings_go_through_module_warn():
+    """Not exit_json(warnings=...), deprecated in ansible-core 2.19."""
+    seen = []
+
+    class Module(RunModule):
+        def warn(self, message):
+            seen.append(message)
+
+    class Warns(KernelForbidden):
+        def render(self, desired):
+            self.warnings.append("something ignored")
+            return super().render(desired)
+
+    module = Module(state="rendered", config=[{"name": "v1", "peer_netns": "ns1"}])
+    with pytest.raises(ExitJson) as info:
+        _engine.run(module, Warns(module))
+    assert seen == ["something ignored"]
+    assert "warnings" not in info.value.args[0]
+
+
 def test_engine_validation_error_fails_before_gather():
     module = RunModule(state="merged", config=[{"name": "v1", "peer_netns": "ns1", "mtu": 67}])
     with pytest.raises(FailJson) as info:
