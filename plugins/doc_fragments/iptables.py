@@ -11,7 +11,7 @@ class ModuleDocFragment:
 options:
   chain_prefix:
     description:
-      - Prefix of the chain names, 1-10 characters of C(A-Z0-9_-). The default coexists with a real
+      - Prefix of the chain names, 1-10 characters of C(A-Z0-9_-), starting with a letter. The default coexists with a real
         dockerd on the same host; V(DOCKER) gives Docker's own chain names. The firewall and
         port_mapping modules must use the same prefix.
     type: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Any
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
@@ -95,30 +96,43 @@ class BridgeResource(NetlinkResource):
                 continue
             if link and link["kind"] != "bridge":
                 raise v.ValidationError(f"bridge {item['name']}: a {link['kind'] or 'non-bridge'} link of that name exists")
+        claims: dict[str | None, list | None] = {}  # per namespace, read once for all its bridges
         for index, item in enumerate(desired):
             if item["addresses"] and not item["allow_overlap"]:
-                self._check_overlap(index, item)
+                if item["netns"] not in claims:
+                    claims[item["netns"]] = self._claims(item["netns"])
+                self._check_overlap(index, item, claims[item["netns"]])
 
-    def _check_overlap(self, index: int, item: dict) -> None:
-        """A bridge subnet that overlaps a route or an address of the host (the uplink LAN, a VPN)
-        would take its traffic away, or lose its own: an error unless ``allow_overlap``. Routes and
-        addresses of links the collection created are not judged here: the networks of one
-        deployment are checked against each other by its plan, and a renamed network's old bridge
-        goes in the same run."""
+    def _claims(self, netns: str | None) -> list[tuple[Any, str, str | None]] | None:
+        """(network, what it is, its link's name) of the routes and addresses of ``netns`` on links
+        the collection did not create (None: no such namespace). Routes and addresses of our links
+        are not judged: the networks of one deployment are checked against each other by its plan,
+        and a renamed network's old bridge goes in the same run."""
         try:
-            links = self.netlink.links(item["netns"])
-            addresses = self.netlink.addresses(item["netns"])
-            routes = self.netlink.routes(item["netns"])
+            links = self.netlink.links(netns)
+            addresses = self.netlink.addresses(netns)
+            routes = self.netlink.routes(netns)
         except NamespaceMissing:
-            return
+            return None
         by_index = {link["index"]: link for link in links.values()}
-        others = {i: link for i, link in by_index.items() if link["name"] != item["name"] and not link_owned(link)}
-        found = [(route["dst"], f"route {route['dst']} dev {by_index[route['oif']]['name'] if route['oif'] in by_index else '?'}")
+        others = {i: link for i, link in by_index.items() if not link_owned(link)}
+        found = [(route["dst"], f"route {route['dst']} dev {by_index[route['oif']]['name'] if route['oif'] in by_index else '?'}",
+                  others[route["oif"]]["name"] if route["oif"] is not None else None)
                  for route in routes if not route["dst"].endswith("/0") and (route["oif"] is None or route["oif"] in others)]
-        found += [(cidr, f"address {cidr} of {others[i]['name']}") for i, cidrs in addresses.items() if i in others for cidr in cidrs]
+        found += [(cidr, f"address {cidr} of {others[i]['name']}", others[i]["name"])
+                  for i, cidrs in addresses.items() if i in others for cidr in cidrs]
+        return [(ipaddress.ip_interface(dst).network, what, name) for dst, what, name in found]
+
+    def _check_overlap(self, index: int, item: dict, claims: list[tuple[Any, str, str | None]] | None) -> None:
+        """A bridge subnet that overlaps a route or an address of the host (the uplink LAN, a VPN)
+        would take its traffic away, or lose its own: an error unless ``allow_overlap``. The bridge's
+        own routes and addresses (``claims`` of a link of its name) are its own business."""
+        if claims is None:
+            return
+        found = [(network, what) for network, what, name in claims if name != item["name"]]
         for j, address in enumerate(item["addresses"]):
             subnet = ipaddress.ip_interface(address).network
-            clash = next((what for dst, what in found if ipaddress.ip_interface(dst).network.overlaps(subnet)), None)
+            clash = next((what for network, what in found if network.overlaps(subnet)), None)
             if clash:
                 raise v.ValidationError(
                     f"{v.where(index, item, f'addresses[{j}]')}: {address} overlaps the host's {clash}; "

@@ -32,12 +32,13 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Ta
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import (
     MODULE_OPTIONS,
     FirewallResource,
+    other_adapters,
     route_localnet_path,
     select_adapter,
 )
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import ITEM_OPTIONS as NETNS_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import MODULE_OPTIONS as NETNS_MODULE_OPTIONS
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import NETNS_RUN_DIR, Netlink
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink, namespaces_in_use
 from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import parse_alias
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import ITEM_OPTIONS as PORT_OPTIONS
@@ -107,14 +108,18 @@ def run_lock(module: Any) -> int | None:
 class SavedOnce:
     """A firewall adapter that reads the live ruleset once for every resource of the pass (nothing writes)."""
 
-    def __init__(self, adapter: Any) -> None:
+    def __init__(self, adapter: Any, group: list | None = None) -> None:
         self._adapter = adapter
         self._saved: dict = {}
+        #: the shared adapters of the pass or run (SharedFirewall), this one among them
+        self._group = group if group is not None else [self]
 
     def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict:
         missing = tuple(table for table in tables if table not in self._saved)
         if missing:
-            self._saved.update(self._adapter.save(missing))
+            # nft lists every table of ours at once: one listing serves every step and table
+            together = tuple(t for t in getattr(self._adapter, "read_together", ()) if t not in self._saved and t not in missing)
+            self._saved.update(self._adapter.save(missing + together))
         return {table: _copy_table(self._saved[table]) for table in tables}  # each resource plans on its own copy
 
     def __getattr__(self, name: str) -> Any:
@@ -152,7 +157,7 @@ class StepModule(ReadOnlyModule):
 
 
 class SharedTables(SavedOnce):
-    """The firewall adapter of a converge: one save until a step writes, one lock for the whole run."""
+    """A firewall adapter of a converge: one save until a step writes, one lock for the whole run."""
 
     def unlock(self) -> None:
         """Steps release nothing: the lock is held from the first step that takes it to the end."""
@@ -161,41 +166,56 @@ class SharedTables(SavedOnce):
         self._adapter.unlock()
 
     def apply(self, operations: list) -> None:
-        self._saved = {}  # the next step reads what this one wrote
+        if operations:  # the next step reads what this one wrote, in every table the write reaches
+            for shared in self._group:  # (one `nft -f` writes both families' tables)
+                if getattr(shared, "action", None) == self.action:
+                    shared._saved = {}
         self._adapter.apply(operations)
 
     def foresee(self, operations: list) -> None:
-        """Check mode: the saved ruleset becomes what restoring ``operations`` would make it, so the
-        next step predicts against it as it would read it after a real run."""
-        for op in operations:
-            if op.action == "restore" and op.args["table"] in self._saved:
-                restore_line(self._saved[op.args["table"]], op.args["line"])
+        """The saved ruleset becomes what applying this adapter's ``operations`` would make it, so the
+        next step plans against it as it would read it after they are applied."""
+        self._adapter.foresee(self._saved, operations)
 
 
-def restore_line(table: Any, line: str) -> None:
-    """What one line of an ``iptables-restore --noflush`` payload (as the planner writes them) does to ``table``."""
-    if line.startswith(":"):
-        chain, policy = line[1:].split()[:2]
-        table.chains[chain] = policy
-        if policy == "-":  # a user chain, created or flushed
-            table.rules[chain] = []
-        return
-    verb, _sep, rest = line.partition(" ")
-    chain, _sep, spec = rest.partition(" ")
-    rules = table.rules.setdefault(chain, [])
-    if verb == "-A":
-        rules.append(spec)
-    elif verb == "-I":
-        position, _sep, tail = spec.partition(" ")
-        index, spec = (int(position) - 1, tail) if position.isdigit() else (0, spec)
-        rules.insert(index, spec)
-    elif verb == "-D" and spec in rules:
-        rules.remove(spec)
-    elif verb == "-F":
-        rules.clear()
-    elif verb == "-X":
-        table.chains.pop(chain, None)
-        table.rules.pop(chain, None)
+class SharedFirewall:
+    """The firewall adapters of a pass or run, one per backend and address family (the chosen
+    backend's and the others', whose leftovers a run removes), each read once until a write; the
+    firewall steps use these instead of their own. ``shared``: SavedOnce (a read-only pass) or
+    SharedTables (a converge, which also joins two steps' writes: :meth:`foreseeable`)."""
+
+    def __init__(self, module: Any, params: dict, shared: type = SharedTables) -> None:
+        group: list = []
+
+        def share(adapter: Any) -> Any:
+            group.append(shared(adapter, group))
+            return group[-1]
+
+        self.adapter = share(select_adapter(module, params))
+        self.adapter6 = share(select_adapter(module, params, family="ipv6"))
+        self.others = [share(adapter) for adapter in other_adapters(module, params)]
+        self.others6 = [share(adapter) for adapter in other_adapters(module, params, family="ipv6")]
+        self.adapters = group
+        #: Operation.action of the rule writes (one transaction each: a restore per table, or one nft -f)
+        self.actions = frozenset(getattr(adapter, "action", "restore") for adapter in group)
+
+    def attach(self, resource: Any) -> None:
+        resource.adapter, resource.adapter6 = self.adapter, self.adapter6
+        resource.others, resource.others6 = list(self.others), list(self.others6)
+
+    def serves(self, resource: Any) -> bool:
+        return getattr(resource, "adapter", None) is self.adapter
+
+    def foreseeable(self, operations: list) -> bool:
+        """Can the adapters tell what every rule write of ``operations`` does (so a later step can plan on it)?"""
+        return all(any(adapter.foresees(op) for adapter in self.adapters) for op in operations if op.action in self.actions)
+
+    def foresee(self, operations: list) -> None:
+        for adapter in self.adapters:
+            adapter.foresee(operations)
+
+    def release(self) -> None:
+        self.adapter.release()
 
 
 class ContractModule:
@@ -289,7 +309,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
 
     commands: dict[str, list[str]] = {}
     firewall = {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend, "chain_prefix": chain_prefix}
-    iptables = SavedOnce(select_adapter(ReadOnlyModule(module, {}), firewall))
+    shared = SharedFirewall(ReadOnlyModule(module, {}), firewall, SavedOnce)
     for name, resource_class, item_options, module_options in STEPS:
         params = step_params(name, plan, "overridden", chain_prefix, iptables_variant, firewall_backend, planned=True)
         before = None
@@ -303,7 +323,7 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
         else:
             resource = _resource(resource_class, ReadOnlyModule(module, params), netlink)
             if module_options is MODULE_OPTIONS:
-                resource.adapter = iptables
+                shared.attach(resource)
         try:
             commands[name] = [op.command for op in _engine.predict(resource, "overridden", before)]
         finally:
@@ -337,8 +357,8 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
     """
     module = as_module(module)
     netlink = SharedNetlink()
-    tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
-                                                  "chain_prefix": chain_prefix}))
+    firewall = SharedFirewall(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
+                                       "chain_prefix": chain_prefix})
     netlink.run_lock = run_lock(module)
     try:
         veths = None
@@ -348,12 +368,12 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
             plan = plan_deployment(networks or [], endpoints or [], _engine.listing(live, veths))
             # The first gather serves the veth step when nothing before it changes the host.
             veths.before = live  # type: ignore[attr-defined]
-        result = _run_steps(module, netlink, tables, STEPS, plan, "overridden", chain_prefix, iptables_variant, veths,
+        result = _run_steps(module, netlink, firewall, STEPS, plan, "overridden", chain_prefix, iptables_variant, veths,
                             firewall_backend=firewall_backend, planned=veths is not None)
         result["plan"] = plan
         return result
     finally:
-        tables.release()
+        firewall.release()
         netlink.release()
         if netlink.run_lock is not None:
             os.close(netlink.run_lock)
@@ -373,21 +393,21 @@ def remove(module: Any, *, chain_prefix: str = "LINUXNET", iptables_variant: str
     """
     module = as_module(module)
     netlink = SharedNetlink()
-    tables = SharedTables(select_adapter(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
-                                                  "chain_prefix": chain_prefix}))
+    firewall = SharedFirewall(module, {"iptables_variant": iptables_variant, "firewall_backend": firewall_backend,
+                                       "chain_prefix": chain_prefix})
     steps = tuple(next(step for step in STEPS if step[0] == name) for name in TEARDOWN_ORDER)
     netlink.run_lock = run_lock(module)
     try:
-        return _run_steps(module, netlink, tables, steps, None, "deleted", chain_prefix, iptables_variant, None,
+        return _run_steps(module, netlink, firewall, steps, None, "deleted", chain_prefix, iptables_variant, None,
                           firewall_backend=firewall_backend)
     finally:
-        tables.release()
+        firewall.release()
         netlink.release()
         if netlink.run_lock is not None:
             os.close(netlink.run_lock)
 
 
-def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps: tuple, plan: dict | None, state: str,
+def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, steps: tuple, plan: dict | None, state: str,
                chain_prefix: str, iptables_variant: str, veths: Any, firewall_backend: str = "iptables",
                planned: bool = False) -> dict:
     check_mode = bool(module.check_mode)
@@ -399,7 +419,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
         resource = veths if name == "veth" and veths is not None else _resource(resource_class, view, netlink)
         resource.module, resource.params = view, params
         if module_options is MODULE_OPTIONS:
-            resource.adapter = tables
+            firewall.attach(resource)
         try:
             desired = resource.normalize(params["config"] or [], state)
             resource.check_references(desired, state)
@@ -458,10 +478,10 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             except ValidationError as exc:
                 raise ValidationError(f"{name}: {exc}") from None
             commands[name] = [op.command for op in operations]
-            if check_mode and getattr(resource, "adapter", None) is tables:
-                tables.foresee(operations)
+            if check_mode and firewall.serves(resource):
+                firewall.foresee(operations)
             deleted = {op.args["name"] for op in operations if op.action == "netns_delete"}
-            gone_namespaces |= deleted - _namespaces_in_use(deleted)  # a process keeps the others (and their veths)
+            gone_namespaces |= deleted - namespaces_in_use(deleted)  # a process keeps the others (and their veths)
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
             if name == "bridge" and not check_mode:
                 bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
@@ -473,9 +493,9 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                         kernel_probe(module)
                         probed = True
                     applied = True
-                    if joined is None and _joins_next(resource, operations, prepared[step + 1:], tables):
-                        # the next step plans on the ruleset as this one's restore would leave it
-                        tables.foresee(operations)
+                    if joined is None and _joins_next(resource, operations, prepared[step + 1:], firewall):
+                        # the next step plans on the ruleset as this one's writes would leave it
+                        firewall.foresee(operations)
                         joined, held = (name, resource, operations), True
                     elif joined is None:
                         resource.apply(operations)
@@ -483,11 +503,11 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
                         # links and namespaces changed (a deleted namespace takes its veth ends with it):
                         # the next step reads them again
                         netlink.invalidate()
-            if joined is not None and not held:  # one restore per table for both steps (this one may add nothing)
-                for warning in _apply_joined(joined, resource if operations else None, operations):
+            if joined is not None and not held:  # one transaction per table for both steps (this one may add nothing)
+                pending, joined = joined, None
+                for warning in _apply_joined(pending, resource if operations else None, operations, firewall.actions):
                     module.warn(warning)
-                joined[1].persist()
-                joined = None
+                pending[1].persist()
             if not check_mode and not held:
                 resource.persist()
             if operations and getattr(module, "_diff", False):
@@ -500,7 +520,15 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
             for warning in resource.warnings:
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
-    except ApplyError as exc:
+    except (ApplyError, ValidationError) as exc:
+        if joined is not None:  # the next step failed before the joined write: the held step's writes go alone
+            try:
+                joined[1].apply(joined[2])
+                joined[1].persist()
+            except ApplyError as held_exc:
+                exc = ApplyError(f"{exc}; and then {joined[0]}: {held_exc}")
+        if isinstance(exc, ValidationError):
+            raise exc from None
         raise StepFailed(f"{name}: {exc}", commands) from None
     finally:
         for _name, resource, _desired, _checked in prepared:
@@ -511,34 +539,32 @@ def _run_steps(module: Any, netlink: SharedNetlink, tables: SharedTables, steps:
     return result
 
 
-def _joins_next(resource: Any, operations: list, later: list, tables: SharedTables) -> bool:
-    """Whether this firewall step's restore can wait for the next step's, so that both go in one
-    restore per table: the next step is a firewall step too, and everything this one restores is
-    IPv4 iptables, which the shared tables can foresee line by line (IPv6, nftables and a backend
-    switch apply at once, as before)."""
-    if not later or getattr(later[0][1], "adapter", None) is not tables or getattr(resource, "adapter", None) is not tables:
+def _joins_next(resource: Any, operations: list, later: list, firewall: SharedFirewall) -> bool:
+    """Whether this firewall step's writes can wait for the next step's, so that both go in one
+    transaction (one restore per table and family, one ``nft -f``): the next step is a firewall step
+    too, and the adapters can foresee every rule write of this one (the next step plans on the
+    ruleset as they would leave it). A backend switch joins too: each backend's writes, both steps'
+    lines in step order, the chosen backend's first."""
+    if not later or not firewall.serves(later[0][1]) or not firewall.serves(resource):
         return False
-    if getattr(tables, "action", None) != "restore":
-        return False
-    adapters = [resource.adapter, resource.adapter6, *resource.others, *resource.others6]
-    rules = {getattr(adapter, "action", "restore") for adapter in adapters}
-    return all(op.action == "restore" for op in operations if op.action in rules)
+    return firewall.foreseeable(operations)
 
 
-def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list) -> list[str]:
-    """The held step's restore lines and ``resource``'s in one restore per table (in step order, as
-    the later step planned them), then each step's other operations (sysctls, conntrack) after the
-    rules are committed. Returns the warnings the held step's operations gave (its own were reported)."""
+def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list, actions: frozenset) -> list[str]:
+    """The held step's rule writes (``actions``) and ``resource``'s in one transaction per table and
+    backend (in step order, as the later step planned them), then each step's other operations
+    (sysctls, conntrack) after the rules are committed. Returns the warnings the held step's
+    operations gave (its own were reported)."""
     name, first, held = joined
-    rules = [op for op in held if op.action == "restore"]
+    rules = [op for op in held if op.action in actions]
     try:
         (resource or first).apply(rules + operations)
     except ApplyError as exc:
         if resource is None:
             raise
-        raise ApplyError(f"{exc} (the restore had the {name} step's lines too)") from None
+        raise ApplyError(f"{exc} (the transaction had the {name} step's lines too)") from None
     reported = len(first.warnings)
-    first.apply_other([op for op in held if op.action != "restore"])
+    first.apply_other([op for op in held if op.action not in actions])
     return first.warnings[reported:]
 
 
@@ -562,31 +588,6 @@ def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: flo
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.02)
-
-
-def _namespaces_in_use(names: set[str]) -> set[str]:
-    """Those of the named namespaces (in /run/netns) in which a process lives: deleting their name
-    does not destroy them, so their veths stay until the veth step deletes them."""
-    inodes = {}
-    for name in names:
-        try:
-            inodes[os.stat(os.path.join(NETNS_RUN_DIR, name)).st_ino] = name
-        except OSError:
-            continue
-    used: set[str] = set()
-    if not inodes:
-        return used
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            link = os.readlink(f"/proc/{pid}/ns/net")  # "net:[4026532301]"
-        except OSError:  # gone meanwhile, or a kernel thread
-            continue
-        name = inodes.get(int(link[5:-1])) if link.startswith("net:[") else None
-        if name:
-            used.add(name)
-    return used
 
 
 def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink) -> dict:

@@ -64,7 +64,9 @@ MODULE_OPTIONS = {
 PUBLIC_KEYS = ("name", "bridge", "subnet", "subnet6", "icc", "internal", "masquerade", "masquerade6", "snat_source", "gateway_mode")
 FAMILIES = ("ipv4", "ipv6")
 _SUBNET6 = re.compile(r"[0-9A-Fa-f:.]{2,45}/\d{1,3}")  # fullmatch before ipaddress sees it
-_PREFIX = re.compile(r"[A-Z0-9_-]{1,10}")  # fullmatch: `$` would let "EVIL\n" through
+# fullmatch: `$` would let "EVIL\n" through. A letter first: iptables refuses a chain named "-X...", and
+# nft reads a table name "1abc" (the prefix in lower case) as a number: both only when applying.
+_PREFIX = re.compile(r"[A-Z][A-Z0-9_-]{0,9}")
 # The prefix itself names our main chain: it must not be a built-in chain or a target.
 _RESERVED_PREFIXES = frozenset(
     "INPUT OUTPUT FORWARD PREROUTING POSTROUTING ACCEPT DROP RETURN QUEUE REJECT LOG NFLOG NFQUEUE "
@@ -279,7 +281,7 @@ class TablesResource(Resource):
 def chain_prefix(value: object) -> str:
     if not isinstance(value, str) or not _PREFIX.fullmatch(value):
         raise v.ValidationError(
-            f"chain_prefix: {value!r} must be 1-10 characters of A-Z, 0-9, '_' and '-' "
+            f"chain_prefix: {value!r} must be 1-10 characters of A-Z, 0-9, '_' and '-', starting with a letter "
             "(chain names must fit iptables' 28-character limit with '-ISOLATION-STAGE-1')"
         )
     if value in _RESERVED_PREFIXES:
@@ -416,7 +418,7 @@ def sets_forward_drop(adapter: Iptables | Nftables, model: Model, live: dict[str
     there before is someone else's, and an nftables policy goes with our table."""
     want = model.tables["filter"].policies.get("FORWARD")
     current = (live.get("filter") or Table()).chains.get("FORWARD")
-    return {adapter.family} if isinstance(adapter, Iptables) and want == "DROP" and current != "DROP" else set()
+    return {adapter.family} if adapter.backend == "iptables" and want == "DROP" and current != "DROP" else set()
 
 
 def claimed_rules(networks: list[dict], prefix: str, family: str = "ipv4") -> dict[str, set[Rule]]:
@@ -522,10 +524,10 @@ class FirewallResource(TablesResource):
                 "name": v.label(raw.get("name"), at("name"), "network name"),
                 "bridge": v.interface_name(raw.get("bridge"), at("bridge")),
                 "subnet": v.network(raw.get("subnet"), at("subnet")),
-                "icc": bool(raw.get("icc", True)),
-                "internal": bool(raw.get("internal", False)),
-                "masquerade": bool(raw.get("masquerade", True)),
-                "snat_source": v.ip_address(raw["snat_source"], at("snat_source")) if raw.get("snat_source") else None,
+                "icc": v.boolean(raw.get("icc"), at("icc"), True),
+                "internal": v.boolean(raw.get("internal"), at("internal"), False),
+                "masquerade": v.boolean(raw.get("masquerade"), at("masquerade"), True),
+                "snat_source": v.unicast(raw["snat_source"], at("snat_source")) if raw.get("snat_source") else None,
                 "gateway_mode": gateway_mode(raw.get("gateway_mode"), at("gateway_mode")),
             }
             for key in ("icc", "internal", "masquerade"):
@@ -534,7 +536,7 @@ class FirewallResource(TablesResource):
             if raw.get("subnet6") not in (None, ""):  # dual-stack (IPv4-only items keep their keys)
                 item["subnet6"] = subnet6(raw["subnet6"], at("subnet6"))
                 # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6
-                item["masquerade6"] = item["masquerade"] if raw.get("masquerade6") is None else bool(raw["masquerade6"])
+                item["masquerade6"] = item["masquerade"] if raw.get("masquerade6") is None else v.boolean(raw["masquerade6"], at("masquerade6"), True)
             elif raw.get("masquerade6") is not None:
                 raise v.ValidationError(f"{at('masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
             items.append(item)
@@ -575,14 +577,14 @@ class FirewallResource(TablesResource):
             # another backend: as if every network were deleted there, <P> too (the mappings move with us)
             other = firewall_model([], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
                                    False, adapter, adapter.family)
-            if isinstance(adapter, Iptables) and adapter.family in dropped:
+            if adapter.backend == "iptables" and adapter.family in dropped:
                 dropped.discard(adapter.family)
                 if (live.get("filter") or Table()).chains.get("FORWARD") == "DROP":
                     other.tables["filter"].policies = {"FORWARD": "ACCEPT"}
             return other
 
         switch = self.switch_ops(cleanup)
-        if not isinstance(self.adapter, Iptables):
+        if self.adapter.backend != "iptables":
             dropped.clear()  # iptables is no backend of ours any more: nothing left to give back
         self.final_records = {k: val for k, val in self.records.items() if k != FORWARD_DROP_RECORD}
         if dropped:
@@ -675,7 +677,7 @@ def subnet6(value: object, field: str) -> str:
 
 def render_marker(adapter) -> list[str]:
     """Where ``rendered`` output passes to the IPv6 ruleset (iptables: a comment ip6tables-restore skips)."""
-    return ["# ip6tables-restore --noflush"] if isinstance(adapter, Iptables) else []
+    return ["# ip6tables-restore --noflush"] if adapter.backend == "iptables" else []
 
 
 __all__ = ["FirewallResource", "ITEM_OPTIONS", "MODULE_OPTIONS", "ApplyError"]

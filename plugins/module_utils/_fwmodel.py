@@ -8,8 +8,11 @@
 
 The resources (``_firewall``, ``_port_mapping``) build a :class:`Model` per address family: chains,
 ordered :class:`Rule` values, the rules they hook into built-in chains and the sysctls they need.
-An adapter (``_iptables`` today) renders each rule kind in its own syntax, turns the model into one
-transaction and reads the live ruleset back as a :class:`Table` per table.
+An adapter (``_iptables``, ``_nftables``) renders each rule kind in its own syntax, turns the model
+into one transaction and reads the live ruleset back as a :class:`Table` per table. Each adapter
+also tells what its pending operations do to the tables it read (``foresees(op)``, ``foresee(live,
+operations)``): check mode predicts a later resource against it, and a run joins two resources'
+writes into one transaction (``_deployment``).
 """
 
 from __future__ import annotations

@@ -255,6 +255,32 @@ def plan_table(table: str, live: Table, want: DesiredTable, ours: Callable[[str,
     return declare + body + tail
 
 
+def restore_line(table: Table, line: str) -> None:
+    """What one line of an ``iptables-restore --noflush`` payload (as :func:`plan_table` writes them) does to ``table``."""
+    if line.startswith(":"):
+        chain, policy = line[1:].split()[:2]
+        table.chains[chain] = policy
+        if policy == "-":  # a user chain, created or flushed
+            table.rules[chain] = []
+        return
+    verb, _sep, rest = line.partition(" ")
+    chain, _sep, spec = rest.partition(" ")
+    rules = table.rules.setdefault(chain, [])
+    if verb == "-A":
+        rules.append(spec)
+    elif verb == "-I":
+        position, _sep, tail = spec.partition(" ")
+        index, spec = (int(position) - 1, tail) if position.isdigit() else (0, spec)
+        rules.insert(index, spec)
+    elif verb == "-D" and spec in rules:
+        rules.remove(spec)
+    elif verb == "-F":
+        rules.clear()
+    elif verb == "-X":
+        table.chains.pop(chain, None)
+        table.rules.pop(chain, None)
+
+
 def payload(table: str, lines: list[str]) -> str:
     return f"*{table}\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
 
@@ -280,6 +306,9 @@ class Iptables(FirewallLock):
     Creating one runs nothing: the binaries are looked up at the first save. A lock file
     serialises save→diff→restore between concurrent runs (two plays at the same moment).
     """
+
+    #: the firewall_backend this adapter is (a run's shared adapters wrap it: no isinstance)
+    backend = "iptables"
 
     def __init__(self, module, family: str = "ipv4", variant: str = "auto") -> None:
         self.module = module
@@ -322,6 +351,17 @@ class Iptables(FirewallLock):
         tables = [t for t in TABLES if t in model.tables]
         text = "".join(payload(t, plan_table(t, empty_table(t), model.tables[t], ownership(model), self.family)) for t in tables)
         return text.splitlines()
+
+    def foresees(self, op: Operation) -> bool:
+        """Is ``op`` one of this adapter's, whose effect :meth:`foresee` can tell? (every restore line)"""
+        return op.action == self.action
+
+    def foresee(self, live: dict[str, Table], operations: list[Operation]) -> None:
+        """``live`` (the tables as this adapter read them) as restoring this adapter's ``operations``
+        would leave them: a later step plans on it, and its lines join the same restore per table."""
+        for op in operations:
+            if op.action == self.action and op.args["table"] in live:
+                restore_line(live[op.args["table"]], op.args["line"])
 
     # -- kernel -------------------------------------------------------------------------------
     def _binaries(self) -> tuple[str, str]:

@@ -251,9 +251,14 @@ def op_veth_add(name: str, peer: str, peer_netns: str | None, mtu: int | None) -
 def _veth_add(nl: Netlink, op: Operation) -> Request:
     a = op.args
     fd = namespace_fd(a["peer_netns"]) if a["peer_netns"] else None
+
+    def made() -> None:
+        nl.invalidate(a["peer_netns"])
+        nl.pair(a["name"], a["peer"], a["peer_netns"])  # the peer's index is read from the host's dump
+
     return Request(None, _rtnl.new_veth(a["name"], a["peer"], a["mtu"], fd), fd,
                    before=lambda: _ownership.intend_link(None, a["name"], _ownership.owner_alias(a["peer"], a["peer_netns"])),
-                   after=lambda: nl.invalidate(a["peer_netns"]))
+                   after=made)
 
 
 def op_netns_add(name: str) -> Operation:
@@ -266,7 +271,7 @@ def _netns_add(nl: Netlink, op: Operation) -> None:
     # run's create makes true, rather than a namespace nobody owns.
     _ownership.mark_namespace(op.args["name"])
     try:
-        create_namespace(op.args["name"])
+        nl.adopt(op.args["name"], create_namespace(op.args["name"]))
     except OSError:
         _ownership.unmark_namespace(op.args["name"])
         raise

@@ -41,7 +41,7 @@ class NamespaceMissing(LookupError):
 
 
 CLONE_NEWNET = 0x40000000
-_libc: Any = None
+_libc: Any = None  # the C library, loaded once per process (a handle, no state of the host)
 
 
 def _setns(fd: int) -> None:
@@ -96,8 +96,9 @@ def _attach(name: str) -> None:
         raise
 
 
-def create_namespace(name: str) -> None:
-    """``ip netns add NAME`` inside this process.
+def create_namespace(name: str) -> _rtnl.Reader:
+    """``ip netns add NAME`` inside this process; returns an rtnetlink socket of the new namespace
+    (the caller keeps or closes it: the requests that fill the namespace need one).
 
     Forking a helper per namespace (as ``ip netns add`` and pyroute2.netns.create do) costs about
     20 ms each. Instead this thread unshares its network namespace, brings its lo up, bind-mounts
@@ -113,9 +114,11 @@ def create_namespace(name: str) -> None:
         reader = _rtnl.Reader()
         try:
             reader.set_up(1)  # LOOPBACK_IFINDEX
-        finally:
+            _attach(name)
+        except BaseException:
             reader.close()
-        _attach(name)
+            raise
+    return reader
 
 
 def remove_namespace(name: str) -> None:
@@ -126,6 +129,33 @@ def remove_namespace(name: str) -> None:
     except OSError:  # not mounted (a create killed midway): as iproute2, the name goes all the same
         pass
     os.unlink(path)
+
+
+def namespaces_in_use(names: set[str]) -> set[str]:
+    """Those of the named namespaces (in /run/netns) in which a process lives: deleting their name
+    does not destroy them (nor the veths whose peer is in them). A namespace is a (device, inode)
+    of nsfs: /run/netns/NAME and /proc/PID/ns/net of a process in it stat the same."""
+    wanted = {}
+    for name in names:
+        try:
+            found = os.stat(os.path.join(NETNS_RUN_DIR, name))
+        except OSError:
+            continue
+        wanted[(found.st_dev, found.st_ino)] = name
+    used: set[str] = set()
+    if not wanted:
+        return used
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            found = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        name = wanted.get((found.st_dev, found.st_ino))
+        if name:
+            used.add(name)
+    return used
 
 
 def namespace_fd(netns: str) -> int:
@@ -174,11 +204,18 @@ class Netlink:
         self._sockets: dict[str | None, _rtnl.Reader] = {}
         self._links: dict[str | None, dict[str, dict]] = {}
         self._addrs: dict[str | None, dict[int, list[str]]] = {}
+        self._routes: dict[str | None, list[dict]] = {}
+        # (namespace, peer) -> the host end of a veth pair this run made or read: the peer's index is
+        # the host end's IFLA_LINK, read from the host's dump instead of a dump of every namespace
+        self._pairs: dict[tuple[str, str], str] = {}
+        self._ends: dict[str, tuple[str, str]] = {}  # the same, host end -> (namespace, peer)
 
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
+        self._pairs.clear()
+        self._ends.clear()
         self.invalidate()
 
     def forget(self, netns: str | None) -> None:
@@ -186,15 +223,24 @@ class Netlink:
         sock = self._sockets.pop(netns, None)
         if sock is not None:
             sock.close()
+        self._pairs = {key: end for key, end in self._pairs.items() if key[0] != netns}
         self.invalidate(netns)
+
+    def adopt(self, netns: str, sock: _rtnl.Reader) -> None:
+        """Use ``sock`` (opened inside ``netns``, as :func:`create_namespace` returns it) for ``netns``:
+        a namespace the run just made is not entered a second time to open one."""
+        self.forget(netns)
+        self._sockets[netns] = sock
 
     def invalidate(self, netns: str | None = ...) -> None:  # type: ignore[assignment]
         if netns is ...:
             self._links.clear()
             self._addrs.clear()
+            self._routes.clear()
         else:
             self._links.pop(netns, None)
             self._addrs.pop(netns, None)
+            self._routes.pop(netns, None)
 
     def sock(self, netns: str | None = None) -> _rtnl.Reader:
         """Socket for ``netns`` (None: the module's own namespace); never creates a namespace."""
@@ -232,8 +278,11 @@ class Netlink:
         return {"ipv6": link.get("ipv6"), "accept_ra": link.get("accept_ra")}
 
     def routes(self, netns: str | None = None) -> list[dict]:
-        """The main IPv4 and IPv6 tables of ``netns``: ``{"dst": "address/len", "oif": index or None}`` (not cached)."""
-        return self.sock(netns).routes()
+        """The main IPv4 and IPv6 tables of ``netns``: ``{"dst": "address/len", "oif": index or None}``
+        (cached as the links: the bridges of a run are checked against one dump; a write drops it)."""
+        if netns not in self._routes:
+            self._routes[netns] = self.sock(netns).routes()
+        return self._routes[netns]
 
     def addresses(self, netns: str | None = None) -> dict[int, list[str]]:
         """Addresses per link index as ``address/len`` in kernel order: IPv4, then IPv6 of global
@@ -265,9 +314,34 @@ class Netlink:
         if error:
             raise ApplyError(f"{command}: {os.strerror(error)} (errno {error})")
 
+    def pair(self, host_end: str, peer: str, peer_netns: str | None) -> None:
+        """Veth ``host_end`` (on the host) has its peer ``peer`` in ``peer_netns``: made by this run,
+        or read by a gather."""
+        old = self._ends.pop(host_end, None)
+        if old is not None and self._pairs.get(old) == host_end:
+            del self._pairs[old]  # made again with its peer elsewhere: the old peer is no longer it
+        if peer_netns is not None:
+            self._pairs[(peer_netns, peer)] = host_end
+            self._ends[host_end] = (peer_netns, peer)
+
+    def _peer_index(self, name: str, netns: str) -> int | None:
+        """The index of ``name`` in ``netns`` when it is the peer of a known pair whose host end is
+        still a veth with its peer in another namespace (host dump); None: not known so."""
+        host_end = self._pairs.get((netns, name))
+        link = self.link(host_end, None) if host_end is not None else None
+        if link is None or link["kind"] != "veth" or link["link_netnsid"] is None or not link["link"]:
+            return None
+        return link["link"]
+
     def index(self, name: str, netns: str | None, command: str) -> int:
-        """Index of link ``name`` in ``netns`` from the namespace's dump (dumped again when the
-        cached one does not have it: the link may have been made since)."""
+        """Index of link ``name`` in ``netns``: for the peer of a known pair (:meth:`pair`) its host
+        end's IFLA_LINK, so that the N namespaces a run just filled are not dumped one by one; else
+        from the namespace's dump (dumped again when the cached one does not have it: the link may
+        have been made since)."""
+        if netns is not None and netns not in self._links:
+            known = self._peer_index(name, netns)
+            if known is not None:
+                return known
         link = self.link(name, netns)
         if link is None:
             self.invalidate(netns)

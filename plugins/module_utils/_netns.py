@@ -217,6 +217,8 @@ class NetnsResource(NetlinkResource):
         self._rendered: dict[str, tuple[list[dict], str]] = {}
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
+        # what an earlier config of this object made is no guide to this one (a library may plan twice)
+        self._folded, self._rendered = {}, {}
         groups: dict[str, list[dict]] = {}
         for i, raw in enumerate(self.params.get("host_groups") or []):
             at = f"host_groups[{i}]"

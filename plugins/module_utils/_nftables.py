@@ -34,6 +34,7 @@ Errors are raised (:class:`NftablesError`), never turned into a module exit here
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 from typing import Callable
@@ -554,6 +555,80 @@ def plan_tables(name: str, model: Model, live: dict[str, Table], other_chains: t
 
 
 _render = render_rule
+_VERBS = frozenset({("add", "table"), ("delete", "table"), ("add", "chain"), ("flush", "chain"), ("delete", "chain"),
+                    ("add", "rule"), ("insert", "rule"), ("delete", "rule")})
+
+
+def script_line(line: str, ref: str) -> tuple[str, str, tuple[str, str] | None, str] | None:
+    """A line :func:`plan_tables` writes for the table ``ref`` (``ip linuxnet``): (verb, object, (table,
+    chain) or None for the table itself, the rest); None for any other line."""
+    verb, _sep, rest = line.partition(" ")
+    what, _sep, rest = rest.partition(" ")
+    if (verb, what) not in _VERBS or not (rest == ref or rest.startswith(ref + " ")):
+        return None
+    if what == "table":
+        return (verb, what, None, "") if rest == ref else None
+    name, _sep, tail = rest[len(ref) + 1:].partition(" ")
+    parts = split_name(name)
+    if parts is None or (what == "rule" and not tail) or (verb == "delete" and what == "rule" and not tail.startswith("handle ")):
+        return None
+    return verb, what, parts, tail
+
+
+_FORESEEN = itertools.count(1 << 30)
+
+
+def foresee_line(live: dict[str, Table], line: str, ref: str) -> None:
+    """What one line of our ``nft -f`` script does to ``live`` (our tables as :func:`parse_list` reads
+    them); rules it adds have handle 0 (nft gives them one): a script deletes only rules it read."""
+    verb, what, parts, tail = script_line(line, ref) or ("", "", None, "")
+    if what == "table":
+        if verb == "delete":
+            for name in list(live):
+                live[name] = empty_table(name)
+        return
+    if parts is None:
+        return
+    current = live.get(parts[0])
+    if not isinstance(current, NftTable):  # (a table of no chain read as a plain empty one)
+        current = live[parts[0]] = _as_nft(current)
+    chain = parts[1]
+    if what == "chain":
+        if verb == "delete":
+            for listing in (current.chains, current.rules, current.handles, current.origins):
+                listing.pop(chain, None)
+            return
+        if verb == "add":
+            m = _POLICY.search(tail)
+            if m is not None or chain not in current.chains:
+                current.chains[chain] = m.group(1).upper() if m else "-"
+        if verb == "flush" or chain not in current.rules:
+            current.rules[chain], current.handles[chain], current.origins[chain] = [], [], []
+        return
+    rules, handles, origins = (table.setdefault(chain, []) for table in (current.rules, current.handles, current.origins))
+    if len(handles) != len(rules) or len(origins) != len(rules):  # (a table built by hand)
+        handles[:], origins[:] = [0] * len(rules), list(range(len(rules)))
+    if verb == "delete":
+        handle = int(tail.split()[1])
+        keep = [i for i, h in enumerate(handles) if h != handle]
+        for listing in (rules, handles, origins):
+            listing[:] = [listing[i] for i in keep]
+        return
+    specs = expand(tail)
+    origin = next(_FORESEEN)  # one number for the rules of one set rule (listed() groups them), no listed one's
+    at = 0 if verb == "insert" else len(rules)
+    rules[at:at] = specs
+    handles[at:at] = [0] * len(specs)
+    origins[at:at] = [origin] * len(specs)
+
+
+def _as_nft(table: Table | None) -> NftTable:
+    out = NftTable()
+    if table is not None:
+        out.chains, out.rules = dict(table.chains), {c: list(r) for c, r in table.rules.items()}
+        out.handles = {c: [0] * len(r) for c, r in out.rules.items()}
+        out.origins = {c: list(range(len(r))) for c, r in out.rules.items()}
+    return out
 
 
 def table_name(value: object) -> str:
@@ -572,6 +647,9 @@ class Nftables(FirewallLock):
     """
 
     action = ACTION
+    backend = "nftables"
+    #: one listing reads every table (see SavedOnce): a reader asks for all of them at once
+    read_together = TABLES
 
     def __init__(self, module, table: str = "linuxnet", family: str = "ipv4") -> None:
         self.module = module
@@ -602,6 +680,21 @@ class Nftables(FirewallLock):
     def render_model(self, model: Model) -> list[str]:
         """The ``nft -f`` script that builds ``model`` on a host without our table."""
         return plan_tables(self.table, model, {})
+
+    def foresees(self, op: Operation) -> bool:
+        """Is ``op`` a line of this adapter's table (``ip`` or ``ip6``) that :meth:`foresee` can tell?"""
+        return op.action == ACTION and script_line(op.args["line"], f"{self.nft_family} {self.table}") is not None
+
+    def foresee(self, live: dict[str, Table], operations: list[Operation]) -> None:
+        """``live`` (our table as this adapter read it) as the ``nft -f`` of ``operations`` would leave it:
+        a later step plans on it, and its lines join the same transaction."""
+        operations = [op for op in operations if op.action == ACTION]
+        ref = f"{self.nft_family} {self.table}" if operations else ""
+        for op in operations:
+            if script_line(op.args["line"], ref) is not None:
+                foresee_line(live, op.args["line"], ref)
+                if op.args["line"] == f"delete table {ref}":
+                    self.other_chains = ()  # (they go with the table)
 
     # -- kernel -------------------------------------------------------------------------------
     def binary(self) -> str:

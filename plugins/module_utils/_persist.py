@@ -52,7 +52,8 @@ DEFAULT_RESTART = "on-failure"
 SERVICE_FIELDS = ("command", "user", "restart", "environment", "unit")
 # Unit names may not carry '+' and give '@' a meaning: endpoints with a service use the rest.
 _UNIT_SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_UNIT = re.compile(r"[A-Za-z0-9_.:-]{1,200}(@[A-Za-z0-9_.:-]{0,50})?\.service")
+# No leading '-': the name is an argument of systemctl, which would read "-Hhost.service" as -H host.service
+_UNIT = re.compile(r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,199}(@[A-Za-z0-9_.:-]{0,50})?\.service")
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 

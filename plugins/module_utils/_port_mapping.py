@@ -68,7 +68,7 @@ def port_range(value: object, field: str) -> tuple[int, int]:
     text = str(value).strip()
     if text in _RANGES:
         return _RANGES[text]
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    match = re.fullmatch(r"([0-9]{1,5})(?:-([0-9]{1,5}))?", text)  # ASCII: \d takes "８０"; int() fails past 4300 digits
     if not match:
         raise v.ValidationError(f"{field}: {value!r} is not a port or a port range such as 8000-8010")
     first = int(match.group(1))
@@ -109,7 +109,7 @@ def parse_sources(value: object, field: str, family: str = "ipv4") -> list[str] 
 
 def container_address(value: object, field: str) -> str:
     """An endpoint's IPv4 or IPv6 address (the mapping's family)."""
-    text = v.ip_address(value, field, version=None)
+    text = v.unicast(value, field, version=None)  # a DNAT to 0.0.0.0, 127.x or 224/4 reaches no endpoint
     addr = ipaddress.ip_address(text)
     if addr.version == 6 and (addr.is_link_local or addr.is_multicast or addr.is_loopback or addr.is_unspecified
                               or addr.ipv4_mapped is not None):

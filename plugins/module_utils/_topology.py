@@ -84,13 +84,13 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
             "gateway": gateway,
             "subnet6": subnet6,
             "gateway6": gateway6,
-            "icc": bool(raw.get("icc", True)),
-            "internal": bool(raw.get("internal", False)),
-            "masquerade": bool(raw.get("masquerade", True)),
+            "icc": v.boolean(raw.get("icc"), f"{at}.icc", True),
+            "internal": v.boolean(raw.get("internal"), f"{at}.internal", False),
+            "masquerade": v.boolean(raw.get("masquerade"), f"{at}.masquerade", True),
             "mtu": v.mtu(raw["mtu"], f"{at}.mtu") if raw.get("mtu") is not None else None,
-            "snat_source": v.ip_address(raw["snat_source"], f"{at}.snat_source") if raw.get("snat_source") else None,
+            "snat_source": v.unicast(raw["snat_source"], f"{at}.snat_source") if raw.get("snat_source") else None,
             "gateway_mode": raw.get("gateway_mode") or "nat",
-            "allow_overlap": bool(raw.get("allow_overlap", False)),
+            "allow_overlap": v.boolean(raw.get("allow_overlap"), f"{at}.allow_overlap", False),
         }
         if result[name]["gateway_mode"] not in ("nat", "nat-unprotected"):
             raise v.ValidationError(f"{at}.gateway_mode: {raw['gateway_mode']!r} is not one of nat, nat-unprotected")
@@ -140,9 +140,9 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
     if given is None and raw.get("network"):
         given = [raw["network"]]
     out = []
-    for j, att in enumerate(given or []):
+    for j, att in enumerate(v.as_list(given, f"{at}.networks")):
         where = f"{at}.networks[{j}]"
-        att = {"name": att} if isinstance(att, str) else dict(att)
+        att = {"name": att} if isinstance(att, str) else dict(v.mapping(att, where))
         if att.get("name") not in networks:
             raise v.ValidationError(f"{where}.name: unknown network {att.get('name')!r}")
         net = networks[att["name"]]
@@ -188,6 +188,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     seen: set[str] = set()
     for i, raw in enumerate(endpoints or []):
         at = f"linuxnet_endpoints[{i}]"
+        raw = v.mapping(raw, at)
         name = v.netns_name(raw.get("name"), f"{at}.name")
         if name in seen:
             raise v.ValidationError(f"{at}.name: duplicate endpoint {name}")
@@ -362,16 +363,20 @@ def _host_groups(eps: list[dict], nets: dict) -> list[dict]:
 
 
 def _resolv_conf(dns: dict, at: str) -> str:
-    lines = [f"nameserver {v.ip_address(ns, f'{at}.dns.nameservers', version=None)}" for ns in dns.get("nameservers") or []]
+    dns = v.mapping(dns, f"{at}.dns")
+    nameservers = v.as_list(dns.get("nameservers"), f"{at}.dns.nameservers")
+    lines = [f"nameserver {v.ip_address(ns, f'{at}.dns.nameservers', version=None)}" for ns in nameservers]
     if dns.get("search"):
-        lines.append("search " + " ".join(v.hostname(s, f"{at}.dns.search") for s in dns["search"]))
+        search = v.as_list(dns["search"], f"{at}.dns.search")
+        lines.append("search " + " ".join(v.hostname(s, f"{at}.dns.search") for s in search))
     if dns.get("options"):
-        lines.append("options " + " ".join(v.safe_text(o, f"{at}.dns.options") for o in dns["options"]))
+        options = v.as_list(dns["options"], f"{at}.dns.options")
+        lines.append("options " + " ".join(v.dns_option(o, f"{at}.dns.options") for o in options))
     return "".join(line + "\n" for line in lines)
 
 
 def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
-    raw_ports = ep["raw"].get("ports") or []
+    raw_ports = v.as_list(ep["raw"].get("ports"), f"{ep['at']}.ports")
     if ep["mode"] != "bridge" or not raw_ports:
         if ep["mode"] == "none" and raw_ports:
             warnings.append(f"{ep['at']}.ports: ignored for endpoint {ep['name']} without network")
@@ -384,7 +389,7 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
     out = []
     for k, port in enumerate(raw_ports):
         at = f"{ep['at']}.ports[{k}]"
-        item = {"publish": port} if isinstance(port, (str, int)) else dict(port)
+        item = {"publish": port} if isinstance(port, (str, int)) and not isinstance(port, bool) else dict(v.mapping(port, at))
         host_ip, host_field = item.get("host_ip"), f"{at}.host_ip"
         if "publish" in item:
             item["publish"] = str(item["publish"])

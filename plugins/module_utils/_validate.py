@@ -20,11 +20,18 @@ IFNAMSIZ = 15  # bytes, without the trailing NUL
 _IFNAME_FORBIDDEN = set("/:" + string.whitespace)
 # Always used with fullmatch(): `$` also matches before a trailing newline, so "evil\n" would
 # pass a match() and reach a file or restore text as a line of its own.
-_NETNS_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+# No leading '-': every name also reaches argv and rule text, where it would read as an option
+# ("ip netns exec -x", "-i -j" in iptables-save output).
+_NETNS_NAME = re.compile(r"[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]{0,63}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this network": never a bridge's subnet
 _UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
+# resolv.conf "options": glibc's are a word with an optional ":<number>" (ndots:5, edns0, trust-ad).
+_DNS_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:[0-9]{1,5})?")
+_MTU = re.compile(r"[0-9]{1,6}")
+# Ansible's boolean() words: a quoted "no" (a role variable, an extra var) is a string, not false
+_BOOLEANS = {**dict.fromkeys(("yes", "on", "true", "1", "y", "t"), True), **dict.fromkeys(("no", "off", "false", "0", "n", "f"), False)}
 # Names the kernel refuses for a new link (they are the /proc/sys/net/ipv4/conf/ entries of all links).
 _RESERVED_IFNAMES = ("all", "default")
 _LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
@@ -59,6 +66,12 @@ def interface_name(value: object, field: str) -> str:
     if not all(ch in string.ascii_letters + string.digits + "_.-@+" for ch in value):
         # Anything else would need quoting in iptables-restore text and `ip` command lines.
         raise ValidationError(f"{field}: interface name {value!r} may only use letters, digits and '_.-@+'")
+    if value.startswith("-"):
+        # argv and rule text would read it as an option ("-i -j", "ip link set -x")
+        raise ValidationError(f"{field}: interface name {value!r} must not start with '-'")
+    if value.endswith("+"):
+        # iptables reads a trailing '+' as a wildcard: "-o br+" matches every interface named br...
+        raise ValidationError(f"{field}: interface name {value!r} must not end with '+' (an iptables wildcard)")
     if value in _RESERVED_IFNAMES:
         raise ValidationError(f"{field}: interface name {value!r} is reserved by the kernel (net.ipv4.conf.{value})")
     return value
@@ -70,7 +83,7 @@ def netns_name(value: object, field: str) -> str:
     if value in (".", "..") or not _NETNS_NAME.fullmatch(value):
         raise ValidationError(
             f"{field}: namespace name {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
-            "and not '.' or '..'"
+            "not starting with '-', and not '.' or '..'"
         )
     return value
 
@@ -78,7 +91,8 @@ def netns_name(value: object, field: str) -> str:
 def label(value: object, field: str, what: str = "name") -> str:
     """A name used in messages, state files and comments (network names, mapping labels)."""
     if not isinstance(value, str) or value in (".", "..") or not _NETNS_NAME.fullmatch(value):
-        raise ValidationError(f"{field}: {what} {value!r} must be 1-64 characters of letters, digits and '_.@+-'")
+        raise ValidationError(f"{field}: {what} {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
+                              "not starting with '-'")
     return value
 
 
@@ -86,6 +100,9 @@ def cidr(value: object, field: str) -> str:
     """An interface address with prefix, e.g. ``172.17.0.1/16`` or ``fd00:1::1/64`` (host bits allowed)."""
     if not isinstance(value, str) or "/" not in value:
         raise ValidationError(f"{field}: {value!r} is not an address in CIDR form such as 172.17.0.1/16")
+    if "%" in value:
+        # ip_interface() takes "fd00::1%<anything>/64"; whether str() keeps the zone depends on the Python version
+        raise ValidationError(f"{field}: {value!r} is not a valid CIDR address (no %zone)")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:
@@ -175,6 +192,16 @@ def ip_address(value: object, field: str, version: int | None = 4) -> str:
     return str(addr)
 
 
+def unicast(value: object, field: str, version: int | None = 4) -> str:
+    """An address a packet can be sent from or to (an SNAT source, a DNAT target): not 0.0.0.0/8,
+    loopback, multicast or 255.255.255.255, which no rule of ours can mean."""
+    text = ip_address(value, field, version)
+    addr = ipaddress.ip_address(text)
+    if addr.version == 4 and (addr.is_multicast or addr.is_loopback or addr in _THIS_NETWORK or addr == _LIMITED_BROADCAST):
+        raise ValidationError(f"{field}: {text!r} is a multicast, loopback, broadcast or 0.0.0.0/8 address")
+    return text
+
+
 def mac(value: object, field: str, allow_docker: bool = False) -> str:
     if allow_docker and value == "docker":
         return "docker"
@@ -189,10 +216,13 @@ def mac(value: object, field: str, allow_docker: bool = False) -> str:
 
 
 def mtu(value: object, field: str) -> int:
-    try:
-        number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValidationError(f"{field}: {value!r} is not an integer MTU") from None
+    # int() would take 1500.7 (as 1500), True, " 1500\n" and non-ASCII digits: only an int or its digits
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _MTU.fullmatch(value):
+        number = int(value)
+    else:
+        raise ValidationError(f"{field}: {value!r} is not an integer MTU")
     if not 68 <= number <= 65535:
         raise ValidationError(f"{field}: MTU {number} is outside 68..65535")
     return number
@@ -207,17 +237,56 @@ def safe_text(value: object, field: str) -> str:
 
 
 def file_text(value: object, field: str, limit: int = 65536) -> str:
-    text = str(value)
+    if not isinstance(value, str):  # str() would write "['a']" or "5" as the file
+        raise ValidationError(f"{field}: the file's text must be a string, not {type(value).__name__}")
+    text = value
     if "\x00" in text or len(text) > limit:
         raise ValidationError(f"{field}: text must not contain NUL bytes or exceed {limit} characters")
     return text if text.endswith("\n") or not text else text + "\n"
 
 
 def hostname(value: object, field: str) -> str:
-    text = str(value)
+    # a number is a name ("5"), as in a hosts file; None is not the name "None"
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     if not _HOSTNAME.fullmatch(text):
         raise ValidationError(f"{field}: {value!r} is not a valid host name")
     return text
+
+
+def dns_option(value: object, field: str) -> str:
+    """One resolv.conf option such as ``ndots:5`` or ``edns0``."""
+    if not isinstance(value, str) or not _DNS_OPTION.fullmatch(value):
+        raise ValidationError(f"{field}: {value!r} is not a resolver option such as ndots:5 or edns0")
+    return value
+
+
+def as_list(value: object, field: str) -> list:
+    """A list given as such: iterating a string would take each of its characters as an item."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(f"{field}: must be a list, not {type(value).__name__} ({value!r:.60})")
+    return value
+
+
+def boolean(value: object, field: str, default: bool) -> bool:
+    """A yes/no option as Ansible reads one; bool("false") would be True."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in _BOOLEANS:
+        raise ValidationError(f"{field}: {value!r} is not a boolean (true or false)")
+    return _BOOLEANS[key]
+
+
+def mapping(value: object, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field}: must be a mapping, not {type(value).__name__} ({value!r:.60})")
+    return value
 
 
 def unique(items: list[dict], key, what: str) -> None:

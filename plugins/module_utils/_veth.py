@@ -90,10 +90,6 @@ def wanted_ipv6(item: dict, owned: bool) -> bool | None:
 
 
 class VethResource(NetlinkResource):
-    def __init__(self, module) -> None:
-        super().__init__(module)
-        self.foreign: dict[str, dict] = {}
-
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         items = []
         for i, raw in enumerate(config):
@@ -175,7 +171,6 @@ class VethResource(NetlinkResource):
             if recorded is None and link["link_netnsid"] is not None:
                 # Someone else's pair (a lab LAN port, Docker's vethXXXX): its peer's namespace has
                 # no name we could report, so it is neither reported nor ever touched.
-                self.foreign[link["name"]] = link
                 continue
             item = {
                 "name": link["name"],
@@ -220,6 +215,7 @@ class VethResource(NetlinkResource):
         if not peer or peer["name"] != recorded["peer"] or peer["kind"] != "veth" or peer["link"] != link["index"]:
             return
         item["peer"], item["peer_netns"] = recorded["peer"], netns
+        self.netlink.pair(link["name"], recorded["peer"], netns)  # requests on the peer need no dump of netns
         item["addresses"] = addresses
         item["mac"] = peer["mac"]
         item["_peer_up"] = peer["up"]

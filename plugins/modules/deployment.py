@@ -142,7 +142,7 @@ persist:
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
@@ -158,6 +158,7 @@ def main() -> None:
     tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
     result: dict = {"commands": {}}
     try:
+        chain_prefix(p["chain_prefix"])  # state=absent changes persist's files before any step checks it
         persist = _persist.requested(p["state"], p["persist"], p["endpoints"])
         services = _persist.checked_services(persist, p["endpoints"]) if persist else {}  # before anything changes
         saved = None

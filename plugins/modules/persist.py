@@ -115,7 +115,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _p
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, ReadOnlyModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix
 from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import plan_deployment
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethResource
@@ -139,6 +139,7 @@ def main() -> None:
     })
     p = module.params
     try:
+        chain_prefix(p["chain_prefix"])  # saved for the boot-time restore, which would refuse it
         services = _persist.checked_services(p["state"], p["endpoints"])
         plan = None
         if p["state"] == "present" and _persist.systemd_running():

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.integration.helpers import BLOCKED_TIMEOUT, REACH_TIMEOUT, Probe6
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -39,8 +42,16 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
 class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
     def __init__(self, check_mode):
         self.params, self.check_mode, self.warnings, self.processes = {}, check_mode, [], []
+        self.writes, self.nft = [], []  # each ruleset write (restore: tool and table; nft -f), each nft run
     def run_command(self, argv, check_rc=False, data=None):
-        self.processes.append(" ".join([argv[0].rsplit("/", 1)[-1]] + argv[1:3]))
+        tool = argv[0].rsplit("/", 1)[-1]
+        self.processes.append(" ".join([tool] + argv[1:3]))
+        if tool.endswith("-restore"):
+            self.writes.append(tool.replace("-nft", "").replace("-legacy", "") + " " + data.split("\\n", 1)[0].lstrip("*"))
+        if tool == "nft":
+            self.nft.append(" ".join(["nft"] + argv[1:]))
+            if argv[1] == "-f":
+                self.writes.append("nft -f")
         done = subprocess.run(argv, input=data, capture_output=True, text=True)
         return done.returncode, done.stdout, done.stderr
     def warn(self, msg):
@@ -51,17 +62,19 @@ class Shim:  # the contract's module: params, check_mode, run_command, warn, fai
 request = json.loads(sys.argv[1])
 module = Shim(request["check_mode"])
 try:
+    options = request.get("options") or {}
     if request["what"] == "remove":
-        result = _deployment.remove(module)
+        result = _deployment.remove(module, **options)
     elif request["what"] == "plan":
         plan = _deployment.pending_changes(module, request["networks"], request["endpoints"], "LINUXNET", "auto")["plan"]
         result = _deployment.converge(module, None, None, plan=plan)
     else:
-        result = _deployment.converge(module, request["networks"], request["endpoints"])
+        result = _deployment.converge(module, request["networks"], request["endpoints"], **options)
 except Exception as exc:
     result = {"error": type(exc).__name__, "msg": str(exc), "commands": getattr(exc, "commands", None)}
 result["warnings"] = module.warnings
 result["processes"] = module.processes
+result["writes"], result["nft"] = module.writes, module.nft
 print(json.dumps(result))
 """
 
@@ -71,11 +84,11 @@ def lab(lab_factory):
     return lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
 
 
-def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=None, endpoints=None) -> dict:
+def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=None, endpoints=None, **options: str) -> dict:
     script = tmp_path / "converge.py"
     script.write_text(SCRIPT % {"collections": str(REPO / ".collections")})
     request = {"what": what, "check_mode": check_mode, "networks": NETWORKS if networks is None else networks,
-               "endpoints": ENDPOINTS if endpoints is None else endpoints}
+               "endpoints": ENDPOINTS if endpoints is None else endpoints, "options": options}
     done = lab.run(HOST, [sys.executable, str(script), json.dumps(request)], timeout=120)
     return json.loads(done.stdout)
 
@@ -230,10 +243,13 @@ def test_a_run_reads_each_table_once_and_restores_it_once(lab, tmp_path):
         "iptables-restore -w --noflush": 3,  # filter, nat, raw: each with the lines of both steps
     }, applied["processes"]
     assert firewall_processes(applied).get("conntrack -L -p", 0) <= 1, applied["processes"]
+    # the other backend is looked at once per run (leftovers of a switch), not once per step
+    assert applied["nft"] == ["nft -a list table ip linuxnet"], applied["nft"]
     assert any("conntrack -D" in c for c in applied["commands"]["port_mapping"])  # 9000/udp: the cleanup is said
     again = call(lab, tmp_path, "converge")
     assert again["changed"] is False
     assert firewall_processes(again) == {"iptables-save -t filter": 1, "iptables-save -t nat": 1, "iptables-save -t raw": 1}
+    assert again["nft"] == ["nft -a list table ip linuxnet"], again["nft"]
     predicted = call(lab, tmp_path, "remove", check_mode=True)
     removed = call(lab, tmp_path, "remove")
     assert removed["commands"] == predicted["commands"]
@@ -245,3 +261,88 @@ def test_a_run_reads_each_table_once_and_restores_it_once(lab, tmp_path):
     assert call(lab, tmp_path, "remove")["changed"] is False
     left = lab.run(HOST, ["sh", "-c", "iptables-save | grep LINUXNET || true"]).stdout
     assert left.strip() == "", left
+
+
+# Two dual-stack networks: a published port on one, reached from the other over IPv4 and IPv6.
+DUAL = [{"name": "dual", "subnet": "172.22.0.0/16", "subnet6": "fd00:22::/64"},
+        {"name": "dual2", "subnet": "172.23.0.0/16", "subnet6": "fd00:23::/64"}]
+DUAL_ENDPOINTS = [{"name": "s1", "network": "dual", "ports": ["8081:80", "9001:9001/udp"]}, {"name": "c1", "network": "dual2"}]
+# a change of both steps: dual2 without ICC, another port of s1's
+DUAL_CHANGED = [DUAL[0], dict(DUAL[1], icc=False)]
+DUAL_ENDPOINTS_CHANGED = [dict(DUAL_ENDPOINTS[0], ports=["8081:80", "8082:80"]), DUAL_ENDPOINTS[1]]
+# what one write per table looks like: each table of each family once; nftables: one nft -f for both
+ONE_WRITE = {
+    "iptables": ["iptables-restore filter", "iptables-restore nat", "iptables-restore raw",
+                 "ip6tables-restore filter", "ip6tables-restore nat", "ip6tables-restore raw"],
+    "nftables": ["nft -f"],
+}
+LISTS = ["nft -a list table ip linuxnet", "nft -a list table ip6 linuxnet"]
+
+
+def published_reached(lab, tmp_path: Path, ports=(8081,)) -> None:
+    """From c1 (dual2) to the host's addresses on dual2 at s1's published ports, over IPv4 and IPv6
+    (DNAT to s1, forwarded between the bridges); s1's address itself stays closed to c1 (isolation)."""
+    probe = Probe6(lab, Path(tempfile.mkdtemp(dir=tmp_path)))  # (a directory of its own: its ready files)
+    try:
+        probe.serve(HOST, "s1", 80)
+        targets = [(address, port) for port in ports for address in ("172.23.0.1", "fd00:23::1")]
+        seen = probe.peers(HOST, "c1", targets + [("172.22.0.2", 80), ("fd00:22::2", 80)],
+                           [REACH_TIMEOUT] * len(targets) + [BLOCKED_TIMEOUT] * 2)
+        assert "-" not in seen[:len(targets)] and seen[len(targets):] == ["-", "-"], dict(zip(targets, seen))
+    finally:
+        probe.traffic.stop()
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_dual_stack_runs_write_each_table_once_in_either_backend(lab, tmp_path, backend):
+    """firewall and port_mapping join their writes in every family and backend: one ip6tables-restore per
+    table as one iptables-restore, one ``nft -f`` for both steps and both families; check mode predicts
+    each step's commands exactly; the re-run writes nothing; packets reach the published ports over IPv4
+    and IPv6. The other backend is read once per family (what a switch would leave there)."""
+    opts = {"firewall_backend": backend}
+    for networks, endpoints in ((DUAL, DUAL_ENDPOINTS), (DUAL_CHANGED, DUAL_ENDPOINTS_CHANGED)):
+        predicted = call(lab, tmp_path, "converge", check_mode=True, networks=networks, endpoints=endpoints, **opts)
+        applied = call(lab, tmp_path, "converge", networks=networks, endpoints=endpoints, **opts)
+        assert "error" not in applied, applied
+        assert applied["commands"] == predicted["commands"]
+        assert applied["commands"]["firewall"] and applied["commands"]["port_mapping"]
+        assert any("fd00:22::2" in c for c in applied["commands"]["port_mapping"]), applied["commands"]["port_mapping"]
+        assert sorted(applied["writes"]) == sorted(ONE_WRITE[backend]), applied["writes"]
+        # every table of each family read once (with nftables: what a switch from iptables would leave)
+        assert {k: n for k, n in firewall_processes(applied).items() if "-save" in k} == {
+            f"{tool} -t {table}": 1 for tool in ("iptables-save", "ip6tables-save") for table in ("filter", "nat", "raw")}
+        if backend == "nftables":  # our two tables, each read once; nothing of ours in iptables to remove
+            assert sorted(applied["nft"]) == LISTS + ["nft -f /dev/stdin"], applied["nft"]
+        else:
+            assert sorted(applied["nft"]) == LISTS, applied["nft"]
+        again = call(lab, tmp_path, "converge", networks=networks, endpoints=endpoints, **opts)
+        assert again["changed"] is False and again["writes"] == [], again
+        published_reached(lab, tmp_path, (8081, 8082) if endpoints is DUAL_ENDPOINTS_CHANGED else (8081,))
+    predicted = call(lab, tmp_path, "remove", check_mode=True, **opts)
+    removed = call(lab, tmp_path, "remove", **opts)
+    assert removed["commands"] == predicted["commands"]
+    assert sorted(removed["writes"]) == sorted(ONE_WRITE[backend]), removed["writes"]
+    assert call(lab, tmp_path, "remove", **opts)["changed"] is False
+    left = lab.run(HOST, ["sh", "-c", "iptables-save; ip6tables-save; nft list ruleset"]).stdout
+    assert "LINUXNET" not in left and "linuxnet" not in left, left
+
+
+def test_a_backend_switch_writes_each_backend_once(lab, tmp_path):
+    """iptables -> nftables -> iptables on a dual-stack deployment: the chosen backend gets one
+    transaction with both steps' lines, the other one write per table that removes what is ours there;
+    check mode predicts it; packets still reach the published port; nothing is left behind."""
+    assert "error" not in call(lab, tmp_path, "converge", networks=DUAL, endpoints=DUAL_ENDPOINTS)
+    for backend, cleanup in (("nftables", ONE_WRITE["iptables"]), ("iptables", ONE_WRITE["nftables"])):
+        predicted = call(lab, tmp_path, "converge", check_mode=True, networks=DUAL, endpoints=DUAL_ENDPOINTS, firewall_backend=backend)
+        applied = call(lab, tmp_path, "converge", networks=DUAL, endpoints=DUAL_ENDPOINTS, firewall_backend=backend)
+        assert "error" not in applied, applied
+        assert applied["commands"] == predicted["commands"]
+        assert sorted(applied["writes"]) == sorted(ONE_WRITE[backend] + cleanup), applied["writes"]
+        again = call(lab, tmp_path, "converge", networks=DUAL, endpoints=DUAL_ENDPOINTS, firewall_backend=backend)
+        assert again["changed"] is False and again["writes"] == [], again
+        # (iptables gives the FORWARD policies it set to DROP back: a DROP there would be final)
+        published_reached(lab, tmp_path)
+        other = "nft list tables" if backend == "iptables" else "iptables-save; ip6tables-save"
+        left = lab.run(HOST, ["sh", "-c", other]).stdout
+        assert "LINUXNET" not in left and "linuxnet" not in left, left
+    assert call(lab, tmp_path, "remove")["changed"] is True

@@ -9,11 +9,12 @@ Run: ``.venv/bin/python -m pytest tests/unit -q``
 
 from __future__ import annotations
 
+import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import (
     BridgeResource,
 )
 
-from .fixtures.netlink import OWNER, plan, render
+from .fixtures.netlink import OWNER, FakeModule, plan, render
 
 
 def br_current(name, owned=True, netns=None, addresses=(), mtu=1500, mac="02:00:00:00:00:01", stp=False, link_state="up"):
@@ -145,3 +146,55 @@ def test_a_bridge_left_unmarked_by_a_killed_run_is_marked():
     commands, after = plan(BridgeResource, [{"name": "br0", "addresses": ["10.0.0.1/24"]}], current)
     assert commands == [f"ip link set br0 alias '{OWNER}'"]
     assert "_unmarked" not in after["br0"]
+
+
+class _Reader:
+    """A namespace's dumps as the rtnetlink reader gives them, counting what is read."""
+
+    reads: list = []
+
+    def links(self):
+        self.reads.append("links")
+        return [{"name": "lo", "index": 1, "alias": None, "kind": None},
+                {"name": "ens160", "index": 2, "alias": None, "kind": None},
+                {"name": "br-own", "index": 3, "alias": None, "kind": "bridge"},  # not ours, configured here
+                {"name": "br-old", "index": 4, "alias": OWNER, "kind": "bridge"}]
+
+    def addresses(self):
+        self.reads.append("addresses")
+        return {2: ["10.55.0.2/16"], 3: ["10.60.0.1/24"], 4: ["10.70.0.1/24"]}
+
+    def routes(self):
+        self.reads.append("routes")
+        return [{"dst": "0.0.0.0/0", "oif": 2}, {"dst": "10.55.0.0/16", "oif": 2}, {"dst": "10.60.0.0/24", "oif": 3},
+                {"dst": "10.70.0.0/24", "oif": 4}, {"dst": "192.0.2.0/24", "oif": None}]
+
+    def close(self):
+        pass
+
+
+def test_overlap_check_reads_the_routes_once_for_all_bridges(monkeypatch):
+    """Every bridge is checked against one dump of links, addresses and routes of its namespace;
+    a clash names the host's route or address; the bridge's own link and the collection's links
+    (a renamed network's old bridge) are not judged; a write drops the dumps."""
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
+    from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+    monkeypatch.setattr(_netlink._rtnl, "Reader", _Reader)
+    _Reader.reads = []
+    res = BridgeResource(FakeModule(state="merged"))
+    fine = [{"name": f"br{i}", "addresses": [f"10.{80 + i}.0.1/24"]} for i in range(5)]
+    fine += [{"name": "br-own", "addresses": ["10.60.0.1/24"]}, {"name": "br-new", "addresses": ["10.70.0.1/24"]}]
+    res.check_references(res.normalize(fine, "merged"), "merged")
+    assert sorted(_Reader.reads) == ["addresses", "links", "routes"]
+    for address, clash in (("10.55.3.1/24", "route 10.55.0.0/16 dev ens160"), ("192.0.2.1/24", "route 192.0.2.0/24 dev ?"),
+                           ("10.60.0.9/24", "route 10.60.0.0/24 dev br-own")):
+        config = fine + [{"name": "bry", "addresses": [address]}]
+        with pytest.raises(ValidationError, match=f"config\\[7\\] \\(name=bry\\).addresses\\[0\\]: {address} overlaps the host's {clash}"):
+            res.check_references(res.normalize(config, "merged"), "merged")
+    assert sorted(_Reader.reads) == ["addresses", "links", "routes"]  # still the one dump
+    allowed = fine + [{"name": "bry", "addresses": ["10.55.3.1/24"], "allow_overlap": True}]
+    res.check_references(res.normalize(allowed, "merged"), "merged")
+    res.netlink.invalidate(None)  # as a write does
+    res.check_references(res.normalize(fine, "merged"), "merged")
+    assert sorted(_Reader.reads) == ["addresses", "addresses", "links", "links", "routes", "routes"]

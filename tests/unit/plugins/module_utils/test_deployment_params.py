@@ -86,10 +86,11 @@ def test_a_held_steps_lines_go_in_the_next_steps_restore_and_its_other_operation
     held = [Operation("iptables -t nat -F LINUXNET", "restore", {"table": "nat", "line": ":LINUXNET - [0:0]"}),
             Operation("conntrack -D -p udp --orig-port-dst 9000", "conntrack", {})]
     own = [Operation("iptables -t nat -X LINUXNET", "restore", {"table": "nat", "line": "-X LINUXNET"})]
-    warnings = d._apply_joined(("port_mapping", first, held), later, own)
+    rules = frozenset({"restore", "restore6", "nft"})  # the adapters' actions (SharedFirewall.actions)
+    warnings = d._apply_joined(("port_mapping", first, held), later, own, rules)
     assert calls == [("firewall", "apply", ["iptables -t nat -F LINUXNET", "iptables -t nat -X LINUXNET"]),
                      ("port_mapping", "apply_other", ["conntrack -D -p udp --orig-port-dst 9000"])]
     assert warnings == ["port_mapping: conntrack -D -p udp --orig-port-dst 9000 not run"]  # the held step's new ones
     calls.clear()
-    assert d._apply_joined(("firewall", later, own), None, []) == []  # the next step added nothing
+    assert d._apply_joined(("firewall", later, own), None, [], rules) == []  # the next step added nothing
     assert calls == [("firewall", "apply", ["iptables -t nat -X LINUXNET"]), ("firewall", "apply_other", [])]

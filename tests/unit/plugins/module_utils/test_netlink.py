@@ -8,6 +8,8 @@ Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_netlink.p
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
 
 
@@ -44,3 +46,77 @@ def test_no_module_imports_pyroute2():
     out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": ":".join(sys.path)}).stdout
     assert out.strip() == "[]"
+
+
+def test_namespaces_in_use_are_those_a_process_lives_in(tmp_path, monkeypatch):
+    """A name (in /run/netns) resolving to this process's namespace is in use; a file that is no
+    namespace and a missing name are not. A symlink stands in for the bind mount: both stat as the
+    namespace (nsfs device and inode), as /proc/PID/ns/net of a process inside does."""
+    (tmp_path / "lived-in").symlink_to(f"/proc/{os.getpid()}/ns/net")
+    (tmp_path / "plain-file").write_text("")
+    monkeypatch.setattr(_netlink, "NETNS_RUN_DIR", str(tmp_path))
+    assert _netlink.namespaces_in_use({"lived-in", "plain-file", "missing"}) == {"lived-in"}
+    assert _netlink.namespaces_in_use(set()) == set()
+
+
+def test_index_of_a_known_peer_comes_from_the_host_dump(monkeypatch):
+    """The peer of a pair the run made (or gathered) is found by its host end's IFLA_LINK in the one
+    host dump: requests on the peers of N new namespaces dump no namespace. A name that is no known
+    peer, or whose host end is gone or is no veth, is looked up in its namespace's dump as before."""
+    dumps: list = []
+
+    class Reader:
+        def __init__(self, netns=None):
+            self.netns = netns
+
+        def links(self):
+            dumps.append(self.netns)
+            if self.netns is None:
+                return [{"name": "v1", "index": 9, "kind": "veth", "link_netnsid": 0, "link": 2},
+                        {"name": "v2", "index": 10, "kind": "veth", "link_netnsid": 1, "link": 3},
+                        {"name": "dummy0", "index": 11, "kind": "dummy", "link_netnsid": None, "link": None}]
+            return [{"name": "lo", "index": 1}, {"name": "eth0", "index": 2}, {"name": "eth1", "index": 4}]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(_netlink._rtnl, "Reader", Reader)
+    monkeypatch.setattr(_netlink, "open_in_namespace", lambda netns, opener: Reader(netns))
+    nl = _netlink.Netlink()
+    for i, end in enumerate(("v1", "v2", "gone", "dummy0")):
+        nl.pair(end, "eth0", f"c{i}")
+    assert nl.index("eth0", "c0", "cmd") == 2
+    assert nl.index("eth0", "c1", "cmd") == 3
+    assert dumps == [None]  # the host, once
+    assert nl.index("eth1", "c0", "cmd") == 4  # no known peer: c0's dump
+    assert nl.index("eth0", "c2", "cmd") == 2  # its host end is gone: c2's dump
+    assert nl.index("eth0", "c3", "cmd") == 2  # its "host end" is no veth: c3's dump
+    assert dumps == [None, "c0", "c2", "c3"]
+    nl.forget("c1")
+    assert nl.index("eth0", "c1", "cmd") == 2 and dumps[-1] == "c1"  # forgotten with its namespace
+    nl.pair("v1", "eth1", "c5")  # v1 made again with its peer elsewhere: c0's eth0 is no longer its peer
+    nl.invalidate()  # as after a wave
+    assert nl.index("eth1", "c5", "cmd") == 2 and dumps[-1] is None
+    assert nl.index("eth0", "c0", "cmd") == 2 and dumps[-1] == "c0"
+
+
+def test_an_adopted_socket_serves_its_namespace(monkeypatch):
+    """The socket create_namespace returns is the namespace's socket: it is not entered again to open one."""
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def never_entered(netns, opener):
+        raise AssertionError(f"{netns} entered to open a socket")
+
+    monkeypatch.setattr(_netlink, "open_in_namespace", never_entered)
+    nl = _netlink.Netlink()
+    first, second = Socket(), Socket()
+    nl.adopt("c1", first)
+    assert nl.sock("c1") is first
+    nl.adopt("c1", second)  # made again: the old socket is closed
+    assert first.closed and nl.sock("c1") is second
+    nl.close()
+    assert second.closed

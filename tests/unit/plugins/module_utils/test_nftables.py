@@ -477,3 +477,74 @@ def test_stage_two_is_reordered_only_where_rules_commute():
     # a bridge whose drop comes before its jump keeps the order as it was
     odd = [pairs[0], drops[0], drops[1], pairs[1]]
     assert nft._by_kind(odd) == odd
+
+
+# ============================================================================== foresee: two steps, one nft -f
+
+
+def step(kind: str, config: list[dict], state: str, known: dict | None):
+    if kind == "firewall":
+        res = fw.FirewallResource(NftFakeModule())
+        res.sysctls = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1"}
+    else:
+        res = PortMappingResource(NftFakeModule())
+    res.known = copy.deepcopy(known or {})
+    return res, res.normalize(config, state)
+
+
+def two_steps(kernel: NftModel, runs: list[tuple], joined: bool) -> list[list[str]]:
+    """``runs`` ((kind, config, state, known), ...) one after the other: each read and applied alone,
+    or (``joined``) each planned on the table as the adapter foresees the earlier ones' lines and
+    all of them applied in one script, as a deployment run joins its firewall steps."""
+    live, other = kernel.live()
+    scripts, lines = [], []
+    for kind, config, state, known in runs:
+        res, desired = step(kind, config, state, known)
+        if not joined:
+            live, other = kernel.live()
+        res.live, res.adapter.other_chains = copy.deepcopy(live), other
+        ops = res.plan(desired, {}, state)[0]
+        scripts.append([op.args["line"] for op in ops if op.action == "nft"])
+        if joined:
+            assert all(res.adapter.foresees(op) for op in ops if op.action == "nft"), scripts[-1]
+            res.adapter.foresee(live, ops)
+            other, lines = res.adapter.other_chains, lines + scripts[-1]
+        elif scripts[-1]:
+            kernel.apply(scripts[-1])
+    if joined and lines:
+        kernel.apply(lines)
+    return scripts
+
+
+def rules_of(kernel: NftModel) -> dict:
+    return {name: (c["base"], [t for _h, t in c["rules"]]) for name, c in kernel.chains.items()} if kernel.exists else {}
+
+
+def test_foreseen_steps_join_into_one_script_that_does_what_two_would():
+    """Firewall then port_mapping planned on the foreseen table give the same lines as when each reads
+    the kernel after the other (so check mode's commands stay exact) and one script applies both:
+    building, changing (a network and a mapping fewer, one more), tearing down (port_mapping first)."""
+    fw_known, pm_known = {}, {}
+
+    def runs(networks: list[dict], mappings: list[dict], state: str = "overridden", order=("firewall", "port_mapping")):
+        config = {"firewall": (networks, fw_known), "port_mapping": (mappings, pm_known)}
+        return [(kind, config[kind][0], state, config[kind][1]) for kind in order]
+
+    changed = [dict(NETWORKS[0], subnet="10.35.0.0/24")] + NETWORKS[1:3]
+    fewer = MAPPINGS[:2] + [{"bridge": "lnx-back", "container_ip": "10.32.0.3", "publish": "8443:443"}]
+    alone, together = NftModel(), NftModel()  # the same sequence: one step at a time, and joined
+    for plan, writes in ((runs(NETWORKS, MAPPINGS), True), (runs(changed, fewer), True), (runs(changed, fewer), False),
+                         (runs([], [], "deleted", ("port_mapping", "firewall")), True)):
+        before = len(together.scripts)
+        scripts = two_steps(alone, plan, joined=False)
+        assert two_steps(together, plan, joined=True) == scripts
+        assert rules_of(together) == rules_of(alone)
+        assert all(scripts) is writes and any(scripts) is writes
+        assert together.scripts[before:] == ([scripts[0] + scripts[1]] if writes else []), "one nft -f with both steps' lines"
+        for kind, config, state, _known in plan:  # what the steps own now (their state files)
+            res, desired = step(kind, config, state, fw_known if kind == "firewall" else pm_known)
+            res.live, res.adapter.other_chains = together.live()
+            res.plan(desired, {}, state)
+            (fw_known if kind == "firewall" else pm_known).clear()
+            (fw_known if kind == "firewall" else pm_known).update(res.final)
+    assert not together.exists and not alone.exists
