@@ -193,11 +193,12 @@ def parse_save(text: str) -> dict[str, Table]:
         elif current is None or line == "COMMIT":
             continue
         elif line.startswith(":"):
-            name, policy = line[1:].split()[:2]
+            name, policy = (line[1:].split() + ["-", "-"])[:2]  # running_config (parsed) may be any text
             current.chains[name] = policy
             current.rules.setdefault(name, [])
         elif line.startswith("-A "):
-            chain, spec = line.split(" ", 2)[1:]
+            # "-A FORWARD" alone is a rule too (`iptables -A FORWARD`: no match, no target, a counter)
+            chain, spec = (line.split(" ", 2) + [""])[1:3]
             current.rules.setdefault(chain, []).append(spec)
     return tables
 

@@ -135,6 +135,8 @@ def host_address(value: object, family: str, field: str) -> str | None:
                                 "publish on 127.0.0.1, or on the host's own IPv6 address")
     if addr.version == 6 and (addr.is_link_local or addr.is_multicast):
         raise v.ValidationError(f"{field}: {text} is a link-local or multicast address")
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # no IPv6 packet is addressed to one: a rule never used
+        raise v.ValidationError(f"{field}: {text} is an IPv4-mapped address; publish on {addr.ipv4_mapped} (IPv4) instead")
     return text
 
 

@@ -18,6 +18,13 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._persist import en
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish, parse_sources
 
 DEFAULT_NETWORK = "bridge"  # Docker's default network: no name resolution between endpoints
+# The keys the role's argument spec documents; the deployment module takes these dicts unchecked.
+NETWORK_KEYS = ("name", "bridge", "subnet", "gateway", "subnet6", "gateway6", "icc", "internal", "masquerade",
+                "allow_overlap", "gateway_mode", "snat_source", "mtu")
+ENDPOINT_KEYS = ("name", "networks", "network", "ports", "mode", "dns", "service")
+ATTACHMENT_KEYS = ("name", "address", "address6")
+DNS_KEYS = ("nameservers", "search", "options")
+PORT_KEYS = ("publish", "host_ip", "host_port", "container_port", "protocol", "sources")
 
 
 def veth_name(endpoint: str, network: str) -> str:
@@ -57,6 +64,7 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
         at = f"linuxnet_networks[{i}]"
         if not isinstance(raw, dict):
             raise v.ValidationError(f"{at}: must be a mapping")
+        v.known_keys(raw, NETWORK_KEYS, at)
         name = v.label(raw.get("name"), f"{at}.name", "network name")
         if raw.get("subnet") in (None, "") and raw.get("subnet6") not in (None, ""):
             raise v.ValidationError(_IPV6_ONLY.format(at=at, subnet6=raw["subnet6"]))
@@ -142,7 +150,7 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
     out = []
     for j, att in enumerate(v.as_list(given, f"{at}.networks")):
         where = f"{at}.networks[{j}]"
-        att = {"name": att} if isinstance(att, str) else dict(v.mapping(att, where))
+        att = {"name": att} if isinstance(att, str) else dict(v.known_keys(v.mapping(att, where), ATTACHMENT_KEYS, where))
         if att.get("name") not in networks:
             raise v.ValidationError(f"{where}.name: unknown network {att.get('name')!r}")
         net = networks[att["name"]]
@@ -188,7 +196,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     seen: set[str] = set()
     for i, raw in enumerate(endpoints or []):
         at = f"linuxnet_endpoints[{i}]"
-        raw = v.mapping(raw, at)
+        raw = v.known_keys(v.mapping(raw, at), ENDPOINT_KEYS, at)
         name = v.netns_name(raw.get("name"), f"{at}.name")
         if name in seen:
             raise v.ValidationError(f"{at}.name: duplicate endpoint {name}")
@@ -363,7 +371,7 @@ def _host_groups(eps: list[dict], nets: dict) -> list[dict]:
 
 
 def _resolv_conf(dns: dict, at: str) -> str:
-    dns = v.mapping(dns, f"{at}.dns")
+    dns = v.known_keys(v.mapping(dns, f"{at}.dns"), DNS_KEYS, f"{at}.dns")
     nameservers = v.as_list(dns.get("nameservers"), f"{at}.dns.nameservers")
     lines = [f"nameserver {v.ip_address(ns, f'{at}.dns.nameservers', version=None)}" for ns in nameservers]
     if dns.get("search"):
@@ -389,7 +397,7 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
     out = []
     for k, port in enumerate(raw_ports):
         at = f"{ep['at']}.ports[{k}]"
-        item = {"publish": port} if isinstance(port, (str, int)) and not isinstance(port, bool) else dict(v.mapping(port, at))
+        item = {"publish": port} if isinstance(port, (str, int)) and not isinstance(port, bool) else dict(v.known_keys(v.mapping(port, at), PORT_KEYS, at))
         host_ip, host_field = item.get("host_ip"), f"{at}.host_ip"
         if "publish" in item:
             item["publish"] = str(item["publish"])

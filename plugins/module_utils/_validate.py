@@ -74,6 +74,8 @@ def interface_name(value: object, field: str) -> str:
         raise ValidationError(f"{field}: interface name {value!r} must not end with '+' (an iptables wildcard)")
     if value in _RESERVED_IFNAMES:
         raise ValidationError(f"{field}: interface name {value!r} is reserved by the kernel (net.ipv4.conf.{value})")
+    if value == "lo":  # every namespace has it: a new link of that name fails midway ("File exists"), rules would match it
+        raise ValidationError(f"{field}: interface name 'lo' is every namespace's loopback")
     return value
 
 
@@ -193,12 +195,14 @@ def ip_address(value: object, field: str, version: int | None = 4) -> str:
 
 
 def unicast(value: object, field: str, version: int | None = 4) -> str:
-    """An address a packet can be sent from or to (an SNAT source, a DNAT target): not 0.0.0.0/8,
-    loopback, multicast or 255.255.255.255, which no rule of ours can mean."""
+    """An address a packet can be sent from or to (an SNAT source, a DNAT target, a gateway): not
+    0.0.0.0/8, ::, loopback, multicast or 255.255.255.255, which no rule or route of ours can mean
+    (the kernel refuses a multicast gateway only when the route is added, after the links)."""
     text = ip_address(value, field, version)
     addr = ipaddress.ip_address(text)
-    if addr.version == 4 and (addr.is_multicast or addr.is_loopback or addr in _THIS_NETWORK or addr == _LIMITED_BROADCAST):
-        raise ValidationError(f"{field}: {text!r} is a multicast, loopback, broadcast or 0.0.0.0/8 address")
+    if addr.is_multicast or addr.is_loopback or addr.is_unspecified or (
+            addr.version == 4 and (addr in _THIS_NETWORK or addr == _LIMITED_BROADCAST)):
+        raise ValidationError(f"{field}: {text!r} is a multicast, loopback, broadcast, unspecified or 0.0.0.0/8 address")
     return text
 
 
@@ -286,6 +290,14 @@ def boolean(value: object, field: str, default: bool) -> bool:
 def mapping(value: object, field: str) -> dict:
     if not isinstance(value, dict):
         raise ValidationError(f"{field}: must be a mapping, not {type(value).__name__} ({value!r:.60})")
+    return value
+
+
+def known_keys(value: dict, known: tuple[str, ...], field: str) -> dict:
+    """A mapping without keys nothing reads: a misspelt ``internl: true`` would build an open network."""
+    unknown = sorted(str(key) for key in value if key not in known)
+    if unknown:
+        raise ValidationError(f"{field}.{unknown[0]}: unknown key (known: {', '.join(known)})")
     return value
 
 

@@ -23,7 +23,7 @@ options:
     elements: dict
     suboptions:
       name:
-        description: Interface name (at most 15 bytes of letters, digits and C(_.-@+)).
+        description: Interface name (at most 15 bytes of letters, digits and C(_.-@+); not starting with C(-) or ending with C(+), an iptables wildcard).
         type: str
         required: true
       addresses:

@@ -24,7 +24,7 @@ options:
     suboptions:
       name:
         description:
-          - Namespace name, 1-64 characters of letters, digits and C(_.@+-); not C(.) or C(..).
+          - Namespace name, 1-64 characters of letters, digits and C(_.@+-), not starting with C(-); not C(.) or C(..).
         type: str
         required: true
       resolv_conf:

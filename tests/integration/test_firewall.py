@@ -423,6 +423,18 @@ def test_foreign_rules_are_byte_identical_after_converge_and_deleted(lab, run_pl
     assert save(lab) == seeded
 
 
+def test_an_admins_rule_without_match_or_target_is_kept(lab, run_playbook):
+    """`iptables -A FORWARD` (a packet counter) is "-A FORWARD" alone in iptables-save: it made every run a traceback."""
+    sh(lab, "iptables -A FORWARD")
+    assert [line for line in save(lab) if line.startswith("-A ")] == ["-A FORWARD"]
+    result = run(run_playbook, lab, fw_task("firewall", OURS[:1]), fw_task("again", OURS[:1]))
+    assert res(result, "firewall")["changed"] is True and res(result, "again")["commands"] == []
+    forward = [line for line in save(lab) if line.startswith("-A FORWARD")]
+    assert forward[-1] == "-A FORWARD" and "-A FORWARD -j LINUXNET-USER" in forward  # ours first, as Docker's
+    run(run_playbook, lab, fw_task("deleted", state="deleted"))
+    assert [line for line in save(lab) if line.startswith("-A ")] == ["-A FORWARD"]
+
+
 def test_idempotence_check_mode_and_repair(lab, run_playbook, tmp_path):
     env, log = restore_wrappers(tmp_path)
     seeded = seed_foreign(lab)
@@ -520,6 +532,10 @@ def test_bad_input_changes_nothing(lab, run_playbook):
                                             {"name": "a", "bridge": "lnx-b", "subnet": "10.61.0.0/24"}]), "config[1]: duplicate network name"),
         "snat": (fw_task("snat", [{"name": "a", "bridge": "lnx-a", "subnet": "10.60.0.0/24", "snat_source": "host"}]),
                  "config[0] (name=a).snat_source:"),
+        # iptables refuses the chain "-X" only in the restore; "-o lnx+" would match every lnx... interface
+        "prefix dash": (fw_task("prefix dash", OURS, chain_prefix="-X"), "chain_prefix:"),
+        "wildcard bridge": (fw_task("wildcard bridge", [{"name": "w", "bridge": "lnx+", "subnet": "10.62.0.0/24"}]),
+                            "config[0] (name=w).bridge:"),
     }
     result = run(run_playbook, lab, *[dict(t, ignore_errors=True) for t, _start in bad.values()], ok=False)
     assert result.rc == 0, result.stderr

@@ -18,12 +18,12 @@ README = (
 MIXED = (
     [{"name": "bridge", "subnet": "172.17.0.0/16", "icc": False},
      {"name": "dual", "subnet": "172.20.0.0/24", "subnet6": "fd00:20::/64", "gateway_mode": "nat-unprotected"},
-     {"name": "routed", "subnet": "172.21.0.0/24", "masquerade": False}],
+     {"name": "routed", "subnet": "172.21.0.0/24", "masquerade": False, "mtu": 1400}],
     [{"name": "c1", "network": "bridge", "ports": ["127.0.0.1:8081:80", "9000:9000/udp",
                                                    {"publish": "7000-7002:8000-8002", "sources": ["192.0.2.0/24"]}]},
      {"name": "c2", "networks": ["dual", "bridge"], "dns": {"nameservers": ["192.0.2.53"], "search": ["example.net"]},
       "ports": ["[::]:8443:443"]},
-     {"name": "c3", "networks": [{"name": "routed", "address": "172.21.0.9"}], "mtu": 1400}],
+     {"name": "c3", "networks": [{"name": "routed", "address": "172.21.0.9"}]}],  # mtu is a network's
 )
 
 

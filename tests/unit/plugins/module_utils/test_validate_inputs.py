@@ -13,7 +13,7 @@ Run: ``.venv/bin/python -m pytest tests/unit/plugins/module_utils/test_validate_
 from __future__ import annotations
 
 import pytest
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _firewall, _persist
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _firewall, _iptables, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
@@ -24,6 +24,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethR
 from ansible_collections.linuxnet.bridge.plugins.modules import deployment as deployment_module
 from ansible_collections.linuxnet.bridge.plugins.modules import persist as persist_module
 
+from .fixtures import firewall as fwr
 from .fixtures.firewall import FakeModule
 
 NET = {"name": "usernet", "subnet": "172.18.0.0/16"}
@@ -53,6 +54,7 @@ BAD_IFNAMES = {
     "leading dash alone": "-",
     "trailing plus (iptables: '-o br+' matches every br...)": "br+",
     "only a plus": "+",
+    "every namespace's loopback (ip link add ... peer name lo: File exists, midway)": "lo",
 }
 
 
@@ -72,7 +74,7 @@ def test_interface_names_refused_in_every_field(bad):
     for func, start, part in fields:
         message = refused(func)
         assert message.startswith(start) and part in message, message
-        assert "'-'" in message or "'+'" in message, message
+        assert "'-'" in message or "'+'" in message or "loopback" in message, message
 
 
 @pytest.mark.parametrize("good", ["br0", "br-x", "a+b", "x@y", "docker0", "veth_1.2"])
@@ -104,14 +106,14 @@ def test_namespace_and_network_names_refused_with_a_leading_dash(bad):
 
 BAD_PREFIXES = {
     "leading dash (iptables-restore: chain name not allowed to start with '-')": "-X",
-    "leading digit (nft reads table 1abc as a number)": "1ABC",
-    "leading underscore (nft table _x is no name of ours)": "_X",
+    "leading digit (nft -f: table 1abc is a syntax error, after a deployment's links were made)": "1ABC",
+    "leading underscore (was refused as an 'nft table name')": "_X",
     "trailing newline": "LINUXNET\n",
 }
 
 
 @pytest.mark.parametrize("bad", BAD_PREFIXES.values(), ids=BAD_PREFIXES.keys())
-def test_chain_prefix_that_only_the_apply_would_refuse(bad):
+def test_chain_prefix_starts_with_a_letter(bad):
     assert refused(_firewall.chain_prefix, bad).startswith("chain_prefix: ")
     assert refused(normalize, PortMappingResource, [], chain_prefix=bad).startswith("chain_prefix: ")
 
@@ -142,7 +144,7 @@ def module_main(monkeypatch, module, **params) -> tuple[str, list[str]]:
     base = {"networks": [], "endpoints": [], "state": "absent", "persist": False, "return_plan": "always",
             "chain_prefix": "LINUXNET", "iptables_variant": "auto", "firewall_backend": "iptables"}
     monkeypatch.setattr(_engine, "privileged_module", lambda _spec: MainModule({**base, **params}))
-    for owner, name in ((_persist, "apply"), (_deployment, "remove"), (_deployment, "converge")):
+    for owner, name in ((_persist, "apply"), (_deployment, "remove"), (_deployment, "converge"), (persist_module, "live_plan")):
         monkeypatch.setattr(owner, name, lambda *_a, _name=name, **_k: called.append(_name) or {})
     monkeypatch.setattr(_persist, "systemd_running", lambda: True)
     with pytest.raises(Failed) as info:
@@ -210,9 +212,7 @@ def test_firewall_booleans_given_as_words_mean_what_they_say(key, word, meaning)
 
 @pytest.mark.parametrize("bad", ["maybe", "", "nein", 2, [True], {"a": 1}, 0.5])
 def test_bad_booleans_name_the_field(bad):
-    for key in ("icc", "internal", "masquerade", "allow_overlap"):
-        if bad == "":  # unset, as before: the default
-            continue
+    for key in ("icc", "internal", "masquerade", "allow_overlap"):  # "" too: bool("") was False, Ansible refuses it
         assert refused(plan, [dict(NET, **{key: bad})], []).startswith(f"linuxnet_networks[0].{key}: ")
     message = refused(normalize, _firewall.FirewallResource,
                       [{"name": "n", "bridge": "br0", "subnet": "10.0.0.0/24", "subnet6": "fd00::/64", "masquerade6": "nope"}])
@@ -245,6 +245,37 @@ def test_ports_are_ascii_digits(bad):
     message = refused(normalize, PortMappingResource,
                       [{"bridge": "br0", "container_ip": "10.0.0.2", "container_port": 80, "host_port": bad}])
     assert message.startswith("config[0] (bridge=br0).host_port: "), message
+
+
+@pytest.mark.parametrize("bad", ["224.0.0.1", "127.0.0.1", "255.255.255.255", "0.0.0.0"])
+def test_veth_gateway_the_kernel_refuses_only_when_routing(bad):
+    """ip route add default via <bad>: "Nexthop has invalid gateway" (or no device), after the links were made."""
+    message = refused(normalize, VethResource, [{"name": "v1", "peer_netns": "n", "gateway": bad}])
+    assert message.startswith("config[0] (name=v1).gateway: "), message
+
+
+@pytest.mark.parametrize("bad", ["ff02::1", "::", "::1"])
+def test_veth_gateway6_the_kernel_refuses_only_when_routing(bad):
+    """ip -6 route add default via <bad>: "Invalid gateway address" / "No route to host"."""
+    message = refused(normalize, VethResource, [{"name": "v1", "peer_netns": "n", "gateway6": bad}])
+    assert message.startswith("config[0] (name=v1).gateway6: "), message
+
+
+def test_link_local_gateway6_stays_allowed():
+    assert normalize(VethResource, [{"name": "v1", "peer_netns": "n", "gateway6": "fe80::1"}])[0]["gateway6"] == "fe80::1"
+
+
+@pytest.mark.parametrize("field, item", [
+    ("host_ip", {"host_ip": "::ffff:192.0.2.1", "host_port": 80}),
+    ("publish", {"publish": "[::ffff:192.0.2.1]:80:80"}),
+])
+def test_ipv4_mapped_host_address_is_refused(field, item):
+    """An IPv6 DNAT for ::ffff:192.0.2.1 matches no packet: IPv4 arrives as IPv4."""
+    config = [{"bridge": "br0", "container_ip": "fd00::2", "container_port": 80, **item}]
+    if "publish" in item:
+        del config[0]["container_port"]
+    message = refused(normalize, PortMappingResource, config)
+    assert message.startswith(f"config[0] (bridge=br0).{field}: ") and "192.0.2.1" in message, message
 
 
 # ------------------------------------------------------------------------------------------ dns, hosts
@@ -331,3 +362,52 @@ def test_every_name_validator_refuses_every_hostile_value(check):
         with pytest.raises(ValidationError, match=r"^field: "):
             check(value, "field")
             pytest.fail(f"{value!r} accepted")
+
+
+# ------------------------------------------------------------------------------------------ what the host prints
+
+# Verbatim `iptables -A FORWARD; iptables-save -t filter` (iptables 1.8.9): a rule with no match and
+# no target (an admin's packet counter) is "-A FORWARD" alone.
+EMPTY_RULE_SAVE = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD\nCOMMIT\n"
+
+
+def test_an_admins_empty_rule_is_read_and_kept_not_a_traceback():
+    assert _iptables.parse_save(EMPTY_RULE_SAVE)["filter"].rules["FORWARD"] == [""]
+    res = fwr.firewall()
+    desired = res.normalize([{"name": "n", "bridge": "br0", "subnet": "10.0.0.0/24"}], "merged")
+    res.live = {"filter": _iptables.parse_save(EMPTY_RULE_SAVE)["filter"], "nat": _iptables.empty_table("nat")}
+    res.known, res.sysctls, res.bridges_present = {}, {_firewall.IP_FORWARD: "1", _firewall.BRIDGE_NF: "1"}, set()
+    lines = [op.args["line"] for op in res.plan(desired, {}, "merged")[0] if op.action == "restore"]
+    assert "-I FORWARD 1 -j LINUXNET-USER" in lines and not any(line.startswith("-D FORWARD") for line in lines)
+
+
+@pytest.mark.parametrize("text", [EMPTY_RULE_SAVE, "*filter\n:FORWARD\n-A FORWARD\nCOMMIT\n", "*nat\n:\n-A \nCOMMIT\n"])
+def test_odd_running_config_is_parsed_or_refused_never_a_traceback(text):
+    try:
+        fwr.firewall().parsed(text)
+        PortMappingResource(FakeModule()).parsed(text)
+    except ValidationError as exc:
+        assert str(exc).startswith("running_config: "), exc
+
+
+# ------------------------------------------------------------------------------------------ unknown keys
+
+UNKNOWN_KEYS = {
+    "network key misspelt (an internal network built open)": ([dict(NET, internl=True)], [], "linuxnet_networks[0].internl: "),
+    "endpoint key misspelt": ([NET], [dict(WEB, port=["80:80"])], "linuxnet_endpoints[0].port: "),
+    "endpoint mtu (a network's)": ([NET], [dict(WEB, mtu=1400)], "linuxnet_endpoints[0].mtu: "),
+    "attachment key misspelt": ([NET], [{"name": "web", "networks": [{"name": "usernet", "adress": "172.18.0.9"}]}],
+                                "linuxnet_endpoints[0].networks[0].adress: "),
+    "dns key misspelt": ([NET], [dict(WEB, dns={"nameserver": ["9.9.9.9"]})], "linuxnet_endpoints[0].dns.nameserver: "),
+    "port key misspelt (sources: every source)": ([NET], [dict(WEB, ports=[{"publish": "80:80", "source": ["192.0.2.0/24"]}])],
+                                                  "linuxnet_endpoints[0].ports[0].source: "),
+    "port item naming its container": ([NET], [dict(WEB, ports=[{"publish": "80:80", "container_ip": "10.9.9.9"}])],
+                                       "linuxnet_endpoints[0].ports[0].container_ip: "),
+}
+
+
+@pytest.mark.parametrize("networks, endpoints, start", UNKNOWN_KEYS.values(), ids=UNKNOWN_KEYS.keys())
+def test_unknown_keys_are_refused_naming_them(networks, endpoints, start):
+    """The role's argument spec refuses them; the deployment module (and the filters) took them silently."""
+    message = refused(plan, networks, endpoints)
+    assert message.startswith(start) and "unknown key" in message, message
