@@ -48,7 +48,7 @@ FAMILY = "ip"  # the nft family of the IPv4 table
 NFT_FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}  # one table per address family, as Docker 29's docker-bridges
 ACTION = "nft"  # Operation.action of this adapter's operations
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: "nft" appends a failing command to the transaction
-_TABLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # nft reads a leading digit as a number
 
 #: (table, built-in chain) -> (type, hook, priority) of its base chain, as ``nft list`` prints it.
 #: Docker 29's docker-bridges: filter-FORWARD forward/filter, nat-PREROUTING prerouting/dstnat,
@@ -635,7 +635,7 @@ def table_name(value: object) -> str:
     """Our table's name (the chain prefix in lower case), checked as an nft identifier."""
     text = str(value).lower() if isinstance(value, str) else ""
     if not _TABLE_NAME.fullmatch(text):
-        raise v.ValidationError(f"nft table name: {value!r} must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")
+        raise v.ValidationError(f"nft table name: {value!r} must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter or '_'")
     return text
 
 

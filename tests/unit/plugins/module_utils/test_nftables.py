@@ -366,9 +366,15 @@ def test_parse_list_reads_policies_rules_handles_and_skips_what_is_not_ours():
     assert nft.parse_list("") == ({}, [])
 
 
-def test_bad_table_name_is_refused():
+@pytest.mark.parametrize("name", ["bad name", "1abc", "-x", "x\n", ""])
+def test_bad_table_name_is_refused(name):
     with pytest.raises(nft.v.ValidationError, match="nft table name"):
-        assert nft.Nftables(None, table="bad name").table
+        assert nft.Nftables(None, table=name).table
+
+
+@pytest.mark.parametrize("name", ["_x", "a-b", "linuxnet"])
+def test_table_names_nft_reads_as_identifiers_are_taken(name):
+    assert nft.Nftables(None, table=name).table == name
 
 
 # ============================================================================== sets and maps (published ports)
