@@ -198,6 +198,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         at = f"linuxnet_endpoints[{i}]"
         raw = v.known_keys(v.mapping(raw, at), ENDPOINT_KEYS, at)
         name = v.netns_name(raw.get("name"), f"{at}.name")
+        v.hostname(name, f"{at}.name (the endpoint's host name for its peers, as a Docker container name)")
         if name in seen:
             raise v.ValidationError(f"{at}.name: duplicate endpoint {name}")
         seen.add(name)

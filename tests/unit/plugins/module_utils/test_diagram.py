@@ -96,9 +96,9 @@ def test_mermaid_of_a_host_without_probe_or_address():
 
 
 def test_mermaid_node_ids_of_unusual_names():
-    """Names may contain '.', '@', '+' and '-': every id in the chart is declared and plain."""
+    """Names may contain '.', '@' (a bridge), '_' and '-': every id in the chart is declared and plain."""
     networks = [{"name": "front.end", "subnet": "10.1.0.0/24", "bridge": "br.front@1"}, BRIDGE]
-    endpoints = [{"name": "web.v2", "network": "front.end", "ports": ["81:80"]}, {"name": "db+1", "networks": ["bridge", "front.end"]},
+    endpoints = [{"name": "web.v2", "network": "front.end", "ports": ["81:80"]}, {"name": "db_1", "networks": ["bridge", "front.end"]},
                  {"name": "app-1", "network": "bridge", "ports": ["82:80"]}]
     text = mermaid(plan(networks, endpoints), "edge1.example.net", "192.0.2.10", "probe-1", "192.0.2.1")
     declared, used = _mermaid_ids(text)

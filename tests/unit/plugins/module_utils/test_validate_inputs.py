@@ -85,6 +85,13 @@ def test_interface_names_still_accepted(good):
 BAD_NAMES = {"leading dash": "-web", "dash alone": "-", "option-like": "-Hevil"}
 
 
+@pytest.mark.parametrize("bad", ["db+1", "a@b", "+x"])
+def test_endpoint_names_are_host_names(bad):
+    """Valid namespace names, but an endpoint's name is its host name in its peers' hosts files:
+    refused in the plan, naming the field the user wrote (it used to fail at the netns step, on hosts[0].names)."""
+    assert refused(plan, [NET], [dict(WEB, name=bad)]).startswith("linuxnet_endpoints[0].name (the endpoint's host name")
+
+
 @pytest.mark.parametrize("bad", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_namespace_and_network_names_refused_with_a_leading_dash(bad):
     """/run/netns/<ns>, /etc/netns/<ns>/hosts, unit names, "ip netns exec <ns>", state files."""
