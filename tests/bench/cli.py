@@ -219,19 +219,21 @@ class Bench:
             lab, self.lab = self.lab, None
             lab.destroy()
 
-    def _paired_bare(self, ctx: Context):
+    def _paired_bare(self, ctx: Context, extra: tuple[str, ...] = (), label: str = "bare"):
         """A bare ``ansible-playbook`` start in the same lab right before the re-run.
 
         This machine's speed drifts by tens of percent within minutes (a shared VM), so the
         re-run target compares each re-run with a bare start measured next to it, not with the
-        baseline measured at the start of the benchmark.
+        baseline measured at the start of the benchmark. With *extra* (the peer's ``-e @vars``)
+        it is the same bare start given the workload's variables: what Ansible pays to load them
+        whatever the role does (reported next to the target, not judged).
         """
         path = ctx.workdir / "bare.yml"
         path.write_text(BARE_PLAYBOOK)
         m = self.runner.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(ctx.lab.inventory_path),
-                             str(path)], env=ctx.ansible_env(), log=ctx.workdir / "bare.log")
+                             str(path), *extra], env=ctx.ansible_env(), log=ctx.workdir / f"{label}.log")
         if m.rc != 0:
-            raise BenchError(f"paired bare start failed rc={m.rc}; log {ctx.workdir / 'bare.log'}")
+            raise BenchError(f"paired {label} start failed rc={m.rc}; log {ctx.workdir / f'{label}.log'}")
         return m
 
     def measure(self, peer: Peer, wl: w.Workload, rep: int, variant: str) -> dict:
@@ -260,6 +262,7 @@ class Bench:
                 if peer.rerun_supported:
                     if peer.paired_bare:
                         record["phases"]["bare"] = self._paired_bare(ctx).as_dict()
+                        record["phases"]["bare_vars"] = self._paired_bare(ctx, tuple(peer.bare_args(ctx)), "bare-vars").as_dict()
                     record["phases"]["rerun"] = peer.rerun(ctx).as_dict()
                     record["state"]["rerun"] = inspect(ctx)
                 record["phases"]["teardown"] = peer.teardown(ctx).as_dict()

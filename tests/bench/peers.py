@@ -204,6 +204,10 @@ class Linuxnet(AnsiblePeer):
     def _args(self, ctx: Context) -> list[str]:
         return ["-e", "@" + str(ctx.workdir / "linuxnet-vars.json")]
 
+    def bare_args(self, ctx: Context) -> list[str]:
+        """What the paired bare start given the workload's variables adds to its command line."""
+        return self._args(ctx)
+
     def converge(self, ctx: Context) -> Measurement:
         return self._playbook(ctx, REPO / "playbooks" / "site.yml", "converge", self._args(ctx))
 

@@ -39,3 +39,19 @@ def test_render_shows_netavark_ssh_columns() -> None:
     assert "| – / – | 2.00× / 1.50× |" in md  # the last column of the ratios table
     assert "| 10 | converge | – | **4.00** | – | – | – | – | 2.00 | 2.00× |" in md
     assert "netavark-ssh" in report.render_svg(results)
+
+
+def test_rerun_target_names_what_loading_the_variables_costs() -> None:
+    """The judged difference stays re-run - bare; the cost of loading the variables is shown next to it."""
+    def run(rerun: float, bare: float, bare_vars: float | None) -> dict:
+        r = _run("linuxnet", 100, 2.0)
+        r["phases"].update({"rerun": {"wall": rerun}, "bare": {"wall": bare}})
+        if bare_vars is not None:
+            r["phases"]["bare_vars"] = {"wall": bare_vars}
+        return r
+
+    rows = [ln for ln in report._targets17({"runs": [run(2.0, 1.0, 1.25)]}) if "N=100 no-change re-run" in ln]
+    assert len(rows) == 1 and "+1.00 s (+1.00)" in rows[0] and "`-e @vars`): +0.25 s" in rows[0], rows
+    assert rows[0].endswith("| met |")
+    older = [ln for ln in report._targets17({"runs": [run(2.5, 1.0, None)]}) if "N=100 no-change re-run" in ln]
+    assert "-e @vars" not in older[0] and older[0].endswith("| **missed** |"), older
