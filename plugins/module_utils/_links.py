@@ -303,6 +303,12 @@ def docker_mac(address: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in packed)
 
 
+# Namespace fds open at a time: a veth made into a namespace names it by an open fd until the kernel
+# answered; a wave of more veths is sent in parts (a multiple of _rtnl.WINDOW: the same datagrams),
+# so that with _netlink.MAX_SOCKETS a run stays far below a soft RLIMIT_NOFILE of 1024.
+FD_BUDGET = 4 * _rtnl.WINDOW
+
+
 class NetlinkResource(Resource):
     """Base of the resources that act through netlink: owns the sockets, applies by vocabulary."""
 
@@ -375,20 +381,35 @@ class NetlinkResource(Resource):
 
     def _send_wave(self, operations: list[Operation], members: list[int], applied: list[int]) -> list[tuple[int, str]]:
         """Encode, send and answer the requests ``members`` (indexes into ``operations``); the
-        failures as (index, message); the successes appended to ``applied``."""
+        failures as (index, message); the successes appended to ``applied``. A wave whose requests
+        hold more than :data:`FD_BUDGET` namespace fds (a veth each) is sent in parts, each encoded
+        and answered before the next is encoded; after a part with a failure nothing more is sent."""
         lanes: dict[Any, list[tuple[int, Request]]] = {}
-        try:
-            for i in members:
+        held = 0
+        for i in members:
+            try:
                 request = ENCODERS[operations[i].action](self.netlink, operations[i])
-                lanes.setdefault(request.netns, []).append((i, request))
-        except (ApplyError, NamespaceMissing, OSError) as exc:
-            for pending in lanes.values():
-                for _i, request in pending:
-                    if request.fd is not None:
-                        os.close(request.fd)
-            message = f"{operations[i].command}: network namespace {exc} does not exist" if isinstance(exc, NamespaceMissing) \
-                else str(exc) if isinstance(exc, ApplyError) else f"{operations[i].command}: {exc}"
-            return [(i, message)]
+            except (ApplyError, NamespaceMissing, OSError) as exc:
+                for pending in lanes.values():
+                    for _i, request in pending:
+                        if request.fd is not None:
+                            os.close(request.fd)
+                message = f"{operations[i].command}: network namespace {exc} does not exist" if isinstance(exc, NamespaceMissing) \
+                    else str(exc) if isinstance(exc, ApplyError) else f"{operations[i].command}: {exc}"
+                return [(i, message)]
+            lanes.setdefault(request.netns, []).append((i, request))
+            held += request.fd is not None
+            if held >= FD_BUDGET:
+                failures = self._send_lanes(operations, lanes, applied)
+                if failures:
+                    return failures
+                lanes, held = {}, 0
+        return self._send_lanes(operations, lanes, applied)
+
+    def _send_lanes(self, operations: list[Operation], lanes: dict[Any, list[tuple[int, Request]]],
+                    applied: list[int]) -> list[tuple[int, str]]:
+        """Send each namespace's encoded requests in one go and read the answers (see _send_wave);
+        every namespace fd the requests hold is closed."""
         failures: list[tuple[int, str]] = []
         for netns, pending in lanes.items():
             if failures:  # as one at a time would: nothing more is sent after a refusal

@@ -7,7 +7,10 @@
 """Kernel adapter for links, addresses, routes and namespaces (netlink).
 
 One socket per namespace per module run, one dump per namespace: the cost of a run grows with
-the number of namespaces touched, never with the number of items times the number of links.
+the number of namespaces touched, never with the number of items times the number of links. At
+most :data:`MAX_SOCKETS` namespace sockets are open at a time (:class:`Sockets`): a module run
+inherits a soft RLIMIT_NOFILE of 1024 from sshd or systemd, and a run may touch thousands of
+namespaces.
 Reads and writes go through the collection's own rtnetlink client (``_rtnl``), namespaces are
 entered, made and named with libc (setns, unshare, mount): the managed host needs no pyroute2.
 """
@@ -197,11 +200,68 @@ def write_sysctl(netns: str | None, path: str, value: str) -> None:
         open_in_namespace(netns, write)
 
 
+# Namespace sockets open at a time: a module inherits a soft RLIMIT_NOFILE of 1024 (sshd,
+# systemd), and the namespace fds of a batch of veths (_links.FD_BUDGET) need room beside them.
+MAX_SOCKETS = 256
+
+
+class Sockets:
+    """The open sockets per namespace, the least recently used one closed when more than ``limit``
+    namespaces have one (the host's, None, is always kept): the descriptors a run holds do not grow
+    with the number of namespaces it touches. A closed one is opened again when next needed; its
+    namespace's cached dumps stay valid (they are data, not the socket's)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_SOCKETS if limit is None else limit
+        self._open: dict[str | None, Any] = {}  # in order of use, the most recent last
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __contains__(self, netns: object) -> bool:
+        return netns in self._open
+
+    def get(self, netns: str | None) -> Any:
+        """The open socket of ``netns`` (None: none), now the most recently used."""
+        sock = self._open.pop(netns, None)
+        if sock is not None:
+            self._open[netns] = sock
+        return sock
+
+    def peek(self, netns: str | None) -> Any:
+        """The open socket of ``netns`` (None: none), its place in the order unchanged."""
+        return self._open.get(netns)
+
+    def put(self, netns: str | None, sock: Any) -> None:
+        """Keep ``sock`` for ``netns`` (closing one it replaces), then close the least recently used
+        namespace sockets beyond ``limit``."""
+        old = self._open.pop(netns, None)
+        if old is not None and old is not sock:
+            old.close()
+        self._open[netns] = sock
+        while len(self._open) > self.limit:
+            oldest = next((key for key in self._open if key is not None and key != netns), None)
+            if oldest is None:
+                break
+            self._open.pop(oldest).close()
+
+    def close(self, netns: str | None) -> None:
+        sock = self._open.pop(netns, None)
+        if sock is not None:
+            sock.close()
+
+    def close_all(self) -> None:
+        for sock in self._open.values():
+            sock.close()
+        self._open.clear()
+
+
 class Netlink:
-    """Lazily opened rtnetlink sockets per namespace (``_rtnl.Reader``) with cached dumps."""
+    """Lazily opened rtnetlink sockets per namespace (``_rtnl.Reader``, at most :data:`MAX_SOCKETS`
+    open, see :class:`Sockets`) with cached dumps."""
 
     def __init__(self) -> None:
-        self._sockets: dict[str | None, _rtnl.Reader] = {}
+        self._sockets = Sockets()
         self._links: dict[str | None, dict[str, dict]] = {}
         self._addrs: dict[str | None, dict[int, list[str]]] = {}
         self._routes: dict[str | None, list[dict]] = {}
@@ -211,18 +271,14 @@ class Netlink:
         self._ends: dict[str, tuple[str, str]] = {}  # the same, host end -> (namespace, peer)
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
-        self._sockets.clear()
+        self._sockets.close_all()
         self._pairs.clear()
         self._ends.clear()
         self.invalidate()
 
     def forget(self, netns: str | None) -> None:
         """Close the socket of ``netns`` and drop what is cached about it (before it is deleted)."""
-        sock = self._sockets.pop(netns, None)
-        if sock is not None:
-            sock.close()
+        self._sockets.close(netns)
         self._pairs = {key: end for key, end in self._pairs.items() if key[0] != netns}
         self.invalidate(netns)
 
@@ -230,7 +286,7 @@ class Netlink:
         """Use ``sock`` (opened inside ``netns``, as :func:`create_namespace` returns it) for ``netns``:
         a namespace the run just made is not entered a second time to open one."""
         self.forget(netns)
-        self._sockets[netns] = sock
+        self._sockets.put(netns, sock)
 
     def invalidate(self, netns: str | None = ...) -> None:  # type: ignore[assignment]
         if netns is ...:
@@ -243,10 +299,13 @@ class Netlink:
             self._routes.pop(netns, None)
 
     def sock(self, netns: str | None = None) -> _rtnl.Reader:
-        """Socket for ``netns`` (None: the module's own namespace); never creates a namespace."""
-        if netns not in self._sockets:
-            self._sockets[netns] = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
-        return self._sockets[netns]
+        """Socket for ``netns`` (None: the module's own namespace); never creates a namespace. Use it
+        at once: a later call for another namespace may close it (:class:`Sockets`)."""
+        sock = self._sockets.get(netns)
+        if sock is None:
+            sock = _rtnl.Reader() if netns is None else open_in_namespace(netns, _rtnl.Reader)
+            self._sockets.put(netns, sock)
+        return sock
 
     def links(self, netns: str | None = None) -> dict[str, dict]:
         if netns not in self._links:
@@ -260,7 +319,8 @@ class Netlink:
         """Link ``index`` of ``netns``, its addresses (IPv4, then global IPv6) and the namespace's
         default gateways (IPv4, IPv6; the IPv6 one only read when the link has IPv6 on).
         Nothing is cached, and no socket is kept: a gather visits each endpoint namespace once."""
-        reader = self._sockets.get(netns) or open_in_namespace(netns, _rtnl.Reader)
+        kept = self._sockets.peek(netns)
+        reader = kept or open_in_namespace(netns, _rtnl.Reader)
         try:
             link = reader.link(index)
             if link is None:
@@ -268,7 +328,7 @@ class Netlink:
             gateway6 = reader.default_gateway(socket.AF_INET6) if link["ipv6"] else None
             return link, reader.addresses().get(index, []), reader.default_gateway(), gateway6
         finally:
-            if reader is not self._sockets.get(netns):
+            if reader is not kept:
                 reader.close()
 
     def ipv6(self, netns: str | None, index: int) -> dict:

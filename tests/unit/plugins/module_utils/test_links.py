@@ -159,3 +159,57 @@ def test_apply_sends_one_datagram_per_namespace_and_wave():
     res.netlink = FakeNetlink({})
     res.apply(ops)
     assert sorted(res.netlink.sent, key=str) == sorted([(None, 100)] + [(f"c{i}", 1) for i in range(100)], key=str)
+
+
+def test_a_wave_of_many_veths_holds_at_most_fd_budget_namespace_fds(monkeypatch, tmp_path):
+    """A veth made into a namespace names it by an open fd until the kernel answered: a wave of
+    more veths than FD_BUDGET is sent in parts (each part's datagrams as full as before), so the
+    descriptors a run holds stay bounded whatever the number of endpoints."""
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership
+    from ansible_collections.linuxnet.bridge.plugins.module_utils._links import FD_BUDGET, op_veth_add
+
+    monkeypatch.setattr(_ownership, "CREATING_DIR", str(tmp_path / "creating"))
+    live: set[int] = set()
+    peak = []
+    real_close = _links.os.close
+
+    def namespace_fd(netns):
+        fd = _links.os.open(_links.os.devnull, _links.os.O_RDONLY)  # a real descriptor stands in
+        live.add(fd)
+        return fd
+
+    def close(fd):
+        live.discard(fd)
+        real_close(fd)
+
+    class Fake(FakeNetlink):
+        def transact(self, netns, messages):
+            peak.append(len(live))
+            return super().transact(netns, messages)
+
+        def pair(self, host_end, peer, peer_netns):
+            pass
+
+    monkeypatch.setattr(_links, "namespace_fd", namespace_fd)
+    monkeypatch.setattr(_links.os, "close", close)
+    count = 2 * FD_BUDGET + 10
+    ops = [op_veth_add(f"v{i}", "eth0", f"c{i}", None) for i in range(count)]
+    assert set(schedule(ops)) == {0}  # one wave
+    res = BridgeResource(FakeModule())
+    res.netlink = Fake({})
+    res.apply(ops)
+    assert res.netlink.sent == [(None, FD_BUDGET), (None, FD_BUDGET), (None, 10)]
+    assert max(peak) == FD_BUDGET and not live
+    assert FD_BUDGET % _links._rtnl.WINDOW == 0  # each part: whole datagrams of WINDOW requests
+
+    # a refusal in the first part: nothing more is encoded (no fd opened) or sent
+    class Refusing(Fake):
+        def transact(self, netns, messages):
+            return [17 if i == 3 else error for i, error in enumerate(super().transact(netns, messages))]
+
+    res.netlink = Refusing({})
+    opened = []
+    monkeypatch.setattr(_links, "namespace_fd", lambda netns: opened.append(netns) or namespace_fd(netns))
+    with pytest.raises(ApplyError, match=r"^ip link add v3 type veth .*File exists \(errno 17\)"):
+        res.apply(ops)
+    assert res.netlink.sent == [(None, FD_BUDGET)] and len(opened) == FD_BUDGET and not live

@@ -120,3 +120,72 @@ def test_an_adopted_socket_serves_its_namespace(monkeypatch):
     assert first.closed and nl.sock("c1") is second
     nl.close()
     assert second.closed
+
+
+class FakeSocket:
+    def __init__(self, name: str = "") -> None:
+        self.name, self.closed = name, False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_sockets_keep_at_most_limit_namespaces_open_closing_the_least_recently_used():
+    """The descriptors a run holds do not grow with the namespaces it touches: past ``limit``, the
+    socket used longest ago is closed; the host's (None) is never closed for room."""
+    sockets = _netlink.Sockets(limit=3)
+    host = FakeSocket("host")
+    sockets.put(None, host)
+    made = {f"ns{i}": FakeSocket(f"ns{i}") for i in range(6)}
+    for name in ("ns0", "ns1"):
+        sockets.put(name, made[name])
+    assert len(sockets) == 3 and not any(s.closed for s in (host, made["ns0"], made["ns1"]))
+    assert sockets.get("ns0") is made["ns0"]  # ns0 is now the most recently used: ns1 goes first
+    sockets.put("ns2", made["ns2"])
+    assert made["ns1"].closed and "ns1" not in sockets and sockets.get("ns1") is None
+    assert not host.closed and not made["ns0"].closed and len(sockets) == 3
+    assert sockets.peek("ns0") is made["ns0"]  # peek leaves the order: ns0 (oldest but host) goes next
+    sockets.put("ns3", made["ns3"])
+    assert made["ns0"].closed and not made["ns2"].closed and not host.closed
+    for i in range(4, 6):
+        sockets.put(f"ns{i}", made[f"ns{i}"])
+    assert sum(not s.closed for s in (host, *made.values())) == 3 and not host.closed
+    again = FakeSocket("ns5 again")
+    sockets.put("ns5", again)  # replacing closes the one it replaces, keeps the count
+    assert made["ns5"].closed and sockets.get("ns5") is again and len(sockets) == 3
+    sockets.close("ns5")
+    assert again.closed and len(sockets) == 2
+    sockets.close_all()
+    assert host.closed and len(sockets) == 0
+
+    one = _netlink.Sockets(limit=1)  # the socket just kept is never the one closed for room
+    one.put(None, FakeSocket("host"))
+    newest = FakeSocket("ns")
+    one.put("ns", newest)
+    assert one.get("ns") is newest and not newest.closed
+
+
+def test_netlink_reopens_a_namespace_socket_closed_for_room_and_keeps_its_dumps(monkeypatch):
+    """Netlink.sock of N namespaces holds at most MAX_SOCKETS of them; a namespace whose socket was
+    closed for room gets a new one when next used (opened inside it), its cached dump still served."""
+    opened: list[FakeSocket] = []
+
+    def open_in(netns, _opener):
+        opened.append(FakeSocket(netns))
+        opened[-1].links = lambda: [{"name": "lo", "index": 1}]
+        return opened[-1]
+
+    monkeypatch.setattr(_netlink, "open_in_namespace", open_in)
+    monkeypatch.setattr(_netlink, "MAX_SOCKETS", 4)
+    nl = _netlink.Netlink()
+    assert nl._sockets.limit == 4
+    for i in range(10):
+        nl.links(f"ns{i}")
+    assert len(opened) == 10 and sum(not s.closed for s in opened) == 4
+    assert [s.name for s in opened if not s.closed] == ["ns6", "ns7", "ns8", "ns9"]
+    assert nl.link("lo", "ns0") == {"name": "lo", "index": 1} and len(opened) == 10  # the dump is cached
+    first = nl.sock("ns0")  # closed for room: opened again
+    assert first is opened[-1] and len(opened) == 11 and not first.closed and opened[6].closed
+    assert nl.sock("ns0") is first and len(opened) == 11
+    nl.close()
+    assert all(s.closed for s in opened)
