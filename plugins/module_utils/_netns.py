@@ -262,7 +262,9 @@ class NetnsResource(NetlinkResource):
             item = {"name": name, "resolv_conf": None, "hosts": None}
             item["_owned"] = namespace_owned(name)
             if item["_owned"] and not os.path.ismount(os.path.join(NETNS_RUN_DIR, name)):
-                continue  # the mountpoint of a create killed midway: absent, made again
+                # the mountpoint of a create (or a delete) killed midway: made again if wanted,
+                # else removed with its mark and files - skipped, they would stay for good
+                item["_stale"] = True
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
             if self.read_files and os.path.isfile(resolv):
@@ -299,6 +301,9 @@ class NetnsResource(NetlinkResource):
         if have is None:
             ops += [op_netns_add(name), op_lo_up(name)]
             have = {"name": name, "resolv_conf": None, "hosts": None, "_owned": True}
+        elif have.get("_stale"):  # no namespace behind the name: made again (its files are kept if right)
+            ops += [op_netns_add(name), op_lo_up(name)]
+            have = {k: val for k, val in have.items() if k != "_stale"}
         new = dict(have)
         for key in ("resolv_conf", "hosts"):
             path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")
@@ -319,4 +324,6 @@ class NetnsResource(NetlinkResource):
                 unmark_namespace(name)
 
     def delete_ops(self, have: dict) -> list[Operation]:
-        return [op_netns_delete(have["name"]), op_rmtree(os.path.join(ETC_NETNS, have["name"]))]
+        # The files first: a run killed in between leaves a namespace the next run still owns and
+        # removes; the other way round nothing would own them any more and they would stay.
+        return [op_rmtree(os.path.join(ETC_NETNS, have["name"])), op_netns_delete(have["name"])]

@@ -140,7 +140,7 @@ def test_converge_contract_check_mode_apply_rerun_and_remove(lab, tmp_path):
     predicted = call(lab, tmp_path, "converge", check_mode=True, endpoints=fewer)
     shrunk = call(lab, tmp_path, "converge", endpoints=fewer)
     assert shrunk["commands"] == predicted["commands"]
-    assert shrunk["commands"]["netns"] == ["ip netns delete c1", "rm -rf /etc/netns/c1"]
+    assert shrunk["commands"]["netns"] == ["rm -rf /etc/netns/c1", "ip netns delete c1"]
     assert shrunk["commands"]["veth"] == [] and shrunk["commands"]["bridge"] == []
     # (c2 -> u1, not the gateway: the bridge's MAC, never set, may follow its lowest port MAC, c1's)
     assert ping(lab, "c2", "172.17.0.4")

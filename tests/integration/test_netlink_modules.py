@@ -241,7 +241,7 @@ def test_lifecycle(lab, run_playbook):
     assert commands(overridden, *MODULES) == {
         "veth": ["ip link del v2"],
         "bridge": ["ip link del br1"],
-        "netns": ["ip netns delete ns2", "rm -rf /etc/netns/ns2"],
+        "netns": ["rm -rf /etc/netns/ns2", "ip netns delete ns2"],
     }
     assert netns_names(lab) == ["ns1", "userns"]
     host_links = {entry["ifname"] for entry in ipj(lab, "link", "show")}
@@ -254,7 +254,7 @@ def test_lifecycle(lab, run_playbook):
     assert commands(deleted, *MODULES) == {
         "veth": ["ip link del v1"],
         "bridge": ["ip link del br0"],
-        "netns": ["ip netns delete ns1", "rm -rf /etc/netns/ns1"],
+        "netns": ["rm -rf /etc/netns/ns1", "ip netns delete ns1"],
     }
     assert_same(initial, snapshot(lab), "create + modify + overridden + deleted (leftovers)")
     again = run(run_playbook, lab, *remove_tasks("deleted"))

@@ -74,7 +74,7 @@ def test_netns_overridden_removes_only_owned():
         "docker": {"name": "docker", "resolv_conf": None, "hosts": None},  # no _owned key at all
     }
     commands, after = plan(NetnsResource, [{"name": "keep"}], current, "overridden")
-    assert commands == ["ip netns delete gone", "rm -rf /etc/netns/gone"]
+    assert commands == ["rm -rf /etc/netns/gone", "ip netns delete gone"]
     assert set(after) == {"keep", "user", "docker"}
 
 
@@ -82,14 +82,27 @@ def test_netns_deleted():
     current = {"a": ns_current("a"), "b": ns_current("b"), "user": ns_current("user", owned=False)}
     # no config: every owned namespace, never a foreign one
     commands, after = plan(NetnsResource, [], current, "deleted")
-    assert commands == ["ip netns delete a", "rm -rf /etc/netns/a", "ip netns delete b", "rm -rf /etc/netns/b"]
+    assert commands == ["rm -rf /etc/netns/a", "ip netns delete a", "rm -rf /etc/netns/b", "ip netns delete b"]
     assert set(after) == {"user"}
     # listed: those the collection created; a foreign one the user names is left alone (the
     # module warns); absent ones are no-ops
     commands, after = plan(NetnsResource, [{"name": "user"}, {"name": "a"}, {"name": "absent"}], current, "deleted")
-    assert commands == ["ip netns delete a", "rm -rf /etc/netns/a"]
+    assert commands == ["rm -rf /etc/netns/a", "ip netns delete a"]
     assert set(after) == {"b", "user"}
     assert plan(NetnsResource, [{"name": "absent"}], current, "deleted")[0] == []
+
+
+def test_netns_stale_name_of_a_killed_run_is_made_again_or_removed():
+    """A name whose namespace is gone (a create or delete killed between mount and unlink; gather
+    marks it ``_stale``): made again when wanted, its files kept when right; removed otherwise."""
+    stale = {"a": {**ns_current("a", resolv_conf="nameserver 9.9.9.9\n"), "_stale": True}}
+    commands, after = plan(NetnsResource, [{"name": "a", "resolv_conf": "nameserver 9.9.9.9\n"}], stale, "overridden")
+    assert commands == ["ip netns add a", "ip -n a link set lo up"]
+    assert "_stale" not in after["a"]
+    for state, config in (("overridden", []), ("deleted", [])):
+        commands, after = plan(NetnsResource, config, stale, state)
+        assert commands == ["rm -rf /etc/netns/a", "ip netns delete a"], state
+        assert after == {}
 
 
 def test_netns_hosts_round_trip():
