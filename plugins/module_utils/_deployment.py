@@ -521,15 +521,17 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
     except (ApplyError, ValidationError) as exc:
+        message = str(exc) if isinstance(exc, ValidationError) else f"{name}: {exc}"  # (a ValidationError names its step)
         if joined is not None:  # the next step failed before the joined write: the held step's writes go alone
             try:
                 joined[1].apply(joined[2])
                 joined[1].persist()
             except ApplyError as held_exc:
-                exc = ApplyError(f"{exc}; and then {joined[0]}: {held_exc}")
-        if isinstance(exc, ValidationError):
+                message += f"; and then {joined[0]}: {held_exc}"
+        if isinstance(exc, ValidationError) and not applied:
             raise exc from None
-        raise StepFailed(f"{name}: {exc}", commands) from None
+        # earlier steps changed the host: a failed run that reports them (changed, commands), not bad input
+        raise StepFailed(message, commands) from None
     finally:
         for _name, resource, _desired, _checked in prepared:
             resource.close()

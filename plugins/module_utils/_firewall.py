@@ -524,15 +524,12 @@ class FirewallResource(TablesResource):
                 "name": v.label(raw.get("name"), at("name"), "network name"),
                 "bridge": v.interface_name(raw.get("bridge"), at("bridge")),
                 "subnet": v.network(raw.get("subnet"), at("subnet")),
-                "icc": v.boolean(raw.get("icc"), at("icc"), True),
-                "internal": v.boolean(raw.get("internal"), at("internal"), False),
-                "masquerade": v.boolean(raw.get("masquerade"), at("masquerade"), True),
+                "icc": v.boolean(raw.get("icc"), at("icc"), ITEM_OPTIONS["icc"]["default"]),
+                "internal": v.boolean(raw.get("internal"), at("internal"), ITEM_OPTIONS["internal"]["default"]),
+                "masquerade": v.boolean(raw.get("masquerade"), at("masquerade"), ITEM_OPTIONS["masquerade"]["default"]),
                 "snat_source": v.unicast(raw["snat_source"], at("snat_source")) if raw.get("snat_source") else None,
                 "gateway_mode": gateway_mode(raw.get("gateway_mode"), at("gateway_mode")),
             }
-            for key in ("icc", "internal", "masquerade"):
-                if raw.get(key) is None:
-                    item[key] = ITEM_OPTIONS[key]["default"]
             if raw.get("subnet6") not in (None, ""):  # dual-stack (IPv4-only items keep their keys)
                 item["subnet6"] = subnet6(raw["subnet6"], at("subnet6"))
                 # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6

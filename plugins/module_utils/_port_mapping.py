@@ -111,10 +111,8 @@ def container_address(value: object, field: str) -> str:
     """An endpoint's IPv4 or IPv6 address (the mapping's family)."""
     text = v.unicast(value, field, version=None)  # a DNAT to 0.0.0.0, 127.x or 224/4 reaches no endpoint
     addr = ipaddress.ip_address(text)
-    if addr.version == 6 and (addr.is_link_local or addr.is_multicast or addr.is_loopback or addr.is_unspecified
-                              or addr.ipv4_mapped is not None):
-        raise v.ValidationError(f"{field}: {text!r} is a link-local, multicast, loopback, unspecified or IPv4-mapped "
-                                "address, not an endpoint's address")
+    if addr.version == 6 and (addr.is_link_local or addr.ipv4_mapped is not None):  # (the rest: unicast())
+        raise v.ValidationError(f"{field}: {text!r} is a link-local or IPv4-mapped address, not an endpoint's address")
     return text
 
 

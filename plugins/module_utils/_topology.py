@@ -151,7 +151,7 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
     for j, att in enumerate(v.as_list(given, f"{at}.networks")):
         where = f"{at}.networks[{j}]"
         att = {"name": att} if isinstance(att, str) else dict(v.known_keys(v.mapping(att, where), ATTACHMENT_KEYS, where))
-        if att.get("name") not in networks:
+        if not isinstance(att.get("name"), str) or att["name"] not in networks:  # a list name: no traceback
             raise v.ValidationError(f"{where}.name: unknown network {att.get('name')!r}")
         net = networks[att["name"]]
         address = None

@@ -94,3 +94,74 @@ def test_a_held_steps_lines_go_in_the_next_steps_restore_and_its_other_operation
     calls.clear()
     assert d._apply_joined(("firewall", later, own), None, [], rules) == []  # the next step added nothing
     assert calls == [("firewall", "apply", ["iptables -t nat -X LINUXNET"]), ("firewall", "apply_other", [])]
+
+
+class FakeStep:
+    """A step resource for _run_steps whose plan is one operation."""
+
+    def __init__(self, module) -> None:
+        self.module, self.params, self.warnings, self.applied = module, {}, [], []
+
+    def normalize(self, config, state):
+        return []
+
+    def check_references(self, desired, state):
+        pass
+
+    def gather(self, desired, state):
+        return {}
+
+    def plan(self, desired, before, state):
+        from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
+
+        return [Operation(f"change by {type(self).__name__}", "test", {})], {}
+
+    def apply(self, operations):
+        self.applied += operations
+
+    def persist(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class NoChange(FakeStep):
+    def plan(self, desired, before, state):
+        return [], {}
+
+
+class Refusing(FakeStep):
+    """Input that fits no longer once an earlier step changed the host (found by its plan)."""
+
+    def plan(self, desired, before, state):
+        raise d.ValidationError("addresses[0]: overlaps the host's route")
+
+
+class RunModule:
+    check_mode, _diff, params = False, False, {}
+
+    def warn(self, message):
+        pass
+
+
+class NoFirewall:
+    actions: frozenset = frozenset()
+
+    def serves(self, resource):
+        return False
+
+
+@pytest.mark.parametrize("first", [FakeStep, NoChange])
+def test_a_validation_error_after_a_step_changed_the_host_is_a_failed_step_that_reports_the_changes(first):
+    """Bad input found before anything changed stays a ValidationError (nothing changed); found after
+    an earlier step applied, it is a StepFailed with that step's commands, so the module reports
+    changed and what was run rather than a clean refusal."""
+    steps = tuple((name, first if name == "netns" else Refusing, item_options, module_options)
+                  for name, _cls, item_options, module_options in d.STEPS if name in ("netns", "bridge"))
+    kind = d.StepFailed if first is FakeStep else d.ValidationError
+    with pytest.raises(kind) as info:
+        d._run_steps(RunModule(), d.SharedNetlink(), NoFirewall(), steps, None, "deleted", "LINUXNET", "auto", None)
+    assert str(info.value) == "bridge: addresses[0]: overlaps the host's route"
+    if first is FakeStep:
+        assert info.value.commands == {"netns": ["change by FakeStep"]}

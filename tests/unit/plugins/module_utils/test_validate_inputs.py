@@ -329,6 +329,8 @@ BAD_SHAPES = {
     "endpoint a string": ([NET], ["web"], "linuxnet_endpoints[0]: "),
     "endpoint None": ([NET], [None], "linuxnet_endpoints[0]: "),
     "network reference an int": ([NET], [{"name": "web", "networks": [5]}], "linuxnet_endpoints[0].networks[0]: "),
+    "network name a list (unhashable)": ([NET], [{"name": "web", "networks": [{"name": ["usernet"]}]}],
+                                         "linuxnet_endpoints[0].networks[0].name: "),
     "networks a string (was read letter by letter)": ([NET], [{"name": "web", "networks": "usernet"}], "linuxnet_endpoints[0].networks: "),
     "port a list": ([NET], [dict(WEB, ports=[["8080:80"]])], "linuxnet_endpoints[0].ports[0]: "),
     "port a bool": ([NET], [dict(WEB, ports=[True])], "linuxnet_endpoints[0].ports[0]: "),
