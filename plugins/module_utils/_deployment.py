@@ -435,7 +435,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
     gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
     new_bridges: set[str] = set()  # created by the bridge step
     bridges: dict[str, list[str]] | None = None  # the host's bridges and addresses as the bridge step left them
-    # (resource, operations) of a firewall step whose restore joins the next one's: one per table
+    # (name, resource, operations) of a firewall step whose rule writes join the next step's: one
+    # transaction per table (or one nft -f) for both
     joined: tuple[str, Any, list] | None = None
     try:
         for step, (name, resource, desired, checked) in enumerate(prepared):
@@ -485,7 +486,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
             if name == "bridge" and not check_mode:
                 bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
-            held = False  # this step's restore waits for the next step's
+            held = False  # this step's rule writes wait for the next step's
             if operations:
                 changed = True
                 if not check_mode:
