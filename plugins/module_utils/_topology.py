@@ -77,7 +77,9 @@ def normalize_networks(networks: list[dict]) -> dict[str, dict]:
             raise v.ValidationError(f"{at}.gateway: {gateway} is the network or broadcast address of {subnet}")
         if name in result:
             raise v.ValidationError(f"{at}.name: duplicate network {name}")
-        bridge = v.interface_name(raw.get("bridge") or default_bridge(name), f"{at}.bridge")
+        given = raw.get("bridge")
+        # a default name comes from the network's: an error about it names what the user wrote
+        bridge = v.interface_name(given or default_bridge(name), f"{at}.bridge" if given else f"{at}.name (its default bridge)")
         other = next((n["name"] for n in result.values() if n["bridge"] == bridge), None)
         if other:
             raise v.ValidationError(f"{at}.bridge: bridge {bridge} is already used by network {other}")

@@ -85,6 +85,11 @@ def test_interface_names_still_accepted(good):
 BAD_NAMES = {"leading dash": "-web", "dash alone": "-", "option-like": "-Hevil"}
 
 
+def test_a_network_name_whose_default_bridge_is_refused_names_the_network():
+    """``front+`` is a valid network name but ``br-front+`` an iptables wildcard: the error names what the user wrote."""
+    assert refused(plan, [dict(NET, name="front+")], []).startswith("linuxnet_networks[0].name (its default bridge): ")
+
+
 @pytest.mark.parametrize("bad", ["db+1", "a@b", "+x"])
 def test_endpoint_names_are_host_names(bad):
     """Valid namespace names, but an endpoint's name is its host name in its peers' hosts files:
