@@ -187,6 +187,18 @@ def _os_release() -> str:
     return platform.platform()
 
 
+def new_run_dir(prefix: str) -> Path:
+    """A fresh work directory under WORK_ROOT for one run of a bench tool, after removing what dead runs
+    left; marked with its owner (so a later run can tell it is alive) and RUN_ENV set to its name
+    (inherited by everything the run starts, so a killed run's processes can be found)."""
+    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
+    cleanup_stale(WORK_ROOT)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=WORK_ROOT))
+    (work / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "start_time": _start_time(os.getpid()), "run_id": work.name}))
+    os.environ[RUN_ENV] = work.name
+    return work
+
+
 # --------------------------------------------------------------------------- the run
 
 

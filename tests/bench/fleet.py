@@ -16,11 +16,10 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.bench import workload as w
-from tests.bench.cli import WORK_ROOT, cleanup_stale, log
+from tests.bench.cli import log, new_run_dir
 from tests.bench.peers import ETC_NETNS_SIZE, GROUP, parse_recap
 from tests.bench.procwatch import Runner
 from tests.lab import Lab
@@ -95,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (lab hosts)", file=sys.stderr)
         return 2
     os.chdir(REPO)
-    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
-    cleanup_stale(WORK_ROOT)
-    work = Path(tempfile.mkdtemp(prefix="fleet-", dir=WORK_ROOT))
+    work = new_run_dir("fleet-")
     runner = Runner()
     load = Path("/proc/loadavg").read_text().split()[:3]
     results = []

@@ -18,11 +18,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.bench import workload as w
-from tests.bench.cli import WORK_ROOT, cleanup_stale, log
+from tests.bench.cli import log, new_run_dir
 from tests.bench.peers import GROUP, HOST, HOST_ADDRESS, prepare_lab
 from tests.lab import Lab
 
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("needs root (lab hosts)", file=sys.stderr)
         return 2
-    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
-    cleanup_stale(WORK_ROOT)
-    work = Path(tempfile.mkdtemp(prefix="modprofile-", dir=WORK_ROOT))
+    work = new_run_dir("modprofile-")
     script = work / "run_phase.py"
     script.write_text(SCRIPT % {"collections": str(REPO / ".collections")})
     report: list[str] = []

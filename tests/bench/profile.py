@@ -18,11 +18,10 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.bench import workload as w
-from tests.bench.cli import RUN_ENV, WORK_ROOT, cleanup_stale, log
+from tests.bench.cli import log, new_run_dir
 from tests.bench.peers import GROUP, HOST, HOST_ADDRESS, parse_recap, prepare_lab
 from tests.bench.procwatch import Runner
 from tests.lab import Lab
@@ -132,12 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (lab hosts)", file=sys.stderr)
         return 2
     os.chdir(REPO)
-    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
-    cleanup_stale(WORK_ROOT)
-    work = Path(tempfile.mkdtemp(prefix="profile-", dir=WORK_ROOT))
-    run_id = work.name
-    (work / "owner.json").write_text(json.dumps({"pid": os.getpid(), "start_time": _start(), "run_id": run_id}))
-    os.environ[RUN_ENV] = run_id
+    work = new_run_dir("profile-")
     runner = Runner()
     lab = None
     results: dict = {}
@@ -179,12 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _start() -> str | None:
-    from tests.bench.cli import _start_time
-
-    return _start_time(os.getpid())
 
 
 if __name__ == "__main__":

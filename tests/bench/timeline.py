@@ -26,11 +26,10 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.bench import workload as w
-from tests.bench.cli import BARE_PLAYBOOK, PING_PLAYBOOK, RUN_ENV, WORK_ROOT, cleanup_stale, log
+from tests.bench.cli import BARE_PLAYBOOK, PING_PLAYBOOK, log, new_run_dir
 from tests.bench.peers import GROUP, HOST, HOST_ADDRESS, parse_recap, prepare_lab
 from tests.bench.procwatch import Runner
 from tests.lab import Lab
@@ -138,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (lab hosts)", file=sys.stderr)
         return 2
     os.chdir(REPO)
-    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
-    cleanup_stale(WORK_ROOT)
-    work = Path(tempfile.mkdtemp(prefix="timeline-", dir=WORK_ROOT))
-    (work / "owner.json").write_text(json.dumps({"pid": os.getpid(), "start_time": _start(), "run_id": work.name}))
-    os.environ[RUN_ENV] = work.name
+    work = new_run_dir("timeline-")
     (work / "bare.yml").write_text(BARE_PLAYBOOK)
     (work / "ping.yml").write_text(PING_PLAYBOOK)
     runner = Runner()
@@ -205,12 +200,6 @@ def _measure(runner: Runner, work: Path, n: int, repeat: int) -> dict:
                 "loadavg": Path("/proc/loadavg").read_text().split()[0]}
     finally:
         lab.destroy()
-
-
-def _start() -> str | None:
-    from tests.bench.cli import _start_time
-
-    return _start_time(os.getpid())
 
 
 if __name__ == "__main__":
