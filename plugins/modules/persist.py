@@ -96,7 +96,7 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: [systemctl daemon-reload, systemctl enable --now linuxnet-endpoint-web.service]
+  sample: [systemctl daemon-reload, systemctl enable --no-reload --now linuxnet-endpoint-web.service]
 services:
   description: The units running in endpoints, by endpoint.
   returned: always

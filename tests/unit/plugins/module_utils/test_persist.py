@@ -269,8 +269,10 @@ def test_systemctl_first_install() -> None:
     assert (write, remove) == (sorted(wanted), [])
     before, after = p.systemctl_steps("present", write, remove, {}, {})
     assert before == []
-    assert after == [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "linuxnet-bridge.service"],
-                     ["systemctl", "enable", "--now", "linuxnet-endpoint-web.service"], ["systemctl", "try-restart", "nginx.service"]]
+    # one reload for the files, one job transaction starting the restore and the service it requires
+    assert after == [["systemctl", "daemon-reload"],
+                     ["systemctl", "enable", "--no-reload", "--now", "linuxnet-bridge.service", "linuxnet-endpoint-web.service"],
+                     ["systemctl", "try-restart", "nginx.service"]]
 
 
 def test_systemctl_converged_host_gets_nothing() -> None:
@@ -290,7 +292,7 @@ def test_systemctl_changed_and_removed_services() -> None:
     write, remove = p.changes(wanted, current)
     assert (write, remove) == ([WEB], [OLD, DROP])
     before, after = p.systemctl_steps("present", write, remove, current, units)
-    assert before == [["systemctl", "disable", "--now", "linuxnet-endpoint-old.service"]]
+    assert before == [["systemctl", "disable", "--no-reload", "--now", "linuxnet-endpoint-old.service"]]
     assert after == [["systemctl", "daemon-reload"], ["systemctl", "restart", "linuxnet-endpoint-web.service"],
                      ["systemctl", "try-restart", "nginx.service"]]
 
@@ -300,8 +302,8 @@ def test_systemctl_absent() -> None:
     units = {n: ON for n in ("linuxnet-bridge.service", "linuxnet-endpoint-web.service", "nginx.service")}
     write, remove = p.changes({}, current)
     before, after = p.systemctl_steps("absent", write, remove, current, units)
-    assert before == [["systemctl", "disable", "--now", "linuxnet-endpoint-web.service"],
-                      ["systemctl", "disable", "linuxnet-bridge.service"]]
+    assert before == [["systemctl", "disable", "--no-reload", "--now", "linuxnet-endpoint-web.service"],
+                      ["systemctl", "disable", "--no-reload", "linuxnet-bridge.service"]]
     # The drop-in goes before the restore unit stops: nginx no longer requires it and keeps running.
     assert after == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", "nginx.service"],
                      ["systemctl", "stop", "linuxnet-bridge.service"]]
@@ -387,5 +389,14 @@ def test_apply_present_installs_the_files_in_one_pass(monkeypatch) -> None:
     assert result["installed"] and result["changed"]
     assert p.STATE_FILE in result["written"] and p.BUNDLE in result["written"]
     assert result["services"] == {"web": "linuxnet-endpoint-web.service"}
-    assert f"systemctl enable --now {p.UNIT}" in result["commands"]
+    assert f"systemctl enable --no-reload --now {p.UNIT} linuxnet-endpoint-web.service" in result["commands"]
     assert module.commands[0][:2] == ["systemctl", "show"] and len(module.commands) == 1  # check mode: only the query
+
+
+def test_systemctl_without_unit_file_changes_lets_enable_reload() -> None:
+    """No unit file written or removed: no daemon-reload, so enable and disable keep their own."""
+    current = {UNIT: b"u", WEB: b"w"}
+    stopped = {"linuxnet-bridge.service": {"UnitFileState": "disabled", "ActiveState": "inactive"},
+               "linuxnet-endpoint-web.service": ON}
+    assert p.systemctl_steps("present", [p.STATE_FILE], [], current, stopped) == (
+        [], [["systemctl", "enable", "--now", "linuxnet-bridge.service"]])
