@@ -118,15 +118,18 @@ class Context:
         """End the SSH master connections of this measurement (before its lab is destroyed).
 
         A master outlives ansible-playbook (ControlPersist) and, once its lab is gone, would
-        linger for up to a minute; its process title hides the run's environment marker.
+        linger for up to a minute; its process title hides the run's environment marker. The
+        machine inventory's ``ansible_control_path_dir`` (the lab's own ``cp``) wins over the
+        ``ANSIBLE_SSH_CONTROL_PATH_DIR`` of :meth:`ansible_env`, so the masters live there; both
+        directories are closed.
         """
-        cp = self.workdir / "cp"
-        if not cp.is_dir():
-            return
-        for sock in cp.iterdir():
-            if sock.is_socket():
-                subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-machine"],
-                               capture_output=True, timeout=10, check=False)
+        for cp in (self.workdir / "cp", Path(self.lab.state_dir) / lab_machine.CONTROL_DIR):
+            if not cp.is_dir():
+                continue
+            for sock in cp.iterdir():
+                if sock.is_socket():
+                    subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-machine"],
+                                   capture_output=True, timeout=10, check=False)
 
     def ssh_argv(self, argv: list[str], become: bool = True) -> list[str]:
         """argv that runs *argv* on the lab machine over SSH (as root through sudo when *become*)."""
