@@ -117,7 +117,8 @@ class SavedOnce:
     def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict:
         missing = tuple(table for table in tables if table not in self._saved)
         if missing:
-            # nft lists every table of ours at once: one listing serves every step and table
+            # one read serves every step and table: nft lists every table of ours at once, one
+            # iptables-save prints filter, nat and raw together (read_together of each adapter)
             together = tuple(t for t in getattr(self._adapter, "read_together", ()) if t not in self._saved and t not in missing)
             self._saved.update(self._adapter.save(missing + together))
         return {table: _copy_table(self._saved[table]) for table in tables}  # each resource plans on its own copy
@@ -521,18 +522,27 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             for warning in resource.warnings:
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
-    except (ApplyError, ValidationError) as exc:
-        message = str(exc) if isinstance(exc, ValidationError) else f"{name}: {exc}"  # (a ValidationError names its step)
+    except Exception as exc:  # whatever stops a step, writes held for it are not dropped
+        if not isinstance(exc, (ApplyError, ValidationError)) and not applied:
+            raise  # nothing changed yet: as it is (the module reports an OSError)
+        if isinstance(exc, (ApplyError, ValidationError)):
+            message = str(exc) if isinstance(exc, ValidationError) else f"{name}: {exc}"  # (a ValidationError names its step)
+        else:  # an OSError while reading, or a bug: its kind named, no step worded it
+            message = f"{name}: {type(exc).__name__}: {exc}"
         if joined is not None:  # the next step failed before the joined write: the held step's writes go alone
+            reported = len(joined[1].warnings)
             try:
                 joined[1].apply(joined[2])
                 joined[1].persist()
-            except ApplyError as held_exc:
-                message += f"; and then {joined[0]}: {held_exc}"
+                message += f" ({joined[0]}'s writes, held to join the {name} step's, were applied alone)"
+            except Exception as held_exc:  # reported with the failure that led here
+                message += f"; and then {joined[0]}, whose writes were held for the {name} step: {held_exc}"
+            for warning in joined[1].warnings[reported:]:
+                module.warn(warning)
         if isinstance(exc, ValidationError) and not applied:
             raise exc from None
         # earlier steps changed the host: a failed run that reports them (changed, commands), not bad input
-        raise StepFailed(message, commands) from None
+        raise StepFailed(message, commands) from (None if isinstance(exc, (ApplyError, ValidationError)) else exc)
     finally:
         for _name, resource, _desired, _checked in prepared:
             resource.close()

@@ -110,9 +110,12 @@ class RuleTemplate:
 
     def parse(self, spec: str) -> dict[str, str] | None:
         m = self.regex.match(spec)
-        if m is None:
-            return None
-        fields = {k: self.convert.get(k, (str, str))[1](v) for k, v in m.groupdict().items() if v is not None}
+        return None if m is None else self.fields(m)
+
+    def fields(self, m: re.Match) -> dict[str, str] | None:
+        """The fields of a rule that :attr:`regex` matched (``m``): a caller that matched already parses no second time."""
+        convert = self.convert  # (a group is a str already: only the converted fields need a call)
+        fields = {k: convert[k][1](v) if k in convert else v for k, v in m.groupdict().items() if v is not None}
         return self.reduce(fields) if self.reduce is not None else fields
 
 

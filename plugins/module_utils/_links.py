@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership, _rtnl
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _ownership, _rtnl, _validate
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import (
     ApplyError,
     Operation,
@@ -299,7 +299,7 @@ def address_ops(name: str, netns: str | None, have: list[str], want: list[str] |
 
 def docker_mac(address: str) -> str:
     """Docker's container MAC: 02:42 followed by the four bytes of the IPv4 address."""
-    packed = ipaddress.ip_interface(address).ip.packed
+    packed = _validate.interface(address).ip.packed
     return "02:42:" + ":".join(f"{b:02x}" for b in packed)
 
 

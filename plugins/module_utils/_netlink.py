@@ -22,6 +22,7 @@ import ctypes
 import errno
 import os
 import socket
+import struct
 import threading
 from typing import Any, Callable, Iterator
 
@@ -169,6 +170,22 @@ def namespace_fd(netns: str) -> int:
         raise NamespaceMissing(netns) from None
 
 
+RTM_NEWNSID, RTM_GETNSID = 88, 90
+NETNSA_NSID, NETNSA_FD = 1, 3
+
+
+def namespace_id(reader: _rtnl.Reader, fd: int) -> int:
+    """The id (netnsid, as ``ip netns list-id`` shows them) the namespace of ``reader`` gives the
+    namespace open at ``fd``: the IFLA_LINK_NETNSID of a link of ``reader``'s namespace whose peer is
+    in it; -1 when it has none (then no link has its peer there). OSError: the kernel cannot tell."""
+    body = struct.pack("=Bxxx", socket.AF_UNSPEC) + _rtnl.nla(NETNSA_FD, struct.pack("=I", fd))  # rtgenmsg, padded
+    for kind, answer in reader.request(RTM_GETNSID, body, dump=False):
+        raw = _rtnl.attributes(answer, 4).get(NETNSA_NSID) if kind == RTM_NEWNSID else None
+        if raw is not None and len(raw) >= 4:
+            return struct.unpack_from("=i", raw)[0]
+    raise OSError(errno.EPROTO, "no netnsid in the answer")
+
+
 def open_in_namespace(netns: str, opener: Callable[[], Any]) -> Any:
     """``opener()`` run inside named namespace ``netns``: a socket it opens stays bound there.
 
@@ -269,17 +286,22 @@ class Netlink:
         # the host end's IFLA_LINK, read from the host's dump instead of a dump of every namespace
         self._pairs: dict[tuple[str, str], str] = {}
         self._ends: dict[str, tuple[str, str]] = {}  # the same, host end -> (namespace, peer)
+        # namespace -> its id in the host's namespace (a live namespace keeps it; forget drops it)
+        self._nsids: dict[str, int] = {}
 
     def close(self) -> None:
         self._sockets.close_all()
         self._pairs.clear()
         self._ends.clear()
+        self._nsids.clear()
         self.invalidate()
 
     def forget(self, netns: str | None) -> None:
         """Close the socket of ``netns`` and drop what is cached about it (before it is deleted)."""
         self._sockets.close(netns)
         self._pairs = {key: end for key, end in self._pairs.items() if key[0] != netns}
+        if netns is not None:
+            self._nsids.pop(netns, None)
         self.invalidate(netns)
 
     def adopt(self, netns: str, sock: _rtnl.Reader) -> None:
@@ -384,12 +406,38 @@ class Netlink:
             self._pairs[(peer_netns, peer)] = host_end
             self._ends[host_end] = (peer_netns, peer)
 
+    def nsid(self, netns: str) -> int | None:
+        """The id the host's namespace gives ``netns`` (-1: none); None when that cannot be told (no
+        such name, or a kernel that does not answer)."""
+        if netns not in self._nsids:
+            try:
+                fd = namespace_fd(netns)
+            except NamespaceMissing:
+                return None
+            try:
+                found = namespace_id(self.sock(None), fd)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+            if found < 0:
+                return found  # not kept: a veth made later with its peer there gives it one
+            self._nsids[netns] = found
+        return self._nsids[netns]
+
     def _peer_index(self, name: str, netns: str) -> int | None:
         """The index of ``name`` in ``netns`` when it is the peer of a known pair whose host end is
-        still a veth with its peer in another namespace (host dump); None: not known so."""
+        still a veth with its peer in ``netns`` (host dump: its IFLA_LINK_NETNSID is the id of
+        ``netns``); None: not known so. A pair whose peer is elsewhere now (moved by someone else
+        since it was made or read) is dropped: its IFLA_LINK is an index in another namespace."""
         host_end = self._pairs.get((netns, name))
         link = self.link(host_end, None) if host_end is not None else None
         if link is None or link["kind"] != "veth" or link["link_netnsid"] is None or not link["link"]:
+            return None
+        nsid = self.nsid(netns)
+        if nsid is not None and link["link_netnsid"] != nsid:
+            del self._pairs[(netns, name)]
+            self._ends.pop(link["name"], None)
             return None
         return link["link"]
 

@@ -204,6 +204,17 @@ def _rmtree(nl: Netlink, op: Operation) -> None:
     shutil.rmtree(op.args["path"], ignore_errors=True)
 
 
+class Gathered(dict):
+    """The namespaces gather found, by name. ``stale`` holds, apart, the names of ours with no
+    namespace behind them (the mountpoint of a create or delete killed midway): they are no
+    namespaces, so no result lists them (gathered, before, after), but plan sees them, and makes
+    them again if wanted, else removes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale: dict[str, dict] = {}
+
+
 class NetnsResource(NetlinkResource):
     operations = NETNS_OPERATIONS
     #: gather reads the resolver files (False: a teardown that shows no before/after leaves them unread)
@@ -257,7 +268,7 @@ class NetnsResource(NetlinkResource):
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)
         wanted = {item["name"]: item["hosts"] for item in desired if item.get("hosts") is not None}
-        current = {}
+        current = Gathered()
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
             item["_owned"] = namespace_owned(name)
@@ -278,8 +289,15 @@ class NetnsResource(NetlinkResource):
                     item["hosts"] = rendered[0]  # the file we would write: it parses back to these entries
                 else:
                     item["hosts"] = parse_hosts(text)
-            current[name] = item
+            (current.stale if item.get("_stale") else current)[name] = item
         return current
+
+    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        stale = getattr(current, "stale", None)
+        if stale:  # planned with the namespaces, in name order as gathered
+            current = {name: current[name] if name in current else stale[name] for name in sorted({*current, *stale})}
+        ops, after = super().plan(desired, current, state)
+        return ops, {name: item for name, item in after.items() if not item.get("_stale")}  # left alone: not shown
 
     def public(self, item: dict) -> dict:
         shown = {k: item[k] for k in ("name", "resolv_conf", "hosts") if item.get(k) is not None}

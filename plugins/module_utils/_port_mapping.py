@@ -110,7 +110,7 @@ def parse_sources(value: object, field: str, family: str = "ipv4") -> list[str] 
 def container_address(value: object, field: str) -> str:
     """An endpoint's IPv4 or IPv6 address (the mapping's family)."""
     text = v.unicast(value, field, version=None)  # a DNAT to 0.0.0.0, 127.x or 224/4 reaches no endpoint
-    addr = ipaddress.ip_address(text)
+    addr = v.address(text)
     if addr.version == 6 and (addr.is_link_local or addr.ipv4_mapped is not None):  # (the rest: unicast())
         raise v.ValidationError(f"{field}: {text!r} is a link-local or IPv4-mapped address, not an endpoint's address")
     return text
@@ -291,22 +291,24 @@ def parse_mappings(nat_rules: list[str], filter_rules: list[str], known: dict[st
     bridges = {}
     for rule in map(parse, filter_rules):
         if rule is not None and rule.kind == "accept_port":
-            bridges[(rule.get("container_ip"), rule.get("proto"), rule.get("dport"))] = rule.get("bridge")
+            fields = dict(rule.fields)  # (as Rule.get reads them, made once per rule: thousands of rules)
+            bridges[(fields.get("container_ip"), fields.get("proto"), fields.get("dport"))] = fields.get("bridge")
     found = {}
     for rule in map(parse, nat_rules):
         if rule is None or rule.kind != "dnat":
             continue
+        fields = dict(rule.fields)
         item = {
-            "host_ip": rule.get("host_ip"),
-            "host_port": rule.get("dport"),
-            "protocol": rule.get("proto"),
-            "container_ip": rule.get("container_ip"),
-            "container_port": rule.get("to_ports"),
-            "bridge": bridges.get((rule.get("container_ip"), rule.get("proto"), rule.get("to_ports"))),
+            "host_ip": fields.get("host_ip"),
+            "host_port": fields.get("dport"),
+            "protocol": fields.get("proto"),
+            "container_ip": fields.get("container_ip"),
+            "container_port": fields.get("to_ports"),
+            "bridge": bridges.get((fields.get("container_ip"), fields.get("proto"), fields.get("to_ports"))),
         }
         key = mapping_key(item)
         item["network"] = known.get(key, {}).get("network")
-        source = rule.get("source")
+        source = fields.get("source")
         item["sources"] = [source] if source else None
         if key in found:  # one DNAT per source
             earlier = found[key]["sources"]
@@ -390,14 +392,14 @@ class PortMappingResource(TablesResource):
         seen: dict[tuple, object] = {}
 
         def once(what: object, value: object, check: Callable[[], object]) -> Any:
-            if not isinstance(value, str):
+            if value is not None and not isinstance(value, str):  # (None too: most mappings give no host_ip)
                 return check()
             if (what, value) not in seen:
                 seen[(what, value)] = check()
             return seen[(what, value)]
 
         for i, raw in enumerate(config):
-            at = functools.partial(v.where, i, raw)
+            at = v.where(i, raw, "").__add__  # at(field) is where(i, raw, field): its label made once per item
             fields = dict(raw)
             if raw.get("publish"):
                 given = [k for k in ("host_ip", "host_port", "container_port") if raw.get(k) not in (None, "")]
@@ -466,7 +468,7 @@ class PortMappingResource(TablesResource):
                     continue
                 where = (item["bridge"], item["container_ip"])
                 if where not in inside:
-                    inside[where] = any(ipaddress.ip_address(item["container_ip"]) in net for net in subnets)
+                    inside[where] = any(v.address(item["container_ip"]) in net for net in subnets)
                 if not inside[where]:
                     problem = (
                         f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "

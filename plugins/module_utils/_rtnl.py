@@ -55,10 +55,12 @@ _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg
 
 
 _NLA = struct.Struct("=HH")  # nlattr
+_AF_INET6, _INET6_CONF = frozenset({AF_INET6}), frozenset({IFLA_INET6_CONF})  # what _inet6_conf reads
 
 
-def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """The netlink attributes in ``data`` from ``offset``: type -> payload (first one wins)."""
+def attributes(data: bytes, offset: int = 0, wanted: frozenset[int] | None = None) -> dict[int, bytes]:
+    """The netlink attributes in ``data`` from ``offset``: type -> payload (first one wins);
+    ``wanted``: only those types (a link has about 40 attributes, a reader needs a few)."""
     found: dict[int, bytes] = {}
     end, unpack = len(data) - 4, _NLA.unpack_from  # (a dump of 1000 namespaces parses ~30k of them)
     while offset <= end:
@@ -66,8 +68,10 @@ def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
         if length < 4:
             break
         kind &= 0x3FFF  # without the NESTED/BYTEORDER flags
-        if kind not in found:
+        if kind not in found and (wanted is None or kind in wanted):
             found[kind] = data[offset + 4:offset + length]
+            if wanted is not None and len(found) == len(wanted):
+                break  # (a bridge port's IFLA_INFO_SLAVE_DATA has about 40, the hairpin mode is the 4th)
         offset += (length + 3) & ~3
     return found
 
@@ -76,17 +80,20 @@ def _string(raw: bytes | None) -> str | None:
     return None if raw is None else raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+_U32, _I32 = struct.Struct("=I").unpack_from, struct.Struct("=i").unpack_from
+
+
 def _u32(raw: bytes | None) -> int | None:
-    return None if raw is None or len(raw) < 4 else struct.unpack_from("=I", raw)[0]
+    return None if raw is None or len(raw) < 4 else _U32(raw)[0]
 
 
 def _i32(raw: bytes | None) -> int | None:
-    return None if raw is None or len(raw) < 4 else struct.unpack_from("=i", raw)[0]
+    return None if raw is None or len(raw) < 4 else _I32(raw)[0]
 
 
 def _inet6_conf(af_spec: bytes | None) -> bytes:
     """The s32 devconf[DEVCONF_*] array of a link's IFLA_AF_SPEC (empty: no IPv6 reported)."""
-    inet6 = attributes(attributes(af_spec).get(AF_INET6, b"")) if af_spec else {}
+    inet6 = attributes(attributes(af_spec, 0, _AF_INET6).get(AF_INET6, b""), 0, _INET6_CONF) if af_spec else {}
     return inet6.get(IFLA_INET6_CONF, b"")
 
 
@@ -110,16 +117,22 @@ def _u8(raw: bytes | None) -> int | None:
     return raw[0] if raw else None
 
 
+# the attributes of a link that parse_link reads
+_LINK_ATTRIBUTES = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS,
+                              IFLA_AF_SPEC, IFLA_LINK_NETNSID})
+_STP, _HAIRPIN = frozenset({IFLA_BR_STP_STATE}), frozenset({IFLA_BRPORT_MODE})
+
+
 def parse_link(body: bytes) -> dict:
     """An RTM_NEWLINK body: the attributes of a link the modules care about, with a bridge's STP
     state and a bridge port's hairpin mode, and the link's IPv6 settings."""
     _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
-    attrs = attributes(body, _IFINFO.size)
+    attrs = attributes(body, _IFINFO.size, _LINK_ATTRIBUTES)
     mac = attrs.get(IFLA_ADDRESS)
     linkinfo = attributes(attrs[IFLA_LINKINFO]) if IFLA_LINKINFO in attrs else {}
     kind = _string(linkinfo.get(IFLA_INFO_KIND))
-    stp = _u32(attributes(linkinfo.get(IFLA_INFO_DATA, b"")).get(IFLA_BR_STP_STATE)) if kind == "bridge" else None
-    hairpin = _u8(attributes(linkinfo.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_MODE))
+    stp = _u32(attributes(linkinfo.get(IFLA_INFO_DATA, b""), 0, _STP).get(IFLA_BR_STP_STATE)) if kind == "bridge" else None
+    hairpin = _u8(attributes(linkinfo.get(IFLA_INFO_SLAVE_DATA, b""), 0, _HAIRPIN).get(IFLA_BRPORT_MODE))
     master = _u32(attrs.get(IFLA_MASTER))
     conf = _inet6_conf(attrs.get(IFLA_AF_SPEC))
     disabled = _devconf(conf, DEVCONF_DISABLE_IPV6)
@@ -128,7 +141,7 @@ def parse_link(body: bytes) -> dict:
         "name": _string(attrs.get(IFLA_IFNAME)),
         "kind": kind,
         "mtu": _u32(attrs.get(IFLA_MTU)),
-        "mac": ":".join(f"{b:02x}" for b in mac) if mac else None,
+        "mac": mac.hex(":") if mac else None,  # (Python >= 3.8)
         "up": bool(flags & IFF_UP),
         "master": master or None,
         "alias": _string(attrs.get(IFLA_IFALIAS)),
@@ -149,11 +162,14 @@ def _ntop(family: int, raw: bytes | None) -> str | None:
     return socket.inet_ntop(family, raw) if raw is not None and len(raw) == _SIZES.get(family) else None
 
 
+_ADDRESS, _ROUTE = frozenset({IFA_ADDRESS}), frozenset({RTA_TABLE, RTA_DST, RTA_OIF, RTA_GATEWAY})  # what is read of them
+
+
 def parse_address(body: bytes) -> tuple[int, str] | None:
     """(link index, ``address/len``) of an RTM_NEWADDR body: IPv4, and IPv6 of global scope (the
     link-local addresses are the kernel's own, one per link); None for the rest."""
     family, prefixlen, _flags, scope, index = _IFADDR.unpack_from(body)
-    address = _ntop(family, attributes(body, _IFADDR.size).get(IFA_ADDRESS))
+    address = _ntop(family, attributes(body, _IFADDR.size, _ADDRESS).get(IFA_ADDRESS))
     if address is None or (family == socket.AF_INET6 and (scope != RT_SCOPE_UNIVERSE or address.startswith("fe80:"))):
         return None
     return index, f"{address}/{prefixlen}"
@@ -162,7 +178,7 @@ def parse_address(body: bytes) -> tuple[int, str] | None:
 def parse_default_gateway(body: bytes, family: int = socket.AF_INET) -> str | None:
     """The gateway of an RTM_NEWROUTE body if it is a default route of ``family`` in the main table."""
     got, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
-    attrs = attributes(body, _RTMSG.size)
+    attrs = attributes(body, _RTMSG.size, _ROUTE)
     table = _u32(attrs.get(RTA_TABLE)) or table
     if got != family or dst_len != 0 or table != RT_TABLE_MAIN:
         return None
@@ -173,7 +189,7 @@ def parse_route(body: bytes) -> dict | None:
     """``{"dst": "address/len", "oif": index or None}`` of an RTM_NEWROUTE body of the main table
     (IPv4 or IPv6); None for other tables and families."""
     family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
-    attrs = attributes(body, _RTMSG.size)
+    attrs = attributes(body, _RTMSG.size, _ROUTE)
     table = _u32(attrs.get(RTA_TABLE)) or table
     if family not in _SIZES or table != RT_TABLE_MAIN:
         return None

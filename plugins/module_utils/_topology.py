@@ -134,7 +134,7 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def _usable(address: str, subnet) -> bool:
     """Not the network or broadcast address (both are usable in /31 and /32, as in subnet.hosts())."""
-    ip = ipaddress.ip_address(address)
+    ip = v.address(address)
     return subnet.prefixlen >= 31 or ip not in (subnet.network_address, subnet.broadcast_address)
 
 
@@ -159,7 +159,7 @@ def _attachments(raw: dict, at: str, networks: dict) -> list[dict]:
         address = None
         if att.get("address"):
             address = v.ip_address(att["address"], f"{where}.address")
-            if ipaddress.ip_address(address) not in _network(net["subnet"]):
+            if v.address(address) not in _network(net["subnet"]):
                 raise v.ValidationError(f"{where}.address: {address} is outside {net['subnet']}")
             if not _usable(address, _network(net["subnet"])):
                 raise v.ValidationError(f"{where}.address: {address} is the network or broadcast address of {net['subnet']}")

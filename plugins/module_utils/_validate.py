@@ -12,6 +12,7 @@ validator is strict: what passes here cannot inject a rule, a command or a path 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -40,6 +41,33 @@ IPV6_SHORTEST_ADDRESS_PREFIX = 48  # an IPv6 interface address's prefix route mu
 
 class ValidationError(ValueError):
     """Bad user input; the message names the item and field."""
+
+
+# A run names each endpoint's address in the plan and in several resources (topology, veth,
+# port_mapping, hosts files): each distinct text is parsed once. Pure (ipaddress objects are
+# values), bounded; a text that does not parse raises each time and is not kept.
+ADDRESS_CACHE = 1 << 13
+
+
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
+def _interface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    return ipaddress.ip_interface(text)
+
+
+def address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ipaddress.ip_address(value)``, a text parsed once per process (other values, such as an int
+    that equals another type's key, are never looked up)."""
+    return _address(value) if isinstance(value, str) else ipaddress.ip_address(value)
+
+
+def interface(value: object) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """``ipaddress.ip_interface(value)``, a text parsed once per process."""
+    return _interface(value) if isinstance(value, str) else ipaddress.ip_interface(value)
 
 
 def where(index: int, item: dict | None, field: str) -> str:
@@ -106,7 +134,7 @@ def cidr(value: object, field: str) -> str:
         # ip_interface() takes "fd00::1%<anything>/64"; whether str() keeps the zone depends on the Python version
         raise ValidationError(f"{field}: {value!r} is not a valid CIDR address (no %zone)")
     try:
-        iface = ipaddress.ip_interface(value)
+        iface = interface(value)
     except ValueError as exc:
         raise ValidationError(f"{field}: {value!r} is not a valid CIDR address ({exc})") from None
     if iface.version == 6:
@@ -182,7 +210,7 @@ def network6(value: object, field: str) -> str:
 
 def ip_address(value: object, field: str, version: int | None = 4) -> str:
     try:
-        addr = ipaddress.ip_address(str(value))
+        addr = address(str(value))
     except ValueError:
         raise ValidationError(f"{field}: {value!r} is not a valid IP address") from None
     if getattr(addr, "scope_id", None) is not None:
@@ -199,7 +227,7 @@ def unicast(value: object, field: str, version: int | None = 4) -> str:
     0.0.0.0/8, ::, loopback, multicast or 255.255.255.255, which no rule or route of ours can mean
     (the kernel refuses a multicast gateway only when the route is added, after the links)."""
     text = ip_address(value, field, version)
-    addr = ipaddress.ip_address(text)
+    addr = address(text)
     if addr.is_multicast or addr.is_loopback or addr.is_unspecified or (
             addr.version == 4 and (addr in _THIS_NETWORK or addr == _LIMITED_BROADCAST)):
         raise ValidationError(f"{field}: {text!r} is a multicast, loopback, broadcast, unspecified or 0.0.0.0/8 address")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
@@ -56,12 +55,12 @@ def _gateways_on_link(items: list[dict]) -> None:
     subnets: dict[tuple, list] = {}
     for item in items:
         for address in item["addresses"] or []:
-            net = ipaddress.ip_interface(address).network
+            net = v.interface(address).network
             subnets.setdefault((item["peer_netns"], net.version), []).append(net)
     for index, item in enumerate(items):
         for key, family in GATEWAYS:
             nets = subnets.get((item["peer_netns"], family))
-            if item[key] and nets and not any(ipaddress.ip_address(item[key]) in net for net in nets):
+            if item[key] and nets and not any(v.address(item[key]) in net for net in nets):
                 raise v.ValidationError(
                     f"config[{index}] (name={item['name']}).{key}: {item[key]} is in no subnet of the addresses "
                     f"given for namespace {item['peer_netns']} ({', '.join(map(str, nets))})")
@@ -93,7 +92,7 @@ class VethResource(NetlinkResource):
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         items = []
         for i, raw in enumerate(config):
-            at = functools.partial(v.where, i, raw)
+            at = v.where(i, raw, "").__add__  # at(field) is where(i, raw, field): its label made once per item
             name = v.interface_name(raw.get("name"), at("name"))
             peer_netns = v.netns_name(raw["peer_netns"], at("peer_netns")) if raw.get("peer_netns") else None
             if raw.get("peer") is None and peer_netns is None and state not in ("deleted", "gathered"):

@@ -252,3 +252,16 @@ def test_bridge_and_port_details_are_parsed():
         _rtnl.IFLA_LINKINFO | NLA_F_NESTED, nla(_rtnl.IFLA_INFO_KIND, b"veth\0")
         + nla(_rtnl.IFLA_INFO_SLAVE_DATA | NLA_F_NESTED, nla(_rtnl.IFLA_BRPORT_MODE, b"\x01")))))
     assert (port["kind"], port["stp"], port["hairpin"], port["master"]) == ("veth", None, True, 4)
+
+
+def test_wanted_attributes_are_the_same_payloads_and_the_first_one_wins():
+    """``wanted`` (what parse_link reads of a link's ~40 attributes) gives what the full read gives
+    for those types; a bridge port's hairpin mode is read from its many IFLA_BRPORT_* attributes."""
+    body = b"".join(nla(kind, struct.pack("=I", kind)) for kind in range(1, 40)) + nla(4, b"late")
+    full = _rtnl.attributes(body)
+    for wanted in (frozenset({4}), frozenset({3, 30, 39}), frozenset({2, 99})):
+        assert _rtnl.attributes(body, 0, wanted) == {k: full[k] for k in wanted if k in full}
+    port = nla(_rtnl.IFLA_LINKINFO | NLA_F_NESTED, nla(_rtnl.IFLA_INFO_KIND, b"veth\0") + nla(
+        _rtnl.IFLA_INFO_SLAVE_DATA | NLA_F_NESTED,
+        b"".join(nla(kind, b"\1") for kind in range(1, 40) if kind != _rtnl.IFLA_BRPORT_MODE) + nla(_rtnl.IFLA_BRPORT_MODE, b"\1")))
+    assert _rtnl.parse_link(link_body(3, 0, nla(_rtnl.IFLA_IFNAME, b"veth1\0"), port))["hairpin"] is True

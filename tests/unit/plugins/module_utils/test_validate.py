@@ -455,3 +455,22 @@ def test_subnets_that_make_no_sense_are_refused(subnet):
 @pytest.mark.parametrize("subnet", ["10.0.0.0/8", "172.17.0.0/16", "192.168.5.0/24", "10.1.2.0/30"])
 def test_usual_subnets_are_accepted(subnet):
     assert v.network(subnet, "net.subnet") == subnet
+
+
+def test_an_address_text_is_parsed_once_and_a_bad_one_raises_every_time():
+    """The bounded cache of address texts (a run names each endpoint's address several times) gives
+    ipaddress's value; a text that does not parse is not kept, and a value that is no text is never looked up."""
+    import ipaddress
+
+    v._address.cache_clear()
+    assert v.address("10.0.0.2") == ipaddress.ip_address("10.0.0.2") and v.address("10.0.0.2") is v.address("10.0.0.2")
+    assert v.interface("fd00::2/64") == ipaddress.ip_interface("fd00::2/64")
+    for attempt in range(2):
+        with pytest.raises(ValueError):
+            v.address("10.0.0.256")
+        assert v._address.cache_info().currsize == 1, attempt
+    assert v._address.cache_info().currsize == 1
+    assert v.address(1) == ipaddress.ip_address(1) and v._address.cache_info().currsize == 1
+    with pytest.raises(ValidationError, match=r"^x: '10.0.0.256' is not a valid IP address"):
+        v.ip_address("10.0.0.256", "x")
+    assert v.unicast("10.0.0.2", "y") == "10.0.0.2" and v.cidr("10.0.0.2/16", "z") == "10.0.0.2/16"
