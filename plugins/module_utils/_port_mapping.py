@@ -60,7 +60,10 @@ def mapping_family(item: dict) -> str:
     return family_of(item["container_ip"])
 
 
-_RANGES: dict[str, tuple[int, int]] = {}  # port ranges read before (a run reads each of N mappings' ports several times)
+# Port texts read before (a run reads each of N mappings' ports several times); emptied when full,
+# so a process that plans many times keeps no more than RANGES_MAX of them.
+_RANGES: dict[str, tuple[int, int]] = {}
+RANGES_MAX = 1 << 15
 
 
 def port_range(value: object, field: str) -> tuple[int, int]:
@@ -78,6 +81,8 @@ def port_range(value: object, field: str) -> tuple[int, int]:
             raise v.ValidationError(f"{field}: port {port} is outside 1-65535")
     if last < first:
         raise v.ValidationError(f"{field}: range {text} is reversed")
+    if len(_RANGES) >= RANGES_MAX:
+        _RANGES.clear()
     _RANGES[text] = (first, last)
     return first, last
 

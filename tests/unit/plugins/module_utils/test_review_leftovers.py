@@ -17,7 +17,7 @@ import os
 
 import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment as d
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _iptables, _netlink
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _iptables, _netlink, _port_mapping
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import Gathered, NetnsResource
 
@@ -188,3 +188,13 @@ def test_the_render_cache_is_bounded(monkeypatch):
     assert len(_iptables._RENDERED) <= 8
     assert texts == [_iptables.KINDS["dnat"].render(dict(rule.fields)) for rule in rules]  # the same answers
     assert [_iptables.render_rule(rule) for rule in rules] == texts
+
+
+def test_the_port_range_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(_port_mapping, "RANGES_MAX", 8)
+    monkeypatch.setattr(_port_mapping, "_RANGES", {})
+    texts = [f"{port}-{port + 5}" for port in range(1000, 1050)]
+    ranges = [_port_mapping.port_range(text, "ports[0].host_port") for text in texts]
+    assert len(_port_mapping._RANGES) <= 8
+    assert ranges == [(port, port + 5) for port in range(1000, 1050)]
+    assert [_port_mapping.port_range(text, "ports[0].host_port") for text in texts] == ranges
