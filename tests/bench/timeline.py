@@ -42,7 +42,7 @@ from pathlib import Path
 from tests.bench import workload as w
 from tests.bench.cli import BARE_PLAYBOOK, PING_PLAYBOOK, log, new_run_dir
 from tests.bench.peers import GROUP, HOST, HOST_ADDRESS, Context, LinuxnetSSH, machine_unavailable, parse_recap, prepare_lab
-from tests.bench.procwatch import Runner
+from tests.bench.procwatch import Measurement, Runner
 from tests.lab import Lab
 from tests.lab.playbook import ansible_env
 
@@ -376,15 +376,8 @@ def _measure(runner: Runner, work: Path, n: int, repeat: int, playbooks: Path = 
 
         def run(name: str, playbook: Path, extra: list[str], debug: bool, check_changed: int | None = None) -> float:
             env = ansible_env({"ANSIBLE_NOCOLOR": "1", **(code_env or {}), **({"ANSIBLE_DEBUG": "1"} if debug else {})})
-            logfile = work / f"{name}.log"
-            m = runner.run([playbook_bin, "-i", str(lab.inventory_path), str(playbook), *extra], env=env, log=logfile)
-            text = logfile.read_text(errors="replace")
-            recap = parse_recap(text).get(HOST, {"failed": 0, "unreachable": 0, "changed": 0} if name == "bare" else None)
-            if m.rc != 0 or not recap or recap["failed"] or recap["unreachable"]:
-                raise RuntimeError(f"{name} N={n} failed (rc={m.rc}):\n{text[-3000:]}")
-            if check_changed is not None and recap["changed"] != check_changed:
-                raise RuntimeError(f"{name} N={n}: changed={recap['changed']}, expected {check_changed}")
-            return m.wall
+            return _play(runner, work, n, name, [playbook_bin, "-i", str(lab.inventory_path), str(playbook), *extra],
+                         env, check_changed).wall
 
         with_vars = ["-e", f"@{variables}"]
         phases = {}
@@ -409,6 +402,21 @@ def _measure(runner: Runner, work: Path, n: int, repeat: int, playbooks: Path = 
                 "loadavg": Path("/proc/loadavg").read_text().split()[0]}
     finally:
         lab.destroy()
+
+
+def _play(runner: Runner, work: Path, n: int, name: str, argv: list[str], env: dict[str, str],
+          check_changed: int | None) -> Measurement:
+    """One ansible-playbook run, logged to ``work/<name>.log``; RuntimeError unless it succeeded (and,
+    with ``check_changed``, reported that many changes). A bare start has no recap line."""
+    logfile = work / f"{name}.log"
+    m = runner.run(argv, env=env, log=logfile)
+    text = logfile.read_text(errors="replace")
+    recap = parse_recap(text).get(HOST, {"failed": 0, "unreachable": 0, "changed": 0} if name == "bare" else None)
+    if m.rc != 0 or not recap or recap["failed"] or recap["unreachable"]:
+        raise RuntimeError(f"{name} N={n} failed (rc={m.rc}):\n{text[-3000:]}")
+    if check_changed is not None and recap["changed"] != check_changed:
+        raise RuntimeError(f"{name} N={n}: changed={recap['changed']}, expected {check_changed}")
+    return m
 
 
 def snapshot_collection(work: Path) -> tuple[Path, dict[str, str]]:
@@ -474,17 +482,11 @@ def _measure_ssh(runner: Runner, work: Path, n: int, repeat: int, playbooks: Pat
             if fresh:
                 _close_masters(ctx)
             env = {**ctx.ansible_env(), **(code_env or {}), **({"ANSIBLE_DEBUG": "1"} if debug else {})}
-            logfile = work / f"{name}.log"
             began = time.time()
-            m = runner.run([playbook_bin, "-i", str(lab.inventory_path), str(playbook), *extra], env=env, log=logfile)
+            m = _play(runner, work, n, name, [playbook_bin, "-i", str(lab.inventory_path), str(playbook), *extra],
+                      env, check_changed)
             if tail:
                 tails[tail].append(_tail(lab, began, began + m.wall))
-            text = logfile.read_text(errors="replace")
-            recap = parse_recap(text).get(HOST, {"failed": 0, "unreachable": 0, "changed": 0} if name == "bare" else None)
-            if m.rc != 0 or not recap or recap["failed"] or recap["unreachable"]:
-                raise RuntimeError(f"{name} N={n} failed (rc={m.rc}):\n{text[-3000:]}")
-            if check_changed is not None and recap["changed"] != check_changed:
-                raise RuntimeError(f"{name} N={n}: changed={recap['changed']}, expected {check_changed}")
             return m.wall
 
         def timed(label: str, name: str, playbook: Path, extra: list[str], **kw) -> None:
