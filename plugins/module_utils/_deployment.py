@@ -523,10 +523,13 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
     except Exception as exc:  # whatever stops a step, writes held for it are not dropped
-        if not isinstance(exc, (ApplyError, ValidationError)) and not applied:
+        worded = isinstance(exc, (ApplyError, ValidationError))  # a failure a step words (else an OSError or a bug)
+        if not worded and not applied:
             raise  # nothing changed yet: as it is (the module reports an OSError)
-        if isinstance(exc, (ApplyError, ValidationError)):
-            message = str(exc) if isinstance(exc, ValidationError) else f"{name}: {exc}"  # (a ValidationError names its step)
+        if isinstance(exc, ValidationError):
+            message = str(exc)  # it names its step
+        elif worded:
+            message = f"{name}: {exc}"
         else:  # an OSError while reading, or a bug: its kind named, no step worded it
             message = f"{name}: {type(exc).__name__}: {exc}"
         if joined is not None:  # the next step failed before the joined write: the held step's writes go alone
@@ -542,7 +545,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
         if isinstance(exc, ValidationError) and not applied:
             raise exc from None
         # earlier steps changed the host: a failed run that reports them (changed, commands), not bad input
-        raise StepFailed(message, commands) from (None if isinstance(exc, (ApplyError, ValidationError)) else exc)
+        raise StepFailed(message, commands) from (None if worded else exc)
     finally:
         for _name, resource, _desired, _checked in prepared:
             resource.close()

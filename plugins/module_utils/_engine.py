@@ -26,6 +26,11 @@ STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
 # Resource.parsed offer it (config_argument_spec(..., parsed=True)).
 PARSED = "parsed"
 CAP_NET_ADMIN = 12  # bit in /proc/self/status CapEff
+# The key of a gathered item that is planned like any other but never listed (gathered, before,
+# after, diff: all go through listing()): a leftover with nothing behind it, such as the mountpoint
+# of a namespace whose create or delete was killed. A config that names it has it made again
+# (plan drops the key from the item it plans); otherwise it is deleted as overridden or deleted ask.
+HIDDEN = "_hidden"
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ class Resource:
         else:
             exact = state in ("replaced", "overridden")
             for item in desired:
-                item_ops, after[self.key(item)] = self.plan_item(item, current.get(self.key(item)), exact)
+                item_ops, planned = self.plan_item(item, current.get(self.key(item)), exact)
+                if planned.get(HIDDEN):  # made (again) as asked: listed from now on
+                    planned = {k: val for k, val in planned.items() if k != HIDDEN}
+                after[self.key(item)] = planned
                 ops += item_ops
             wanted = {self.key(d) for d in desired}
             gone = [k for k, c in current.items() if state == "overridden" and c.get("_owned") and k not in wanted]
@@ -153,7 +161,8 @@ class Resource:
             raise ValidationError(problem)
 
     def gather(self, desired: list[dict], state: str) -> dict:
-        """Live state as ``{key: item}``; items carry ``_owned`` when the collection created them."""
+        """Live state as ``{key: item}``; items carry ``_owned`` when the collection created them,
+        and :data:`HIDDEN` when they are planned but not listed."""
         raise NotImplementedError
 
     def apply(self, operations: list[Operation]) -> None:
@@ -224,8 +233,9 @@ def config_argument_spec(item_options: dict, extra: dict | None = None, parsed: 
 
 
 def listing(items: dict, resource: Resource) -> list[dict]:
-    """Gathered items as ``state: gathered`` returns them: config items sorted by key."""
-    return [resource.public(items[k]) for k in sorted(items, key=str)]
+    """Gathered items as ``state: gathered`` returns them: config items sorted by key, less the
+    :data:`HIDDEN` ones. Every result that lists items (gathered, before, after, diff) is made here."""
+    return [resource.public(items[k]) for k in sorted(items, key=str) if not items[k].get(HIDDEN)]
 
 
 def _desired(resource: Resource, config: list[dict] | None, state: str) -> list[dict]:

@@ -14,7 +14,7 @@ import shlex
 import shutil
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, Vocabulary
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN, Operation, Vocabulary
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     LINK_OPERATIONS,
     NetlinkResource,
@@ -204,17 +204,6 @@ def _rmtree(nl: Netlink, op: Operation) -> None:
     shutil.rmtree(op.args["path"], ignore_errors=True)
 
 
-class Gathered(dict):
-    """The namespaces gather found, by name. ``stale`` holds, apart, the names of ours with no
-    namespace behind them (the mountpoint of a create or delete killed midway): they are no
-    namespaces, so no result lists them (gathered, before, after), but plan sees them, and makes
-    them again if wanted, else removes them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stale: dict[str, dict] = {}
-
-
 class NetnsResource(NetlinkResource):
     operations = NETNS_OPERATIONS
     #: gather reads the resolver files (False: a teardown that shows no before/after leaves them unread)
@@ -268,14 +257,14 @@ class NetnsResource(NetlinkResource):
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)
         wanted = {item["name"]: item["hosts"] for item in desired if item.get("hosts") is not None}
-        current = Gathered()
+        current: dict[str, dict] = {}
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
             item["_owned"] = namespace_owned(name)
             if item["_owned"] and not os.path.ismount(os.path.join(NETNS_RUN_DIR, name)):
-                # the mountpoint of a create (or a delete) killed midway: made again if wanted,
-                # else removed with its mark and files - skipped, they would stay for good
-                item["_stale"] = True
+                # the mountpoint of a create (or a delete) killed midway, no namespace: never listed,
+                # but made again if wanted, else removed with its mark and files (skipped, they would stay)
+                item[HIDDEN] = True
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
             if self.read_files and os.path.isfile(resolv):
@@ -289,15 +278,8 @@ class NetnsResource(NetlinkResource):
                     item["hosts"] = rendered[0]  # the file we would write: it parses back to these entries
                 else:
                     item["hosts"] = parse_hosts(text)
-            (current.stale if item.get("_stale") else current)[name] = item
+            current[name] = item
         return current
-
-    def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
-        stale = getattr(current, "stale", None)
-        if stale:  # planned with the namespaces, in name order as gathered
-            current = {name: current[name] if name in current else stale[name] for name in sorted({*current, *stale})}
-        ops, after = super().plan(desired, current, state)
-        return ops, {name: item for name, item in after.items() if not item.get("_stale")}  # left alone: not shown
 
     def public(self, item: dict) -> dict:
         shown = {k: item[k] for k in ("name", "resolv_conf", "hosts") if item.get(k) is not None}
@@ -319,9 +301,8 @@ class NetnsResource(NetlinkResource):
         if have is None:
             ops += [op_netns_add(name), op_lo_up(name)]
             have = {"name": name, "resolv_conf": None, "hosts": None, "_owned": True}
-        elif have.get("_stale"):  # no namespace behind the name: made again (its files are kept if right)
+        elif have.get(HIDDEN):  # a stale name, no namespace behind it: made again (its files are kept if right)
             ops += [op_netns_add(name), op_lo_up(name)]
-            have = {k: val for k, val in have.items() if k != "_stale"}
         new = dict(have)
         for key in ("resolv_conf", "hosts"):
             path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")

@@ -9,6 +9,8 @@ import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment as d
 from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import plan_deployment
 
+from .fixtures.deployment import FakeStep, RunModule
+
 README = (
     [{"name": "bridge", "subnet": "172.17.0.0/16"}, {"name": "frontend", "subnet": "172.18.0.0/16"},
      {"name": "backend", "subnet": "172.19.0.0/16", "internal": True}],
@@ -96,36 +98,6 @@ def test_a_held_steps_lines_go_in_the_next_steps_restore_and_its_other_operation
     assert calls == [("firewall", "apply", ["iptables -t nat -X LINUXNET"]), ("firewall", "apply_other", [])]
 
 
-class FakeStep:
-    """A step resource for _run_steps whose plan is one operation."""
-
-    def __init__(self, module) -> None:
-        self.module, self.params, self.warnings, self.applied = module, {}, [], []
-
-    def normalize(self, config, state):
-        return []
-
-    def check_references(self, desired, state):
-        pass
-
-    def gather(self, desired, state):
-        return {}
-
-    def plan(self, desired, before, state):
-        from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-
-        return [Operation(f"change by {type(self).__name__}", "test", {})], {}
-
-    def apply(self, operations):
-        self.applied += operations
-
-    def persist(self):
-        pass
-
-    def close(self):
-        pass
-
-
 class NoChange(FakeStep):
     def plan(self, desired, before, state):
         return [], {}
@@ -136,13 +108,6 @@ class Refusing(FakeStep):
 
     def plan(self, desired, before, state):
         raise d.ValidationError("addresses[0]: overlaps the host's route")
-
-
-class RunModule:
-    check_mode, _diff, params = False, False, {}
-
-    def warn(self, message):
-        pass
 
 
 class NoFirewall:

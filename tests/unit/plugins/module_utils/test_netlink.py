@@ -12,18 +12,12 @@ import os
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
 
+from .fixtures.netlink import FakeSocket, fake_link_dumps
+
 
 def test_netlink_forget_closes_the_namespace_socket(monkeypatch):
-    from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
-
-    class Socket:
-        closed = False
-
-        def close(self):
-            self.closed = True
-
     opened = []
-    monkeypatch.setattr(_netlink._rtnl, "Reader", lambda: opened.append(Socket()) or opened[-1])
+    monkeypatch.setattr(_netlink._rtnl, "Reader", lambda: opened.append(FakeSocket()) or opened[-1])
     nl = _netlink.Netlink()
     first = nl.sock(None)
     nl.forget(None)
@@ -63,25 +57,11 @@ def test_index_of_a_known_peer_comes_from_the_host_dump(monkeypatch):
     """The peer of a pair the run made (or gathered) is found by its host end's IFLA_LINK in the one
     host dump: requests on the peers of N new namespaces dump no namespace. A name that is no known
     peer, or whose host end is gone or is no veth, is looked up in its namespace's dump as before."""
-    dumps: list = []
-
-    class Reader:
-        def __init__(self, netns=None):
-            self.netns = netns
-
-        def links(self):
-            dumps.append(self.netns)
-            if self.netns is None:
-                return [{"name": "v1", "index": 9, "kind": "veth", "link_netnsid": 0, "link": 2},
-                        {"name": "v2", "index": 10, "kind": "veth", "link_netnsid": 1, "link": 3},
-                        {"name": "dummy0", "index": 11, "kind": "dummy", "link_netnsid": None, "link": None}]
-            return [{"name": "lo", "index": 1}, {"name": "eth0", "index": 2}, {"name": "eth1", "index": 4}]
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(_netlink._rtnl, "Reader", Reader)
-    monkeypatch.setattr(_netlink, "open_in_namespace", lambda netns, opener: Reader(netns))
+    dumps = fake_link_dumps(monkeypatch,
+                            [{"name": "v1", "index": 9, "kind": "veth", "link_netnsid": 0, "link": 2},
+                             {"name": "v2", "index": 10, "kind": "veth", "link_netnsid": 1, "link": 3},
+                             {"name": "dummy0", "index": 11, "kind": "dummy", "link_netnsid": None, "link": None}],
+                            [{"name": "lo", "index": 1}, {"name": "eth0", "index": 2}, {"name": "eth1", "index": 4}])
     nl = _netlink.Netlink()
     for i, end in enumerate(("v1", "v2", "gone", "dummy0")):
         nl.pair(end, "eth0", f"c{i}")
@@ -102,32 +82,18 @@ def test_index_of_a_known_peer_comes_from_the_host_dump(monkeypatch):
 
 def test_an_adopted_socket_serves_its_namespace(monkeypatch):
     """The socket create_namespace returns is the namespace's socket: it is not entered again to open one."""
-    class Socket:
-        closed = False
-
-        def close(self):
-            self.closed = True
-
     def never_entered(netns, opener):
         raise AssertionError(f"{netns} entered to open a socket")
 
     monkeypatch.setattr(_netlink, "open_in_namespace", never_entered)
     nl = _netlink.Netlink()
-    first, second = Socket(), Socket()
+    first, second = FakeSocket(), FakeSocket()
     nl.adopt("c1", first)
     assert nl.sock("c1") is first
     nl.adopt("c1", second)  # made again: the old socket is closed
     assert first.closed and nl.sock("c1") is second
     nl.close()
     assert second.closed
-
-
-class FakeSocket:
-    def __init__(self, name: str = "") -> None:
-        self.name, self.closed = name, False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_sockets_keep_at_most_limit_namespaces_open_closing_the_least_recently_used():

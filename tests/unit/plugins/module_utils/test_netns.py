@@ -9,6 +9,7 @@ Run: ``.venv/bin/python -m pytest tests/unit -q``
 
 from __future__ import annotations
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (
     NetnsResource,
     parse_hosts,
@@ -94,11 +95,11 @@ def test_netns_deleted():
 
 def test_netns_stale_name_of_a_killed_run_is_made_again_or_removed():
     """A name whose namespace is gone (a create or delete killed between mount and unlink; gather
-    marks it ``_stale``): made again when wanted, its files kept when right; removed otherwise."""
-    stale = {"a": {**ns_current("a", resolv_conf="nameserver 9.9.9.9\n"), "_stale": True}}
+    marks it hidden, ``_engine.HIDDEN``): made again when wanted, its files kept when right; removed otherwise."""
+    stale = {"a": {**ns_current("a", resolv_conf="nameserver 9.9.9.9\n"), HIDDEN: True}}
     commands, after = plan(NetnsResource, [{"name": "a", "resolv_conf": "nameserver 9.9.9.9\n"}], stale, "overridden")
     assert commands == ["ip netns add a", "ip -n a link set lo up"]
-    assert "_stale" not in after["a"]
+    assert HIDDEN not in after["a"]
     for state, config in (("overridden", []), ("deleted", [])):
         commands, after = plan(NetnsResource, config, stale, state)
         assert commands == ["rm -rf /etc/netns/a", "ip netns delete a"], state

@@ -4,7 +4,7 @@
   back to the same rule (a kind added later without one fails here). That each rendering is
   exactly what ``nft list`` prints is proven against the real nft in
   ``tests/integration/test_nftables.py``.
-* The planner's scripts are applied to :class:`NftModel`, a small model of an ``nft -f``
+* The planner's scripts are applied to :class:`NftModel` (``fixtures/nftables.py``), a small model of an ``nft -f``
   transaction on our table (handles, base chains, jumps that must resolve), and the result is
   listed as ``nft -a list table`` prints it and read back with ``parse_list``: a converged table
   plans nothing, rules an admin added are kept, deleting everything deletes the table.
@@ -24,7 +24,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables a
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
 
-from .fixtures.firewall import FakeModule
+from .fixtures.nftables import MAPPINGS, NETWORKS, NftFakeModule, NftModel, fw_run, pm_run
 
 # Sample values per field name (every field any kind of either adapter uses).
 SAMPLES = {
@@ -32,18 +32,6 @@ SAMPLES = {
     "snat_source": "192.0.2.9", "host_ip": "192.0.2.1", "proto": "tcp", "dport": "81", "container_ip": "10.1.0.2",
     "to_ports": "80", "base": None,
 }
-NETWORKS = [
-    {"name": "front", "bridge": "lnx-front", "subnet": "10.31.0.0/24"},
-    {"name": "back", "bridge": "lnx-back", "subnet": "10.32.0.0/24", "icc": False},
-    {"name": "intern", "bridge": "lnx-int", "subnet": "10.33.0.0/24", "internal": True},
-    {"name": "snat", "bridge": "lnx-snat", "subnet": "10.34.0.0/24", "snat_source": "192.0.2.5", "masquerade": False},
-]
-MAPPINGS = [
-    {"bridge": "lnx-front", "container_ip": "10.31.0.2", "publish": "192.0.2.1:81:80"},
-    {"bridge": "lnx-front", "container_ip": "10.31.0.2", "publish": "127.0.0.1:8081:80"},
-    {"bridge": "lnx-back", "container_ip": "10.32.0.2", "publish": "8080:80/udp"},
-    {"bridge": "lnx-front", "container_ip": "10.31.0.3", "publish": "20000-20999:30000-30999"},
-]
 
 
 def sample_rules(kind: str) -> Rule:
@@ -101,120 +89,6 @@ def test_rule_kinds_do_not_shadow_each_other():
     for kind in nft.KINDS:
         rule = sample_rules(kind)
         assert nft.parse_rule(nft.render_rule(rule)).kind == kind
-
-
-# ============================================================================== a model of nft -f
-
-
-class NftModel:
-    """Our table as the kernel keeps it; ``apply`` runs a script all-or-nothing, like ``nft -f``."""
-
-    def __init__(self, name: str = "linuxnet") -> None:
-        self.name = name
-        self.exists = False
-        self.chains: dict[str, dict] = {}  # name -> {"base": "type ...; policy x;" | None, "rules": [(handle, text)]}
-        self.handle = 0
-        self.scripts: list[list[str]] = []
-
-    def apply(self, lines: list[str]) -> None:
-        before = copy.deepcopy((self.exists, self.chains, self.handle))
-        try:
-            for line in lines:
-                self._one(line)
-        except AssertionError:
-            self.exists, self.chains, self.handle = before
-            raise
-        self.scripts.append(lines)
-
-    def _one(self, line: str) -> None:
-        ref = f"ip {self.name}"
-        m = re.fullmatch(rf"(add|delete) table {ref}", line)
-        if m:
-            assert m.group(1) == "add" or self.exists, line
-            self.exists = m.group(1) == "add"
-            if not self.exists:
-                self.chains = {}
-            return
-        assert self.exists, f"no table: {line}"
-        m = re.fullmatch(rf"(add|flush|delete) chain {ref} (\S+)(?: \{{ (.*) \}})?", line)
-        if m:
-            verb, name, base = m.groups()
-            if verb == "add":
-                chain = self.chains.setdefault(name, {"base": base, "rules": []})
-                chain["base"] = base or chain["base"]
-                return
-            assert name in self.chains, line
-            if verb == "flush":
-                self.chains[name]["rules"] = []
-            else:
-                users = [t for c in self.chains.values() for _h, t in c["rules"] if t.endswith(f"jump {name}")]
-                assert not users, f"{line}: still jumped to by {users}"
-                del self.chains[name]
-            return
-        m = re.fullmatch(rf"delete rule {ref} (\S+) handle (\d+)", line)
-        if m:
-            rules = self.chains[m.group(1)]["rules"]
-            assert int(m.group(2)) in [h for h, _t in rules], line
-            rules[:] = [(h, t) for h, t in rules if h != int(m.group(2))]
-            return
-        m = re.fullmatch(rf"(add|insert) rule {ref} (\S+) (.+)", line)
-        assert m, f"not an nft command of the planner: {line}"
-        verb, name, text = m.groups()
-        assert name in self.chains, line
-        target = re.search(r"jump (\S+)$", text)
-        assert target is None or target.group(1) in self.chains, f"{line}: no such chain"
-        self.handle += 1
-        rules = self.chains[name]["rules"]
-        rules.insert(0 if verb == "insert" else len(rules), (self.handle, text))
-
-    def listing(self) -> str:
-        """As ``nft -a list table ip <name>`` prints it."""
-        if not self.exists:
-            return ""
-        out = [f"table ip {self.name} {{ # handle 1"]
-        for name, chain in self.chains.items():
-            out.append(f"\tchain {name} {{ # handle 9")
-            if chain["base"]:
-                out.append(f"\t\t{chain['base']}")
-            out += [f"\t\t{text} # handle {h}" for h, text in chain["rules"]]
-            out.append("\t}")
-        return "\n".join(out + ["}"]) + "\n"
-
-    def live(self) -> dict:
-        tables, other = nft.parse_list(self.listing())
-        return tables, tuple(other)
-
-
-class NftFakeModule(FakeModule):
-    def __init__(self, **params) -> None:
-        super().__init__(firewall_backend="nftables", **params)
-
-    def get_bin_path(self, name):
-        return None  # no other backend to clean up here
-
-
-def fw_run(kernel: NftModel, config: list[dict], state: str = "merged", known: dict | None = None, apply: bool = True):
-    res = fw.FirewallResource(NftFakeModule())
-    desired = res.normalize(config, state)
-    res.live, res.adapter.other_chains = kernel.live()
-    res.known = copy.deepcopy(known or {})
-    res.sysctls = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1"}
-    ops = res.plan(desired, {}, state)[0]
-    lines = [op.args["line"] for op in ops if op.action == "nft"]
-    if apply and lines:
-        kernel.apply(lines)
-    return lines, res
-
-
-def pm_run(kernel: NftModel, config: list[dict], state: str = "overridden", known: dict | None = None):
-    res = PortMappingResource(NftFakeModule())
-    desired = res.normalize(config, state)
-    res.live, res.adapter.other_chains = kernel.live()
-    res.known = copy.deepcopy(known or {})
-    lines = [op.args["line"] for op in res.plan(desired, {}, state)[0] if op.action == "nft"]
-    if lines:
-        kernel.apply(lines)
-    return lines, res
 
 
 # ============================================================================== planner

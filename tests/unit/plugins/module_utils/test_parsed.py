@@ -15,8 +15,8 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping impo
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 from .fixtures.firewall import FakeModule, build, firewall
+from .fixtures.nftables import MAPPINGS, NETWORKS, NftFakeModule, NftModel, fw_run, pm_run
 from .fixtures.rulesets import PORTS_143, REF_143, SCENARIO_143
-from .test_nftables import MAPPINGS, NETWORKS, NftFakeModule, NftModel, fw_run, pm_run
 
 
 def ports(prefix: str = "DOCKER") -> PortMappingResource:

@@ -19,10 +19,10 @@ import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment as d
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _iptables, _netlink, _port_mapping
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
-from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import Gathered, NetnsResource
+from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
 
-from .fixtures.netlink import FakeModule, ns_current
-from .test_deployment_params import FakeStep, RunModule
+from .fixtures.deployment import FakeStep, RunModule
+from .fixtures.netlink import FakeModule, fake_link_dumps, ns_current
 
 # ------------------------------------------------------------------------------ _netlink
 
@@ -31,23 +31,11 @@ def test_a_pair_whose_peer_is_in_another_namespace_is_dropped(monkeypatch):
     """c0's id in the host is 0: the pair whose host end's link-netnsid is 0 is trusted; a pair
     recorded for c1 whose host end now says 5 (its peer moved) is dropped and c1's dump answers.
     A namespace whose id cannot be told (the kernel does not answer) is trusted as before."""
-    dumps: list = []
-
-    class Reader:
-        def __init__(self, netns=None):
-            self.netns = netns
-
-        def links(self):
-            dumps.append(self.netns)
-            if self.netns is None:
-                return [{"name": "v0", "index": 9, "kind": "veth", "link_netnsid": 0, "link": 2},
-                        {"name": "v1", "index": 10, "kind": "veth", "link_netnsid": 5, "link": 2},
-                        {"name": "v2", "index": 11, "kind": "veth", "link_netnsid": 7, "link": 2}]
-            return [{"name": "lo", "index": 1}, {"name": "eth0", "index": 3}]
-
-        def close(self):
-            pass
-
+    dumps = fake_link_dumps(monkeypatch,
+                            [{"name": "v0", "index": 9, "kind": "veth", "link_netnsid": 0, "link": 2},
+                             {"name": "v1", "index": 10, "kind": "veth", "link_netnsid": 5, "link": 2},
+                             {"name": "v2", "index": 11, "kind": "veth", "link_netnsid": 7, "link": 2}],
+                            [{"name": "lo", "index": 1}, {"name": "eth0", "index": 3}])
     ids = {"c0": 0, "c1": 1}
     opened: dict[int, str] = {}  # fd -> the namespace it stands for
     asked: list = []
@@ -63,8 +51,6 @@ def test_a_pair_whose_peer_is_in_another_namespace_is_dropped(monkeypatch):
             raise OSError(95, "not supported")
         return ids[opened[fd]]
 
-    monkeypatch.setattr(_netlink._rtnl, "Reader", Reader)
-    monkeypatch.setattr(_netlink, "open_in_namespace", lambda netns, opener: Reader(netns))
     monkeypatch.setattr(_netlink, "namespace_fd", namespace_fd)
     monkeypatch.setattr(_netlink, "namespace_id", namespace_id)
     nl = _netlink.Netlink()
@@ -83,12 +69,11 @@ def test_a_pair_whose_peer_is_in_another_namespace_is_dropped(monkeypatch):
 # ------------------------------------------------------------------------------ _netns
 
 
-def stale_and_live() -> Gathered:
-    current = Gathered()
-    current["keep"] = ns_current("keep")
-    current.stale["a"] = {**ns_current("a", resolv_conf="nameserver 9.9.9.9\n"), "_stale": True}
-    current.stale["b"] = {**ns_current("b"), "_stale": True}
-    return current
+def stale_and_live() -> dict:
+    """As gather returns them (in name order): two stale names, hidden, and a namespace."""
+    return {"a": {**ns_current("a", resolv_conf="nameserver 9.9.9.9\n"), _engine.HIDDEN: True},
+            "b": {**ns_current("b"), _engine.HIDDEN: True},
+            "keep": ns_current("keep")}
 
 
 def test_stale_names_are_planned_but_never_listed():
@@ -103,7 +88,52 @@ def test_stale_names_are_planned_but_never_listed():
     assert [op.command for op in ops] == ["rm -rf /etc/netns/a", "ip netns delete a", "rm -rf /etc/netns/b",
                                           "ip netns delete b", "rm -rf /etc/netns/keep", "ip netns delete keep"]
     ops, after = res.plan(res.normalize([{"name": "keep"}], "merged"), current, "merged")
-    assert ops == [] and list(after) == ["keep"]  # merged leaves them alone, and does not show them
+    assert ops == [] and _engine.listing(after, res) == [{"name": "keep"}]  # merged leaves them alone, and does not show them
+    assert current == stale_and_live()  # planning changed nothing it was given
+
+
+class Exited(Exception):
+    pass
+
+
+class Exiting(FakeModule):
+    """The module's end: exit_json raises with the result (the run goes no further, as in Ansible)."""
+
+    def exit_json(self, **result):
+        raise Exited(result)
+
+    def warn(self, message):
+        pass
+
+
+class Gathering(NetnsResource):
+    """The namespaces of stale_and_live(), gathered without a host."""
+
+    def check_references(self, desired, state):
+        pass
+
+    def gather(self, desired, state):
+        return stale_and_live()
+
+
+@pytest.mark.parametrize("state", ["gathered", "merged", "overridden"])
+def test_a_module_run_lists_no_hidden_item(monkeypatch, state):
+    """``_engine.run`` (check mode, diff): gathered, before, after and the diff leave the stale names
+    out; the one a config names is made again and listed after."""
+    a = {"name": "a", "resolv_conf": "nameserver 9.9.9.9\n"}  # its file is right: kept
+    module = Exiting(check_mode=True, state=state, config=[a, {"name": "keep"}])
+    module._diff = True
+    monkeypatch.setattr(_engine, "missing_privilege", lambda: None)
+    with pytest.raises(Exited) as info:
+        _engine.run(module, Gathering(module))
+    result = info.value.args[0]
+    if state == "gathered":
+        assert result == {"changed": False, "gathered": [{"name": "keep"}]}
+        return
+    assert result["before"] == [{"name": "keep"}] and result["after"] == [a, {"name": "keep"}]
+    assert result["commands"][:2] == ["ip netns add a", "ip -n a link set lo up"]
+    assert result["commands"][2:] == (["rm -rf /etc/netns/b", "ip netns delete b"] if state == "overridden" else [])
+    assert '"b"' not in result["diff"]["before"] + result["diff"]["after"]
 
 
 # ------------------------------------------------------------------------------ _deployment
