@@ -14,23 +14,13 @@ import os
 
 import pytest
 
-from tests.integration.helpers import ADDR, OUT_ADDR, OUTSIDE
-from tests.integration.test_hardening import changed, disable_ipv6, ping
-from tests.integration.test_without_pyroute2 import managed_python
-from tests.integration.test_role import CONVERGE, HOST, REPO, ipj, sh, site
+from tests.integration.helpers import ADDR, HOST, OUT_ADDR, OUTSIDE, REPO
+from tests.integration.helpers_links import ipj, sh
+from tests.integration.helpers_role import DUAL_STACK_ENDPOINTS as ENDPOINTS
+from tests.integration.helpers_role import DUAL_STACK_NETWORKS as NETWORKS
+from tests.integration.helpers_role import changed, converge, disable_ipv6, managed_python, ping, site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
-
-NETWORKS = [
-    {"name": "dual", "subnet": "172.20.0.0/16", "subnet6": "fd00:20::/64"},
-    {"name": "v4only", "subnet": "172.21.0.0/16"},
-]
-ENDPOINTS = [
-    {"name": "d1", "network": "dual"},
-    {"name": "d2", "network": "dual"},
-    {"name": "m1", "networks": ["v4only", "dual"]},  # IPv4 routes through eth0, IPv6 through eth1
-    {"name": "v1", "network": "v4only"},
-]
 
 
 @pytest.fixture
@@ -52,10 +42,6 @@ def route6(lab, netns: str) -> list[tuple[str, str]]:
 def sysctl(lab, netns: str | None, key: str) -> str:
     prefix = f"ip netns exec {netns} " if netns else ""
     return sh(lab, f"{prefix}cat /proc/sys/net/ipv6/conf/{key}").stdout.strip()
-
-
-def converge(result) -> dict:
-    return result.task(CONVERGE, HOST).result
 
 
 def test_dual_stack_network_end_to_end(lab, run_playbook):

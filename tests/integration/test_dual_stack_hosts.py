@@ -14,10 +14,11 @@ import os
 
 import pytest
 
-from tests.integration.helpers import ADDR, run
-from tests.integration.test_dual_stack import ENDPOINTS, NETWORKS, converge
-from tests.integration.test_hardening import changed
-from tests.integration.test_role import HOST, ROLE, assert_same, settled_snapshot, sh, site
+from tests.integration.helpers import ADDR, HOST, run
+from tests.integration.helpers_links import assert_same, sh
+from tests.integration.helpers_role import DUAL_STACK_ENDPOINTS as ENDPOINTS
+from tests.integration.helpers_role import DUAL_STACK_NETWORKS as NETWORKS
+from tests.integration.helpers_role import ROLE, changed, converge, settled_snapshot, site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 

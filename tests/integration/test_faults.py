@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, sh
+from tests.integration.helpers_process import killed, start
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -51,12 +50,6 @@ def driver(tmp: Path, name: str, steps: tuple, state: str) -> Path:
     return script
 
 
-def start(lab, script: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO / ".collections")}
-    return subprocess.Popen(lab.nsenter_argv(HOST, ["sh", str(script)]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
-
-
 def finish(lab, script: Path) -> list[dict]:
     proc = start(lab, script)
     out, err = proc.communicate(timeout=120)
@@ -64,19 +57,6 @@ def finish(lab, script: Path) -> list[dict]:
     failed = [r for r in results if r.get("failed")]
     assert proc.returncode == 0 and not failed, (failed[:1] or err[-2000:])
     return results
-
-
-def killed(lab, script: Path, after: float) -> int:
-    """Start ``script``; SIGKILL its process group (only it) ``after`` seconds later. Returns how many
-    modules had finished."""
-    proc = start(lab, script)
-    time.sleep(after)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    out, _err = proc.communicate(timeout=30)
-    return sum(1 for line in out.splitlines() if line.startswith("{"))
 
 
 def ipj(lab, *args: str) -> list:

@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, sh
-from tests.integration.test_faults import killed, start
+from tests.integration.helpers_process import killed, start
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 

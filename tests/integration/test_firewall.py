@@ -14,7 +14,8 @@ nftables), each backend with one lab shared by its tests (the module-scoped ``ne
 IPv4 and, for the three dual-stack networks, IPv6 (``outside`` 2001:db8:ff::1, ``linuxnet1``
 2001:db8:ff::128; IPv6 listeners on port 7006). Idempotence is counted in ``nft -f``/``*-restore``
 calls (wrappers on PATH); someone else's nft table and iptables/ip6tables rules are loaded first and
-compared after every step; each backend's last test switches to another backend and tears down.
+compared after every step; each backend's last test switches to another backend and tears down. The topology
+and the IPv4 traffic checks are ``helpers_firewall.py``'s (``test_nftables.py`` runs the checks too).
 
 Nothing here touches the machine's own network namespace (``real_netns_guard``).
 
@@ -61,14 +62,23 @@ from tests.integration.helpers import (
     write_wrappers,
     writes,
 )
+from tests.integration.helpers_firewall import (
+    ENDPOINTS,
+    NETWORKS,
+    SNAT_ADDR,
+    check_icc_off_blocks_the_network_but_not_the_way_out,
+    check_internal_network_reaches_only_itself,
+    check_networks_are_isolated_in_both_directions,
+    check_outside_and_unpublished_endpoints,
+    check_same_network_reaches_each_other_and_outside,
+    check_snat_source_is_what_outside_sees,
+)
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook as run_playbook_now
 from tests.unit.plugins.module_utils.fixtures.iptables_model import BUILTIN, assert_like_docker, reference_chains
 from tests.unit.plugins.module_utils.fixtures.rulesets import DOCKER_12, additions, PORTS_143, REF_143, SCENARIO_143, USER_RULES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
-
-SNAT_ADDR = "172.16.211.130"
 
 
 @pytest.fixture
@@ -77,20 +87,6 @@ def lab(lab_factory):
 
 
 # ============================================================================== traffic, three backends, two families
-
-NETWORKS = [
-    {"name": "front", "bridge": "lnx-front", "subnet": "172.18.0.0/16"},
-    {"name": "back", "bridge": "lnx-back", "subnet": "172.19.0.0/16", "icc": False},
-    {"name": "intern", "bridge": "lnx-int", "subnet": "172.20.0.0/16", "internal": True},
-    {"name": "snat", "bridge": "lnx-snat", "subnet": "172.21.0.0/16", "snat_source": SNAT_ADDR},
-]
-ENDPOINTS = {  # netns: (bridge, address)
-    "f1": ("lnx-front", "172.18.0.2"), "f2": ("lnx-front", "172.18.0.3"),
-    "b1": ("lnx-back", "172.19.0.2"), "b2": ("lnx-back", "172.19.0.3"),
-    "i1": ("lnx-int", "172.20.0.2"), "i2": ("lnx-int", "172.20.0.3"),
-    "s1": ("lnx-snat", "172.21.0.2"),
-}
-
 
 # Per backend, one lab (module-scoped: every test of a backend shares it). ip_forward (and IPv6
 # forwarding) at the start: the iptables-nft host starts with 0 (so the module turns it on and sets
@@ -219,64 +215,27 @@ def counted(text: str) -> list[str]:
 
 
 def test_same_network_reaches_each_other_and_outside(net):
-    net["traffic"].expect(HOST, {
-        ("f1", "tcp", "172.18.0.3", PORT): "172.18.0.2",  # bridged, no NAT inside the network
-        ("f2", "tcp", "172.18.0.2", PORT): "172.18.0.3",
-        ("f1", "udp", "172.18.0.3", PORT): "172.18.0.2",
-        ("f1", "tcp", OUT_ADDR, PORT): ADDR,  # masqueraded to the LAN address
-        ("f2", "udp", OUT_ADDR, PORT): ADDR,
-    })
+    check_same_network_reaches_each_other_and_outside(net["traffic"])
 
 
 def test_icc_off_blocks_the_network_but_not_the_way_out(net):
-    net["traffic"].expect(HOST, {
-        ("b1", "tcp", "172.19.0.3", PORT): False,
-        ("b2", "tcp", "172.19.0.2", PORT): False,
-        ("b1", "udp", "172.19.0.3", PORT): False,
-        ("b1", "tcp", OUT_ADDR, PORT): ADDR,
-        ("b2", "tcp", OUT_ADDR, PORT): ADDR,
-    })
+    check_icc_off_blocks_the_network_but_not_the_way_out(net["traffic"])
 
 
 def test_networks_are_isolated_in_both_directions(net):
-    net["traffic"].expect(HOST, {
-        ("f1", "tcp", "172.19.0.2", PORT): False,
-        ("b1", "tcp", "172.18.0.2", PORT): False,
-        ("f1", "udp", "172.19.0.2", PORT): False,
-        ("b1", "udp", "172.18.0.2", PORT): False,
-        ("s1", "tcp", "172.18.0.2", PORT): False,
-        ("f1", "tcp", "172.21.0.2", PORT): False,
-    })
+    check_networks_are_isolated_in_both_directions(net["traffic"])
 
 
 def test_internal_network_reaches_only_itself(net):
-    net["traffic"].expect(HOST, {
-        ("i1", "tcp", "172.20.0.3", PORT): "172.20.0.2",
-        ("i2", "udp", "172.20.0.2", PORT): "172.20.0.3",
-        ("i1", "tcp", OUT_ADDR, PORT): False,
-        ("i1", "udp", OUT_ADDR, PORT): False,
-        ("i1", "tcp", "172.18.0.2", PORT): False,
-        ("f1", "tcp", "172.20.0.2", PORT): False,
-        ("b1", "tcp", "172.20.0.2", PORT): False,
-    })
+    check_internal_network_reaches_only_itself(net["traffic"])
 
 
 def test_snat_source_is_what_outside_sees(net):
-    net["traffic"].expect(HOST, {("s1", "tcp", OUT_ADDR, PORT): SNAT_ADDR, ("s1", "udp", OUT_ADDR, PORT): SNAT_ADDR})
+    check_snat_source_is_what_outside_sees(net["traffic"])
 
 
 def test_outside_and_unpublished_endpoints(net):
-    """outside has a route to every subnet. Internal networks are closed either way. The others are
-    in gateway_mode nat (the default): Docker 28/29's per-network DROP closes them whatever the
-    FORWARD policy (DROP on the iptables-nft host, ACCEPT on the iptables-legacy one). The
-    nat-unprotected side (dockerd 20.10-27's behaviour) is in test_firewall_protection.py."""
-    net["traffic"].expect(OUTSIDE, {
-        (None, "tcp", "172.20.0.2", PORT): False,
-        (None, "udp", "172.20.0.3", PORT): False,
-        (None, "tcp", "172.18.0.2", PORT): False,
-        (None, "tcp", "172.19.0.2", PORT): False,
-        (None, "udp", "172.21.0.2", PORT): False,
-    })
+    check_outside_and_unpublished_endpoints(net["traffic"])
 
 
 # ------------------------------------------------------------------------------ the same over IPv6

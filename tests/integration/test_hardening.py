@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, res, run, sh
-from tests.integration.test_netlink_modules import apply_tasks, task
-from tests.integration.test_netlink_modules import snapshot as link_snapshot
+from tests.integration.helpers_links import apply_tasks, task
+from tests.integration.helpers_links import snapshot as link_snapshot
+from tests.integration.helpers_role import changed, disable_ipv6, ping
 
 SITE = REPO / "playbooks" / "site.yml"
 
@@ -45,26 +46,12 @@ def site(run_playbook, lab, networks=None, endpoints=None, ok: bool = True, **ex
     return result
 
 
-def changed(result) -> int:
-    return result.stats[HOST]["changed"]
-
-
-def ping(lab, netns: str, target: str, six: bool = False, tries: int = 3) -> bool:
-    flag = "-6" if six else "-4"
-    script = f"for i in $(seq {tries}); do ip netns exec {netns} ping {flag} -n -c1 -W1 {target} && exit 0; sleep 0.5; done; exit 1"
-    return sh(lab, script, check=False).returncode == 0
-
-
 def link_local(mac: str) -> str:
     """The EUI-64 link-local address the kernel gives an interface with ``mac``."""
     b = [int(x, 16) for x in mac.split(":")]
     b[0] ^= 2
     groups = [b[0] << 8 | b[1], b[2] << 8 | 0xFF, 0xFE << 8 | b[3], b[4] << 8 | b[5]]
     return "fe80::" + ":".join(f"{g:x}" for g in groups)
-
-
-def disable_ipv6(lab, netns: str, ifname: str = "eth0") -> str:
-    return sh(lab, f"ip netns exec {netns} cat /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").stdout.strip()
 
 
 # ------------------------------------------------------------------------------ ICC over IPv6
@@ -136,7 +123,7 @@ _ownership.mark_namespace("nk3")                 # marked, killed inside attach:
 open("/run/netns/nk3", "w").close()
 os._exit(0)
 """
-KILLED_NS = [{"name": "nk"}, {"name": "nk2"}, {"name": "nk3"}]
+KILLED_NS = [{"name": "nk2"}, {"name": "nk3"}]  # nk, the pair's, is made by hand: foreign, never configured
 KILLED_BR = [{"name": "brk", "addresses": ["10.78.0.1/24"]}]
 KILLED_VETH = [{"name": "vk", "peer_netns": "nk", "master": "brk", "addresses": ["10.78.0.2/24"], "mac": "docker"}]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-import tests.integration.test_firewall as iptables_traffic  # its expectations, run against nftables
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _nftables as nft
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
 from tests.integration.helpers import ADDR, HOST, HOSTS, OUT_ADDR, OUTSIDE, PORT, Traffic, make_endpoints, playbook, res, sh
+from tests.integration.helpers_firewall import ENDPOINTS, NETWORKS, SNAT_ADDR, TRAFFIC_CHECKS  # test_firewall.py's, run against nftables
 from tests.lab.core import Lab
 from tests.lab.playbook import run_playbook
 from tests.unit.plugins.module_utils.fixtures.rulesets import USER_RULES
@@ -33,7 +33,6 @@ from tests.unit.plugins.module_utils.fixtures.rulesets import USER_RULES
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
 REPO = Path(__file__).resolve().parents[2]
-NETWORKS, ENDPOINTS, SNAT_ADDR = iptables_traffic.NETWORKS, iptables_traffic.ENDPOINTS, iptables_traffic.SNAT_ADDR
 F1, F2, B1 = ENDPOINTS["f1"][1], ENDPOINTS["f2"][1], ENDPOINTS["b1"][1]
 MAPPINGS = [
     {"bridge": "lnx-front", "container_ip": F1, "publish": f"{ADDR}:81:{PORT}", "network": "front"},
@@ -303,16 +302,9 @@ def test_rule_count_stays_constant_as_endpoints_and_ports_are_added(env):
 # ============================================================================== traffic
 
 
-@pytest.mark.parametrize("check", [
-    iptables_traffic.test_same_network_reaches_each_other_and_outside,
-    iptables_traffic.test_icc_off_blocks_the_network_but_not_the_way_out,
-    iptables_traffic.test_networks_are_isolated_in_both_directions,
-    iptables_traffic.test_internal_network_reaches_only_itself,
-    iptables_traffic.test_snat_source_is_what_outside_sees,
-    iptables_traffic.test_outside_and_unpublished_endpoints,
-], ids=lambda f: f.__name__[5:])
+@pytest.mark.parametrize("check", TRAFFIC_CHECKS, ids=lambda f: f.__name__.removeprefix("check_"))
 def test_same_traffic_as_iptables(env, check):
-    check(env)
+    check(env["traffic"])
 
 
 def test_published_ports_range_udp_and_localhost(env):

@@ -26,19 +26,9 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, leftovers, sh
-from tests.integration.test_faults import start
+from tests.integration.helpers_process import LAUNCHER, start
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
-
-# Runs the module given after a few lines of Python (the launcher's setup, from a file) that change
-# one thing of the run; then exactly as Ansible runs it: its file as __main__, the arguments on stdin.
-LAUNCHER = r'''
-import runpy, sys
-SETUP, MODULE = sys.argv[1], sys.argv[2]
-exec(compile(open(SETUP).read(), SETUP, "exec"))
-sys.argv = [MODULE]
-runpy.run_path(MODULE, run_name="__main__")
-'''
 
 
 def module(lab, tmp: Path, name: str, args: dict, setup: str = "", check: bool = False, diff: bool = False) -> dict:

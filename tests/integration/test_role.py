@@ -21,22 +21,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import subprocess
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.helpers import ADDR, HOST
+from tests.integration.helpers_links import assert_same, ipj, netns_names, sh
+from tests.integration.helpers_role import CONVERGE, ROLE, iptables, settled_snapshot, site, snapshot
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "playbooks" / "site.yml"
-HOST = "linuxnet1"
-ADDR = "172.16.211.128"
-ROLE = "linuxnet.bridge.bridge_network : "  # prefix of the role's task names in the results
-CONVERGE = ROLE + "Converge networks and endpoints"  # linuxnet.bridge.deployment, one module run
 REMOVE = ROLE + "Remove what the collection created"  # linuxnet.bridge.deployment state=absent
 STEPS = ("netns", "bridge", "veth", "firewall", "port_mapping")  # _deployment.STEPS
 
@@ -112,39 +107,10 @@ def lab(lab_factory):
     return lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
 
 
-def site(run_playbook, lab, networks=None, endpoints=None, ok: bool = True, check: bool = False, **extra: Any):
-    """playbooks/site.yml on the lab host with the topology as extra vars."""
-    extra_vars = {"linuxnet_install_packages": False, **extra}
-    if networks is not None:
-        extra_vars["linuxnet_networks"] = networks
-    if endpoints is not None:
-        extra_vars["linuxnet_endpoints"] = endpoints
-    result = run_playbook(lab.inventory_path, SITE, extra_vars=extra_vars, check=check)
-    if ok:
-        result.assert_ok()
-        failed = [t for t in result.tasks if t.failed]
-        assert not failed, f"task {failed[0].task} failed: {json.dumps(failed[0].result, indent=1)[:3000]}"
-    return result
-
-
-def sh(lab, script: str, check: bool = True) -> subprocess.CompletedProcess:
-    return lab.run(HOST, ["sh", "-c", script], check=check)
-
-
-def ipj(lab, *args: str, netns: str | None = None) -> list:
-    argv = ["ip"] + (["-n", netns] if netns else []) + ["-j", *args]
-    out = lab.run(HOST, argv).stdout
-    return json.loads(out) if out.strip() else []
-
-
 def link(lab, name: str, netns: str | None = None) -> dict:
     found = ipj(lab, "-d", "link", "show", "dev", name, netns=netns)
     assert len(found) == 1, found
     return found[0]
-
-
-def netns_names(lab) -> list[str]:
-    return sorted(n["name"] for n in ipj(lab, "netns", "list"))
 
 
 def endpoint_addrs(lab, netns: str) -> dict[str, list[str]]:
@@ -178,47 +144,6 @@ def docker_mac(cidr: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ip)
 
 
-def iptables(lab) -> list[str]:
-    """iptables-save (the variant the role's backend auto picks), without comments and counters."""
-    text = sh(lab, "iptables-save").stdout
-    # an empty raw table (left by port_mapping's raw rules for gateway_mode nat) holds no one's rules
-    text = re.sub(r"\*raw\n(?::\S+ ACCEPT \[\d+:\d+\]\n)*COMMIT\n", "", text)
-    lines = text.splitlines()
-    return [line.split(" [", 1)[0] if line.startswith(":") else line for line in lines if not line.startswith("#")]
-
-
-def snapshot(lab) -> dict[str, Any]:
-    """Everything the role could change inside the lab host (read-only, stable fields only)."""
-    snap: dict[str, Any] = {"netns": netns_names(lab), "iptables": iptables(lab)}
-    for ns in [None] + snap["netns"]:
-        snap[f"links@{ns}"] = sorted(
-            json.dumps({"name": e["ifname"], "mtu": e.get("mtu"), "mac": e.get("address"), "master": e.get("master"),
-                        "flags": sorted(e.get("flags", [])), "alias": e.get("ifalias"),
-                        "kind": e.get("linkinfo", {}).get("info_kind")}, sort_keys=True)
-            for e in ipj(lab, "-d", "link", "show", netns=ns))
-        snap[f"addrs@{ns}"] = sorted(
-            f"{e['ifname']} {a['local']}/{a['prefixlen']}" for e in ipj(lab, "-4", "addr", "show", netns=ns)
-            for a in e.get("addr_info", []))
-        snap[f"routes@{ns}"] = sorted(json.dumps(r, sort_keys=True) for r in ipj(lab, "-4", "route", "show", "table", "all", netns=ns))
-    snap["files"] = sh(
-        lab, "find /etc/netns -mindepth 1 | sort; for f in $(find /etc/netns -type f | sort); do echo \"== $f\"; cat \"$f\"; done",
-    ).stdout.splitlines()
-    snap["ip_forward"] = sh(lab, "cat /proc/sys/net/ipv4/ip_forward").stdout.strip()
-    return snap
-
-
-def settled_snapshot(lab) -> dict[str, Any]:
-    """A snapshot after the kernel has settled (carrier flags of fresh links change for a moment)."""
-    last = snapshot(lab)
-    for _attempt in range(10):
-        time.sleep(0.3)
-        now = snapshot(lab)
-        if now == last:
-            return now
-        last = now
-    return last
-
-
 def run_state(lab) -> dict[str, Any]:
     """The collection's bookkeeping under /run/linuxnet: path -> parsed JSON (None for other files)."""
     out: dict[str, Any] = {}
@@ -226,11 +151,6 @@ def run_state(lab) -> dict[str, Any]:
         text = sh(lab, f"cat {path}").stdout
         out[path] = json.loads(text) if path.endswith(".json") else None
     return out
-
-
-def assert_same(before: dict, after: dict, what: str) -> None:
-    changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    assert not changed, f"{what} changed the lab host:\n" + json.dumps(changed, indent=1)
 
 
 def warnings(result) -> list[str]:

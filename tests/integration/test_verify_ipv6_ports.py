@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from tests.integration.helpers import ADDR, ADDR6, HOST, OUT_ADDR, OUT_ADDR6, OUTSIDE, lan_ipv6_inventory
-from tests.integration.test_role import REPO, site
+from tests.integration.helpers import ADDR, ADDR6, HOST, OUT_ADDR, OUT_ADDR6, OUTSIDE, REPO, lan_ipv6_inventory
+from tests.integration.helpers_role import site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 

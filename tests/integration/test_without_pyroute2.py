@@ -15,32 +15,24 @@ Run (root): ``.venv/bin/python -m pytest tests/integration/test_without_pyroute2
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers_role import MANAGED_PYTHONS, base_python, managed_python
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "playbooks" / "site.yml"
-CACHE = REPO / ".cache" / "managed-python"
 HOST = "linuxnet1"
 ADDR = "172.16.211.128"
 CONVERGE = "linuxnet.bridge.bridge_network : Converge networks and endpoints"  # linuxnet.bridge.deployment
 
-# The managed host's Python (Debian 11, 12, 13) and the pyroute2 installed beside it (None: none at all)
-HOSTS = {
-    "3.9": None,  # Debian 11 bullseye
-    "3.11": None,  # Debian 12 bookworm
-    "3.13": None,  # Debian 13 trixie
-    "3.9-pyroute2-0.5.14": "0.5.14",  # Debian 11 with its python3-pyroute2 still installed: ignored
-}
 # What the modules must not import: checked on the host, with the interpreter and environment Ansible used.
 PROBE = """
 - hosts: linuxnet_hosts
@@ -84,37 +76,6 @@ CLIENT = (
 )
 
 
-def base_python(wanted: str) -> str:
-    """Python ``wanted`` (``3.9``) if installed here, else the controller's."""
-    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates = sorted(glob.glob(f"{pyenv_root}/versions/{wanted}.*/bin/python{wanted}"), reverse=True)
-    candidates.append(shutil.which(f"python{wanted}") or "")
-    for candidate in filter(None, candidates):
-        # a pyenv shim for a version that is not selected exits non-zero
-        if subprocess.run([candidate, "-c", "import venv"], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return sys.executable
-
-
-def managed_python(host: str) -> Path:
-    """``.cache/managed-python/<host>/bin/python``: a venv with no pyroute2, or exactly HOSTS[host] (made once)."""
-    root = CACHE / host
-    python = root / "bin" / "python"
-    base = base_python(host.split("-")[0])
-    pyroute2 = HOSTS.get(host)
-    stamp = root / ".made-with"
-    made_with = f"{base} pyroute2=={pyroute2}"
-    if python.exists() and stamp.exists() and stamp.read_text() == made_with:
-        return python
-    shutil.rmtree(root, ignore_errors=True)
-    subprocess.run([base, "-m", "venv", str(root)], check=True, capture_output=True)
-    if pyroute2:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"pyroute2=={pyroute2}"],
-                       check=True, capture_output=True)
-    stamp.write_text(made_with)
-    return python
-
-
 def site(run_playbook, lab, **extra):
     extra_vars = {"linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS,
                   **extra}
@@ -138,16 +99,16 @@ def pings(lab, netns: str, address: str) -> bool:
     return sh(lab, f"ip netns exec {netns} ping -n -c1 -W2 {address}", check=False).returncode == 0
 
 
-@pytest.mark.parametrize("host", sorted(HOSTS))
+@pytest.mark.parametrize("host", sorted(MANAGED_PYTHONS))
 def test_role_without_pyroute2(host, lab_factory, run_playbook):
     python = managed_python(host)
     lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]}, python_interpreter=str(python))
     assert lab.inventory()["all"]["hosts"][HOST]["ansible_python_interpreter"] == str(python)
-    # As Ansible runs it on the host: that Python, and pyroute2 absent (or present only where HOSTS says so)
+    # As Ansible runs it on the host: that Python, and pyroute2 absent (or present only where MANAGED_PYTHONS says so)
     probe = run_playbook(lab.inventory_path, PROBE)
     probe.assert_ok()
     version, has_pyroute2 = probe.task("Probe pyroute2", HOST).result["stdout_lines"]
-    assert has_pyroute2 == str(HOSTS[host] is not None), (host, version)
+    assert has_pyroute2 == str(MANAGED_PYTHONS[host] is not None), (host, version)
     if base_python(host.split("-")[0]) != sys.executable:
         assert version == host.split("-")[0]
 
