@@ -8,6 +8,9 @@
 * ``run_playbook`` is :func:`tests.lab.playbook.run_playbook`.
 * ``real_netns_guard`` (session) snapshots the machine's real network namespace
   before the first lab is made and fails the session if it changed at the end.
+* With ``LINUXNET_STRICT_SKIPS=1`` (``make test`` sets it) a skipped test fails the session unless
+  its reason is one of :data:`EXPECTED_SKIPS`: a skip is never counted as a pass by accident
+  (running the integration tests without root, a tool bootstrap did not install).
 
 It also puts ``.collections`` (where ``make`` links the checkout as ``linuxnet.bridge``) first on
 ``sys.path``, so that every test imports the collection as ``ansible_collections.linuxnet.bridge``.
@@ -15,6 +18,7 @@ It also puts ``.collections`` (where ``make`` links the checkout as ``linuxnet.b
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -28,6 +32,33 @@ from tests.lab.playbook import run_playbook as _run_playbook
 _COLLECTIONS = str(Path(__file__).resolve().parents[1] / ".collections")
 if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
+
+
+#: the only skips ``make test`` accepts (a text their reason contains): tests run by another target
+EXPECTED_SKIPS = (
+    "run it with `make test-vm`",  # the QEMU VM test (minutes under TCG)
+    "shared/reference/anchors-rulesets.md is not on this machine",  # beside the repository, not in a clone
+)
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and os.environ.get("LINUXNET_STRICT_SKIPS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(expected in reason for expected in EXPECTED_SKIPS):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _unexpected_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _unexpected_skips:
+        terminalreporter.write_line("LINUXNET_STRICT_SKIPS: these tests were skipped, make test must run them:", red=True)
+        for line in _unexpected_skips:
+            terminalreporter.write_line(f"  {line}", red=True)
 
 
 @pytest.fixture(scope="session")
