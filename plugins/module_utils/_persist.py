@@ -30,7 +30,7 @@ import zipfile
 from typing import Any
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
-from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError, netns_name
 
 UNIT = "linuxnet-bridge.service"
 STATE_DIR = "/etc/linuxnet-bridge"
@@ -41,6 +41,8 @@ UNIT_DIR = "/etc/systemd/system"
 SYSCTL_FILE = "/etc/sysctl.d/90-linuxnet-bridge.conf"
 MODULES_FILE = "/etc/modules-load.d/linuxnet-bridge.conf"
 SERVICE_PREFIX = "linuxnet-endpoint-"
+# What systemctl_steps reads of each unit (NeedDaemonReload: its file changed since systemd loaded it).
+SHOW_PROPERTIES = "Id,UnitFileState,ActiveState,NeedDaemonReload"
 DROPIN = "50-linuxnet-bridge.conf"
 MARKER = "# Managed by linuxnet.bridge (role bridge_network): changes here are overwritten."
 STATE_FORMAT = 1
@@ -137,13 +139,15 @@ def services(endpoints: list[dict]) -> dict[str, dict]:
     for i, raw in enumerate(endpoints or []):
         if not isinstance(raw, dict) or raw.get("service") is None:
             continue
+        # Runs before the plan checks the endpoints: the name (unit name, map key) is checked here too.
+        name = netns_name(raw.get("name"), f"linuxnet_endpoints[{i}].name")
         at = f"linuxnet_endpoints[{i}].service"
-        service = endpoint_service(raw["service"], at, str(raw.get("name")), raw.get("mode") or "bridge")
-        unit = service_unit_name(raw["name"], service)
+        service = endpoint_service(raw["service"], at, name, raw.get("mode") or "bridge")
+        unit = service_unit_name(name, service)
         clash = next((ep for ep, other in found.items() if service_unit_name(ep, other) == unit), None)
         if clash is not None:
             raise ValidationError(f"{at}.unit: {unit} already runs in endpoint {clash}")
-        found[raw["name"]] = service
+        found[name] = service
     return found
 
 
@@ -403,8 +407,9 @@ def is_dropin(path: str) -> bool:
 def systemctl_steps(state: str, write: list[str], remove: list[str], current: dict[str, bytes],
                     units: dict[str, dict[str, str]]) -> tuple[list[list[str]], list[list[str]]]:
     """The systemctl commands around a file change: (before writing, after writing). ``units`` has
-    each unit's UnitFileState and ActiveState (``systemctl show``); a unit that is enabled and
-    active with an unchanged file needs nothing, so a converged host gets no command."""
+    each unit's UnitFileState, ActiveState and NeedDaemonReload (``systemctl show``); a unit that is
+    enabled and active with an unchanged file systemd has loaded needs nothing, so a converged host
+    gets no command."""
     def enabled(unit: str) -> bool:
         return units.get(unit, {}).get("UnitFileState") in ("enabled", "enabled-runtime", "static")
 
@@ -413,7 +418,14 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
 
     before: list[list[str]] = []
     after: list[list[str]] = []
-    reload = any(is_unit_file(p) for p in write + remove)
+    # A unit file of ours that systemd has not loaded yet (a run killed, or daemon-reload failing,
+    # after the file was written) counts as written: the next run reloads and restarts as the
+    # interrupted one would have, instead of finding the file equal and leaving the old command.
+    touched = set(write) | set(remove)
+    stale = [p for p in sorted(current) if is_unit_file(p) and p not in touched
+             and units.get(unit_of(p), {}).get("NeedDaemonReload") == "yes"]
+    written = write + stale
+    reload = any(is_unit_file(p) for p in written + remove)
     # enable and disable reload systemd themselves (about 0.2 s each); when unit files change, the
     # one daemon-reload after the files are written does it for all of them.
     no_reload = ["--no-reload"] if reload else []
@@ -426,7 +438,7 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
     if reload:
         after.append(["systemctl", "daemon-reload"])
     # Drop-ins removed or changed: the unit runs again where it now belongs (if it runs at all).
-    moved = sorted({unit_of(p) for p in write + remove if is_dropin(p)})
+    moved = sorted({unit_of(p) for p in written + remove if is_dropin(p)})
     if state == "present":
         restart, start = [], []
         if not (enabled(UNIT) and active(UNIT)):
@@ -435,9 +447,9 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
             unit = unit_of(path)
             if not own_service(path) or path in remove:
                 continue
-            if path in write and path in current and active(unit):
+            if path in written and path in current and active(unit):
                 restart.append(unit)
-            elif not enabled(unit) or (path in write and not active(unit)):
+            elif not enabled(unit) or (path in written and not active(unit)):
                 start.append(unit)
         if start:
             after.append(["systemctl", "enable", *no_reload, "--now", *start])
@@ -451,7 +463,7 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
 
 
 def parse_show(text: str) -> dict[str, dict[str, str]]:
-    """``systemctl show -p Id,UnitFileState,ActiveState U...`` as unit -> properties."""
+    """``systemctl show -p Id,UnitFileState,ActiveState,NeedDaemonReload U...`` as unit -> properties."""
     units: dict[str, dict[str, str]] = {}
     for block in text.strip().split("\n\n"):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -523,7 +535,7 @@ def sync(module: Any, state: str, wanted: dict[str, bytes]) -> dict:
     units: dict[str, dict[str, str]] = {}
     if systemd:
         names = sorted({UNIT} | {unit_of(p) for p in set(wanted) | set(current) if is_unit_file(p)})
-        rc, out, err = module.run_command(["systemctl", "show", "--property=Id,UnitFileState,ActiveState", "--", *names])
+        rc, out, err = module.run_command(["systemctl", "show", f"--property={SHOW_PROPERTIES}", "--", *names])
         if rc != 0:
             raise ApplyError(f"systemctl show failed: {err.strip()}")
         units = parse_show(out)

@@ -22,12 +22,13 @@ _IFNAME_FORBIDDEN = set("/:" + string.whitespace)
 # Always used with fullmatch(): `$` also matches before a trailing newline, so "evil\n" would
 # pass a match() and reach a file or restore text as a line of its own.
 # No leading '-': every name also reaches argv and rule text, where it would read as an option
-# ("ip netns exec -x", "-i -j" in iptables-save output).
-_NETNS_NAME = re.compile(r"[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]{0,63}")
+# ("ip netns exec -x", "-i -j" in iptables-save output). A namespace has no leading '.' either:
+# /run/netns/.x is hidden, and listing the namespaces (as `ip netns list` does) skips it.
+_NETNS_NAME = re.compile(r"[A-Za-z0-9_@+][A-Za-z0-9_.@+-]{0,63}")
+_LABEL = re.compile(r"[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]{0,63}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this network": never a bridge's subnet
-_UNSAFE_TEXT = set("\n\r\t \"'\\\x00")
 # resolv.conf "options": glibc's are a word with an optional ":<number>" (ndots:5, edns0, trust-ad).
 _DNS_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:[0-9]{1,5})?")
 _MTU = re.compile(r"[0-9]{1,6}")
@@ -113,14 +114,14 @@ def netns_name(value: object, field: str) -> str:
     if value in (".", "..") or not _NETNS_NAME.fullmatch(value):
         raise ValidationError(
             f"{field}: namespace name {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
-            "not starting with '-', and not '.' or '..'"
+            "not starting with '-' or '.'"
         )
     return value
 
 
 def label(value: object, field: str, what: str = "name") -> str:
     """A name used in messages, state files and comments (network names, mapping labels)."""
-    if not isinstance(value, str) or value in (".", "..") or not _NETNS_NAME.fullmatch(value):
+    if not isinstance(value, str) or value in (".", "..") or not _LABEL.fullmatch(value):
         raise ValidationError(f"{field}: {what} {value!r} must be 1-64 characters of letters, digits and '_.@+-', "
                               "not starting with '-'")
     return value
@@ -260,20 +261,15 @@ def mtu(value: object, field: str) -> int:
     return number
 
 
-def safe_text(value: object, field: str) -> str:
-    """Text that is pasted into iptables-restore input: no whitespace, quotes or newlines."""
-    text = str(value)
-    if not text or any(ch in _UNSAFE_TEXT for ch in text) or not text.isprintable():
-        raise ValidationError(f"{field}: {value!r} must not be empty or contain spaces, quotes or newlines")
-    return text
-
-
 def file_text(value: object, field: str, limit: int = 65536) -> str:
     if not isinstance(value, str):  # str() would write "['a']" or "5" as the file
         raise ValidationError(f"{field}: the file's text must be a string, not {type(value).__name__}")
     text = value
     if "\x00" in text or len(text) > limit:
         raise ValidationError(f"{field}: text must not contain NUL bytes or exceed {limit} characters")
+    if "\r" in text:
+        # The file is read back in text mode, which turns "\r\n" into "\n": it would differ on every run.
+        raise ValidationError(f"{field}: text must not contain carriage returns (\\r); use \\n line ends")
     return text if text.endswith("\n") or not text else text + "\n"
 
 

@@ -171,6 +171,15 @@ def test_deployment_absent_refuses_a_bad_chain_prefix_before_persist_changes_any
     assert message.startswith("chain_prefix: ") and called == []
 
 
+def test_deployment_refuses_a_service_endpoint_without_a_name(monkeypatch):
+    """persist checks the services before the plan checks the endpoints: a missing name is the
+    field's error (it was a KeyError traceback), and nothing runs."""
+    endpoints = [{"network": "bridge", "service": {"command": "sleep 100"}}]
+    message, called = module_main(monkeypatch, deployment_module, state="present", persist=True, endpoints=endpoints,
+                                  networks=[{"name": "n1", "subnet": "10.99.0.0/24"}])
+    assert message == "linuxnet_endpoints[0].name: a namespace name is required" and called == []
+
+
 def test_persist_module_refuses_a_bad_chain_prefix_before_saving_it(monkeypatch):
     message, called = module_main(monkeypatch, persist_module, state="present", chain_prefix="1ABC")
     assert message.startswith("chain_prefix: ") and called == []
