@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import time
 from typing import Any
@@ -435,6 +436,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
     changed = applied = probed = False
     gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
     new_bridges: set[str] = set()  # created by the bridge step
+    new_namespaces: set[str] = set()  # created by the netns step
     bridges: dict[str, list[str]] | None = None  # the host's bridges and addresses as the bridge step left them
     # (name, resource, operations) of a firewall step whose rule writes join the next step's: one
     # transaction per table (or one nft -f) for both
@@ -453,8 +455,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             try:
                 if applied:  # an earlier step changed what the first check read
                     resource.check_references(desired, state)
-                else:
-                    resource.warnings.extend(checked)
+                else:  # in check mode less what earlier steps' planned operations create
+                    resource.warnings.extend(_unforeseen(checked, new_namespaces, new_bridges))
                 before = None if applied else getattr(resource, "before", None)
                 # A gather for a config differs from a plain one only in also reading the peers of
                 # foreign pairs the config names; the role's pairs are its own, so the first one serves.
@@ -485,6 +487,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             deleted = {op.args["name"] for op in operations if op.action == "netns_delete"}
             gone_namespaces |= deleted - namespaces_in_use(deleted)  # a process keeps the others (and their veths)
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
+            new_namespaces |= {op.args["name"] for op in operations if op.action == "netns_add"}
             if name == "bridge" and not check_mode:
                 bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
             held = False  # this step's rule writes wait for the next step's
@@ -582,6 +585,27 @@ def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list
     reported = len(first.warnings)
     first.apply_other([op for op in held if op.action not in actions])
     return first.warnings[reported:]
+
+
+# The warnings check_references gives in check mode about a namespace or a bridge that does not
+# exist yet (Resource.missing's "an earlier task may create it", port_mapping's unchecked address).
+_MISSING_NAMESPACE = re.compile(r".*: namespace (?P<name>\S+) does not exist \(an earlier task may create it\)")
+_MISSING_BRIDGE = re.compile(r".*: bridge (?P<name>\S+) (does not exist \(an earlier task may create it\)"
+                             r"|not found; container_ip not checked)")
+
+
+def _unforeseen(warnings: list[str], namespaces: set[str], bridges: set[str]) -> list[str]:
+    """``warnings`` less those about a namespace or bridge that an earlier step's planned operations
+    create: a check-mode run applies nothing, so its preparation pass found them missing, while the
+    real run, whose steps create them first, warns about none. Empty sets (nothing planned) keep all."""
+    if not namespaces and not bridges:
+        return list(warnings)
+    kept = []
+    for warning in warnings:
+        namespace, bridge = _MISSING_NAMESPACE.fullmatch(warning), _MISSING_BRIDGE.fullmatch(warning)
+        if not (namespace and namespace["name"] in namespaces or bridge and bridge["name"] in bridges):
+            kept.append(warning)
+    return kept
 
 
 def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:

@@ -19,6 +19,33 @@ def _node_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
+class _Ids:
+    """Mermaid node ids of one chart: a name's plain id, or, when another name already took it
+    (``web-1`` and ``web.1`` both read ``web_1``), that id with the first free ``_2``, ``_3``, ..."""
+
+    def __init__(self) -> None:
+        self.given: dict[tuple[str, str], str] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, kind: str, name: str, prefix: str = "") -> str:
+        key = (kind, name)
+        if key not in self.given:
+            base = prefix + _node_id(name)
+            node, n = base, 1
+            while node in self.taken or node + "_address" in self.taken:
+                n += 1
+                node = f"{base}_{n}"
+            self.taken.add(node)
+            self.given[key] = node
+        return self.given[key]
+
+
+def _owner(plan: dict, container_ip: str) -> str | None:
+    """The endpoint a mapping points at, by its IPv4 or IPv6 address (None: no endpoint has it)."""
+    return next((e["name"] for e in plan["endpoints"]
+                 if container_ip in (*e["networks"].values(), *e.get("networks6", {}).values())), None)
+
+
 def _subnets(net: dict) -> str:
     """A network's subnet, and its IPv6 subnet when dual-stack."""
     return f"{net['subnet']} {net['subnet6']}" if net.get("subnet6") else net["subnet"]
@@ -34,9 +61,11 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
     """A Mermaid flowchart of one host's deployment: its address, bridges, endpoints and published
     ports, and optionally a probe host that reaches the host from outside."""
     lines = ["flowchart LR"]
-    host_id = _node_id(host)
+    ids = _Ids()
+    host_id = ids("host", host)
     # The host's own address: where published ports arrive and what a probe host talks to.
     outside = f"{host_id}_address"
+    ids.taken.add(outside)
     lines.append(f'  subgraph {host_id}["host {host}"]')
     if address or probe or plan["port_mapping"]:
         lines.append(f'    {outside}(["{address or host}"])')
@@ -44,20 +73,25 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
         flags = [] if net["icc"] else ["icc off"]
         flags += ["internal"] if net["internal"] else []
         extra = f"<br/>{', '.join(flags)}" if flags else ""
-        lines.append(f'    {_node_id(net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]} {_subnets(net)}{extra}"]')
+        lines.append(f'    {ids("bridge", net["bridge"])}["{net["bridge"]}<br/>{net["gateway"]}<br/>network {net["name"]} {_subnets(net)}{extra}"]')
     for ep in plan["endpoints"]:
-        node = "ep_" + _node_id(ep["name"])
+        node = ids("endpoint", ep["name"], "ep_")
         addrs = "<br/>".join(f"eth{i} {_addresses(ep, name)}" for i, name in enumerate(ep["networks"]))
         lines.append(f'    {node}["{ep["name"]}<br/>{addrs}"]')
         for net_name in ep["networks"]:
             bridge = next(n["bridge"] for n in plan["networks"] if n["name"] == net_name)
-            lines.append(f"    {node} --- {_node_id(bridge)}")
+            lines.append(f"    {node} --- {ids('bridge', bridge)}")
     lines.append("  end")
     if probe:
-        lines.append(f'  {_node_id(probe)}["{probe}<br/>{probe_address or ""}"] --- {outside}')
+        lines.append(f'  {ids("probe", probe)}["{probe}<br/>{probe_address or ""}"] --- {outside}')
     for port in plan["port_mapping"]:
-        node = "ep_" + _node_id(next(e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()))
-        lines.append(f'  {outside} -. "-p {port.get("publish", port.get("host_port"))}" .-> {node}')
+        owner = _owner(plan, port["container_ip"])
+        if owner is None:
+            continue  # a mapping to an address no endpoint of the plan has: nothing to point at
+        # a dual-stack endpoint's port has a mapping per family: one edge
+        edge = f'  {outside} -. "-p {port.get("publish", port.get("host_port"))}" .-> {ids("endpoint", owner, "ep_")}'
+        if edge not in lines:
+            lines.append(edge)
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,8 @@ it with what real packets observed (``verify.yml``). Pure: runs on the controlle
 
 A check is ``{source, target, kind: icmp|tcp|udp, address, port, expect, why}``; ``source`` and
 ``target`` are endpoint names or ``probe`` (a host outside the deployment); results add ``observed``.
+``expect`` None: the outcome depends on something outside the host (a route back to a subnet that is
+not masqueraded); the packet is sent, the matrix shows it as ``skip`` and it is never a mismatch.
 """
 
 from __future__ import annotations
@@ -34,10 +36,9 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
             if a.get("networks6") and b.get("networks6"):  # both have IPv6
                 checks.append(_pair(a, b, nets, "networks6", " over IPv6"))
         if probe_address:
-            egress = any(not nets[n]["internal"] for n in a["networks"])
+            expect, why = _egress(a, nets)
             checks.append({"source": a["name"], "target": "probe", "kind": "icmp", "address": probe_address,
-                           "port": None, "expect": egress,
-                           "why": "egress through masquerade" if egress else "internal network: no egress"})
+                           "port": None, "expect": expect, "why": why})
     for port in plan["port_mapping"]:
         parsed = parse_publish(port["publish"], "ports") if port.get("publish") else port
         host_port = str(parsed.get("host_port") or parsed.get("container_port")).split("-", maxsplit=1)[0]
@@ -62,6 +63,20 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
     return checks
 
 
+def _egress(a: dict, nets: dict) -> tuple[bool | None, str]:
+    """Whether endpoint a reaches the probe: its default route goes through its first non-internal
+    network (as the planner routes it), and the reply finds its way back only through that
+    network's masquerade (SNAT to snat_source is a form of it; gateway_mode nat-unprotected only drops
+    the protection). Without masquerade the answer depends on a route back to the subnet outside
+    the host: None, not checked."""
+    routed = next((n for n in a["networks"] if not nets[n]["internal"]), None)
+    if routed is None:
+        return False, "internal network: no egress"
+    if nets[routed].get("masquerade", True) is False:
+        return None, f"masquerade off on {routed}: egress needs a route back to its subnet, not checked"
+    return True, "egress through masquerade"
+
+
 def _pair(a: dict, b: dict, nets: dict, key: str, over: str) -> dict:
     """The ping from endpoint a to b in one family (``key``: their networks or networks6 addresses):
     their first shared network under its ICC, else isolation (a packet that leaves its network
@@ -83,10 +98,11 @@ def listener(check: dict) -> dict:
 
 
 def describe(result: dict) -> str:
+    """One line of the matrix; a check whose ``expect`` is None is shown (what it observed) as skip."""
     where = f"{result['address']}:{result['port']}/{result['kind']}" if result.get("port") else f"{result['address']} ({result['kind']})"
-    expected = "reach" if result["expect"] else "blocked"
+    expected = "-" if result["expect"] is None else "reach" if result["expect"] else "blocked"
     observed = "reach" if result.get("observed") else "blocked"
-    verdict = "ok" if bool(result.get("observed")) == bool(result["expect"]) else "MISMATCH"
+    verdict = "skip" if result["expect"] is None else "ok" if bool(result.get("observed")) == bool(result["expect"]) else "MISMATCH"
     return f"{verdict:8} {result['source']:>12} -> {str(result['target']):<12} {where:<28} expected {expected:<7} observed {observed:<7} ({result['why']})"
 
 
@@ -96,4 +112,5 @@ def matrix(results: list[dict]) -> list[str]:
 
 
 def mismatches(results: list[dict]) -> list[dict]:
-    return [dict(r, line=describe(r)) for r in results if bool(r.get("observed")) != bool(r["expect"])]
+    return [dict(r, line=describe(r)) for r in results
+            if r["expect"] is not None and bool(r.get("observed")) != bool(r["expect"])]

@@ -15,7 +15,15 @@ import ipaddress
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._persist import endpoint_service
-from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import parse_publish, parse_sources
+from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import (
+    check_conflicts,
+    family_of,
+    host_address,
+    mapping_key,
+    parse_publish,
+    parse_sources,
+    port_range,
+)
 
 DEFAULT_NETWORK = "bridge"  # Docker's default network: no name resolution between endpoints
 # The keys the role's argument spec documents; the deployment module takes these dicts unchecked.
@@ -207,6 +215,8 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         mode = raw.get("mode") or "bridge"
         if mode not in ("bridge", "none", "host"):
             raise v.ValidationError(f"{at}.mode: {mode!r} is not one of bridge, none, host")
+        if mode != "bridge":
+            _no_network_fields(raw, at, mode)
         attachments = _attachments(raw, at, nets) if mode == "bridge" else []
         if mode == "bridge" and not attachments:
             raise v.ValidationError(f"{at}.networks: an endpoint in bridge mode needs at least one network")
@@ -219,6 +229,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
     _allocate(nets, eps, current_veths or [], names)
 
     netns, veths, ports = [], [], []
+    places: list[tuple[str, str]] = []  # (field, endpoint) of each item of ports
     for ep in eps:
         if ep["mode"] == "host":
             continue
@@ -254,7 +265,8 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             if net["mtu"]:
                 veth["mtu"] = net["mtu"]
             veths.append(veth)
-        ports += _ports(ep, nets, warnings)
+        ports += _ports(ep, nets, warnings, places)
+    _check_port_conflicts(ports, places)
 
     bridges = []
     for net in nets.values():
@@ -284,6 +296,16 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
         ],
         "networks": list(nets.values()),
     }
+
+
+def _no_network_fields(raw: dict, at: str, mode: str) -> None:
+    """Docker refuses ``--network none`` or ``host`` with other networks; a host-mode endpoint
+    shares the host's resolv.conf. Refused by name rather than silently dropped."""
+    for key in ("networks", "network") + (("dns",) if mode == "host" else ()):
+        if raw.get(key) not in (None, "", [], {}):
+            what = "the host's DNS" if key == "dns" else "no other network"
+            raise v.ValidationError(f"{at}.{key}: not allowed with mode {mode} (an endpoint in mode {mode} has {what}); "
+                                    "remove it or use mode bridge")
 
 
 def _endpoint_summary(ep: dict) -> dict:
@@ -325,7 +347,10 @@ def _allocate_family(nets: dict, eps: list[dict], current_veths: list[dict], nam
             subnet = _network(net[subnet_key])
             for cidr in (live.get(names[(ep["name"], net["name"])]) or {}).get("addresses") or []:
                 ip = ipaddress.ip_interface(cidr).ip
-                if ip in subnet and str(ip) not in used[net["name"]] and str(ip) != net[gateway_key] and ip != subnet.network_address:
+                # a live address stays only while still usable: a changed subnet can make it the
+                # network address (IPv6: subnet-router anycast) or the IPv4 broadcast address
+                if (ip in subnet and str(ip) not in used[net["name"]] and str(ip) != net[gateway_key]
+                        and ip != subnet.network_address and (ip.version == 6 or _usable(str(ip), subnet))):
                     att[key] = str(ip)
                     used[net["name"]][str(ip)] = ep["name"]
                     break
@@ -386,7 +411,7 @@ def _resolv_conf(dns: dict, at: str) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
+def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, str]]) -> list[dict]:
     raw_ports = v.as_list(ep["raw"].get("ports"), f"{ep['at']}.ports")
     if ep["mode"] != "bridge" or not raw_ports:
         if ep["mode"] == "none" and raw_ports:
@@ -414,7 +439,48 @@ def _ports(ep: dict, nets: dict, warnings: list[str]) -> list[dict]:
             container_ip = att["address"] if family == "ipv4" else att["address6"]
             mapping.update({"bridge": net["bridge"], "container_ip": container_ip, "network": att["network"]})
             out.append(mapping)
+            places.append((at, ep["name"]))
     return out
+
+
+def _conflict_item(mapping: dict) -> dict | None:
+    """What port_mapping's check_conflicts reads of a planned mapping; None for one it will refuse
+    anyway (port_mapping validates every field and names it)."""
+    try:
+        fields = dict(mapping, **parse_publish(mapping["publish"], "publish")) if mapping.get("publish") else mapping
+        cp = port_range(fields.get("container_port"), "container_port")
+        hp = port_range(fields["host_port"], "host_port") if fields.get("host_port") not in (None, "") else cp
+        family = family_of(mapping["container_ip"])
+        return {"protocol": fields.get("protocol") or "tcp", "container_ip": mapping["container_ip"],
+                "host_ip": host_address(fields.get("host_ip"), family, "host_ip"), "host_port": fields.get("host_port") or
+                fields.get("container_port"), "_hp": hp}
+    except (v.ValidationError, KeyError, TypeError):
+        return None
+
+
+def _conflicts(items: list[dict]) -> bool:
+    try:
+        check_conflicts(items)
+    except v.ValidationError:
+        return True
+    return False
+
+
+def _check_port_conflicts(ports: list[dict], places: list[tuple[str, str]]) -> None:
+    """Two published ports that claim one protocol and host port on overlapping host addresses:
+    refused here, naming the later one's field and the endpoint it clashes with (port_mapping's
+    own check, which decides, cannot name the inventory's fields)."""
+    found = [(item, place) for item, place in ((_conflict_item(m), p) for m, p in zip(ports, places)) if item]
+    items = [item for item, _place in found]
+    if not _conflicts(items):
+        return
+    # the first item that clashes with one before it (only on this error path: n checks)
+    later = next(k for k in range(1, len(items)) if _conflicts(items[:k + 1]))
+    earlier = next(j for j in range(later) if _conflicts([items[j], items[later]]))
+    (x, (x_at, x_ep)), (y, (y_at, _y_ep)) = found[earlier], found[later]
+    raise v.ValidationError(
+        f"{y_at}: publishes {mapping_key(y)} -> {y['container_ip']}, which conflicts with {x_at} of endpoint {x_ep} "
+        f"({mapping_key(x)} -> {x['container_ip']}): same protocol and host port on overlapping host addresses")
 
 
 def _port_families(host_ip: object, field: str, net: dict) -> list[str]:

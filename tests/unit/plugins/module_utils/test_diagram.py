@@ -210,3 +210,32 @@ def test_pictures_show_the_ipv6_subnet_and_addresses_of_a_dual_stack_network():
     assert "eth0 172.18.0.2 fd00:18::5" in mermaid(p, "h")
     picture = dot([{"host": "h", "plan": p}])
     assert "network usernet 172.18.0.0/16 fd00:18::/64" in picture and "eth0 172.18.0.2 fd00:18::5" in picture
+
+
+def test_mermaid_of_a_dual_stack_endpoint_with_a_published_port():
+    """The IPv6 mapping of a dual-stack endpoint's port points at its IPv6 address: found, one edge."""
+    dual = {**USERNET, "subnet6": "fd00:18::/64"}
+    p = plan([dual], [{"name": "web", "network": "usernet", "ports": ["8080:80"]}])
+    assert {":" in m["container_ip"] for m in p["port_mapping"]} == {False, True}
+    text = mermaid(p, "h", "192.0.2.10")
+    assert text.splitlines().count('  h_address -. "-p 8080:80" .-> ep_web') == 1, text
+    only6 = dict(p, port_mapping=[m for m in p["port_mapping"] if ":" in m["container_ip"]])
+    assert '  h_address -. "-p 8080:80" .-> ep_web' in mermaid(only6, "h")
+    stray = dict(p, port_mapping=[dict(p["port_mapping"][0], container_ip="172.18.9.9")])
+    assert ".->" not in mermaid(stray, "h")  # no endpoint has that address: nothing drawn, no crash
+
+
+def test_mermaid_node_ids_of_names_that_read_alike_stay_distinct():
+    """web-1, web.1 and web_1 all read web_1; bridges, the host and endpoints share one id space."""
+    networks = [{"name": "n", "subnet": "10.1.0.0/24", "bridge": "ep_web_1"}, {"name": "m", "subnet": "10.2.0.0/24", "bridge": "h"}]
+    endpoints = [{"name": "web-1", "network": "n", "ports": ["81:80"]}, {"name": "web.1", "network": "n", "ports": ["82:80"]},
+                 {"name": "web_1", "networks": ["n", "m"]}]
+    text = mermaid(plan(networks, endpoints), "h", "192.0.2.10", "h_address", "192.0.2.1")
+    declared, used = _mermaid_ids(text)
+    assert used <= declared, f"{used - declared} used but never declared:\n{text}"
+    lines = text.splitlines()
+    nodes = [m.group(1) for m in map(re.compile(r'    (\w+)\["').match, lines) if m]
+    assert len(nodes) == len(set(nodes)) == 2 + 3, nodes  # two bridges, three endpoints
+    assert len([n for n in declared if n not in nodes]) == 3, declared  # the host, its address, the probe
+    targets = {line.rsplit(" ", 1)[1] for line in lines if ".->" in line}
+    assert len(targets) == 2, text  # the two ports go to two different endpoints

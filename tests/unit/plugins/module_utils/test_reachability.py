@@ -147,3 +147,25 @@ def test_matrix_and_mismatches():
     assert [(m["source"], m["target"]) for m in bad] == [("c1", "c2"), ("probe", "web")]
     assert [m["line"] for m in bad] == [lines[1], lines[-1]]
     assert mismatches([dict(c, observed=c["expect"]) for c in checks]) == []
+
+
+def test_egress_of_a_network_without_masquerade_is_not_checked():
+    """masquerade: false (the review's repro: verify.yml failed with "a -> probe expected reach observed
+    blocked"): the reply needs a route back outside the host, so the cell is a skip, never a mismatch.
+    The endpoint's first non-internal network decides (its default route), whatever comes after."""
+    nets = [{"name": "plain", "subnet": "10.50.0.0/24", "masquerade": False},
+            {"name": "unprotected", "subnet": "10.51.0.0/24", "gateway_mode": "nat-unprotected"},
+            {"name": "snat", "subnet": "10.52.0.0/24", "snat_source": "192.0.2.10"},
+            {"name": "priv", "subnet": "10.53.0.0/24", "internal": True}]
+    eps = [{"name": "a", "network": "plain"}, {"name": "b", "networks": ["priv", "unprotected", "plain"]},
+           {"name": "c", "network": "snat"}, {"name": "d", "networks": ["priv", "plain", "snat"]}, {"name": "e", "network": "priv"}]
+    egress = {c["source"]: (c["expect"], c["why"]) for c in reachability(plan(nets, eps), "172.16.211.1") if c["target"] == "probe"}
+    not_checked = (None, "masquerade off on plain: egress needs a route back to its subnet, not checked")
+    assert egress == {"a": not_checked, "b": (True, "egress through masquerade"), "c": (True, "egress through masquerade"),
+                      "d": not_checked, "e": (False, "internal network: no egress")}
+    results = [dict(c, observed=observed) for c in reachability(plan(nets, eps[:1]), "172.16.211.1") for observed in (False, True)]
+    assert mismatches(results) == []
+    lines = matrix(results)[1:]
+    assert [line.split()[0] for line in lines] == ["skip", "skip"], lines
+    assert "expected -" in lines[0] and "observed blocked" in lines[0] and "observed reach" in lines[1]
+    assert "(masquerade off on plain: egress needs a route back to its subnet, not checked)" in lines[0]

@@ -308,14 +308,25 @@ def test_docker_mac_hairpin_and_mtu():
 
 
 def test_host_and_none_modes():
-    p = plan([BRIDGE], [{"name": "h", "mode": "host", "networks": ["bridge"]}, {"name": "n", "mode": "none", "network": "bridge"},
-                        {"name": "b", "network": "bridge"}])
+    p = plan([BRIDGE], [{"name": "h", "mode": "host"}, {"name": "n", "mode": "none"}, {"name": "b", "network": "bridge"}])
     assert [n["name"] for n in p["netns"]] == ["n", "b"]  # host mode: no namespace
     assert netns_of(p, "n") == {"name": "n", "hosts": [], "host_groups": []}
     assert [vt["peer_netns"] for vt in p["veth"]] == ["b"]  # none: only lo
     assert addresses(p) == {"h": {}, "n": {}, "b": {"bridge": "172.17.0.2"}}  # b gets the first address
     assert [(e["name"], e["mode"]) for e in p["endpoints"]] == [("h", "host"), ("n", "none"), ("b", "bridge")]
     assert p["warnings"] == [] and p["port_mapping"] == []
+
+
+@pytest.mark.parametrize("endpoint, field", [
+    ({"name": "h", "mode": "host", "networks": ["bridge"]}, "linuxnet_endpoints[0].networks"),
+    ({"name": "n", "mode": "none", "network": "bridge"}, "linuxnet_endpoints[0].network"),
+    ({"name": "n", "mode": "none", "networks": ["nosuchnet"]}, "linuxnet_endpoints[0].networks"),  # not silently dropped
+    ({"name": "h", "mode": "host", "dns": {"nameservers": ["192.0.2.53"]}}, "linuxnet_endpoints[0].dns"),
+])
+def test_host_and_none_modes_refuse_networks_naming_the_field(endpoint, field):
+    """Docker refuses --network none/host together with other networks: no silent drop."""
+    message = rejected([BRIDGE], [endpoint])
+    assert message.startswith(f"{field}: not allowed with mode {endpoint['mode']}"), message
 
 
 def test_ignored_ports_are_warned_about():
