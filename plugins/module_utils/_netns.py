@@ -179,7 +179,7 @@ def _write(nl: Netlink, op: Operation) -> None:
     path = op.args["path"]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".linuxnet-tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:  # the text as given: no newline translation
         handle.write(op.args["text"])
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
@@ -202,6 +202,24 @@ def op_rmtree(path: str) -> Operation:
 @NETNS_OPERATIONS.does("rmtree")
 def _rmtree(nl: Netlink, op: Operation) -> None:
     shutil.rmtree(op.args["path"], ignore_errors=True)
+
+
+FOREIGN = "a network namespace of that name exists that linuxnet.bridge did not create"
+# gathered item key: its files that are not UTF-8 (never what the collection wrote: rewritten when wanted)
+_NOT_UTF8 = "_not_utf8"
+
+
+def read_text(path: str, item: dict, key: str) -> str:
+    """A resolver file's text exactly (no newline translation: ``\\r\\n`` is not ``\\n``). Any namespace's
+    file is read, foreign ones too, so bad bytes never fail the run: they read as U+FFFD, and ``key``
+    is noted in ``item`` so that a wanted file is rewritten even where the text would compare equal."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        item.setdefault(_NOT_UTF8, []).append(key)
+        return data.decode("utf-8", errors="replace")
 
 
 class NetnsResource(NetlinkResource):
@@ -254,6 +272,15 @@ class NetnsResource(NetlinkResource):
         v.unique(items, lambda it: it["name"], "namespace name")
         return items
 
+    def check_references(self, desired: list[dict], state: str) -> None:
+        if state not in ("merged", "replaced", "overridden"):
+            return  # deleted leaves a foreign namespace alone (with a warning, see Resource.plan)
+        live = set(list_namespaces())
+        for index, item in enumerate(desired):
+            # Marked before it is made (_links._netns_add): a create killed midway is ours, and adopted.
+            if item["name"] in live and not namespace_owned(item["name"]):
+                raise v.ValidationError(f"{v.where(index, item, 'name')}: {FOREIGN}")
+
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)
         wanted = {item["name"]: item["hosts"] for item in desired if item.get("hosts") is not None}
@@ -268,11 +295,9 @@ class NetnsResource(NetlinkResource):
             resolv = os.path.join(ETC_NETNS, name, "resolv.conf")
             hosts = os.path.join(ETC_NETNS, name, "hosts")
             if self.read_files and os.path.isfile(resolv):
-                with open(resolv, encoding="utf-8") as handle:
-                    item["resolv_conf"] = handle.read()
+                item["resolv_conf"] = read_text(resolv, item, "resolv_conf")
             if self.read_files and os.path.isfile(hosts):
-                with open(hosts, encoding="utf-8") as handle:
-                    text = handle.read()
+                text = read_text(hosts, item, "hosts")
                 rendered = self._rendered.get(name)
                 if rendered is not None and rendered[0] is wanted.get(name) and rendered[1] == text:
                     item["hosts"] = rendered[0]  # the file we would write: it parses back to these entries
@@ -301,15 +326,18 @@ class NetnsResource(NetlinkResource):
         if have is None:
             ops += [op_netns_add(name), op_lo_up(name)]
             have = {"name": name, "resolv_conf": None, "hosts": None, "_owned": True}
+        elif not have.get("_owned"):  # refused by check_references; one made since by someone else too
+            raise v.ValidationError(f"{name}: {FOREIGN}")
         elif have.get(HIDDEN):  # a stale name, no namespace behind it: made again (its files are kept if right)
             ops += [op_netns_add(name), op_lo_up(name)]
         new = dict(have)
         for key in ("resolv_conf", "hosts"):
             path = os.path.join(ETC_NETNS, name, "hosts" if key == "hosts" else "resolv.conf")
             wanted = item[key]
-            if wanted is not None and wanted != have.get(key):
+            if wanted is not None and (wanted != have.get(key) or key in have.get(_NOT_UTF8, ())):
                 ops.append(op_write(path, self.hosts_text(name, wanted) if key == "hosts" else wanted))
                 new[key] = wanted
+                new[_NOT_UTF8] = [k for k in new.get(_NOT_UTF8, ()) if k != key]
             elif wanted is None and exact and have.get(key) is not None:
                 ops.append(op_unlink(path))
                 new[key] = None

@@ -14,6 +14,16 @@ description:
     brings their loopback up, and writes C(/etc/netns/<name>/resolv.conf) and C(hosts), which
     C(ip netns exec) mounts over the host's files.
   - All namespaces of one task are handled in one run; 200 namespaces cost one task.
+  - A namespace the collection creates is marked (under C(/run/linuxnet/netns)) before it is made, so
+    the next run adopts one whose creation was killed midway.
+  - A namespace of a name in O(config) that the collection did not create (made by C(ip netns add), by
+    another tool) is never adopted, and neither it nor its C(/etc/netns/<name>) files are touched.
+    O(state=merged), O(state=replaced) and O(state=overridden) fail before anything changes, with an
+    error naming the item's field; O(state=deleted) leaves it alone with a warning.
+  - The resolver files of every namespace are read, those of other namespaces too; bytes that are not
+    UTF-8 read as U+FFFD (and RV(gathered) shows them so). A configured file that is not UTF-8 (never
+    one the collection wrote) is rewritten, and so is a C(resolv.conf) with C(\r\n) line ends (it is
+    compared exactly).
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -24,12 +34,12 @@ options:
     suboptions:
       name:
         description:
-          - Namespace name, 1-64 characters of letters, digits and C(_.@+-), not starting with C(-); not C(.) or C(..).
+          - Namespace name, 1-64 characters of letters, digits and C(_.@+-), not starting with C(-) or C(.) (a hidden name that listing the namespaces skips).
         type: str
         required: true
       resolv_conf:
-        description: Content of C(/etc/netns/<name>/resolv.conf). Left alone when omitted (removed
-          with O(state=replaced) or O(state=overridden)).
+        description: Content of C(/etc/netns/<name>/resolv.conf), with C(\n) line ends (a carriage return is refused).
+          Left alone when omitted (removed with O(state=replaced) or O(state=overridden)).
         type: str
       hosts:
         description:

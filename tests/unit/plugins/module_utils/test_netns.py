@@ -9,12 +9,20 @@ Run: ``.venv/bin/python -m pytest tests/unit -q``
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink, _netns, _ownership
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import (
+    FOREIGN,
+    NETNS_OPERATIONS,
     NetnsResource,
     parse_hosts,
     render_hosts,
 )
+from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 from .fixtures.netlink import FakeModule, ns_current, plan, render
 
@@ -130,3 +138,101 @@ def test_netns_plan_does_not_mutate_current():
     snapshot = {k: dict(val) for k, val in current.items()}
     plan(NetnsResource, [{"name": "web", "resolv_conf": "b"}, {"name": "new"}], current, "overridden")
     assert current == snapshot
+
+
+# --------------------------------------------------------------------------------- foreign namespaces, file bytes
+# The host's places (/run/netns, the marks under /run/linuxnet/netns, /etc/netns) moved to a
+# temporary directory: the namespaces are files there, the resolver files real files.
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    run_netns, marks, etc = tmp_path / "run-netns", tmp_path / "marks", tmp_path / "etc-netns"
+    for directory in (run_netns, marks, etc):
+        directory.mkdir()
+    monkeypatch.setattr(_netlink, "NETNS_RUN_DIR", str(run_netns))
+    monkeypatch.setattr(_netns, "NETNS_RUN_DIR", str(run_netns))
+    monkeypatch.setattr(_ownership, "NETNS_DIR", str(marks))
+    monkeypatch.setattr(_netns, "ETC_NETNS", str(etc))
+    monkeypatch.setattr(os.path, "ismount", lambda path: path.startswith(str(run_netns)))
+
+    def add(name: str, owned: bool, **files: bytes) -> None:
+        (run_netns / name).touch()
+        if owned:
+            (marks / name).touch()
+        if files:
+            (etc / name).mkdir()
+        for file, data in files.items():
+            (etc / name / file.replace("_", ".")).write_bytes(data)
+
+    add.etc = etc
+    return add
+
+
+def resource(check_mode: bool = True) -> NetnsResource:
+    return NetnsResource(FakeModule(check_mode=check_mode))
+
+
+def converge(config: list[dict], state: str = "merged") -> list[str]:
+    """One run's plan on the files as they are, its writes applied to them; the commands."""
+    res = resource()
+    desired = res.normalize(config, state)
+    res.check_references(desired, state)
+    ops, _after = res.plan(desired, res.gather(desired, state), state)
+    for op in ops:
+        if op.action in ("write", "unlink"):
+            NETNS_OPERATIONS[op.action](None, op)
+    return [op.command for op in ops]
+
+
+def test_netns_a_foreign_namespace_is_refused_before_anything_a_marked_one_adopted(host):
+    """A namespace of a configured name that the collection did not create (``ip netns add web``)
+    is refused by merged, replaced and overridden, naming the field; a marked one is the
+    collection's (its create was killed after the mark, or it is simply ours); deleted leaves it."""
+    host("web", owned=False, resolv_conf=b"nameserver 192.0.2.1\n")
+    host("mine", owned=True)
+    config = [{"name": "mine"}, {"name": "web", "resolv_conf": "nameserver 192.0.2.53\n"}]
+    for state in ("merged", "replaced", "overridden"):
+        res = resource()
+        with pytest.raises(ValidationError) as err:
+            res.check_references(res.normalize(config, state), state)
+        assert str(err.value) == f"config[1] (name=web).name: {FOREIGN}", state
+        # plan refuses it too (a namespace made between the check and the gather)
+        with pytest.raises(ValidationError, match=FOREIGN):
+            plan(NetnsResource, config, {"web": ns_current("web", owned=False)}, state)
+    for state in ("deleted", "gathered"):
+        res = resource()
+        res.check_references(res.normalize(config if state == "deleted" else [], state), state)
+    assert converge([{"name": "mine", "resolv_conf": "nameserver 192.0.2.53\n"}]) == [
+        f"printf '%s' 'nameserver 192.0.2.53\n' > {host.etc}/mine/resolv.conf"]
+    assert (host.etc / "web" / "resolv.conf").read_bytes() == b"nameserver 192.0.2.1\n"
+
+
+def test_netns_files_that_are_not_utf8_are_read_and_ours_rewritten_once(host):
+    """A Latin-1 resolv.conf of a foreign namespace fails no run (gathered shows U+FFFD); one of
+    ours with bad bytes, or with \\r\\n line ends, is rewritten once, then the plan is empty."""
+    host("foreign", owned=False, resolv_conf=b"# caf\xe9\nnameserver 192.0.2.1\n", hosts=b"10.0.0.1 caf\xe9\n")
+    gathered = resource().gather([], "gathered")
+    assert resource().public(gathered["foreign"]) == {
+        "name": "foreign", "resolv_conf": "# caf\ufffd\nnameserver 192.0.2.1\n",
+        "hosts": [{"ip": "10.0.0.1", "names": ["caf\ufffd"]}]}
+
+    text = "nameserver 192.0.2.53\n"
+    hosts = [{"ip": "10.0.0.2", "names": ["db"]}]
+    mine = [{"name": "mine", "resolv_conf": text, "hosts": hosts}]
+    host("mine", owned=True, resolv_conf=b"nameserver 192.0.2.53 # caf\xe9\n", hosts=render_hosts(hosts).encode() + b"#\xff\n")
+    resolv, hosts_file = host.etc / "mine" / "resolv.conf", host.etc / "mine" / "hosts"
+    assert len(converge(mine)) == 2  # both rewritten, though the hosts file's entries are the wanted ones
+    assert (resolv.read_bytes(), hosts_file.read_bytes()) == (text.encode(), render_hosts(hosts).encode())
+    assert converge(mine) == []
+    resolv.write_bytes(b"nameserver 192.0.2.53\r\n")
+    assert converge(mine) == [f"printf '%s' '{text}' > {resolv}"]
+    assert resolv.read_bytes() == text.encode() and converge(mine) == []
+    # a wanted text holding U+FFFD equals what bad bytes read as: still rewritten
+    odd = [{"name": "mine", "resolv_conf": "nameserver 192.0.2.53 # \ufffd\n"}]
+    resolv.write_bytes(b"nameserver 192.0.2.53 # \xff\n")
+    assert len(converge(odd)) == 1 and resolv.read_bytes() == "nameserver 192.0.2.53 # \ufffd\n".encode()
+    assert converge(odd) == []
+    # replaced without the files removes them, bad bytes or not
+    resolv.write_bytes(b"\xff\n")
+    assert converge([{"name": "mine"}], "replaced") == [f"rm -f {resolv}", f"rm -f {hosts_file}"]
