@@ -328,6 +328,8 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
                 shared.attach(resource)
         try:
             commands[name] = [op.command for op in _engine.predict(resource, "overridden", before)]
+        except ValidationError as exc:  # named after its step, as the deployment module names it
+            raise ValidationError(f"{name}: {exc}") from None
         finally:
             resource.close()
     return {

@@ -111,7 +111,7 @@ def test_a_hand_made_namespace_is_refused_and_untouched_a_killed_create_is_adopt
     for check in (True, False):
         refused(module(lab, tmp_path, "deployment", DEPLOYMENT, check=check), f"netns: {msg}")
     info = module(lab, tmp_path, "deployment_info", INFO)
-    assert info is not None and info.get("failed") and info["msg"].endswith(msg), info
+    assert info is not None and info.get("failed") and info["msg"].endswith(f"netns: {msg}"), info
     assert snapshot(lab) == before
     # teardown and deleted leave it alone
     ok(module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
