@@ -14,6 +14,10 @@ options:
       - Prefix of the chain names, 1-10 characters of C(A-Z0-9_-), starting with a letter. The default coexists with a real
         dockerd on the same host; V(DOCKER) gives Docker's own chain names. The firewall and
         port_mapping modules must use the same prefix.
+      - Refused, whatever the backend, as it also names the nftables table (in lower case), are the names of other
+        tools' tables (C(FILTER), C(NAT), C(RAW), C(MANGLE), C(SECURITY) of iptables-nft, C(FIREWALLD),
+        C(KUBE-PROXY)) and words nft reads as keywords there (C(IP), C(TABLE), C(CHAIN), C(RULE), C(INET),
+        C(FLUSH), C(SET), C(MAP) and more, as the error tells), besides iptables' built-in chains and targets.
     type: str
     default: LINUXNET
   firewall_backend:
@@ -29,8 +33,9 @@ options:
         prerouting/raw). The admins' hook is the regular chain C(filter-<PREFIX>-USER), jumped to
         first from C(filter-FORWARD); the collection creates it and never flushes it
         (C(nft add rule ip linuxnet filter-LINUXNET-USER ip saddr 192.0.2.7 drop)).
-      - Every run also removes the collection's rules from the backend not chosen, so switching a
-        host from one backend to the other leaves nothing behind (a C(<PREFIX>-USER) chain holding
+      - Every run also removes the collection's rules from the backend not chosen, and from every
+        iptables variant not chosen (C(iptables-legacy) only where the network namespace has a legacy
+        table loaded), so switching a host from one backend or variant to another leaves nothing behind (a C(<PREFIX>-USER) chain holding
         an admin's rules excepted, and a FORWARD policy of DROP set earlier in iptables stays).
         Switch the firewall and port_mapping modules together (the role does).
     type: str
@@ -39,7 +44,7 @@ options:
   iptables_variant:
     description:
       - iptables variant; V(auto) uses the one the host's C(iptables) command uses. Only used with
-        O(firewall_backend=iptables) (and to clean up iptables after a switch to V(nftables)).
+        O(firewall_backend=iptables); a run cleans up the other variant whatever this says.
       - The old name O(backend) is deprecated and will be removed in 0.3.0.
     type: str
     aliases: [backend]

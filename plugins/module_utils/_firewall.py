@@ -31,23 +31,32 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
     sysctl_name,
     write_sysctl,
 )
-from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import VARIANTS, Iptables, parse_rule, parse_save
+from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import VARIANT_SUFFIX, VARIANTS, Iptables, parse_rule, parse_save
 from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
-from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import NFT_FAMILIES, Nftables, empty_table, parse_list, table_text
+from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import NFT_FAMILIES, Nftables, empty_table, parse_list, reserved_table, table_text
 
 ITEM_OPTIONS = {
     "name": {"type": "str", "required": True},
     "bridge": {"type": "str", "required": True},
     "subnet": {"type": "str", "required": True},
     "subnet6": {"type": "str"},
-    "icc": {"type": "bool", "default": True},
-    "internal": {"type": "bool", "default": False},
-    "masquerade": {"type": "bool", "default": True},
+    # no "default": an option left out must reach normalize() as None, so that merged and replaced
+    # keep the network's current value (DEFAULTS are for a new network, overridden and rendered)
+    "icc": {"type": "bool"},
+    "internal": {"type": "bool"},
+    "masquerade": {"type": "bool"},
     "masquerade6": {"type": "bool"},
     "snat_source": {"type": "str"},
-    "gateway_mode": {"type": "str", "default": "nat", "choices": ["nat", "nat-unprotected"]},
+    "gateway_mode": {"type": "str", "choices": ["nat", "nat-unprotected"]},
 }
-GATEWAY_MODES = ("nat", "nat-unprotected")
+GATEWAY_MODES = tuple(ITEM_OPTIONS["gateway_mode"]["choices"])
+#: the values of options left out, for a network not known yet (and with overridden, rendered)
+DEFAULTS = {"icc": True, "internal": False, "masquerade": True, "snat_source": None, "gateway_mode": "nat"}
+#: options that, left out with merged or replaced, keep the current value (doc fragment linuxnet.bridge.resource)
+OMITTABLE = ("icc", "internal", "masquerade", "snat_source", "gateway_mode", "subnet6", "masquerade6")
+KEEPING_STATES = ("merged", "replaced")
+#: key of a normalized item: the options its config left out (only with KEEPING_STATES; gone after complete())
+OMITTED = "_omitted"
 BACKENDS = ("iptables", "nftables")
 MODULE_OPTIONS = {
     "chain_prefix": {"type": "str", "default": "LINUXNET"},
@@ -100,9 +109,50 @@ def select_adapter(module, params: dict, backend: str | None = None, family: str
 
 
 def other_adapters(module, params: dict, family: str = "ipv4") -> list:
-    """The backends not chosen: each run removes what is ours there (a backend switch)."""
+    """The backends and iptables variants not chosen: each run removes what is ours there (a switch of
+    backend or of variant). Both iptables variants, whatever ``iptables_variant`` says: a variant found
+    by ``auto`` is skipped at the read, and iptables-legacy is read only where the namespace has a
+    legacy table loaded (no process otherwise). Each variant's writes are its own transactions (``tag``)."""
     chosen = params.get("firewall_backend") or "iptables"
-    return [select_adapter(module, params, backend, family) for backend in BACKENDS if backend != chosen]
+    variant = (params.get("iptables_variant") or "auto") if chosen == "iptables" else ""
+    others: list[Iptables | Nftables] = [select_adapter(module, params, "nftables", family)] if chosen != "nftables" else []
+    for name in VARIANT_SUFFIX:
+        if name != variant:  # (the nftables backend's first iptables adapter keeps the plain restore action)
+            tag = "" if chosen == "nftables" and name == "iptables-nft" else VARIANT_SUFFIX[name]
+            others.append(Iptables(module, family=family, variant=name, leftovers_of=variant, tag=tag))
+    return others
+
+
+#: the keys every item of a resource's state file has (by state_dir): the resources read them as ``item[key]``
+STATE_KEYS = {"firewall": ("name", "bridge", "subnet"), "port_mapping": ("bridge", "container_ip", "container_port", "host_port", "protocol")}
+
+
+def read_state(path: str, keys: tuple[str, ...]) -> tuple[dict[str, dict], dict[str, object]]:
+    """The items and the other records of the state file at ``path``; none when there is no file.
+
+    A file of another shape is an ApplyError naming it, raised before anything changes: read as
+    empty, it would make this run forget what it owns (rules nobody removes any more)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {}, {}
+    except (OSError, ValueError) as exc:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        raise ApplyError(f"the state file {path} cannot be read ({exc}): fix or remove it") from None
+    items = state.get("items") if isinstance(state, dict) else None
+    problem = "" if isinstance(items, dict) else "'items' is not an object"
+    for key, item in (items or {}).items() if not problem else ():
+        missing = [k for k in keys if not isinstance(item, dict) or not isinstance(item.get(k), str)]
+        if missing:
+            problem = f"item {key!r} is not an object with the text {', '.join(missing)}"
+            break
+    dropped = state.get(FORWARD_DROP_RECORD, []) if isinstance(state, dict) else []
+    if not problem and not (isinstance(dropped, list) and all(family in FAMILIES for family in dropped)):
+        problem = f"{FORWARD_DROP_RECORD} is not a list of {' and '.join(FAMILIES)}"
+    if problem:
+        raise ApplyError(f"the state file {path} is not one this collection wrote ({problem}): fix or remove it "
+                         "(without it, the run no longer knows which networks or mappings are its own)")
+    return items, {k: val for k, val in state.items() if k != "items"}
 
 
 class TablesResource(Resource):
@@ -148,13 +198,7 @@ class TablesResource(Resource):
             self.adapter.lock()  # one lock for both families (a second flock of this process would wait forever)
         self.live = self.adapter.save(self.tables)
         self.others_live = self._others_live(self.others)
-        try:
-            with open(self.state_path(), encoding="utf-8") as handle:
-                state = json.load(handle)
-            self.known = state["items"]
-            self.records = {k: val for k, val in state.items() if k != "items"}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self.known, self.records = {}, {}
+        self.known, self.records = read_state(self.state_path(), STATE_KEYS.get(self.state_dir, ("bridge",)))
         self.ipv6 = any(self.is_ipv6(item) for item in list(desired or []) + list(self.known.values()))
         self.live6, self.others_live6 = {}, []
         if self.ipv6:
@@ -170,7 +214,8 @@ class TablesResource(Resource):
                 continue  # that backend's tool is missing (or cannot read): nothing of ours to find there
             if any(table.chains for table in live.values()):  # else (no nftables table of ours) nothing to plan there
                 found.append((other, live))
-        return found
+        # a variant whose FORWARD policy is DROP first: the run gives back the one it set (FORWARD_DROP_RECORD) there
+        return sorted(found, key=lambda pair: (pair[1].get("filter") or Table()).chains.get("FORWARD") != "DROP")
 
     def public(self, item: dict) -> dict:
         return {k: item[k] for k in self.public_keys if item.get(k) is not None}
@@ -218,11 +263,34 @@ class TablesResource(Resource):
     def check_owned(self, items: list[dict]) -> None:
         """Raise ValidationError when the items we would own after the run cannot coexist."""
 
+    def complete(self, desired: list[dict], current: dict[str, dict], state: str) -> list[dict]:
+        """``desired`` with the options its config left out (merged, replaced: normalize() noted them
+        in :data:`OMITTED`) taken from the item we know, the state file's or else the live one. A new
+        item keeps the defaults normalize() gave it."""
+        done = []
+        for index, item in enumerate(desired):
+            if OMITTED not in item:
+                done.append(item)
+                continue
+            omitted = item[OMITTED]
+            item = {k: val for k, val in item.items() if k != OMITTED}
+            key = self.key(item)
+            base = self.from_state(self.known[key]) if key in self.known else current.get(key)
+            done.append(self.fill(index, item, base, omitted, state))
+        return done
+
+    def fill(self, index: int, item: dict, base: dict | None, omitted: tuple[str, ...], state: str) -> dict:
+        """``item`` with its ``omitted`` options from ``base`` (None: a new item)."""
+        return item
+
     def final_owned(self, desired: list[dict], state: str) -> dict[str, dict]:
         """Every item we own after the run: the state file's, minus the deleted, plus ``desired``."""
         owned = {key: self.from_state(item) for key, item in self.known.items()}
         if state == "deleted":
             for key in [self.key(d) for d in desired] if desired else list(owned):
+                if key not in owned:  # (the doc fragment promises it) rules of anyone else stay
+                    self.warnings.append(f"{self.describe(key)} was not created by linuxnet.bridge: left alone "
+                                         "(state=deleted removes only what the collection created)")
                 owned.pop(key, None)
             return owned
         if state == "overridden":
@@ -286,6 +354,10 @@ def chain_prefix(value: object) -> str:
         )
     if value in _RESERVED_PREFIXES:
         raise v.ValidationError(f"chain_prefix: {value!r} is a built-in chain or target of iptables; use e.g. LINUXNET")
+    # whatever the backend: firewall_backend nftables (now, after a switch, or the cleanup of one) names its table so
+    problem = reserved_table(value.lower())
+    if problem:
+        raise v.ValidationError(f"chain_prefix: {value!r} {problem}")
     return value
 
 
@@ -360,8 +432,10 @@ def family_networks(networks: list[dict], family: str) -> list[dict]:
 
 
 def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live: dict[str, Table], forward_drop: bool,
-                   adapter: Iptables, family: str = "ipv4") -> Model:
-    """The complete ruleset the collection wants for ``networks`` in ``family``; ``managed`` adds what was ours before."""
+                   adapter: Iptables, family: str = "ipv4", guard: bool = True) -> Model:
+    """The complete ruleset the collection wants for ``networks`` in ``family``; ``managed`` adds what was ours before.
+
+    ``guard`` False: with no network left, the localnet guard in INPUT is not ours to delete."""
     networks, managed = family_networks(networks, family), family_networks(managed, family)
     c = chains(prefix)
     nets = sorted(networks, key=lambda n: n["name"])
@@ -369,7 +443,7 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
     flat = {key: [r for per in rules for r in per[key]] for key in ("forward_top", "forward_bottom", "iso1", "iso2", "postrouting")}
     # internal networks' drops before any jump into stage 2 (as dockerd's order ends up, §1.4.2)
     flat["iso1"].sort(key=lambda r: r.kind == "isolate")
-    model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix, family),
+    model = Model({"filter": DesiredTable(), "nat": DesiredTable()}, claimed_rules(networks + managed, prefix, family, bool(networks) or guard),
                   frozenset(c.values()), family=family)
     filt, nat = model.tables["filter"], model.tables["nat"]
     jump = Rule.of("local_jump", chain=c["main"])
@@ -410,6 +484,31 @@ def firewall_model(networks: list[dict], managed: list[dict], prefix: str, live:
 
 #: the state file's record of the families whose iptables FORWARD policy this collection set to DROP
 FORWARD_DROP_RECORD = "forward_drop_set"
+#: the state file's record that this chain prefix inserted the localnet guard into iptables' INPUT (it was
+#: not there before): only then is it ours to delete. An identical rule of the admin's (kube-proxy's
+#: CVE-2020-8558 mitigation) is used while we have networks and left alone when they are gone.
+GUARD_RECORD = "localnet_guard_set"
+
+
+def other_prefixes_with_networks(prefix: str) -> list[str]:
+    """The other chain prefixes whose firewall state file lists networks: they still need the guard."""
+    directory = os.path.join(RUN_DIR, "firewall")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.endswith(".json") or name == f"{prefix}.json":
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                items = json.load(handle).get("items")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if items:
+            found.append(name[: -len(".json")])
+    return found
 
 
 def sets_forward_drop(adapter: Iptables | Nftables, model: Model, live: dict[str, Table]) -> set[str]:
@@ -421,9 +520,15 @@ def sets_forward_drop(adapter: Iptables | Nftables, model: Model, live: dict[str
     return {adapter.family} if adapter.backend == "iptables" and want == "DROP" and current != "DROP" else set()
 
 
-def claimed_rules(networks: list[dict], prefix: str, family: str = "ipv4") -> dict[str, set[Rule]]:
+def forward_policy(live: dict[str, Table]) -> str | None:
+    return (live.get("filter") or Table()).chains.get("FORWARD")
+
+
+def claimed_rules(networks: list[dict], prefix: str, family: str = "ipv4", guard: bool = True) -> dict[str, set[Rule]]:
+    """Our rules in built-in chains. ``guard``: the localnet guard in INPUT too (it is also the
+    admin's kube-proxy CVE-2020-8558 rule, word for word: ours only where we put it, see GUARD_RECORD)."""
     claimed: dict[str, set[Rule]] = {"FORWARD": set(), "POSTROUTING": set()}
-    if family == "ipv4":
+    if family == "ipv4" and guard:
         claimed["INPUT"] = {LOCALNET_GUARD}
     for net in networks:
         r = network_rules(net, prefix)
@@ -510,6 +615,8 @@ class FirewallResource(TablesResource):
         super().__init__(module)
         self.sysctls: dict[str, str | None] = {}
         self.bridges_present: set[str] = set()
+        #: another chain prefix has networks (read under the lock by gather): the guard stays for it
+        self.guard_elsewhere = False
 
     def is_ipv6(self, item: dict) -> bool:
         return bool(item.get("subnet6"))
@@ -524,18 +631,25 @@ class FirewallResource(TablesResource):
                 "name": v.label(raw.get("name"), at("name"), "network name"),
                 "bridge": v.interface_name(raw.get("bridge"), at("bridge")),
                 "subnet": v.network(raw.get("subnet"), at("subnet")),
-                "icc": v.boolean(raw.get("icc"), at("icc"), ITEM_OPTIONS["icc"]["default"]),
-                "internal": v.boolean(raw.get("internal"), at("internal"), ITEM_OPTIONS["internal"]["default"]),
-                "masquerade": v.boolean(raw.get("masquerade"), at("masquerade"), ITEM_OPTIONS["masquerade"]["default"]),
+                "icc": v.boolean(raw.get("icc"), at("icc"), DEFAULTS["icc"]),
+                "internal": v.boolean(raw.get("internal"), at("internal"), DEFAULTS["internal"]),
+                "masquerade": v.boolean(raw.get("masquerade"), at("masquerade"), DEFAULTS["masquerade"]),
+                # "" (given, empty): no SNAT, MASQUERADE; left out (None): see OMITTED
                 "snat_source": v.unicast(raw["snat_source"], at("snat_source")) if raw.get("snat_source") else None,
                 "gateway_mode": gateway_mode(raw.get("gateway_mode"), at("gateway_mode")),
             }
+            # merged/replaced: what was left out keeps the network's current value (complete() fills it in)
+            omitted = tuple(key for key in OMITTABLE if raw.get(key) is None) if state in KEEPING_STATES else ()
             if raw.get("subnet6") not in (None, ""):  # dual-stack (IPv4-only items keep their keys)
                 item["subnet6"] = subnet6(raw["subnet6"], at("subnet6"))
                 # Docker: one enable_ip_masquerade for both families, NAT66 by default; masquerade6 false: routed IPv6
                 item["masquerade6"] = item["masquerade"] if raw.get("masquerade6") is None else v.boolean(raw["masquerade6"], at("masquerade6"), True)
             elif raw.get("masquerade6") is not None:
-                raise v.ValidationError(f"{at('masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
+                if "subnet6" not in omitted:  # else the network's current subnet6 may be there (complete() checks)
+                    raise v.ValidationError(f"{at('masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
+                item["masquerade6"] = v.boolean(raw["masquerade6"], at("masquerade6"), True)
+            if omitted:
+                item[OMITTED] = omitted
             items.append(item)
         v.unique(items, lambda it: it["name"], "network name")
         v.unique(items, lambda it: it["bridge"], "bridge")
@@ -545,12 +659,41 @@ class FirewallResource(TablesResource):
     def check_owned(self, items: list[dict]) -> None:
         check_overlaps(sorted(items, key=lambda n: n["name"]), where="(with networks managed earlier) ")
 
+    def describe(self, key: str) -> str:
+        return f"network {key}"
+
+    def fill(self, index: int, item: dict, base: dict | None, omitted: tuple[str, ...], state: str) -> dict:
+        """merged, replaced: an option left out keeps the network's value (an internal network stays internal)."""
+        if base:
+            for key in DEFAULTS:
+                if key in omitted:
+                    item[key] = base.get(key, DEFAULTS[key])
+            if "subnet6" in omitted and base.get("subnet6"):
+                item["subnet6"] = base["subnet6"]
+        if not item.get("subnet6"):
+            if "masquerade6" not in omitted:
+                raise v.ValidationError(f"{v.where(index, item, 'masquerade6')}: needs subnet6 (the network has no IPv6 to masquerade)")
+            item.pop("subnet6", None)
+            item.pop("masquerade6", None)
+        elif "masquerade6" in omitted:
+            # the network's own masquerade6 if it had IPv6, else (as Docker) the one masquerade of both families
+            kept = base.get("masquerade6") if base and base.get("subnet6") else None
+            item["masquerade6"] = item["masquerade"] if kept is None else kept
+        return item
+
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        desired = self.complete(desired, current, state)
         final = self.final_owned(desired, state)
         self.final = final
         nets = list(final.values())
         forward_off = bool(nets) and self.sysctls.get(IP_FORWARD) not in ("1", None)
-        model = firewall_model(nets, list(self.known.values()), self.prefix, self.live, forward_off, self.adapter)
+        # the iptables guard: ours to delete only if we inserted it and no other prefix needs it (nftables: our own table)
+        guard_set = self.records.get(GUARD_RECORD)
+        if guard_set is None:  # a state file of before the record: the guard was always claimed then
+            guard_set = bool(self.known) and self.adapter.backend == "iptables"
+        guard = guard_set and not self.guard_elsewhere
+        model = firewall_model(nets, list(self.known.values()), self.prefix, self.live, forward_off, self.adapter,
+                               guard=guard or self.adapter.backend != "iptables")
         if nets:
             model.sysctls = {IP_FORWARD: "1", BRIDGE_NF: "1"}
             model.sysctls.update({route_localnet_path(n["bridge"]): "1" for n in nets if n["bridge"] in self.bridges_present})
@@ -573,12 +716,16 @@ class FirewallResource(TablesResource):
         def cleanup(adapter, live: dict[str, Table]) -> Model:
             # another backend: as if every network were deleted there, <P> too (the mappings move with us)
             other = firewall_model([], managed, self.prefix, {t: Table(tab.chains, {**tab.rules, self.prefix: []}) for t, tab in live.items()},
-                                   False, adapter, adapter.family)
-            if adapter.backend == "iptables" and adapter.family in dropped:
+                                   False, adapter, adapter.family, guard=guard or adapter.backend != "iptables")
+            # another iptables variant gives back the DROP it has, unless the record is the chosen variant's
+            if adapter.backend == "iptables" and adapter.family in dropped - own_drop and forward_policy(live) == "DROP":
                 dropped.discard(adapter.family)
-                if (live.get("filter") or Table()).chains.get("FORWARD") == "DROP":
-                    other.tables["filter"].policies = {"FORWARD": "ACCEPT"}
+                other.tables["filter"].policies = {"FORWARD": "ACCEPT"}
             return other
+
+        # the record is the chosen iptables variant's where its FORWARD policy is (or becomes) DROP
+        chosen = [(self.adapter, model, self.live)] + ([(self.adapter6, model6, self.live6)] if self.ipv6 else [])
+        own_drop = {a.family for a, m, lv in chosen if a.backend == "iptables" and "DROP" in (m.tables["filter"].policies.get("FORWARD"), forward_policy(lv))}
 
         switch = self.switch_ops(cleanup)
         if self.adapter.backend != "iptables":
@@ -586,7 +733,20 @@ class FirewallResource(TablesResource):
         self.final_records = {k: val for k, val in self.records.items() if k != FORWARD_DROP_RECORD}
         if dropped:
             self.final_records[FORWARD_DROP_RECORD] = sorted(dropped)
+        self.final_records.pop(GUARD_RECORD, None)
+        guard_after = self.guard_set_after(nets, bool(guard_set), guard)
+        if guard_after or (nets and self.adapter.backend == "iptables"):  # (False: the admin's rule, while we use it)
+            self.final_records[GUARD_RECORD] = guard_after
         return ops + switch + self._sysctl_ops(model.sysctls), final
+
+    def guard_set_after(self, nets: list[dict], guard_set: bool, guard: bool) -> bool:
+        """Will the iptables localnet guard be one this prefix inserted, after the run?"""
+        if self.adapter.backend == "iptables":
+            if nets:  # inserted now if it is missing; an admin's identical rule stays the admin's
+                return guard_set or self.adapter.render(LOCALNET_GUARD) not in self.live_table("filter").chain_rules("INPUT")
+            return guard_set and not guard  # deleted now, unless another prefix still needs it
+        # a switch to nftables: the cleanup of iptables deletes it (when iptables could be read)
+        return guard_set and not (guard and any(other.backend == "iptables" for other, _live in self.others_live))
 
     def _warn_accept_ra(self) -> None:
         """With forwarding on, the kernel ignores router advertisements where accept_ra is 1 (dockerd warns too)."""
@@ -626,6 +786,7 @@ class FirewallResource(TablesResource):
         self.bridges_present = {b for b in bridges if os.path.isdir(f"/sys/class/net/{b}") or os.path.isdir(f"/proc/sys/net/ipv4/conf/{b}")}
         paths += [route_localnet_path(b) for b in self.bridges_present]
         self.sysctls = {p: read_sysctl(p) for p in paths}
+        self.guard_elsewhere = bool(other_prefixes_with_networks(self.prefix))
         # After apply the state file is not written yet: names come from the run's result too.
         return self.from_live({**self.known, **self.final}, self.adapter.parse)
 

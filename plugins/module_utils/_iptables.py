@@ -40,6 +40,10 @@ BUILTIN = {
 }
 COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}  # by address family
 VARIANTS = ("auto", "iptables-nft", "iptables-legacy")
+VARIANT_SUFFIX = {"iptables-nft": "-nft", "iptables-legacy": "-legacy"}  # of the binaries (iptables-nft-save)
+#: the legacy (x_tables) tables loaded in the network namespace, by family: none loaded, no rule anywhere
+#: (reading the file loads nothing, where iptables-legacy-save -t would load its table)
+LEGACY_TABLES = {"ipv4": "/proc/net/ip_tables_names", "ipv6": "/proc/net/ip6_tables_names"}
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: make the restore of this table fail
 
 
@@ -105,12 +109,16 @@ KINDS = {
     "dnat": Template("[-s {source} ][-d {host_ip}/32 ]-p {proto} -m {proto} --dport {dport} -j DNAT --to-destination {container_ip}:{to_ports}[/{base}]"),
     "accept_port": Template("[-s {source} ]-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} -j ACCEPT"),
     "hairpin": Template("-s {container_ip}/32 -d {container_ip}/32 -p {proto} -m {proto} --dport {dport} -j MASQUERADE"),
+    # raw PREROUTING, Docker 28.0's filterPortMappedOnLoopback: a port published on a loopback address
+    # is reached from this host only, not by a neighbour routing 127.0.0.1 to us (route_localnet lets it
+    # through). Before direct_drop: that text would read this rule as one for a bridge called "lo".
+    "loopback_drop": Template("-d {host_ip}/32 ! -i lo -p {proto} -m {proto} --dport {dport} -j DROP"),
     # raw PREROUTING, Docker 28.0's filterDirectAccess: a published container port is reachable
     # through the DNAT only, not by routing to the container's address from outside its bridge.
     "direct_drop": Template("-d {container_ip}/32 ! -i {bridge} -p {proto} -m {proto} --dport {dport} -j DROP"),
 }
 # Kinds without an IPv6 form: no route_localnet for IPv6, so no 127.0.0.0/8-style publishing to guard.
-IPV4_ONLY = frozenset({"localnet_guard"})
+IPV4_ONLY = frozenset({"localnet_guard", "loopback_drop"})
 #: The same kinds in ip6tables (derived from KINDS: each rule format is written once).
 #: Docker 29's IPv6 DNAT skips link-local sources (``! -s fe80::/10``); a port's own ``sources`` replace it.
 LINK_LOCAL6 = "fe80::/10"
@@ -227,6 +235,15 @@ def split_save_tables(text: str) -> dict[str, str]:
     return found
 
 
+def legacy_tables(family: str) -> set[str]:
+    """The iptables-legacy tables loaded in this network namespace (none when x_tables is not loaded)."""
+    try:
+        with open(LEGACY_TABLES[family], encoding="ascii") as handle:
+            return set(handle.read().split())
+    except OSError:
+        return set()
+
+
 def empty_table(table: str) -> Table:
     return Table(chains={c: "ACCEPT" for c in BUILTIN[table]}, rules={c: [] for c in BUILTIN[table]})
 
@@ -337,13 +354,18 @@ class Iptables(FirewallLock):
     #: one iptables-save reads every table (see :meth:`save`): a run's reader asks for all of them at once
     read_together = TABLES
 
-    def __init__(self, module, family: str = "ipv4", variant: str = "auto") -> None:
+    def __init__(self, module, family: str = "ipv4", variant: str = "auto", leftovers_of: str | None = None, tag: str = "") -> None:
+        """``leftovers_of``: None for the chosen backend's adapter; for one that removes what is ours
+        from a variant not chosen, the chosen iptables variant ("auto": found at run time; "": the
+        nftables backend is chosen). ``tag`` sets its operations apart from another variant's."""
         self.module = module
         self.family = family
         self.variant = variant
+        self.leftovers_of = leftovers_of
         self.command = COMMANDS[family]
-        #: Operation.action of this adapter's operations: one restore per table and family
-        self.action = "restore" if family == "ipv4" else "restore6"
+        #: Operation.action of this adapter's operations: one restore per table, family and variant
+        self.action = ("restore" if family == "ipv4" else "restore6") + tag
+        self.tag = tag  # (and of the commands shown: iptables-legacy -t filter ...)
         self.render = functools.partial(render_rule, family=family)
         self.parse = functools.partial(parse_rule, family=family)
         self._snapshots: dict[str, str] = {}  # the tables the last apply changed, as they were before
@@ -370,7 +392,7 @@ class Iptables(FirewallLock):
                     "CONFIG_IP_NF_RAW for the protection against direct routing: set gateway_mode: nat-unprotected "
                     "on the networks to do without it"
                 )
-            commands = as_commands(table, lines, current, self.command)
+            commands = as_commands(table, lines, current, self.command + self.tag)
             ops += [Operation(cmd, self.action, {"table": table, "line": line}) for cmd, line in zip(commands, lines)]
         return ops
 
@@ -396,7 +418,10 @@ class Iptables(FirewallLock):
     def _binaries(self) -> tuple[str, str]:
         if self._bins is None:
             variant = self._detect() if self.variant == "auto" else self.variant
-            suffix = {"iptables-nft": "-nft", "iptables-legacy": "-legacy"}.get(variant, "")
+            suffix = VARIANT_SUFFIX.get(variant, "")
+            if self.leftovers_of is not None and variant == "iptables-legacy" and not self.module.get_bin_path(f"{self.command}-legacy-save"):
+                # iptables before 1.8 has no -legacy binaries: its plain ones are legacy
+                suffix = "" if self._detect() != "iptables-nft" else suffix
             self._bins = (self._binary(f"{self.command}{suffix}-save"), self._binary(f"{self.command}{suffix}-restore"))
         return self._bins
 
@@ -419,6 +444,34 @@ class Iptables(FirewallLock):
         return "iptables"
 
     def save(self, tables: tuple[str, ...] = ("filter", "nat")) -> dict[str, Table]:
+        if self.leftovers_of is None:
+            return self._save(tables)
+        # a variant not chosen: read only what can hold rules of ours; a table without a chain is nothing to clean
+        if self.variant == "iptables-legacy":
+            loaded = legacy_tables(self.family)
+            if not loaded or self._is_chosen():
+                return {table: Table() for table in tables}
+            read = self._save(tuple(t for t in tables if t in loaded)) if loaded & set(tables) else {}
+            return {table: read.get(table) or empty_table(table) for table in tables}
+        if self._is_chosen():
+            return {table: Table() for table in tables}
+        return self._save(tables)
+
+    def _is_chosen(self) -> bool:
+        """Is this variant the one the chosen adapter uses (``auto`` found it)? Then it is not ours to clean."""
+        if self.leftovers_of != "auto":
+            return False
+        plain = self.module.get_bin_path(self.command)
+        mine = self.module.get_bin_path(f"{self.command}{VARIANT_SUFFIX[self.variant]}")
+        if not plain or not mine:  # no binary of this variant: nothing to read (no plain one: auto fails first)
+            return True
+        # names of one xtables-*-multi binary tell without running anything; else ask (iptables --version)
+        other = self.module.get_bin_path(self.command + next(s for v, s in VARIANT_SUFFIX.items() if v != self.variant))
+        if os.path.realpath(plain) in (os.path.realpath(mine), other and os.path.realpath(other)):
+            return os.path.realpath(plain) == os.path.realpath(mine)
+        return self._detect() == self.variant
+
+    def _save(self, tables: tuple[str, ...]) -> dict[str, Table]:
         # One iptables-save for several tables: iptables-nft-save fetches the whole ruleset from the
         # kernel whatever its -t (three reads cost three times one).
         together = self.save_all(tables) if len(tables) > 1 else {}

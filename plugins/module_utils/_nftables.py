@@ -44,11 +44,26 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import App
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import BRACKETED, BRACKETED_PATTERN, LINK_LOCAL6
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, FirewallLock, Model, Rule, RuleTemplate, Table
 
-FAMILY = "ip"  # the nft family of the IPv4 table
 NFT_FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}  # one table per address family, as Docker 29's docker-bridges
 ACTION = "nft"  # Operation.action of this adapter's operations
 FAIL_HOOK_ENV = "LINUXNET_TEST_FAIL_TABLE"  # test hook: "nft" appends a failing command to the transaction
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # nft reads a leading digit as a number
+#: ``ip``/``ip6`` tables of other tools, which a table of ours must not be (its chains would land in
+#: theirs): iptables-nft's (one per iptables table), firewalld's (0.6-0.8), kube-proxy's (nftables mode).
+FOREIGN_TABLES = frozenset({"filter", "nat", "raw", "mangle", "security", "firewalld", "firewalld_policy_drop", "kube-proxy"})
+#: Words nft's parser takes as keywords where a table name goes (``add table ip flush`` is a syntax
+#: error): every such word of 1-10 characters found by ``nft -c -f`` (nftables 1.0.6) on the words of
+#: nft(8) and libnftables. nft would need the name quoted; a chain prefix simply avoids them.
+NFT_KEYWORDS = frozenset("""
+accept add ah all and arp bridge cgroup chain comment comp constant continue counter cpu create ct day dccp
+define delete describe device devices dnat drop dst dup dynamic ecn element elements esp ether exists expires
+exthdr fib flags flow flowtable flush frag fwd get goto handle hbh hook hour ibriport ibrname icmp icmpv6 igmp
+iif iifgroup iifname iiftype include index inet insert interval ip ip6 ipsec jhash jump limit list log lt map
+mark masquerade meta meter mh missing monitor ne netdev nftrace not notrack numgen obriport obrname offload
+oif oifgroup oifname oiftype or osf pkttype policy position priority queue quota random redefine redirect
+reject rename replace reset return rt rtclassid rule ruleset sctp secmark set size skgid skuid snat socket srh
+symhash synproxy table tcp th time timeout tproxy type typeof udp udplite undefine update vlan vmap xt
+""".split())
 
 #: (table, built-in chain) -> (type, hook, priority) of its base chain, as ``nft list`` prints it.
 #: Docker 29's docker-bridges: filter-FORWARD forward/filter, nat-PREROUTING prerouting/dstnat,
@@ -97,7 +112,7 @@ _CONVERT: dict[str, dict[str, tuple[Callable[[str], str], Callable[[str], str]]]
 
 
 def Template(text: str, derive: Callable[[dict], dict] | None = None,  # the constructor of KINDS entries
-             reduce: Callable[[dict], dict] | None = None, family: str = "ipv4", bracketed: bool = False) -> RuleTemplate:
+             reduce: Callable[[dict], dict | None] | None = None, family: str = "ipv4", bracketed: bool = False) -> RuleTemplate:
     """``bracketed``: container_ip is an IPv6 DNAT target, ``[addr]:port`` (without them nft reads addr:port as one address)."""
     patterns, convert = _PATTERNS[family], _CONVERT[family]
     if bracketed:
@@ -122,9 +137,13 @@ def _portmap(fields: dict) -> dict:
     return fields
 
 
-def _unportmap(fields: dict) -> dict:
+def _unportmap(fields: dict) -> dict | None:
+    """None (no rule of ours, as parse_rule skips any other) when a pair of the map is not ``a : b``
+    (state=parsed reads any text)."""
     if "portmap" in fields:
         pairs = [pair.split(" : ") for pair in fields.pop("portmap").split(", ")]
+        if any(len(pair) != 2 or not all(part.strip() for part in pair) for pair in pairs):
+            return None
         fields["base"] = pairs[0][0].strip()
         fields["to_ports"] = f"{pairs[0][1].strip()}-{pairs[-1][1].strip()}"
     return fields
@@ -159,9 +178,10 @@ KINDS = {
                      "[{proto} dport map { {portmap} }|{to_ports}]", _portmap, _unportmap),
     "accept_port": Template('[ip saddr {source} ]ip daddr {container_ip} iifname != "{bridge}" oifname "{bridge}" {proto} dport {dport} accept'),
     "hairpin": Template("ip saddr {container_ip} ip daddr {container_ip} {proto} dport {dport} masquerade"),
+    "loopback_drop": Template('ip daddr {host_ip} iifname != "lo" {proto} dport {dport} drop'),
     "direct_drop": Template('ip daddr {container_ip} iifname != "{bridge}" {proto} dport {dport} drop'),
 }
-IPV4_ONLY = frozenset({"localnet_guard"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
+IPV4_ONLY = frozenset({"localnet_guard", "loopback_drop"})  # no route_localnet for IPv6 (see _iptables.IPV4_ONLY)
 #: The same kinds in our ``ip6`` table, derived from KINDS (each rule format is written once).
 #: Docker's IPv6 internal-network drops spare traffic that stays on the bridge (see _iptables.INTERNAL6).
 INTERNAL6 = {
@@ -255,7 +275,7 @@ SETS_BY_FAMILY = {family: {kind: [SetForm(kind, ipv6_text(text, kind) if family 
                            for kind, forms in _SETS.items()}
                   for family in ("ipv4", "ipv6")}
 #: kinds whose rules in one chain may be reordered: port_mapping's, which check_conflicts keeps disjoint (or equal in target)
-ORDER_FREE = frozenset({"direct_drop", "accept_port", "hairpin", "dnat"})
+ORDER_FREE = frozenset({"loopback_drop", "direct_drop", "accept_port", "hairpin", "dnat"})
 #: kinds that match one output bridge (``oifname "br"``): two of them for different bridges never match one packet
 BY_OUTPUT = frozenset({"published_in", "isolated"})
 
@@ -636,7 +656,19 @@ def table_name(value: object) -> str:
     text = str(value).lower() if isinstance(value, str) else ""
     if not _TABLE_NAME.fullmatch(text):
         raise v.ValidationError(f"nft table name: {value!r} must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter or '_'")
+    problem = reserved_table(text)
+    if problem:
+        raise v.ValidationError(f"chain_prefix: {value!r} {problem}")
     return text
+
+
+def reserved_table(name: str) -> str | None:
+    """Why ``name`` (a chain prefix in lower case) cannot be our nft table's name; None if it can."""
+    if name in FOREIGN_TABLES:
+        return f"would name the nft table ip {name}, which is another tool's (iptables-nft, firewalld, kube-proxy): use e.g. LINUXNET"
+    if name in NFT_KEYWORDS:
+        return f"would name the nft table ip {name}, but nft reads {name!r} as a keyword there: use e.g. LINUXNET"
+    return None
 
 
 class Nftables(FirewallLock):

@@ -21,7 +21,13 @@ from typing import Any, Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import TablesResource, chain_prefix, render_marker
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import (
+    KEEPING_STATES,
+    OMITTED,
+    TablesResource,
+    chain_prefix,
+    render_marker,
+)
 from ansible_collections.linuxnet.bridge.plugins.module_utils._iptables import parse_rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, Model, Rule, read_sysctl
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netlink import Netlink
@@ -38,7 +44,9 @@ ITEM_OPTIONS = {
     "sources": {"type": "list", "elements": "str"},
 }
 PUBLIC_KEYS = ("bridge", "container_ip", "container_port", "host_ip", "host_port", "protocol", "network", "sources")
-PROTOCOLS = ("tcp", "udp", "sctp")
+PROTOCOLS = tuple(ITEM_OPTIONS["protocol"]["choices"])
+#: options that, left out with merged or replaced, keep the mapping's current value (the rest make its key)
+OMITTABLE = ("network", "sources")
 _SOURCE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?")  # fullmatch: no "\n" reaches a rule
 _SOURCE6 = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/\d{1,3})?")
 CONNTRACK = "conntrack"  # Operation.action of the UDP flow cleanup
@@ -175,7 +183,8 @@ def mapping_key(item: dict) -> str:
 
 
 def mapping_rules(item: dict) -> dict:
-    """The rules of one mapping: lists ``dnat`` and ``accept`` (one per source), single ``hairpin`` and ``direct``."""
+    """The rules of one mapping: lists ``dnat`` and ``accept`` (one per source), single ``hairpin`` and
+    ``direct``, and ``loopback`` (None unless the host address is a loopback one)."""
     proto, cip, hp, cp = item["protocol"], item["container_ip"], format_range(item["_hp"]), format_range(item["_cp"])
     # A DNAT port range alone maps every port to a free one of the range (the first), not host
     # port + offset: "/base" shifts by (port - base) (xt_DNAT rev 2, Linux >= 5.9, iptables >= 1.8.6).
@@ -190,7 +199,16 @@ def mapping_rules(item: dict) -> dict:
                    for src in sources],
         "hairpin": Rule.of("hairpin", container_ip=cip, proto=proto, dport=cp),
         "direct": Rule.of("direct_drop", container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp),
+        "loopback": _loopback_rule(item),
     }
+
+
+def _loopback_rule(item: dict) -> Rule | None:
+    """Docker's raw DROP of a port published on 127.0.0.0/8 (validated IPv4 text: "127." says loopback)
+    for packets that did not come in on lo; None for other host addresses."""
+    if not (item["host_ip"] or "").startswith("127."):
+        return None
+    return Rule.of("loopback_drop", host_ip=item["host_ip"], proto=item["protocol"], dport=format_range(item["_hp"]))
 
 
 def _overlap_in(ranges: list[tuple[int, int]]) -> bool:
@@ -259,13 +277,17 @@ def mapping_model(items: list[dict], managed: list[dict], prefix: str, protected
     nat.owned = {prefix: [rule for r in rules for rule in r["dnat"]]}
     nat.builtin = {"POSTROUTING": BuiltinRules(bottom=_unique(r["hairpin"] for r in rules))}
     direct = [r["direct"] for r, it in zip(rules, ordered) if protected is None or it["bridge"] in protected]
-    raw.builtin = {"PREROUTING": BuiltinRules(bottom=_unique(direct))}
+    # every loopback-published port, in any gateway mode (Docker: unprotected networks too)
+    loopback = [r["loopback"] for r in rules if r["loopback"]]
+    raw.builtin = {"PREROUTING": BuiltinRules(bottom=_unique(direct + loopback))}
     # The hairpin and raw rules of a mapping depend on these fields only: a managed mapping that
     # shares them with a wanted one (every mapping on a no-change run) adds no rule to compute.
     wanted = {(it["container_ip"], it["bridge"], it["protocol"], it["_cp"]) for it in items}
     every = rules + [mapping_rules(it) for it in managed
                      if (it["container_ip"], it["bridge"], it["protocol"], it["_cp"]) not in wanted]
-    claimed = {"POSTROUTING": {r["hairpin"] for r in every}, "PREROUTING": {r["direct"] for r in every}}
+    # a loopback rule follows the host address and port, which the shortcut above does not compare
+    loopbacks = set(loopback) | {rule for rule in map(_loopback_rule, managed) if rule}
+    claimed = {"POSTROUTING": {r["hairpin"] for r in every}, "PREROUTING": {r["direct"] for r in every} | loopbacks}
     return Model({"filter": filt, "nat": nat, "raw": raw}, claimed=claimed, family=family)
 
 
@@ -416,7 +438,7 @@ class PortMappingResource(TablesResource):
                 fields.update(parsed)
             protocol = fields.get("protocol") or "tcp"
             if protocol not in PROTOCOLS:
-                raise v.ValidationError(f"{at('protocol')}: {protocol!r} is not one of tcp, udp, sctp")
+                raise v.ValidationError(f"{at('protocol')}: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
             if fields.get("container_port") in (None, ""):
                 raise v.ValidationError(f"{at('container_port')}: required (or give publish)")
             cp = once("port", fields["container_port"], lambda: port_range(fields["container_port"], at("container_port")))
@@ -443,6 +465,8 @@ class PortMappingResource(TablesResource):
                 "_hp": hp,
                 "_cp": cp,
             }
+            if state in KEEPING_STATES:  # merged/replaced: left out keeps the mapping's value; merged adds sources
+                item[OMITTED] = tuple(key for key in OMITTABLE if fields.get(key) is None)
             items.append(item)
         check_conflicts(items)
         return items
@@ -505,10 +529,28 @@ class PortMappingResource(TablesResource):
     def from_state(self, item: dict) -> dict:
         return with_internal(item)
 
+    def describe(self, key: str) -> str:
+        return f"port mapping {key}"
+
+    def fill(self, index: int, item: dict, base: dict | None, omitted: tuple[str, ...], state: str) -> dict:
+        """merged, replaced: network and sources left out stay as they are (a port open to some
+        sources stays so); merged adds given sources to the mapping's (none: every source before)."""
+        if not base:
+            return item
+        if "network" in omitted:
+            item["network"] = base.get("network")
+        if "sources" in omitted:
+            item["sources"] = list(base["sources"]) if base.get("sources") else None
+        elif state == "merged" and base.get("sources"):
+            item["sources"] = parse_sources(list(base["sources"]) + item["sources"], v.where(index, item, "sources"),
+                                            mapping_family(item))
+        return item
+
     def check_owned(self, items: list[dict]) -> None:
         check_conflicts(items, where="(with mappings managed earlier) ")
 
     def plan(self, desired: list[dict], current: dict, state: str) -> tuple[list[Operation], dict]:
+        desired = self.complete(desired, current, state)
         final = self.final_owned(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
         ops = self._plan_family("ipv4", desired, final, state)

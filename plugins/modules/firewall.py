@@ -23,12 +23,17 @@ description:
     as it was after a foreign C(nft flush ruleset), and the next run closes the endpoints again).
   - DNATed packets from other networks reach the ports published in a network (Docker 28+,
     moby#49509); packets sent from another network to an endpoint's address stay isolated.
-  - All changes of one run go in one C(iptables-restore --noflush) transaction per table; rules
-    and chains the collection does not own are never touched. If the nat transaction fails, the
-    filter table is put back as it was.
+  - All changes of one run go in one C(iptables-restore --noflush) transaction per table (with
+    O(firewall_backend=nftables), in one C(nft -f) for both families); rules and chains the collection
+    does not own are never touched. If the nat transaction fails, the filter table is put back as it was.
   - Also sets C(net.ipv4.ip_forward=1) (and, if it had to, the FORWARD policy to DROP, as Docker
     does), C(net.bridge.bridge-nf-call-iptables=1), and C(route_localnet=1) on managed bridges
-    that exist, together with kube-proxy's guard rule against CVE-2020-8558 in INPUT.
+    that exist, together with kube-proxy's guard rule against CVE-2020-8558 in INPUT. The guard is
+    removed with the last network of the last O(chain_prefix) only if this collection inserted it. An
+    identical rule that was there before (kube-proxy's, an administrator's) is used and left in place.
+  - With O(state=merged) and O(state=replaced), options left out keep the network's current value (an
+    internal network stays internal); a new network gets the defaults. With O(state=overridden) the
+    config is the whole list of networks, and options left out take their defaults.
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.resource
@@ -62,28 +67,39 @@ options:
             as dockerd, the IPv6 FORWARD policy to DROP when forwarding was off) and
             C(net.bridge.bridge-nf-call-ip6tables=1). Hosts without a dual-stack network keep their IPv6 settings.
           - The bridge's IPv6 gateway address and the endpoints' addresses are not this module's.
+          - Left out with O(state=merged) or O(state=replaced), the network keeps its subnet6; V("") makes it IPv4-only.
         type: str
       icc:
-        description: Let endpoints of this network talk to each other.
+        description:
+          - Let endpoints of this network talk to each other.
+          - Default V(true) for a new network and with O(state=overridden); left out with O(state=merged)
+            or O(state=replaced), the network's current value.
         type: bool
-        default: true
       internal:
-        description: No traffic in or out of the network, no NAT (Docker's C(--internal)).
+        description:
+          - No traffic in or out of the network, no NAT (Docker's C(--internal)).
+          - Default V(false) for a new network and with O(state=overridden); left out with O(state=merged)
+            or O(state=replaced), the network's current value.
         type: bool
-        default: false
       masquerade:
-        description: Masquerade traffic leaving the network (Docker's C(enable_ip_masquerade)).
+        description:
+          - Masquerade traffic leaving the network (Docker's C(enable_ip_masquerade)).
+          - Default V(true) for a new network and with O(state=overridden); left out with O(state=merged)
+            or O(state=replaced), the network's current value.
         type: bool
-        default: true
       masquerade6:
         description:
           - Masquerade IPv6 traffic leaving the network (NAT66). Only with O(config[].subnet6).
-          - Defaults to O(config[].masquerade), as Docker's one C(enable_ip_masquerade) covers both families.
+          - Defaults to O(config[].masquerade), as Docker's one C(enable_ip_masquerade) covers both families
+            (left out with O(state=merged) or O(state=replaced), the network's current value).
             V(false) gives routed IPv6, where outside hosts see the endpoints' own addresses; nothing
             unpublished enters the network from outside in O(config[].gateway_mode=nat) either way.
         type: bool
       snat_source:
-        description: SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)); IPv4 only (IPv6 masquerades).
+        description:
+          - SNAT to this address instead of MASQUERADE (Docker's C(host_ipv4)); IPv4 only (IPv6 masquerades).
+          - Left out with O(state=merged) or O(state=replaced), the network's current value; V("") turns
+            SNAT off (MASQUERADE).
         type: str
       gateway_mode:
         description:
@@ -94,11 +110,14 @@ options:
           - V(nat-unprotected) leaves both to the FORWARD policy. These are exactly the rules of dockerd 20.10-27
             (userland proxy off), plus the way in for published ports from other networks.
           - Internal networks are closed either way.
+          - Default V(nat) for a new network and with O(state=overridden); left out with O(state=merged)
+            or O(state=replaced), the network's current value.
         type: str
         choices: [nat, nat-unprotected]
-        default: nat
 notes:
-  - O(state=rendered) returns the C(iptables-restore) payload that builds O(config) on an empty host.
+  - O(state=rendered) returns the payload that builds O(config) on an empty host, C(iptables-restore)
+    lines (then, for dual-stack networks, C(ip6tables-restore) lines) or, with O(firewall_backend=nftables),
+    the C(nft -f) script.
   - The networks the collection manages are recorded in C(/run/linuxnet/firewall/<prefix>.json),
     so rules of networks removed from O(config) are found and removed exactly.
   - Concurrent runs on one host are serialised by a lock file; the result has no duplicates.
@@ -193,11 +212,15 @@ after:
   sample:
     - {name: usernet, bridge: br-usernet, subnet: 172.18.0.0/16, icc: false, internal: false, masquerade: true, gateway_mode: nat}
 commands:
-  description: The changes as C(iptables) and C(sysctl) command lines (applied as one restore per table).
+  description:
+    - The changes as command lines, and the C(sysctl) (and C(modprobe)) commands the module runs after them.
+    - C(iptables)/C(ip6tables) lines, applied as one C(iptables-restore --noflush) per table and family; with
+      O(firewall_backend=nftables), C(nft) lines (for example C(nft 'add chain ip linuxnet filter-LINUXNET')),
+      applied together in one C(nft -f). A switch of backend lists the removal of the other backend's rules too.
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
-  sample: ["iptables -t filter -N LINUXNET", "iptables -t filter -I FORWARD 1 -j LINUXNET-USER"]
+  sample: ["iptables -t filter -N LINUXNET", "iptables -t filter -I FORWARD 1 -j LINUXNET-USER", "sysctl -w net.ipv4.ip_forward=1"]
 gathered:
   description: Networks rebuilt from the live ruleset, in the shape of O(config).
   returned: when state is gathered
@@ -215,7 +238,10 @@ parsed:
     - {name: docker0, bridge: docker0, subnet: 172.17.0.0/16, icc: false, internal: false, masquerade: true,
        gateway_mode: nat-unprotected}
 rendered:
-  description: Lines of the C(iptables-restore) payload that builds O(config) on an empty host.
+  description:
+    - Lines of the C(iptables-restore) payload that builds O(config) on an empty host (for dual-stack networks,
+      followed by the C(ip6tables-restore) payload after the line C(# ip6tables-restore --noflush)).
+    - With O(firewall_backend=nftables), the lines of the C(nft -f) script.
   returned: when state is rendered
   type: list
   elements: str

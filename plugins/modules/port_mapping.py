@@ -23,7 +23,11 @@ description:
     C(route_localnet), which M(linuxnet.bridge.firewall) enables on its bridges together with a guard
     rule against CVE-2020-8558.
   - The chains belong to M(linuxnet.bridge.firewall), which must have run with the same
-    O(chain_prefix). All changes go in one C(iptables-restore --noflush) per table.
+    O(chain_prefix). All changes go in one C(iptables-restore --noflush) per table (with
+    O(firewall_backend=nftables), in one C(nft -f)).
+  - With O(state=merged) and O(state=replaced), O(config[].network) and O(config[].sources) left out keep
+    the mapping's current values (a port open to some sources stays so). With O(state=overridden) the
+    config is the whole list of mappings, and O(config[].sources) left out means every source.
   - When a UDP mapping is added, removed, moved to another endpoint or given other O(config[].sources),
     the module deletes the conntrack entries of its host port (C(conntrack -D -p udp --orig-port-dst <port>),
     one per port of a range, after the new rules are in), as CNI's portmap does. Otherwise a UDP flow
@@ -80,7 +84,9 @@ options:
           - An IPv6 host address is written in brackets, C([::]:8080:80) or C([2001:db8::1]:8080:80).
         type: str
       network:
-        description: A label shown in O(state=gathered) and messages.
+        description:
+          - A label shown in O(state=gathered) and messages.
+          - Left out with O(state=merged) or O(state=replaced), the mapping's current label.
         type: str
       sources:
         description:
@@ -90,8 +96,11 @@ options:
             nftables). Other sources reach the host's own port, as if the port were not published.
           - Direct routing to O(config[].container_ip) stays closed for every source, allowed ones too
             (the raw PREROUTING DROP is one rule without a source).
-          - Left out, every source may connect, as with Docker. An empty list and V(0.0.0.0/0) are refused.
-            Sources are reported sorted and without duplicates.
+          - Left out, every source may connect, as with Docker (a new mapping, O(state=overridden)). Left out
+            with O(state=merged) or O(state=replaced), a mapping keeps its sources. O(state=merged) adds the
+            given sources to the mapping's, O(state=replaced) and O(state=overridden) make them exactly the
+            given ones; to open a limited port to every source, use O(state=overridden) or delete the mapping first.
+          - An empty list and V(0.0.0.0/0) are refused. Sources are reported sorted and without duplicates.
           - For a filter that covers every published port at once, use the C(<P>-USER) chain of
             M(linuxnet.bridge.firewall) instead.
         type: list
@@ -201,7 +210,10 @@ after:
   sample:
     - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_port: "8080", network: bridge, protocol: tcp}
 commands:
-  description: The changes as C(iptables) command lines (applied as one restore per table).
+  description:
+    - The changes as C(iptables)/C(ip6tables) command lines, applied as one C(iptables-restore --noflush) per table
+      and family; with O(firewall_backend=nftables), C(nft) lines applied together in one C(nft -f).
+    - Then the C(conntrack -D) cleanup of changed UDP mappings (skipped in check mode).
   returned: when state is merged, replaced, overridden or deleted
   type: list
   elements: str
@@ -230,7 +242,10 @@ parsed:
     - {bridge: docker0, container_ip: 172.17.0.2, container_port: "80", host_ip: 172.16.211.128, host_port: "81",
        protocol: tcp}
 rendered:
-  description: The C(iptables-restore) payload, line by line, that publishes O(config) on a host without mappings.
+  description:
+    - The C(iptables-restore) payload, line by line, that publishes O(config) on a host without mappings (IPv6
+      mappings follow after the line C(# ip6tables-restore --noflush)).
+    - With O(firewall_backend=nftables), the lines of the C(nft -f) script.
   returned: when state is rendered
   type: list
   elements: str

@@ -115,7 +115,9 @@ def foreign_now(env: dict) -> list[str]:
 
 
 def ours(line: str) -> bool:
-    return helpers.ours(line, bridges=("lnx-",)) or "10.41." in line or "10.42." in line
+    # (the raw DROP of the port published on 127.0.0.1 names no bridge nor subnet of ours)
+    return (helpers.ours(line, bridges=("lnx-",)) or "10.41." in line or "10.42." in line
+            or "-d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8081 -j DROP" in line)
 
 
 def foreign(lines: list[str]) -> list[str]:
@@ -313,6 +315,38 @@ def test_from_the_host_itself(env):
     guard = nft.KINDS["localnet_guard"].text if env["backend"] == "nftables" else f"-A INPUT {helpers.GUARD}"
     assert guard in "\n".join(live(env))
 
+
+def test_a_neighbour_routing_127_to_the_host_does_not_reach_a_loopback_published_port(env):
+    """Docker 28's filterPortMappedOnLoopback: a port published on 127.0.0.1 is for this host only.
+    A neighbour that routes 127.0.0.1 to the host (its own route_localnet on) gets its packet
+    DNATed in PREROUTING before the kernel would drop the martian destination: only the raw DROP of
+    packets to 127/8 that did not come in on lo stops it. Without that rule the same probe gets
+    through (shown by taking the rule out for a moment), so the test can fail."""
+    apply(env, MAPPINGS)
+    lab, backend = env["lab"], env["backend"]
+    dev = helpers.sh(lab, f"ip -4 -o route get {ADDR} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'", host=OUTSIDE).stdout.strip()
+    # only tcp to 127.0.0.1:8081 leaves the outside host (looked up before its local table); its own loopback stays
+    divert = (f"sysctl -qw net.ipv4.conf.{dev}.route_localnet=1 net.ipv4.conf.all.route_localnet=1"
+              f" && ip route add 127.0.0.1/32 via {ADDR} dev {dev} src {OUT_ADDR} table 81"
+              " && ip rule add priority 10 to 127.0.0.1 ipproto tcp dport 8081 lookup 81"
+              " && ip rule add priority 20 lookup local && ip rule del priority 0 lookup local")
+    restore = ("ip rule add priority 0 lookup local; ip rule del priority 20 lookup local; ip rule del priority 10;"
+               f" ip route flush table 81; sysctl -qw net.ipv4.conf.{dev}.route_localnet=0 net.ipv4.conf.all.route_localnet=0")
+    loopback_drop = ("ip daddr 127.0.0.1 iifname != \"lo\" tcp dport 8081 drop" if backend == "nftables"
+                     else "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8081 -j DROP")
+    assert loopback_drop in live(env)
+    helpers.sh(lab, divert, host=OUTSIDE)
+    try:
+        env["traffic"].expect(OUTSIDE, {(None, "http", "127.0.0.1", 8081): False})
+        if backend != "nftables":  # the rule is what stops it: without it the neighbour gets in
+            tool = "iptables-legacy" if backend == "iptables-legacy" else "iptables-nft"
+            helpers.sh(lab, f"{tool} -t raw -D PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8081 -j DROP")
+            env["traffic"].expect(OUTSIDE, {(None, "http", "127.0.0.1", 8081): True})
+    finally:
+        helpers.sh(lab, restore, host=OUTSIDE, check=False)
+        env["applied"] = None
+        apply(env, MAPPINGS)  # puts the rule back
+    assert loopback_drop in live(env)
 
 def test_hairpin(env):
     """A namespace reaches its own published port via the host's LAN address (and its neighbour too)."""

@@ -506,8 +506,13 @@ def test_bad_snat_source(bad):
 
 
 def test_normalized_defaults():
-    item = firewall().normalize([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": None}], "merged")[0]
+    item = firewall().normalize([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": None}], "overridden")[0]
     assert item == {"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": True, "internal": False,
+                    "masquerade": True, "snat_source": None, "gateway_mode": "nat"}
+    # merged/replaced: the defaults too, and which options were left out (they keep a known network's values)
+    item = firewall().normalize([{"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": False}], "merged")[0]
+    assert item.pop(fw.OMITTED) == ("internal", "masquerade", "snat_source", "gateway_mode", "subnet6", "masquerade6")
+    assert item == {"name": "x", "bridge": "br-x", "subnet": "10.2.0.0/24", "icc": False, "internal": False,
                     "masquerade": True, "snat_source": None, "gateway_mode": "nat"}
 
 

@@ -55,7 +55,8 @@ def test_switch_to_nftables_gives_back_the_forward_policy_the_iptables_backend_s
     kernels = (Kernel(), Kernel())
     commands, res = run(kernels, "iptables", OFF, {})
     assert "iptables -t filter -P FORWARD DROP" in commands and "ip6tables -t filter -P FORWARD DROP" in commands
-    assert res.final_records == {fw.FORWARD_DROP_RECORD: ["ipv4", "ipv6"]}
+    # (and the localnet guard, which this run inserted into INPUT)
+    assert res.final_records == {fw.FORWARD_DROP_RECORD: ["ipv4", "ipv6"], fw.GUARD_RECORD: True}
     # a second run (forwarding now on) keeps policy and record: nothing to write
     again, res2 = run(kernels, "iptables", ON, res.final_records, res.final)
     assert again == [] and res2.final_records == res.final_records
@@ -70,7 +71,7 @@ def test_switch_to_nftables_gives_back_the_forward_policy_the_iptables_backend_s
     assert res3.final_records == {}, "the record goes with the policy"
     # switching back (nftables -> iptables with forwarding on) sets no DROP and records nothing
     back, res4 = run(kernels, "iptables", ON, {}, res3.final)
-    assert not [c for c in back if " -P " in c] and res4.final_records == {}
+    assert not [c for c in back if " -P " in c] and res4.final_records == {fw.GUARD_RECORD: True}  # (the guard: inserted again)
 
 
 def test_a_forward_drop_someone_else_set_stays():
@@ -78,7 +79,7 @@ def test_a_forward_drop_someone_else_set_stays():
     for k in kernels:
         k.restore("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
     _commands, res = run(kernels, "iptables", OFF, {})
-    assert res.final_records == {}, "the DROP was there before: not ours"
+    assert res.final_records == {fw.GUARD_RECORD: True}, "the DROP was there before: not ours"
     commands, _res = run(kernels, "nftables", ON, res.final_records, res.final)
     assert not [c for c in commands if " -P " in c]
     assert [k.live()["filter"].chains["FORWARD"] for k in kernels] == ["DROP", "DROP"]

@@ -99,7 +99,8 @@ def test_subnet6_validation_and_defaults():
         with pytest.raises(ValidationError, match=r"config\[0\].*subnet6"):
             res.normalize([{**DUAL[0], "subnet6": bad}], "merged")
     with pytest.raises(ValidationError, match="masquerade6: needs subnet6"):
-        res.normalize([{**DUAL[2], "masquerade6": True}], "merged")
+        # (merged and replaced: when planned, as the network's current subnet6 counts there)
+        res.normalize([{**DUAL[2], "masquerade6": True}], "overridden")
     with pytest.raises(ValidationError, match="subnet6 of network b .* overlaps"):
         res.normalize([DUAL[0], {**DUAL[1], "name": "b", "subnet6": "fd00:30::/80"}], "merged")
 

@@ -444,6 +444,35 @@ def test_raw_drop_is_dockers_28_rule_and_follows_the_networks_gateway_mode():
     assert kernel.rules("raw", "PREROUTING") == []
 
 
+def test_a_port_published_on_loopback_gets_dockers_28_raw_drop_in_any_gateway_mode():
+    """filterPortMappedOnLoopback: packets to a 127.x host address that did not come in on lo are
+    dropped in raw PREROUTING (a neighbour routing 127.0.0.1 to the host is DNATed before the kernel
+    would drop the martian); its text is not read as a direct_drop for a bridge called lo; a changed
+    host port takes the old rule away; nat-unprotected networks keep it (Docker adds it there too)."""
+    doc = REFERENCE_DOC.read_text(encoding="utf-8") if REFERENCE_DOC.exists() else ""
+    docker_28 = "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP"
+    assert not doc or docker_28 in doc
+    local = {"bridge": "bridge1", "container_ip": "192.0.2.2", "publish": "127.0.0.1:8080:80"}
+    lines = rules_of(rendered([local, {"bridge": "bridge1", "container_ip": "192.0.2.2", "publish": "8081:80"}]))
+    assert docker_28 in lines and sum("! -i lo" in line for line in lines) == 1
+    assert pm.parse_rule(docker_28.removeprefix("-A PREROUTING ")).kind == "loopback_drop"
+    kernel = host_with_firewall()
+    mapping = {**BR, "publish": "127.0.0.1:8080:80"}
+    known = converge(kernel, {}, [mapping]).known
+    assert kernel.rules("raw", "PREROUTING") == [
+        "-d 172.17.0.2/32 ! -i docker0 -p tcp -m tcp --dport 80 -j DROP", docker_28.removeprefix("-A PREROUTING ")]
+    assert converge(kernel, known, [mapping]).commands == []
+    moved = {**BR, "publish": "127.0.0.1:9090:80"}
+    known = converge(kernel, known, [moved], state="overridden").known
+    assert [rule for rule in kernel.rules("raw", "PREROUTING") if "! -i lo" in rule] == [
+        "-d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 9090 -j DROP"]
+    fwr.converge(kernel, {}, [dict(NETWORKS[0], gateway_mode="nat-unprotected"), NETWORKS[1]])
+    known = converge(kernel, known, [moved]).known
+    assert kernel.rules("raw", "PREROUTING") == ["-d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 9090 -j DROP"]
+    converge(kernel, known, [], state="deleted")
+    assert kernel.rules("raw", "PREROUTING") == []
+
+
 # ============================================================================== sources (beyond Docker)
 
 LAN, ADMIN = "192.0.2.0/24", "198.51.100.7/32"
