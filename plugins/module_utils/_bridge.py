@@ -13,10 +13,11 @@ import ipaddress
 from typing import Any
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
+    kernel_order,
     op_bridge_add,
     op_delete,
     op_ipv6,
@@ -54,6 +55,11 @@ def _has_ipv6(addresses: list[str] | None) -> bool:
     return any(":" in a for a in addresses or [])
 
 
+def owned(link: dict, netns: str | None) -> bool:
+    """The collection's bridge: its alias, or the creation note of a run killed before it set it."""
+    return link_owned(link) or (not link["alias"] and pending_alias(netns, link["name"]) == OWNER_MARK)
+
+
 def bridge_key(item: dict) -> str:
     return f"{item['netns']}/{item['name']}" if item.get("netns") else item["name"]
 
@@ -89,13 +95,17 @@ class BridgeResource(NetlinkResource):
         for item in desired:
             if item["netns"] and item["netns"] not in known:
                 self.missing(f"bridge {item['name']}: network namespace {item['netns']} does not exist")
-        for item in desired:
+        for index, item in enumerate(desired):
             try:
                 link = self.netlink.link(item["name"], item["netns"])
             except NamespaceMissing:
                 continue
             if link and link["kind"] != "bridge":
                 raise v.ValidationError(f"bridge {item['name']}: a {link['kind'] or 'non-bridge'} link of that name exists")
+            if link and not owned(link, item["netns"]):
+                # Links the collection did not create are never touched: adopting one would replace
+                # its addresses and settings, and teardown would leave it with ours.
+                raise v.ValidationError(f"{v.where(index, item, 'name')}: a bridge of that name exists that linuxnet.bridge did not create")
         claims: dict[str | None, list | None] = {}  # per namespace, read once for all its bridges
         for index, item in enumerate(desired):
             if item["addresses"] and not item["allow_overlap"]:
@@ -162,9 +172,9 @@ class BridgeResource(NetlinkResource):
                     "mac": link["mac"],
                     "stp": link["stp"],
                     "link_state": "up" if link["up"] else "down",
-                    "_owned": link_owned(link),
+                    "_owned": owned(link, netns),
                 }
-                if not link["alias"] and pending_alias(netns, link["name"]) == OWNER_MARK:
+                if item["_owned"] and not link_owned(link):
                     # made by a run killed before it could set the alias: ours, to be marked
                     item["_owned"] = item["_unmarked"] = True
                 if bridge_key(item) in dual:  # read only where IPv6 is wanted: one socket each
@@ -199,7 +209,7 @@ class BridgeResource(NetlinkResource):
             new["_ipv6"] = IPV6_ROUTER
         ops += address_ops(name, netns, have["addresses"], item["addresses"], exact)
         if item["addresses"] is not None:
-            new["addresses"] = merge_list(have["addresses"], item["addresses"], exact)
+            new["addresses"] = kernel_order(have["addresses"], item["addresses"], exact)
         if item["link_state"] != have["link_state"]:
             ops.append(op_set_state(name, netns, item["link_state"] == "up"))
             new["link_state"] = item["link_state"]

@@ -150,7 +150,7 @@ def _alias(nl: Netlink, op: Operation) -> Request:
 
 
 def op_stp(name: str, netns: str | None, on: bool) -> Operation:
-    return link_set(name, netns, f"type bridge stp_state {int(on)}", kind="bridge", br_stp_state=int(on))
+    return link_set(name, netns, f"type bridge stp_state {int(on)}", br_stp_state=int(on))
 
 
 def op_hairpin(name: str, on: bool) -> Operation:
@@ -162,29 +162,21 @@ def op_delete(name: str, netns: str | None, why: str = "") -> Operation:
     return request(ip(netns, f"link del {name}") + suffix, netns, name, "link", "del")
 
 
-IFA_F_NODAD = 0x02
-
-
 def op_addr(name: str, netns: str | None, cidr: str, add: bool) -> Operation:
+    """The broadcast (up to /30) and IFA_F_NODAD come with the request (_rtnl.address)."""
     iface = ipaddress.ip_interface(cidr)
     verb = "add" if add else "del"
-    extra: dict = {}
-    words = ""
-    if add and iface.version == 4:
-        extra = {"broadcast": str(iface.network.broadcast_address)}
-    elif add:
-        # As Docker does: the addresses are planned unique on the network, and an address
-        # waiting for duplicate address detection (about 2 s) cannot be used yet.
-        extra, words = {"flags": IFA_F_NODAD}, " nodad"
+    # As Docker does: the addresses are planned unique on the network, and an address
+    # waiting for duplicate address detection (about 2 s) cannot be used yet.
+    words = " nodad" if add and iface.version == 6 else ""
     return request(ip(netns, f"addr {verb} {cidr} dev {name}{words}"), netns, name, "addr", verb,
-                   address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra)
+                   address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
 def op_default_route(netns: str, gateway: str) -> Operation:
     if ipaddress.ip_address(gateway).version == 6:
-        return request(ip(netns, f"-6 route replace default via {gateway}"), netns, None, "route", "replace",
-                       dst="::/0", gateway=gateway, family=10)  # AF_INET6
-    return request(ip(netns, f"route replace default via {gateway}"), netns, None, "route", "replace", dst="0.0.0.0/0", gateway=gateway)
+        return request(ip(netns, f"-6 route replace default via {gateway}"), netns, None, "route", "replace", gateway=gateway)
+    return request(ip(netns, f"route replace default via {gateway}"), netns, None, "route", "replace", gateway=gateway)
 
 
 def op_lo_up(netns: str) -> Operation:
@@ -233,8 +225,15 @@ def op_bridge_add(name: str, netns: str | None) -> Operation:
 @_sends("bridge_add")
 def _bridge_add(nl: Netlink, op: Operation) -> Request:
     netns, name = op.args["netns"], op.args["name"]
-    return Request(netns, _rtnl.new_bridge(name), before=lambda: _ownership.intend_link(netns, name, _ownership.OWNER_MARK),
-                   after=(lambda: _ownership.record_bridge_namespace(netns)) if netns else None)
+
+    def intend() -> None:
+        # Both before the request: a run killed after the kernel's ack leaves a bridge the next
+        # run's gather finds (the namespace recorded) and adopts (the creation note).
+        if netns:
+            _ownership.record_bridge_namespace(netns)
+        _ownership.intend_link(netns, name, _ownership.OWNER_MARK)
+
+    return Request(netns, _rtnl.new_bridge(name), before=intend)
 
 
 def op_veth_add(name: str, peer: str, peer_netns: str | None, mtu: int | None) -> Operation:
@@ -295,6 +294,29 @@ def address_ops(name: str, netns: str | None, have: list[str], want: list[str] |
     if exact:
         ops = [op_addr(name, netns, a, False) for a in have if a not in want] + ops
     return ops
+
+
+def kernel_order(have: list[str], want: list[str], exact: bool) -> list[str]:
+    """A link's addresses as the next gather reads them once ``want`` is applied (merged, or exact:
+    see :func:`address_ops`) to ``have`` (as gathered), rather than in the config's order, so that
+    check mode's ``after`` is the real run's. The kernel dumps IPv4 before IPv6; a new IPv4 address
+    goes after the last primary one unless it is a secondary (in the subnet of one it has), which
+    goes last; a new IPv6 address goes before the others (all ours are of global scope)."""
+    kept = [a for a in have if not exact or a in want]
+    v4 = [a for a in kept if ":" not in a]
+    v6 = [a for a in kept if ":" in a]
+    for address in want:
+        if address in have:
+            continue
+        if ":" in address:
+            v6.insert(0, address)
+            continue
+        nets = [ipaddress.ip_interface(a).network for a in v4]
+        if ipaddress.ip_interface(address).network in nets:
+            v4.append(address)
+        else:  # primaries come first: the ones whose subnet no earlier address has
+            v4.insert(sum(1 for i, net in enumerate(nets) if net not in nets[:i]), address)
+    return v4 + v6
 
 
 def docker_mac(address: str) -> str:

@@ -30,7 +30,6 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _rtnl
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 
 NETNS_RUN_DIR = "/run/netns"
-IFF_UP = 1
 
 
 def list_namespaces() -> list[str]:

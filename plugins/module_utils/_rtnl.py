@@ -287,7 +287,8 @@ def set_hairpin(index: int, on: bool) -> Message:
 
 def address(add: bool, index: int, cidr: str) -> Message:
     """``ip addr add|del CIDR dev INDEX``: an IPv4 address added with its broadcast (as ``ip addr
-    add ... brd +``), an IPv6 one with IFA_F_NODAD."""
+    add ... brd +``: only up to /30; on a /31 or /32 the "broadcast" would be the peer or the
+    address itself), an IPv6 one with IFA_F_NODAD."""
     ip, _sep, length = cidr.partition("/")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     packed = socket.inet_pton(family, ip)
@@ -295,7 +296,7 @@ def address(add: bool, index: int, cidr: str) -> Message:
     attrs = nla(IFA_ADDRESS, packed)
     if family == socket.AF_INET:
         attrs = nla(IFA_LOCAL, packed) + attrs
-        if add:
+        if add and int(length) <= 30:
             host_bits = 32 - int(length)
             broadcast = (int.from_bytes(packed, "big") | ((1 << host_bits) - 1)).to_bytes(4, "big")
             attrs += nla(IFA_BROADCAST, broadcast)

@@ -12,11 +12,12 @@ import functools
 import socket
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation, merge_list
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
     docker_mac,
+    kernel_order,
     op_default_route,
     op_delete,
     op_hairpin,
@@ -150,7 +151,9 @@ class VethResource(NetlinkResource):
             elif master is not None and master["kind"] != "bridge":  # no earlier task turns a link into a bridge
                 raise v.ValidationError(f"{at('master')}: {item['master']} is a {master['kind'] or 'non-bridge'} link, not a bridge")
             existing = host_links.get(item["name"])
-            if existing and existing["kind"] == "veth" and existing["link_netnsid"] is not None and not recorded_peer(existing):
+            # Wherever its peer is (another namespace, or the host: a hand-made va/vb pair), a pair the
+            # collection did not create is never adopted, changed or recreated.
+            if existing and existing["kind"] == "veth" and not recorded_peer(existing):
                 raise v.ValidationError(f"{at('name')}: a veth of that name exists that linuxnet.bridge did not create")
             if existing and existing["kind"] != "veth":
                 raise v.ValidationError(f"{at('name')}: a {existing['kind'] or 'non-veth'} link of that name exists")
@@ -248,7 +251,7 @@ class VethResource(NetlinkResource):
 
     def _expected_new(self, item: dict) -> dict:
         new = dict(item)
-        new["addresses"] = list(item["addresses"] or [])
+        new["addresses"] = kernel_order([], item["addresses"] or [], True)
         new["_owned"] = True
         new["ipv6"] = wanted_ipv6(item, True)
         new["_accept_ra"] = 0 if new["ipv6"] else None
@@ -291,7 +294,7 @@ class VethResource(NetlinkResource):
             new["ipv6"], new["_accept_ra"] = ipv6, 0 if ipv6 else have.get("_accept_ra")
         ops += address_ops(peer, netns, have["addresses"] or [], item["addresses"], exact)
         if item["addresses"] is not None:
-            new["addresses"] = merge_list(have["addresses"] or [], item["addresses"], exact)
+            new["addresses"] = kernel_order(have["addresses"] or [], item["addresses"], exact)
         # Our pairs are kept up; a foreign pair's link state is its owner's business.
         if have["_owned"] and not have.get("_up", True):
             ops.append(op_set_state(name, None, True))

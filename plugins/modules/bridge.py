@@ -14,6 +14,12 @@ description:
     in a named one. All bridges of one task are handled in one run.
   - Bridges the collection creates carry the interface alias C(linuxnet.bridge); only those are
     removed by O(state=overridden) and by O(state=deleted) without O(config).
+  - A bridge the collection did not create is never changed or adopted. When O(config) names one
+    (in the host or in O(config[].netns)), O(state=merged), O(state=replaced) and O(state=overridden)
+    fail before anything changes, with an error naming the item's field; O(state=deleted) leaves it
+    alone with a warning. The kernel ignores an alias in the request that creates a link, so a run
+    killed between creating a bridge and setting its alias leaves a note under C(/run/linuxnet/creating);
+    the next run adopts that bridge.
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -32,7 +38,12 @@ options:
             network's gateways). IPv6 addresses (prefix /48 or longer, not link-local, multicast or loopback)
             are added without duplicate address detection (C(nodad)), and a bridge given one gets IPv6 on and
             C(accept_ra=0) first (C(net.ipv6.conf.<bridge>.*)).
+          - An IPv4 address gets its subnet's broadcast address (as C(ip addr add ... brd +)) up to a /30; a /31
+            (RFC 3021) or /32 gets none, so the other address of a /31 is the peer.
           - Gathered with the IPv6 addresses of global scope; the kernel's link-local ones are not reported.
+          - Reported (RV(before), RV(after), RV(gathered)) in the kernel's order, in check mode too. That is IPv4
+            before IPv6, IPv4 primary addresses before the secondary ones (those in the subnet of an earlier one),
+            and IPv6 newest first.
         type: list
         elements: str
       mtu:

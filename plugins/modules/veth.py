@@ -18,6 +18,10 @@ description:
     where the peer lives. The kernel ignores an alias in the request that creates a link, so a
     run killed between creating the pair and setting its alias leaves a note under
     C(/run/linuxnet/creating); the next run adopts the pair instead of refusing it as foreign.
+  - A veth of a name in O(config) that the collection did not create (its peer in a namespace or
+    on the host, as made by C(ip link add va type veth peer name vb)) is never changed, adopted or
+    recreated. O(state=merged), O(state=replaced) and O(state=overridden) fail before anything
+    changes, with an error naming the item's field; O(state=deleted) leaves it alone with a warning.
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -73,7 +77,7 @@ options:
           - When omitted, it is on for an item with IPv6 addresses or O(config[].gateway6); otherwise pairs
             the collection creates or owns get IPv6 off, as Docker does for containers on networks without
             IPv6 (set before the peer goes up, so it never has a link-local address that would let endpoints
-            talk past the IPv4-only ICC and isolation rules); a pair the collection did not create is left as it is.
+            talk past the IPv4-only ICC and isolation rules).
           - On comes with C(accept_ra=0) on the peer end (also before it goes up), so that an endpoint cannot give
             its neighbours addresses or routes with router advertisements (CVE-2020-13401).
           - V(false) with IPv6 addresses or O(config[].gateway6) is an error.

@@ -175,8 +175,9 @@ class _Reader:
 
 def test_overlap_check_reads_the_routes_once_for_all_bridges(monkeypatch):
     """Every bridge is checked against one dump of links, addresses and routes of its namespace;
-    a clash names the host's route or address; the bridge's own link and the collection's links
-    (a renamed network's old bridge) are not judged; a write drops the dumps."""
+    a clash names the host's route or address; the collection's links (a renamed network's old
+    bridge) are not judged; a foreign bridge of a wanted name is refused (never adopted); a write
+    drops the dumps."""
     from ansible_collections.linuxnet.bridge.plugins.module_utils import _netlink
     from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
@@ -184,13 +185,16 @@ def test_overlap_check_reads_the_routes_once_for_all_bridges(monkeypatch):
     _Reader.reads = []
     res = BridgeResource(FakeModule(state="merged"))
     fine = [{"name": f"br{i}", "addresses": [f"10.{80 + i}.0.1/24"]} for i in range(5)]
-    fine += [{"name": "br-own", "addresses": ["10.60.0.1/24"]}, {"name": "br-new", "addresses": ["10.70.0.1/24"]}]
+    fine += [{"name": "br-new", "addresses": ["10.70.0.1/24"]}]
     res.check_references(res.normalize(fine, "merged"), "merged")
+    foreign = fine + [{"name": "br-own", "addresses": ["10.60.0.1/24"]}]
+    with pytest.raises(ValidationError, match=r"^config\[6\] \(name=br-own\).name: a bridge of that name exists that linuxnet.bridge did not create$"):
+        res.check_references(res.normalize(foreign, "merged"), "merged")
     assert sorted(_Reader.reads) == ["addresses", "links", "routes"]
     for address, clash in (("10.55.3.1/24", "route 10.55.0.0/16 dev ens160"), ("192.0.2.1/24", "route 192.0.2.0/24 dev ?"),
                            ("10.60.0.9/24", "route 10.60.0.0/24 dev br-own")):
         config = fine + [{"name": "bry", "addresses": [address]}]
-        with pytest.raises(ValidationError, match=f"config\\[7\\] \\(name=bry\\).addresses\\[0\\]: {address} overlaps the host's {clash}"):
+        with pytest.raises(ValidationError, match=f"config\\[6\\] \\(name=bry\\).addresses\\[0\\]: {address} overlaps the host's {clash}"):
             res.check_references(res.normalize(config, "merged"), "merged")
     assert sorted(_Reader.reads) == ["addresses", "links", "routes"]  # still the one dump
     allowed = fine + [{"name": "bry", "addresses": ["10.55.3.1/24"], "allow_overlap": True}]
@@ -198,3 +202,29 @@ def test_overlap_check_reads_the_routes_once_for_all_bridges(monkeypatch):
     res.netlink.invalidate(None)  # as a write does
     res.check_references(res.normalize(fine, "merged"), "merged")
     assert sorted(_Reader.reads) == ["addresses", "addresses", "links", "links", "routes", "routes"]
+
+
+def test_kernel_order_of_added_addresses():
+    """The order a real kernel (6.x) dumps a bridge's addresses in after ``ip addr add`` of each of
+    these in turn (seen in a sandbox): IPv4 primaries, IPv4 secondaries, IPv6 newest first."""
+    from ansible_collections.linuxnet.bridge.plugins.module_utils._links import kernel_order
+
+    added = ["10.1.0.1/24", "fd00:1::1/64", "10.1.0.77/24", "10.2.0.1/24", "fd00:2::1/64", "fd00:1::5/64", "10.0.0.1/24"]
+    assert kernel_order([], added, True) == ["10.1.0.1/24", "10.2.0.1/24", "10.0.0.1/24", "10.1.0.77/24",
+                                             "fd00:1::5/64", "fd00:2::1/64", "fd00:1::1/64"]
+    have = ["10.1.0.1/24", "10.1.0.77/24", "fd00:1::1/64"]
+    assert kernel_order(have, ["10.3.0.1/24"], False) == ["10.1.0.1/24", "10.3.0.1/24", "10.1.0.77/24", "fd00:1::1/64"]
+    assert kernel_order(have, ["fd00:1::1/64", "10.3.0.1/24"], True) == ["10.3.0.1/24", "fd00:1::1/64"]
+
+
+def test_expected_after_lists_addresses_as_the_gather_will():
+    """Check mode's ``after`` is the real run's: the addresses in the kernel's order, not the config's."""
+    config = [{"name": "br1", "addresses": ["10.1.0.1/24", "fd00:1::1/64", "10.1.0.77/24"]}]
+    _commands, after = plan(BridgeResource, config, {})
+    assert after["br1"]["addresses"] == ["10.1.0.1/24", "10.1.0.77/24", "fd00:1::1/64"]
+    current = {"br1": br_current("br1", addresses=["10.1.0.1/24", "10.1.0.77/24", "fd00:1::1/64"])}
+    config = [{"name": "br1", "addresses": ["fd00:1::2/64", "10.1.0.1/24", "10.9.0.1/24", "fd00:1::1/64"]}]
+    _commands, after = plan(BridgeResource, config, current, state="replaced")
+    assert after["br1"]["addresses"] == ["10.1.0.1/24", "10.9.0.1/24", "fd00:1::2/64", "fd00:1::1/64"]
+    _commands, after = plan(BridgeResource, config, current)
+    assert after["br1"]["addresses"] == ["10.1.0.1/24", "10.9.0.1/24", "10.1.0.77/24", "fd00:1::2/64", "fd00:1::1/64"]

@@ -213,3 +213,49 @@ def test_a_wave_of_many_veths_holds_at_most_fd_budget_namespace_fds(monkeypatch,
     with pytest.raises(ApplyError, match=r"^ip link add v3 type veth .*File exists \(errno 17\)"):
         res.apply(ops)
     assert res.netlink.sent == [(None, FD_BUDGET)] and len(opened) == FD_BUDGET and not live
+
+
+# ------------------------------------------------------------------------------ request arguments
+
+
+class _Reads(dict):
+    """The attrs of a request, recording which the encoder reads."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.read: set = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+class _Indexes:
+    def index(self, name, netns, command):
+        return 7
+
+
+@pytest.mark.parametrize("op", [
+    op_addr("eth0", "c1", "10.0.0.2/24", True), op_addr("eth0", "c1", "10.0.0.2/31", True),
+    op_addr("eth0", "c1", "fd00::2/64", True), op_addr("eth0", "c1", "10.0.0.2/24", False),
+    op_default_route("c1", "10.0.0.1"), op_default_route("c1", "fd00::1"),
+    _links.op_stp("br0", None, True), op_set_mtu("br0", None, 1400), _links.op_set_mac("br0", None, "02:00:00:00:00:01"),
+    _links.op_set_state("br0", "c1", False), _links.op_set_alias("br0", None, "x"), _links.op_hairpin("v1", True),
+    _links.op_lo_up("c1"), _links.op_delete("v1", None),
+], ids=lambda op: op.command)
+def test_every_request_argument_is_read_by_its_encoder(op):
+    """An argument the encoder never reads is one a reader could believe is sent (a broadcast, a
+    route's destination): every request carries only what its netlink message is made of."""
+    attrs = _Reads(op.args["attrs"])
+    _links.ENCODERS[op.action](_Indexes(), Operation(op.command, op.action, {**op.args, "attrs": attrs}))
+    assert set(attrs) <= attrs.read, set(attrs) - attrs.read
+
+
+def test_address_commands_say_nodad_for_ipv6_only():
+    assert op_addr("eth0", "c1", "fd00::2/64", True).command == "ip -n c1 addr add fd00::2/64 dev eth0 nodad"
+    assert op_addr("eth0", "c1", "10.0.0.2/31", True).command == "ip -n c1 addr add 10.0.0.2/31 dev eth0"
+    assert op_addr("eth0", None, "fd00::2/64", False).command == "ip addr del fd00::2/64 dev eth0"

@@ -228,6 +228,17 @@ def test_ipv4_address_add_with_broadcast_and_delete():
         ("IFA_LOCAL", "172.17.0.2"), ("IFA_ADDRESS", "172.17.0.2")])
 
 
+@pytest.mark.parametrize("cidr, broadcast", [
+    ("10.9.0.0/30", "10.9.0.3"), ("10.9.0.0/31", None), ("10.9.0.1/31", None), ("10.9.0.5/32", None)])
+def test_ipv4_broadcast_only_up_to_a_30(cidr, broadcast):
+    """As ``ip addr add ... brd +``: a /31's other address is the peer (RFC 3021), a /32's the
+    address itself; a broadcast there makes the kernel route the peer as broadcast."""
+    ip, _sep, length = cidr.partition("/")
+    kind, flags, body = _rtnl.address(True, 3, cidr)
+    attrs = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)] + ([("IFA_BROADCAST", broadcast)] if broadcast else [])
+    assert body == pyroute2_bytes(IFADDR, kind, flags, {"family": socket.AF_INET, "prefixlen": int(length), "index": 3}, attrs)
+
+
 def test_ipv6_address_add_is_nodad():
     kind, flags, body = _rtnl.address(True, 3, "fd00:1::2/64")
     assert body == pyroute2_bytes(IFADDR, kind, flags, {"family": socket.AF_INET6, "prefixlen": 64, "index": 3,

@@ -254,3 +254,15 @@ def test_deletions_come_first_so_a_freed_peer_name_can_be_taken():
                             current, "overridden")
     deletes = [c for c in commands if " link del " in c]
     assert commands[:len(deletes)] == deletes and len(deletes) == 2, commands
+
+
+def test_expected_after_lists_the_peer_addresses_as_the_gather_will():
+    """Check mode's ``after`` is the real run's: the peer's addresses in the kernel's order (see
+    test_bridge.test_kernel_order_of_added_addresses), for a new pair and an existing one."""
+    config = [{"name": "v1", "peer_netns": "c1", "addresses": ["fd00:1::2/64", "10.1.0.2/24", "fd00:1::3/64"]}]
+    _commands, after = plan(VethResource, config, {})
+    assert after["v1"]["addresses"] == ["10.1.0.2/24", "fd00:1::3/64", "fd00:1::2/64"]
+    current = {"v1": veth_current("v1", peer_netns="c1", addresses=["10.1.0.2/24", "fd00:1::3/64", "fd00:1::2/64"])}
+    config = [{"name": "v1", "peer_netns": "c1", "addresses": ["10.1.0.9/24", "10.2.0.2/24", "fd00:1::4/64"]}]
+    _commands, after = plan(VethResource, config, current)
+    assert after["v1"]["addresses"] == ["10.1.0.2/24", "10.2.0.2/24", "10.1.0.9/24", "fd00:1::4/64", "fd00:1::3/64", "fd00:1::2/64"]
