@@ -26,6 +26,9 @@ from tests.integration.helpers import HOST, REPO
 from tests.integration.helpers_links import ipj, netns_names, sh
 
 SITE = REPO / "playbooks" / "site.yml"
+VERIFY = REPO / "playbooks" / "verify.yml"
+#: the lab of the role tests: the managed host in linuxnet_hosts, the probe host in linuxnet_probes
+GROUPS = {"linuxnet_hosts": [HOST], "linuxnet_probes": ["outside"]}
 ROLE = "linuxnet.bridge.bridge_network : "  # prefix of the role's task names in the results
 CONVERGE = ROLE + "Converge networks and endpoints"  # linuxnet.bridge.deployment, one module run
 

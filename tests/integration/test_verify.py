@@ -12,17 +12,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import HOSTS
+from tests.integration.helpers_role import GROUPS, SITE, VERIFY
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "playbooks" / "site.yml"
-VERIFY = REPO / "playbooks" / "verify.yml"
-HOSTS = {"linuxnet1": "172.16.211.128", "outside": "172.16.211.1"}
-GROUPS = {"linuxnet_hosts": ["linuxnet1"], "linuxnet_probes": ["outside"]}
 ARG_MAX_ONE = 128 * 1024  # MAX_ARG_STRLEN
 
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import HOSTS
+from tests.integration.helpers_role import GROUPS, SITE, VERIFY
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "playbooks" / "site.yml"
-VERIFY = REPO / "playbooks" / "verify.yml"
-HOSTS = {"linuxnet1": "172.16.211.128", "outside": "172.16.211.1"}
-GROUPS = {"linuxnet_hosts": ["linuxnet1"], "linuxnet_probes": ["outside"]}
 TOPOLOGY = {
     "linuxnet_install_packages": False,
     "linuxnet_networks": [{"name": "front", "subnet": "172.18.0.0/24"},
