@@ -578,6 +578,7 @@ def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list
     operations gave (its own were reported)."""
     name, first, held = joined
     rules = [op for op in held if op.action in actions]
+    first.intend()  # its state file claims what the transaction may write (the resource applying it intends its own)
     try:
         (resource or first).apply(rules + operations)
     except ApplyError as exc:

@@ -149,6 +149,10 @@ def read_state(path: str, keys: tuple[str, ...]) -> tuple[dict[str, dict], dict[
     dropped = state.get(FORWARD_DROP_RECORD, []) if isinstance(state, dict) else []
     if not problem and not (isinstance(dropped, list) and all(family in FAMILIES for family in dropped)):
         problem = f"{FORWARD_DROP_RECORD} is not a list of {' and '.join(FAMILIES)}"
+    superseded = state.get(SUPERSEDED_RECORD, []) if isinstance(state, dict) else []
+    if not problem and not (isinstance(superseded, list)
+                            and all(isinstance(item, dict) and all(isinstance(item.get(k), str) for k in keys) for item in superseded)):
+        problem = f"{SUPERSEDED_RECORD} is not a list of objects with the text {', '.join(keys)}"
     if problem:
         raise ApplyError(f"the state file {path} is not one this collection wrote ({problem}): fix or remove it "
                          "(without it, the run no longer knows which networks or mappings are its own)")
@@ -184,6 +188,11 @@ class TablesResource(Resource):
         # the state file's other records (beyond the items), as read and as plan() leaves them (None: as read)
         self.records: dict[str, object] = {}
         self.final_records: dict[str, object] | None = None
+        # the state file's SUPERSEDED_RECORD (items a killed run replaced): in ``known`` under SUPERSEDED_KEY
+        # keys, so that their rules are claimed (and removed), never owned
+        self.superseded: list[dict] = []
+        #: what this run last wrote to the state file (None: nothing yet; it holds what was read)
+        self.written: dict[str, object] | None = None
 
     def is_ipv6(self, item: dict) -> bool:
         """Does this item (config or state file) have rules in the IPv6 ruleset?"""
@@ -198,12 +207,19 @@ class TablesResource(Resource):
             self.adapter.lock()  # one lock for both families (a second flock of this process would wait forever)
         self.live = self.adapter.save(self.tables)
         self.others_live = self._others_live(self.others)
-        self.known, self.records = read_state(self.state_path(), STATE_KEYS.get(self.state_dir, ("bridge",)))
+        self.take_state(*read_state(self.state_path(), STATE_KEYS.get(self.state_dir, ("bridge",))))
         self.ipv6 = any(self.is_ipv6(item) for item in list(desired or []) + list(self.known.values()))
         self.live6, self.others_live6 = {}, []
         if self.ipv6:
             self.live6 = self.adapter6.save(self.tables)
             self.others_live6 = self._others_live(self.others6)
+
+    def take_state(self, items: dict[str, dict], records: dict[str, object]) -> None:
+        """The state file's items and records as the run knows them (the superseded items among ``known``)."""
+        self.records = dict(records)
+        self.superseded = list(self.records.pop(SUPERSEDED_RECORD, None) or [])
+        self.known = dict(items)
+        self.known.update((SUPERSEDED_KEY.format(index), item) for index, item in enumerate(self.superseded))
 
     def _others_live(self, others: list) -> list[tuple]:
         found = []
@@ -285,7 +301,7 @@ class TablesResource(Resource):
 
     def final_owned(self, desired: list[dict], state: str) -> dict[str, dict]:
         """Every item we own after the run: the state file's, minus the deleted, plus ``desired``."""
-        owned = {key: self.from_state(item) for key, item in self.known.items()}
+        owned = {key: self.from_state(item) for key, item in self.owned_known().items()}
         if state == "deleted":
             for key in [self.key(d) for d in desired] if desired else list(owned):
                 if key not in owned:  # (the doc fragment promises it) rules of anyone else stay
@@ -313,6 +329,7 @@ class TablesResource(Resource):
         # table and family, and if IPv6's fails, IPv4's tables are put back as they were.
         adapters = [self.adapter, self.adapter6] + self.others + self.others6
         actions = list(dict.fromkeys(getattr(adapter, "action", "restore") for adapter in adapters))
+        self.intend()
         done = []
         for action in actions:
             adapter = next(a for a in adapters if getattr(a, "action", "restore") == action)
@@ -331,16 +348,54 @@ class TablesResource(Resource):
     def apply_other(self, operations: list[Operation]) -> None:
         """Operations other than rule changes (sysctls), run after the rules are committed."""
 
+    def owned_known(self) -> dict[str, dict]:
+        """The state file's items: ``known`` less the superseded ones (claimed, not owned)."""
+        return {key: item for key, item in self.known.items() if not key.startswith(SUPERSEDED_PREFIX)}
+
+    def held(self) -> dict[str, object]:
+        """What the state file holds: as this run last wrote it, else as it was read."""
+        if self.written is not None:
+            return self.written
+        return {**self.records, "items": self.owned_known(), **({SUPERSEDED_RECORD: self.superseded} if self.superseded else {})}
+
+    def intent(self) -> dict[str, object]:
+        """The state file while the run writes rules: the items known before or after the run (an item
+        the run changes, as it was, in SUPERSEDED_RECORD) and the records of both. A run killed after a
+        restore and before :meth:`persist` leaves every rule of ours it may have written claimed."""
+        owned = self.owned_known()
+        records = self.records if self.final_records is None else self.final_records
+        united: dict[str, object] = {**self.records, **records}
+        dropped = set(self.records.get(FORWARD_DROP_RECORD) or []) | set(records.get(FORWARD_DROP_RECORD) or [])
+        if dropped:
+            united[FORWARD_DROP_RECORD] = sorted(dropped)
+        if self.records.get(GUARD_RECORD) or records.get(GUARD_RECORD):
+            united[GUARD_RECORD] = True
+        older = list(self.superseded)
+        for key, item in owned.items():
+            if key in self.final and self.final[key] != item and item not in older:
+                older.append(item)
+        return {**united, "items": {**owned, **self.final}, **({SUPERSEDED_RECORD: older} if older else {})}
+
+    def intend(self) -> None:
+        """Before the run's first rule write: write :meth:`intent` (nothing when the file holds it)."""
+        self.write_state(self.intent())
+
     def persist(self) -> None:
         records = self.records if self.final_records is None else self.final_records
-        if self.final == self.known and records == self.records:
+        self.write_state({**records, "items": self.final})
+
+    def write_state(self, content: dict[str, object]) -> None:
+        """Replace the state file by ``content`` atomically, unless it holds that already (a run that
+        changes nothing writes nothing)."""
+        if content == self.held():
             return
         path = self.state_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({**records, "items": self.final}, handle, indent=1, sort_keys=True)
+            json.dump(content, handle, indent=1, sort_keys=True)
         os.replace(tmp, path)
+        self.written = content
 
     def close(self) -> None:
         self.adapter.unlock()
@@ -488,6 +543,13 @@ FORWARD_DROP_RECORD = "forward_drop_set"
 #: not there before): only then is it ours to delete. An identical rule of the admin's (kube-proxy's
 #: CVE-2020-8558 mitigation) is used while we have networks and left alone when they are gone.
 GUARD_RECORD = "localnet_guard_set"
+#: the state file's record of the items a run replaced by others of the same key (a network's new subnet, a
+#: mapping's new container), as they were: written with the run's intent (TablesResource.intent), so that a
+#: run killed between its rule writes and its final state file leaves their old rules claimed too
+SUPERSEDED_RECORD = "superseded"
+#: their keys in ``known`` (no network name or mapping key has a space or a '~')
+SUPERSEDED_PREFIX = "~superseded "
+SUPERSEDED_KEY = SUPERSEDED_PREFIX + "{}"
 
 
 def other_prefixes_with_networks(prefix: str) -> list[str]:

@@ -66,10 +66,14 @@ def test_planned_params_still_check_the_module_options():
 
 
 class Step:
-    """A firewall step as _apply_joined uses it: apply (rules, then its own other operations), apply_other."""
+    """A firewall step as _apply_joined uses it: intend (its state file's intent), apply (rules, then its own
+    other operations), apply_other."""
 
     def __init__(self, name: str, calls: list) -> None:
         self.name, self.calls, self.warnings = name, calls, []
+
+    def intend(self):
+        self.calls.append((self.name, "intend", []))
 
     def apply(self, operations):
         self.calls.append((self.name, "apply", [op.command for op in operations]))
@@ -90,12 +94,15 @@ def test_a_held_steps_lines_go_in_the_next_steps_restore_and_its_other_operation
     own = [Operation("iptables -t nat -X LINUXNET", "restore", {"table": "nat", "line": "-X LINUXNET"})]
     rules = frozenset({"restore", "restore6", "nft"})  # the adapters' actions (SharedFirewall.actions)
     warnings = d._apply_joined(("port_mapping", first, held), later, own, rules)
-    assert calls == [("firewall", "apply", ["iptables -t nat -F LINUXNET", "iptables -t nat -X LINUXNET"]),
+    # the held step's state file claims its rules before the transaction that writes them (the applying step intends its own)
+    assert calls == [("port_mapping", "intend", []),
+                     ("firewall", "apply", ["iptables -t nat -F LINUXNET", "iptables -t nat -X LINUXNET"]),
                      ("port_mapping", "apply_other", ["conntrack -D -p udp --orig-port-dst 9000"])]
     assert warnings == ["port_mapping: conntrack -D -p udp --orig-port-dst 9000 not run"]  # the held step's new ones
     calls.clear()
     assert d._apply_joined(("firewall", later, own), None, [], rules) == []  # the next step added nothing
-    assert calls == [("firewall", "apply", ["iptables -t nat -X LINUXNET"]), ("firewall", "apply_other", [])]
+    assert calls == [("firewall", "intend", []), ("firewall", "apply", ["iptables -t nat -X LINUXNET"]),
+                     ("firewall", "apply_other", [])]
 
 
 class NoChange(FakeStep):
