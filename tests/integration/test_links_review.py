@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, sh
-from tests.integration.helpers_process import LAUNCHER, start
+from tests.integration.helpers_process import ok, refused, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -45,35 +43,6 @@ _links.ENCODERS[ACTION] = killed
 '''
 FOREIGN_VETH = "config[0] (name=va).name: a veth of that name exists that linuxnet.bridge did not create"
 FOREIGN_BRIDGE = "config[0] (name=br-n1).name: a bridge of that name exists that linuxnet.bridge did not create"
-
-
-def module(lab, tmp: Path, name: str, args: dict, setup: str = "", check: bool = False, diff: bool = False) -> dict | None:
-    """Run module ``name`` in the lab host; its JSON result, None when the process was killed (KILL)."""
-    tag = f"{name}-{len(list(tmp.glob('*.json')))}"
-    path = tmp / f"{tag}.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_module_name": f"linuxnet.bridge.{name}",
-                                                        "_ansible_check_mode": check, "_ansible_diff": diff}}))
-    (tmp / f"{tag}.setup.py").write_text(setup)
-    (tmp / "launcher.py").write_text(LAUNCHER)
-    script = tmp / f"{tag}.sh"
-    script.write_text(f"exec {sys.executable} {tmp}/launcher.py {tmp}/{tag}.setup.py {REPO}/plugins/modules/{name}.py < {path}\n")
-    proc = start(lab, script)
-    out, err = proc.communicate(timeout=120)
-    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    if not results:
-        assert setup and proc.returncode == 137, f"{name} printed no result (rc {proc.returncode}): {err[-3000:]}"
-        return None
-    return results[0]
-
-
-def ok(result: dict | None) -> dict:
-    assert result is not None and not result.get("failed"), result
-    return result
-
-
-def refused(result: dict | None, msg: str) -> None:
-    assert result is not None and result.get("failed") and result["msg"] == msg, result
-    assert not result.get("changed") and not any(result.get("commands") or []), result
 
 
 def ipj(lab, *args: str) -> Any:
@@ -100,9 +69,9 @@ def lab(lab_factory, tmp_path):
 
 def test_a_31_has_no_broadcast_and_its_peer_answers(lab, tmp_path):
     sh(lab, "ip netns add n1")
-    ok(module(lab, tmp_path, "bridge", {"config": [{"name": "br9", "addresses": ["10.9.0.1/31"]},
+    ok(run_module(lab, tmp_path, "bridge", {"config": [{"name": "br9", "addresses": ["10.9.0.1/31"]},
                                                    {"name": "br8", "addresses": ["10.8.0.1/24"]}], "state": "merged"}))
-    ok(module(lab, tmp_path, "veth", {"config": [{"name": "v9", "peer_netns": "n1", "master": "br9",
+    ok(run_module(lab, tmp_path, "veth", {"config": [{"name": "v9", "peer_netns": "n1", "master": "br9",
                                                   "addresses": ["10.9.0.0/31"]}], "state": "merged"}))
     assert [a.get("broadcast") for entry in ipj(lab, "-4", "addr", "show", "dev", "br9") for a in entry["addr_info"]] == [None]
     assert [a.get("broadcast") for entry in ipj(lab, "-n", "n1", "-4", "addr", "show", "dev", "eth0")
@@ -123,22 +92,22 @@ def test_a_hand_made_host_pair_is_refused_and_untouched_a_killed_create_is_adopt
     sh(lab, "ip link add va type veth peer name vb && ip netns add ns1")
     before = links(lab), links(lab, "ns1")
     for check in (True, False):
-        refused(module(lab, tmp_path, "veth", {"config": [{"name": "va", "peer_netns": "ns1"}], "state": "merged"}, check=check),
+        refused(run_module(lab, tmp_path, "veth", {"config": [{"name": "va", "peer_netns": "ns1"}], "state": "merged"}, check=check),
                 FOREIGN_VETH)
     for state in ("replaced", "overridden"):
-        refused(module(lab, tmp_path, "veth", {"config": [{"name": "va", "peer": "vz"}], "state": state}),
+        refused(run_module(lab, tmp_path, "veth", {"config": [{"name": "va", "peer": "vz"}], "state": state}),
                 FOREIGN_VETH)
     assert (links(lab), links(lab, "ns1")) == before
     # deleted leaves it alone too
-    ok(module(lab, tmp_path, "veth", {"config": [{"name": "va"}], "state": "deleted"}))
+    ok(run_module(lab, tmp_path, "veth", {"config": [{"name": "va"}], "state": "deleted"}))
     assert (links(lab), links(lab, "ns1")) == before
 
     # a pair made by a run killed before its alias: the next run adopts it, as its own
     wanted = {"config": [{"name": "vk", "peer_netns": "ns1", "addresses": ["10.7.0.2/24"]}], "state": "merged"}
-    assert module(lab, tmp_path, "veth", wanted, setup="ACTION = 'veth_add'\n" + KILL) is None
+    assert run_module(lab, tmp_path, "veth", wanted, setup="ACTION = 'veth_add'\n" + KILL) is None
     assert ipj(lab, "-d", "link", "show", "vk")[0].get("ifalias") is None
     index = ipj(lab, "link", "show", "vk")[0]["ifindex"]
-    result = ok(module(lab, tmp_path, "veth", wanted))
+    result = ok(run_module(lab, tmp_path, "veth", wanted))
     assert result["commands"][0] == "ip link set vk alias 'linuxnet.bridge veth peer=eth0 netns=ns1'", result["commands"]
     assert ipj(lab, "link", "show", "vk")[0]["ifindex"] == index  # adopted, not recreated
     assert ipj(lab, "-n", "ns1", "-4", "addr", "show", "dev", "eth0")[0]["addr_info"][0]["local"] == "10.7.0.2"
@@ -154,22 +123,22 @@ def test_a_hand_made_bridge_is_refused_and_untouched_a_killed_create_is_adopted(
     wanted = {"config": [{"name": "br-n1", "addresses": ["10.99.0.1/24"]}], "state": "merged"}
     for state in ("merged", "replaced", "overridden"):
         for check in (True, False):
-            refused(module(lab, tmp_path, "bridge", {**wanted, "state": state}, check=check), FOREIGN_BRIDGE)
+            refused(run_module(lab, tmp_path, "bridge", {**wanted, "state": state}, check=check), FOREIGN_BRIDGE)
     # the deployment (the role's module): the step's name first, nothing changed by any step
     deployment = {"networks": [{"name": "n1", "subnet": "10.99.0.0/24"}], "endpoints": [{"name": "web", "network": "n1"}],
                   "persist": False}
-    refused(module(lab, tmp_path, "deployment", deployment), "bridge: " + FOREIGN_BRIDGE)
+    refused(run_module(lab, tmp_path, "deployment", deployment), "bridge: " + FOREIGN_BRIDGE)
     assert links(lab) == before and sh(lab, "ip netns list").stdout == netns
-    ok(module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
-    result = ok(module(lab, tmp_path, "bridge", {"config": [{"name": "br-n1"}], "state": "deleted"}))
+    ok(run_module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
+    result = ok(run_module(lab, tmp_path, "bridge", {"config": [{"name": "br-n1"}], "state": "deleted"}))
     assert result["commands"] == [] and "was not created by linuxnet.bridge" in json.dumps(result.get("warnings")), result
     assert links(lab) == before
 
     # a bridge made by a run killed before its alias: the next run adopts it
     mine = {"config": [{"name": "br-k", "addresses": ["10.98.0.1/24"]}], "state": "merged"}
-    assert module(lab, tmp_path, "bridge", mine, setup="ACTION = 'bridge_add'\n" + KILL) is None
+    assert run_module(lab, tmp_path, "bridge", mine, setup="ACTION = 'bridge_add'\n" + KILL) is None
     index = ipj(lab, "link", "show", "br-k")[0]["ifindex"]
-    result = ok(module(lab, tmp_path, "bridge", mine))
+    result = ok(run_module(lab, tmp_path, "bridge", mine))
     assert result["commands"][0] == "ip link set br-k alias 'linuxnet.bridge'", result["commands"]
     assert ipj(lab, "link", "show", "br-k")[0]["ifindex"] == index
 
@@ -191,11 +160,11 @@ def test_the_role_refuses_a_hand_made_bridge_of_a_network_and_leaves_it(lab, run
 def test_a_bridge_made_in_a_namespace_by_a_killed_run_is_gathered_and_deleted(lab, tmp_path):
     sh(lab, "ip netns add X")
     wanted = {"config": [{"name": "br0", "netns": "X"}], "state": "merged"}
-    assert module(lab, tmp_path, "bridge", wanted, setup="ACTION = 'bridge_add'\n" + KILL) is None
+    assert run_module(lab, tmp_path, "bridge", wanted, setup="ACTION = 'bridge_add'\n" + KILL) is None
     assert ipj(lab, "-n", "X", "link", "show", "br0")[0].get("ifalias") is None  # made, never marked
-    gathered = ok(module(lab, tmp_path, "bridge", {"state": "gathered"}))["gathered"]
+    gathered = ok(run_module(lab, tmp_path, "bridge", {"state": "gathered"}))["gathered"]
     assert [(b["name"], b.get("netns")) for b in gathered] == [("br0", "X")], gathered
-    result = ok(module(lab, tmp_path, "bridge", {"state": "deleted"}))
+    result = ok(run_module(lab, tmp_path, "bridge", {"state": "deleted"}))
     assert result["commands"] == ["ip -n X link del br0"], result
     assert sh(lab, "ip -n X link show br0", check=False).returncode != 0
 
@@ -213,11 +182,11 @@ def test_check_mode_lists_addresses_as_the_real_run_does(lab, tmp_path):
     for name, item in (("bridge", {"name": "br1"}), ("veth", {"name": "v1", "peer_netns": "c1"})):
         for step, (state, addresses) in enumerate(steps):
             args = {"config": [{**item, "addresses": addresses}], "state": state}
-            predicted = ok(module(lab, tmp_path, name, args, check=True, diff=True))
-            real = ok(module(lab, tmp_path, name, args, diff=True))
+            predicted = ok(run_module(lab, tmp_path, name, args, check=True, diff=True))
+            real = ok(run_module(lab, tmp_path, name, args, diff=True))
             assert predicted["commands"] == real["commands"] and predicted["commands"], (predicted, real)
             assert [b["addresses"] for b in predicted["after"]] == [b["addresses"] for b in real["after"]], (predicted, real)
             if step:  # a new link's MAC and MTU are the kernel's choice: known only once it exists
                 assert predicted["after"] == real["after"], (predicted["after"], real["after"])
                 assert predicted["diff"] == real["diff"], (predicted["diff"], real["diff"])
-            assert ok(module(lab, tmp_path, name, args))["commands"] == []
+            assert ok(run_module(lab, tmp_path, name, args))["commands"] == []

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.helpers import ADDR, HOST, REPO, sh
-from tests.integration.test_faults import start
-from tests.integration.test_review_leftovers import LAUNCHER
+from tests.integration.helpers import ADDR, HOST, sh
+from tests.integration.helpers_process import ok, refused, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -45,35 +42,6 @@ def killed(name):
     os._exit(137)
 _links.create_namespace = killed
 '''
-
-
-def module(lab, tmp: Path, name: str, args: dict, setup: str = "", check: bool = False) -> dict | None:
-    """Run module ``name`` in the lab host; its JSON result, None when ``setup`` killed the process."""
-    tag = f"{name}-{len(list(tmp.glob('*.json')))}"
-    path = tmp / f"{tag}.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_module_name": f"linuxnet.bridge.{name}",
-                                                        "_ansible_check_mode": check}}))
-    (tmp / f"{tag}.setup.py").write_text(setup)
-    (tmp / "launcher.py").write_text(LAUNCHER)
-    script = tmp / f"{tag}.sh"
-    script.write_text(f"exec {sys.executable} {tmp}/launcher.py {tmp}/{tag}.setup.py {REPO}/plugins/modules/{name}.py < {path}\n")
-    proc = start(lab, script)
-    out, err = proc.communicate(timeout=180)
-    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    if not results:
-        assert setup and proc.returncode == 137, f"{name} printed no result (rc {proc.returncode}): {err[-3000:]}"
-        return None
-    return results[0]
-
-
-def ok(result: dict | None) -> dict:
-    assert result is not None and not result.get("failed"), result
-    return result
-
-
-def refused(result: dict | None, msg: str) -> None:
-    assert result is not None and result.get("failed") and result["msg"] == msg, result
-    assert not result.get("changed") and not any(result.get("commands") or []), result
 
 
 def snapshot(lab) -> dict[str, Any]:
@@ -103,32 +71,32 @@ def test_a_hand_made_namespace_is_refused_and_untouched_a_killed_create_is_adopt
     wanted = {"config": [{"name": "web", "resolv_conf": "nameserver 192.0.2.53\n"}]}
     for state in ("merged", "replaced", "overridden"):
         for check in (True, False):
-            refused(module(lab, tmp_path, "netns", {**wanted, "state": state}, check=check), msg)
+            refused(run_module(lab, tmp_path, "netns", {**wanted, "state": state}, check=check), msg)
     # the second item is the foreign one: nothing of the first is made either
-    refused(module(lab, tmp_path, "netns", {"config": [{"name": "mine"}, {"name": "web"}], "state": "merged"}),
+    refused(run_module(lab, tmp_path, "netns", {"config": [{"name": "mine"}, {"name": "web"}], "state": "merged"}),
             f"config[1] (name=web).name: {FOREIGN}")
     # the deployment (the role's module): the step's name first, nothing changed by any step
     for check in (True, False):
-        refused(module(lab, tmp_path, "deployment", DEPLOYMENT, check=check), f"netns: {msg}")
-    info = module(lab, tmp_path, "deployment_info", INFO)
+        refused(run_module(lab, tmp_path, "deployment", DEPLOYMENT, check=check), f"netns: {msg}")
+    info = run_module(lab, tmp_path, "deployment_info", INFO)
     assert info is not None and info.get("failed") and info["msg"].endswith(f"netns: {msg}"), info
     assert snapshot(lab) == before
     # teardown and deleted leave it alone
-    ok(module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
-    result = ok(module(lab, tmp_path, "netns", {"config": [{"name": "web"}], "state": "deleted"}))
+    ok(run_module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
+    result = ok(run_module(lab, tmp_path, "netns", {"config": [{"name": "web"}], "state": "deleted"}))
     assert result["commands"] == [] and "was not created by linuxnet.bridge" in json.dumps(result.get("warnings")), result
     assert snapshot(lab) == before
 
     # a namespace made by a run killed right after the kernel made it: the next run adopts it
     mine = {"config": [{"name": "k1", "resolv_conf": "nameserver 192.0.2.53\n"}], "state": "merged"}
-    assert module(lab, tmp_path, "netns", mine, setup=KILL_NETNS_ADD) is None
+    assert run_module(lab, tmp_path, "netns", mine, setup=KILL_NETNS_ADD) is None
     assert "k1" in sh(lab, "ip netns list").stdout.split() and sh(lab, "test -e /etc/netns/k1", check=False).returncode
     inode = sh(lab, "stat -L -c %i /run/netns/k1").stdout
-    result = ok(module(lab, tmp_path, "netns", mine))
+    result = ok(run_module(lab, tmp_path, "netns", mine))
     assert result["commands"] == ["printf '%s' 'nameserver 192.0.2.53\n' > /etc/netns/k1/resolv.conf"], result
     assert sh(lab, "stat -L -c %i /run/netns/k1").stdout == inode  # adopted, not made again
-    assert ok(module(lab, tmp_path, "netns", mine))["commands"] == []
-    result = ok(module(lab, tmp_path, "netns", {"state": "deleted"}))
+    assert ok(run_module(lab, tmp_path, "netns", mine))["commands"] == []
+    result = ok(run_module(lab, tmp_path, "netns", {"state": "deleted"}))
     assert result["commands"] == ["rm -rf /etc/netns/k1", "ip netns delete k1"], result
     assert snapshot(lab) == before
 
@@ -136,35 +104,35 @@ def test_a_hand_made_namespace_is_refused_and_untouched_a_killed_create_is_adopt
 def test_resolver_files_that_are_not_utf8_fail_no_run_and_ours_are_rewritten_once(lab, tmp_path):
     sh(lab, "ip netns add foreign && mkdir -p /etc/netns/foreign && "
             "printf '# caf\\351\\nnameserver 192.0.2.1\\n' > /etc/netns/foreign/resolv.conf")
-    gathered = ok(module(lab, tmp_path, "netns", {"state": "gathered"}))["gathered"]
+    gathered = ok(run_module(lab, tmp_path, "netns", {"state": "gathered"}))["gathered"]
     assert gathered == [{"name": "foreign", "resolv_conf": "# caf\ufffd\nnameserver 192.0.2.1\n"}], gathered
 
     text = "nameserver 192.0.2.53\n"
     mine = {"config": [{"name": "mine", "resolv_conf": text}], "state": "merged"}
     write = f"printf '%s' '{text}' > /etc/netns/mine/resolv.conf"
-    assert ok(module(lab, tmp_path, "netns", mine))["commands"] == ["ip netns add mine", "ip -n mine link set lo up", write]
-    assert ok(module(lab, tmp_path, "netns", mine))["commands"] == []
+    assert ok(run_module(lab, tmp_path, "netns", mine))["commands"] == ["ip netns add mine", "ip -n mine link set lo up", write]
+    assert ok(run_module(lab, tmp_path, "netns", mine))["commands"] == []
     # ours with bad bytes, or with \r\n: rewritten once (check mode says so), then no change
     for bad in ("nameserver 192.0.2.53  # caf\\351\\n", "nameserver 192.0.2.53\\r\\n"):
         sh(lab, f"printf '{bad}' > /etc/netns/mine/resolv.conf")
-        assert ok(module(lab, tmp_path, "netns", mine, check=True))["commands"] == [write]
-        result = ok(module(lab, tmp_path, "netns", mine))
+        assert ok(run_module(lab, tmp_path, "netns", mine, check=True))["commands"] == [write]
+        result = ok(run_module(lab, tmp_path, "netns", mine))
         assert result["changed"] and result["commands"] == [write], result
         assert sh(lab, "od -An -c /etc/netns/mine/resolv.conf").stdout.split()[-2:] == ["3", "\\n"]
         assert sh(lab, "cat /etc/netns/mine/resolv.conf").stdout == text
-        again = ok(module(lab, tmp_path, "netns", mine))
+        again = ok(run_module(lab, tmp_path, "netns", mine))
         assert not again["changed"] and again["commands"] == [], again
     # the wanted text may even hold U+FFFD, as the bad bytes read: still rewritten
     sh(lab, "printf 'nameserver 192.0.2.53  # \\377\\n' > /etc/netns/mine/resolv.conf")
     odd = {"config": [{"name": "mine", "resolv_conf": "nameserver 192.0.2.53  # \ufffd\n"}], "state": "merged"}
-    assert len(ok(module(lab, tmp_path, "netns", odd))["commands"]) == 1
-    assert ok(module(lab, tmp_path, "netns", odd))["commands"] == []
+    assert len(ok(run_module(lab, tmp_path, "netns", odd))["commands"]) == 1
+    assert ok(run_module(lab, tmp_path, "netns", odd))["commands"] == []
 
     # the deployment and its read-only planner run next to the foreign namespace
-    assert ok(module(lab, tmp_path, "deployment_info", INFO))["pending"]
-    assert ok(module(lab, tmp_path, "deployment", DEPLOYMENT))["changed"]
-    assert not ok(module(lab, tmp_path, "deployment", DEPLOYMENT))["changed"]
-    ok(module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
-    ok(module(lab, tmp_path, "netns", {"state": "deleted"}))
+    assert ok(run_module(lab, tmp_path, "deployment_info", INFO))["pending"]
+    assert ok(run_module(lab, tmp_path, "deployment", DEPLOYMENT))["changed"]
+    assert not ok(run_module(lab, tmp_path, "deployment", DEPLOYMENT))["changed"]
+    ok(run_module(lab, tmp_path, "deployment", {"state": "absent", "persist": False}))
+    ok(run_module(lab, tmp_path, "netns", {"state": "deleted"}))
     assert sh(lab, "ip netns list").stdout.split() == ["foreign"]
     assert sh(lab, "od -An -c /etc/netns/foreign/resolv.conf").stdout.split()[:4] == ["#", "c", "a", "f"]

@@ -348,6 +348,7 @@ def test_a_neighbour_routing_127_to_the_host_does_not_reach_a_loopback_published
         apply(env, MAPPINGS)  # puts the rule back
     assert loopback_drop in live(env)
 
+
 def test_hairpin(env):
     """A namespace reaches its own published port via the host's LAN address (and its neighbour too)."""
     apply(env, MAPPINGS)

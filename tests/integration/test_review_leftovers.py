@@ -19,39 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.helpers import ADDR, HOST, REPO, leftovers, sh
-from tests.integration.helpers_process import LAUNCHER, start
+from tests.integration.helpers import ADDR, HOST, leftovers, sh
+from tests.integration.helpers_process import ok, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
-
-
-def module(lab, tmp: Path, name: str, args: dict, setup: str = "", check: bool = False, diff: bool = False) -> dict:
-    """Run module ``name`` in the lab host with ``args`` (``setup``: Python run before it, in its
-    process); its JSON result (failed or not)."""
-    tag = f"{name}-{len(list(tmp.glob('*.json')))}"
-    path = tmp / f"{tag}.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_module_name": f"linuxnet.bridge.{name}",
-                                                        "_ansible_check_mode": check, "_ansible_diff": diff}}))
-    (tmp / f"{tag}.setup.py").write_text(setup)
-    (tmp / "launcher.py").write_text(LAUNCHER)
-    script = tmp / f"{tag}.sh"
-    script.write_text(f"exec {sys.executable} {tmp}/launcher.py {tmp}/{tag}.setup.py {REPO}/plugins/modules/{name}.py < {path}\n")
-    proc = start(lab, script)
-    out, err = proc.communicate(timeout=120)
-    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert results, f"{name} printed no result (rc {proc.returncode}): {err[-3000:]}"
-    return results[0]
-
-
-def ok(result: dict) -> dict:
-    assert not result.get("failed"), result
-    return result
 
 
 def ipj(lab, *args: str) -> list:
@@ -94,7 +69,7 @@ def test_a_peer_moved_to_another_namespace_during_the_run_is_not_addressed_by_it
     sh(lab, "ip netns add a && ip netns add b")
     for control in (True, False):
         sh(lab, "ip link del vh 2>/dev/null; ip -n a link del other 2>/dev/null; ip -n b link del eth0 2>/dev/null; true")
-        result = module(lab, tmp_path, "veth", PAIR, setup=f"CONTROL = {control}\n" + MOVE)
+        result = run_module(lab, tmp_path, "veth", PAIR, setup=f"CONTROL = {control}\n" + MOVE)
         host_end = ipj(lab, "-d", "link", "show", "vh")[0]
         other = ipj(lab, "-n", "a", "link", "show", "other")[0]
         assert host_end["link_index"] == other["ifindex"], (host_end, other)  # the index the run must not use in a
@@ -118,39 +93,39 @@ def names(listed: list[dict]) -> list[str]:
 def test_a_stale_namespace_name_is_not_listed_but_is_made_again_or_removed(lab_factory, tmp_path):
     lab = lab_factory({HOST: ADDR})
     tmp_path.chmod(0o755)
-    ok(module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}))
+    ok(run_module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}))
     # s2: its namespace unmounted, the name left (a teardown killed between umount and unlink);
     # s3: a name of ours whose namespace was never mounted (a create killed between mark and mount)
     sh(lab, "umount /run/netns/s2 && touch /run/netns/s3 /run/linuxnet/netns/s3")
     assert sorted(sh(lab, "ls /run/netns").stdout.split()) == ["s1", "s2", "s3"]
     assert sh(lab, "mountpoint -q /run/netns/s2", check=False).returncode != 0
 
-    gathered = ok(module(lab, tmp_path, "netns", {"state": "gathered"}))["gathered"]
+    gathered = ok(run_module(lab, tmp_path, "netns", {"state": "gathered"}))["gathered"]
     assert gathered == [{"name": "s1", "resolv_conf": "nameserver 192.0.2.1\n"}]
 
-    predicted = ok(module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}, check=True, diff=True))
+    predicted = ok(run_module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}, check=True, diff=True))
     assert names(predicted["before"]) == ["s1"] and names(predicted["after"]) == ["s1", "s2"]
     assert predicted["commands"] == ["ip netns add s2", "ip -n s2 link set lo up"] and predicted["changed"]
     assert '"s3"' not in predicted["diff"]["before"] + predicted["diff"]["after"]
 
-    merged = ok(module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}))
+    merged = ok(run_module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "merged"}))
     assert merged["commands"] == predicted["commands"] and names(merged["after"]) == ["s1", "s2"]
     assert sh(lab, "mountpoint -q /run/netns/s2 && ip -n s2 link show lo | grep -q UP", check=False).returncode == 0
     assert sh(lab, "test -e /run/netns/s3").returncode == 0  # merged leaves names it was not given
 
-    overridden = ok(module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "overridden"}))
+    overridden = ok(run_module(lab, tmp_path, "netns", {"config": NAMESPACES, "state": "overridden"}))
     assert overridden["commands"] == ["rm -rf /etc/netns/s3", "ip netns delete s3"]
     assert names(overridden["before"]) == ["s1", "s2"] and names(overridden["after"]) == ["s1", "s2"]
     assert sh(lab, "test -e /run/netns/s3 || test -e /run/linuxnet/netns/s3", check=False).returncode != 0
 
     # The deployment's teardown: s1 stale now; its diff's before shows s2 only, and both go.
     sh(lab, "umount /run/netns/s1")
-    down = ok(module(lab, tmp_path, "deployment", {"state": "absent"}, diff=True))
+    down = ok(run_module(lab, tmp_path, "deployment", {"state": "absent"}, diff=True))
     assert down["commands"]["netns"] == ["rm -rf /etc/netns/s1", "ip netns delete s1", "rm -rf /etc/netns/s2", "ip netns delete s2"]
     netns_diff = next(d for d in down["diff"] if d["before_header"] == "netns")
     assert names(json.loads(netns_diff["before"])) == ["s2"]
     assert sh(lab, "find /run/netns /run/linuxnet/netns /etc/netns/s1 /etc/netns/s2 -mindepth 1 2>/dev/null; true").stdout.split() == []
-    assert ok(module(lab, tmp_path, "deployment", {"state": "absent"}))["changed"] is False
+    assert ok(run_module(lab, tmp_path, "deployment", {"state": "absent"}))["changed"] is False
 
 
 # --------------------------------------------------------------------------------- 3. held writes
@@ -183,7 +158,7 @@ def test_writes_held_for_a_step_that_fails_on_an_oserror_are_applied_and_reporte
     tmp_path.chmod(0o755)
     args: dict[str, Any] = {"networks": NETWORKS, "endpoints": ENDPOINTS, "state": "present", "firewall_backend": backend}
     log = tmp_path / "joins.log"
-    failed = module(lab, tmp_path, "deployment", args, setup=f"LOG = {str(log)!r}\n" + UNREADABLE)
+    failed = run_module(lab, tmp_path, "deployment", args, setup=f"LOG = {str(log)!r}\n" + UNREADABLE)
     assert [line for line in log.read_text().split() if line.endswith("True")] == ["FirewallResource:True"]  # held for port_mapping
     assert failed.get("failed") and failed["changed"] is True, failed
     assert failed["msg"] == ("port_mapping: PermissionError: [Errno 13] Permission denied: '/run/linuxnet/injected'"
@@ -199,8 +174,8 @@ def test_writes_held_for_a_step_that_fails_on_an_oserror_are_applied_and_reporte
     assert list(state["items"]) == ["held"]  # persisted with its writes
     assert sh(lab, "cat /run/linuxnet/port_mapping/LINUXNET.json 2>/dev/null || true").stdout == ""
 
-    again = ok(module(lab, tmp_path, "deployment", args))  # nothing injected
+    again = ok(run_module(lab, tmp_path, "deployment", args))  # nothing injected
     assert again["changed_steps"] == ["port_mapping"], again["commands"]  # the firewall's writes were all made
-    assert ok(module(lab, tmp_path, "deployment", args))["changed"] is False
-    ok(module(lab, tmp_path, "deployment", {"state": "absent", "firewall_backend": backend}))
+    assert ok(run_module(lab, tmp_path, "deployment", args))["changed"] is False
+    ok(run_module(lab, tmp_path, "deployment", {"state": "absent", "firewall_backend": backend}))
     assert leftovers(lab) == {}
