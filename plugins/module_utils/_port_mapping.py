@@ -17,7 +17,8 @@ import bisect
 import functools
 import ipaddress
 import re
-from typing import Any, Callable
+import struct
+from typing import Any, Callable, Iterable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
@@ -140,6 +141,10 @@ def host_address(value: object, family: str, field: str) -> str | None:
             f"{field}: host address {text} is {'IPv6' if addr.version == 6 else 'IPv4'} but container_ip is "
             f"{'IPv6' if family == 'ipv6' else 'IPv4'}: kernel NAT cannot translate between families (publish "
             "each family with a mapping of its own)")
+    if addr.is_multicast or (addr.version == 4 and (addr in v._THIS_NETWORK or addr == v._LIMITED_BROADCAST)):
+        # never a local destination: a DNAT on it is a rule no packet meets (Docker: cannot assign requested address)
+        raise v.ValidationError(f"{field}: {text} is a multicast, broadcast or 0.0.0.0/8 address, never an address "
+                                "of the host; publish on one of the host's addresses (or leave host_ip out: all of them)")
     if addr.version == 6 and addr.is_loopback:
         # IPv6 has no route_localnet: a packet from ::1 is never routed to another interface
         raise v.ValidationError(f"{field}: {text} cannot be published with kernel NAT (IPv6 has no route_localnet); "
@@ -149,6 +154,74 @@ def host_address(value: object, family: str, field: str) -> str | None:
     if addr.version == 6 and addr.ipv4_mapped is not None:  # no IPv6 packet is addressed to one: a rule never used
         raise v.ValidationError(f"{field}: {text} is an IPv4-mapped address; publish on {addr.ipv4_mapped} (IPv4) instead")
     return text
+
+
+# The sockets a published port can take traffic from: TCP listeners (state 0A) and unconnected UDP sockets
+# (07: a server's; a connected one, 01, takes only its peer's replies). SCTP endpoints are not read.
+PROC_NET = "/proc/net"
+SOCKET_TABLES = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
+_SERVING = {"tcp": "0A", "udp": "07"}
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _proc_address(text: str) -> str:
+    """``0100007F`` → ``127.0.0.1``: the kernel prints each 32-bit word of the address in host order;
+    an IPv4-mapped IPv6 address (a dual-stack socket's) is given as its IPv4 address."""
+    raw = b"".join(struct.pack("=I", int(text[i:i + 8], 16)) for i in range(0, len(text), 8))
+    addr = ipaddress.ip_address(raw)
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def parse_sockets(text: str, protocol: str) -> dict[int, set[str]]:
+    """Port → local addresses of the serving sockets of one ``/proc/net/{tcp,tcp6,udp,udp6}`` table."""
+    found: dict[int, set[str]] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _SERVING[protocol]:
+            continue
+        address, _sep, port = fields[1].rpartition(":")
+        try:
+            found.setdefault(int(port, 16), set()).add(_proc_address(address))
+        except ValueError:  # not a socket line (never seen): nothing to warn about
+            continue
+    return found
+
+
+def sockets_in_the_way(item: dict, sockets: dict[str, dict[int, set[str]]]) -> list[tuple[str, int]]:
+    """(address, port) of the serving sockets whose traffic mapping ``item`` would take: on a port of its
+    host range and its protocol, bound to the wildcard (``::`` is dual-stack unless IPV6_V6ONLY, which
+    /proc does not show) or to its host address (any of its family when it has none: the DNAT of all
+    addresses takes the host's own connections to 127.0.0.0/8 too, through the OUTPUT jump and
+    route_localnet; IPv6 has no route_localnet, so ::1 stays the listener's)."""
+    ports = sockets.get(item["protocol"]) or {}
+    first, last = item["_hp"]
+    family, host = mapping_family(item), item["host_ip"]
+    wanted = range(first, last + 1) if last - first < len(ports) else sorted(p for p in ports if first <= p <= last)
+    hits = []
+    for port in wanted:
+        for address in sorted(ports.get(port, ())):
+            if address in WILDCARDS:
+                hit = address == "::" or family == "ipv4"
+            elif family_of(address) != family:
+                hit = False
+            else:
+                hit = address == host if host else not (family == "ipv6" and v.address(address).is_loopback)
+            if hit:
+                hits.append((address, port))
+    return hits
+
+
+def in_use_warning(index: int, item: dict, hits: list[tuple[str, int]]) -> str:
+    """The warning for a published port that sockets of the host listen on (``hits``, not empty)."""
+    address, port = hits[0]
+    what = "a listening socket" if item["protocol"] == "tcp" else "a bound socket"
+    on = f"[{address}]" if ":" in address else address
+    more = f" and {len(hits) - 1} more socket(s) on ports of {item['host_port']}" if len(hits) > 1 else ""
+    return (f"{v.where(index, item, 'host_port')}: port {port}/{item['protocol']} is in use on this host ({what} on "
+            f"{on}{more}): the published port {mapping_key(item)} -> {item['container_ip']} takes its traffic "
+            "(that service no longer answers from outside); publish another host port or move the service")
 
 
 def format_range(ports: tuple[int, int], sep: str = "-") -> str:
@@ -407,6 +480,10 @@ class PortMappingResource(TablesResource):
     #: bridge name -> its addresses, as a step before this one of the same run left them (the
     #: deployment's bridge step); a bridge not in it is read from the kernel
     bridges: dict[str, list[str]] | None = None
+    #: where the socket tables are read from (the host namespace's, as the module runs there)
+    proc_net = PROC_NET
+    #: protocol -> port -> addresses of the serving sockets, as read in this run (None: nothing read)
+    sockets: dict[str, dict[int, set[str]]] | None = None
 
     def key(self, item: dict) -> str:
         return mapping_key(item)
@@ -477,6 +554,7 @@ class PortMappingResource(TablesResource):
         known = self.bridges or {}
         netlink = self.netlink or Netlink()
         links: dict | None = None
+        addresses: dict[int, list[str]] | None = None
         # by bridge: its subnets (None: no such bridge); by (bridge, container_ip): inside one of them
         subnets_of: dict[str, list | None] = {}
         inside: dict[tuple[str, str], bool] = {}
@@ -505,6 +583,20 @@ class PortMappingResource(TablesResource):
                     )
                     # the bridge task of the same play may be about to give it that subnet
                     self.missing(problem, "an earlier task may change the bridge")
+            # A host address that is not the host's takes no traffic (Docker refuses it: cannot assign
+            # requested address); a warning only, as a keepalived/VRRP virtual address comes and goes.
+            hosts = {item["host_ip"]: index for index, item in reversed(list(enumerate(desired)))
+                     if item["host_ip"] and not v.address(item["host_ip"]).is_loopback}
+            if hosts:
+                if addresses is None:  # (read with the links above, or not yet)
+                    addresses = netlink.addresses(None)
+                local = {str(v.interface(a).ip) for addrs in addresses.values() for a in addrs}
+                for host, index in sorted(hosts.items(), key=lambda pair: pair[1]):
+                    if host not in local:
+                        self.warnings.append(
+                            f"{v.where(index, desired[index], 'host_ip')}: {host} is not an address of this host now: "
+                            "the published port takes no traffic until it is (fine for a virtual address that "
+                            "keepalived/VRRP adds later)")
         finally:
             if netlink is not self.netlink:
                 netlink.close()
@@ -553,11 +645,45 @@ class PortMappingResource(TablesResource):
         desired = self.complete(desired, current, state)
         final = self.final_owned(desired, state)
         self.final = {k: self.public(it) for k, it in final.items()}
+        if state != "deleted":
+            self.warn_in_use([(i, it) for i, it in enumerate(desired) if mapping_key(it) not in current])
         ops = self._plan_family("ipv4", desired, final, state)
         if self.ipv6:
             ops += self._plan_family("ipv6", desired, final, state)
         ops += self.switch_ops(self.cleanup_model)
         return ops + conntrack_ops(current, final), {k: self.public(it) for k, it in final.items()}
+
+    def warn_in_use(self, added: list[tuple[int, dict]]) -> None:
+        """Warn about the mappings this run adds whose host port a socket of the host serves: the DNAT
+        takes its traffic before the socket sees it. Read only when there are such mappings (a run
+        that changes nothing reads no socket table), each table once per run."""
+        if not added:
+            return
+        sockets = self.read_sockets({item["protocol"] for _index, item in added})
+        for index, item in added:
+            hits = sockets_in_the_way(item, sockets)
+            warning = in_use_warning(index, item, hits) if hits else None
+            if warning and warning not in self.warnings:  # (a deployment may plan twice)
+                self.warnings.append(warning)
+
+    def read_sockets(self, protocols: Iterable[str]) -> dict[str, dict[int, set[str]]]:
+        """Port → addresses of the serving sockets, by protocol (tcp, udp), of the tables not read before
+        in this run; a table that cannot be read (no IPv6) is empty."""
+        if self.sockets is None:
+            self.sockets = {}
+        cache = self.sockets
+        for protocol in sorted(set(protocols) & set(SOCKET_TABLES) - set(cache)):
+            merged: dict[int, set[str]] = {}
+            for table in SOCKET_TABLES[protocol]:
+                try:
+                    with open(f"{self.proc_net}/{table}", encoding="ascii", errors="replace") as handle:
+                        text = handle.read()
+                except OSError:
+                    continue
+                for port, addresses in parse_sockets(text, protocol).items():
+                    merged.setdefault(port, set()).update(addresses)
+            cache[protocol] = merged
+        return cache
 
     def _plan_family(self, family: str, desired: list[dict], final: dict[str, dict], state: str) -> list[Operation]:
         """The changes in one family's ruleset (ip6tables / our ip6 table for IPv6 container addresses)."""

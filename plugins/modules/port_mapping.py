@@ -34,6 +34,15 @@ description:
     that never pauses would keep its old destination. Without the C(conntrack) tool (package
     C(conntrack), C(conntrack-tools) on RHEL) the module warns and goes on. The cleanup is listed
     in RV(commands) and skipped in check mode.
+  - Unlike Docker, the module binds no host socket, so it cannot refuse a host port that a host service
+    already uses. The DNAT takes that port's traffic from outside before the service sees it (publishing
+    C(22) would cut off SSH, including the connection Ansible uses). When a run adds a mapping whose host
+    port (any port of a range) a socket of the host serves, the module warns, naming the port and the
+    socket's address. That is a TCP socket in LISTEN state or an unconnected UDP socket, read from
+    C(/proc/net/tcp), C(tcp6), C(udp) and C(udp6), bound to the wildcard address or to the mapping's host
+    address (to any address of its family, C(127.0.0.1) included, for a mapping on all of them).
+    SCTP endpoints are not checked. The check runs only when a mapping is added, so a re-run with nothing to
+    change warns no more and reads no socket table.
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.resource
@@ -71,6 +80,11 @@ options:
           - It must be of O(config[].container_ip)'s family (kernel NAT does not translate between families).
           - V(::1) is refused. IPv6 has no C(route_localnet), so a packet from the loopback address is never
             routed to a bridge. Publish on C(127.0.0.1) or on the host's own IPv6 address instead.
+          - Multicast addresses (C(224.0.0.0/4), C(ff00::/8)), C(255.255.255.255) and C(0.0.0.0/8) other than
+            V(0.0.0.0) are refused. They are never an address of the host (Docker fails with "cannot assign
+            requested address").
+          - An address that the host does not have at the time of the run gives a warning, not an error. A
+            keepalived/VRRP virtual address, for example, may come later. Until it is there, the mapping takes no traffic.
         type: str
       protocol:
         description: Protocol; default V(tcp).
