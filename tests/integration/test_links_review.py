@@ -69,10 +69,10 @@ def lab(lab_factory, tmp_path):
 
 def test_a_31_has_no_broadcast_and_its_peer_answers(lab, tmp_path):
     sh(lab, "ip netns add n1")
-    ok(run_module(lab, tmp_path, "bridge", {"config": [{"name": "br9", "addresses": ["10.9.0.1/31"]},
-                                                   {"name": "br8", "addresses": ["10.8.0.1/24"]}], "state": "merged"}))
-    ok(run_module(lab, tmp_path, "veth", {"config": [{"name": "v9", "peer_netns": "n1", "master": "br9",
-                                                  "addresses": ["10.9.0.0/31"]}], "state": "merged"}))
+    bridges = [{"name": "br9", "addresses": ["10.9.0.1/31"]}, {"name": "br8", "addresses": ["10.8.0.1/24"]}]
+    ok(run_module(lab, tmp_path, "bridge", {"config": bridges, "state": "merged"}))
+    veth = {"name": "v9", "peer_netns": "n1", "master": "br9", "addresses": ["10.9.0.0/31"]}
+    ok(run_module(lab, tmp_path, "veth", {"config": [veth], "state": "merged"}))
     assert [a.get("broadcast") for entry in ipj(lab, "-4", "addr", "show", "dev", "br9") for a in entry["addr_info"]] == [None]
     assert [a.get("broadcast") for entry in ipj(lab, "-n", "n1", "-4", "addr", "show", "dev", "eth0")
             for a in entry["addr_info"]] == [None]
