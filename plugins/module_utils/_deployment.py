@@ -582,6 +582,8 @@ def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list
     try:
         (resource or first).apply(rules + operations)
     except ApplyError as exc:
+        if exc.unchanged:  # nothing of the transaction is left: the held step's intent goes too
+            first.withdraw()
         if resource is None:
             raise
         raise ApplyError(f"{exc} (the transaction had the {name} step's lines too)") from None

@@ -45,6 +45,9 @@ class Operation:
 class ApplyError(RuntimeError):
     """The kernel refused an operation; the message says which."""
 
+    #: the failed write left everything as it was (an atomic ``nft -f``; restores all rolled back)
+    unchanged = False
+
 
 class Vocabulary(dict):
     """The kinds of operation a resource applies: ``action`` -> the function that carries it out.

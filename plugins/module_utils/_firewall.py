@@ -193,6 +193,8 @@ class TablesResource(Resource):
         self.superseded: list[dict] = []
         #: what this run last wrote to the state file (None: nothing yet; it holds what was read)
         self.written: dict[str, object] | None = None
+        #: (what the state file held, whether it existed) when the run wrote its intent
+        self._before_intent: tuple[dict[str, object], bool] | None = None
 
     def is_ipv6(self, item: dict) -> bool:
         """Does this item (config or state file) have rules in the IPv6 ruleset?"""
@@ -337,10 +339,15 @@ class TablesResource(Resource):
             try:
                 adapter.apply(ops)
             except ApplyError as exc:
+                chosen = adapter in (self.adapter, self.adapter6)
                 rolled = [name for earlier in done if earlier.family != adapter.family and hasattr(earlier, "rollback")
-                          for name in earlier.rollback()] if adapter in (self.adapter, self.adapter6) else []
+                          for name in earlier.rollback()] if chosen else []
                 note = f" ({', '.join(rolled)} restored to its previous content)" if rolled else ""
-                raise ApplyError(f"{exc}{note}") from None
+                failed = ApplyError(f"{exc}{note}")
+                if exc.unchanged and chosen and all(e.family != adapter.family and hasattr(e, "rollback") for e in done):
+                    self.withdraw()  # all or nothing: no rule of the run is left, nor its intent
+                    failed.unchanged = True
+                raise failed from None
             if ops:
                 done.append(adapter)
         self.apply_other([op for op in operations if op.action not in actions])
@@ -378,9 +385,28 @@ class TablesResource(Resource):
 
     def intend(self) -> None:
         """Before the run's first rule write: write :meth:`intent` (nothing when the file holds it)."""
+        if self._before_intent is None:
+            self._before_intent = (self.held(), os.path.exists(self.state_path()))
         self.write_state(self.intent())
 
+    def withdraw(self) -> None:
+        """Every rule write of the run was undone (a failed restore rolled back, a refused ``nft -f``):
+        the state file goes back to what it held before :meth:`intend`."""
+        if self._before_intent is None:
+            return
+        content, existed = self._before_intent
+        self._before_intent = None
+        if existed:
+            self.write_state(content)
+            return
+        try:
+            os.unlink(self.state_path())
+        except FileNotFoundError:
+            pass
+        self.written = None
+
     def persist(self) -> None:
+        self._before_intent = None
         records = self.records if self.final_records is None else self.final_records
         self.write_state({**records, "items": self.final})
 

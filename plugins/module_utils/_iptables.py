@@ -546,7 +546,9 @@ class Iptables(FirewallLock):
                 self.restore(table, snapshots[table], noflush=False)
                 rolled.append(table)
             note = f" (table {', '.join(rolled)} restored to its previous content)" if rolled else ""
-            raise IptablesError(f"{exc}{note}") from None
+            failed = IptablesError(f"{exc}{note}")
+            failed.unchanged = True  # every table this apply wrote is back as it was
+            raise failed from None
         self._snapshots = {table: snapshots[table] for table in done}
 
     def rollback(self) -> list[str]:

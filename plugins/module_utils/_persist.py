@@ -41,8 +41,8 @@ UNIT_DIR = "/etc/systemd/system"
 SYSCTL_FILE = "/etc/sysctl.d/90-linuxnet-bridge.conf"
 MODULES_FILE = "/etc/modules-load.d/linuxnet-bridge.conf"
 SERVICE_PREFIX = "linuxnet-endpoint-"
-# What systemctl_steps reads of each unit (NeedDaemonReload: its file changed since systemd loaded it).
-SHOW_PROPERTIES = "Id,UnitFileState,ActiveState,NeedDaemonReload"
+# What systemctl_steps reads of each unit.
+SHOW_PROPERTIES = "Id,UnitFileState,ActiveState"
 DROPIN = "50-linuxnet-bridge.conf"
 MARKER = "# Managed by linuxnet.bridge (role bridge_network): changes here are overwritten."
 STATE_FORMAT = 1
@@ -407,9 +407,8 @@ def is_dropin(path: str) -> bool:
 def systemctl_steps(state: str, write: list[str], remove: list[str], current: dict[str, bytes],
                     units: dict[str, dict[str, str]]) -> tuple[list[list[str]], list[list[str]]]:
     """The systemctl commands around a file change: (before writing, after writing). ``units`` has
-    each unit's UnitFileState, ActiveState and NeedDaemonReload (``systemctl show``); a unit that is
-    enabled and active with an unchanged file systemd has loaded needs nothing, so a converged host
-    gets no command."""
+    each unit's UnitFileState and ActiveState (``systemctl show``); a unit that is enabled and
+    active with an unchanged file needs nothing, so a converged host gets no command."""
     def enabled(unit: str) -> bool:
         return units.get(unit, {}).get("UnitFileState") in ("enabled", "enabled-runtime", "static")
 
@@ -418,13 +417,9 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
 
     before: list[list[str]] = []
     after: list[list[str]] = []
-    # A unit file of ours that systemd has not loaded yet (a run killed, or daemon-reload failing,
-    # after the file was written) counts as written: the next run reloads and restarts as the
-    # interrupted one would have, instead of finding the file equal and leaving the old command.
-    touched = set(write) | set(remove)
-    stale = [p for p in sorted(current) if is_unit_file(p) and p not in touched
-             and units.get(unit_of(p), {}).get("NeedDaemonReload") == "yes"]
-    written = write + stale
+    # (NeedDaemonReload is no sign of a killed run: systemd 257 (Debian 13) keeps it "yes" for our
+    # units after a reload, and the catch-up restarted the endpoint services on every run.)
+    written = write
     reload = any(is_unit_file(p) for p in written + remove)
     # enable and disable reload systemd themselves (about 0.2 s each); when unit files change, the
     # one daemon-reload after the files are written does it for all of them.
@@ -463,7 +458,7 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
 
 
 def parse_show(text: str) -> dict[str, dict[str, str]]:
-    """``systemctl show -p Id,UnitFileState,ActiveState,NeedDaemonReload U...`` as unit -> properties."""
+    """``systemctl show -p Id,UnitFileState,ActiveState U...`` as unit -> properties."""
     units: dict[str, dict[str, str]] = {}
     for block in text.strip().split("\n\n"):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)

@@ -328,55 +328,6 @@ def test_systemctl_absent() -> None:
     assert p.systemctl_steps("absent", [], [], {}, {}) == ([], [])
 
 
-STALE = {"NeedDaemonReload": "yes"}
-
-
-def test_systemctl_unit_file_written_by_an_interrupted_run() -> None:
-    """A run killed (or failing daemon-reload) after writing a changed unit file: the next run finds
-    the file as wanted, but systemd still runs the old command. NeedDaemonReload=yes makes it do
-    what the interrupted run would have done: one daemon-reload, then the restart."""
-    current = {UNIT: b"u", WEB: b"w"}
-    wanted = {UNIT: b"u", WEB: b"w2"}
-    units = {"linuxnet-bridge.service": ON, "linuxnet-endpoint-web.service": ON}
-    uninterrupted = p.systemctl_steps("present", *p.changes(wanted, current), current, units)
-    assert uninterrupted == ([], [["systemctl", "daemon-reload"], ["systemctl", "restart", "linuxnet-endpoint-web.service"]])
-    units["linuxnet-endpoint-web.service"] = {**ON, **STALE}
-    assert p.changes(wanted, wanted) == ([], [])
-    assert p.systemctl_steps("present", [], [], wanted, units) == uninterrupted
-    # Once reloaded and restarted the host is converged again: nothing.
-    units["linuxnet-endpoint-web.service"] = {**ON, "NeedDaemonReload": "no"}
-    assert p.systemctl_steps("present", [], [], wanted, units) == ([], [])
-
-
-def test_systemctl_stale_restore_unit_and_drop_in() -> None:
-    current = {UNIT: b"u", WEB: b"w", DROP: b"d"}
-    units = {"linuxnet-bridge.service": {**ON, **STALE}, "linuxnet-endpoint-web.service": ON, "nginx.service": ON}
-    # The restore unit as for a changed file: reloaded (it runs at boot and on reload, not restarted).
-    assert p.systemctl_steps("present", [], [], current, units) == ([], [["systemctl", "daemon-reload"]])
-    # A drop-in systemd has not loaded: the unit has not moved into the endpoint yet.
-    units = {"linuxnet-bridge.service": ON, "linuxnet-endpoint-web.service": ON, "nginx.service": {**ON, **STALE}}
-    assert p.systemctl_steps("present", [], [], current, units) == (
-        [], [["systemctl", "daemon-reload"], ["systemctl", "try-restart", "nginx.service"]])
-
-
-def test_systemctl_stale_units_share_the_one_reload() -> None:
-    """A stale unit next to files this run writes, and one that must be started: one daemon-reload,
-    and enable leaves the reload to it (--no-reload)."""
-    current = {UNIT: b"u", WEB: b"w", OLD: b"o"}
-    wanted = {UNIT: b"u2", WEB: b"w", OLD: b"o"}
-    units = {"linuxnet-bridge.service": ON, "linuxnet-endpoint-web.service": {**ON, **STALE},
-             "linuxnet-endpoint-old.service": {"UnitFileState": "enabled", "ActiveState": "failed", **STALE}}
-    before, after = p.systemctl_steps("present", *p.changes(wanted, current), current, units)
-    assert before == []
-    assert after == [["systemctl", "daemon-reload"],
-                     ["systemctl", "enable", "--no-reload", "--now", "linuxnet-endpoint-old.service"],
-                     ["systemctl", "restart", "linuxnet-endpoint-web.service"]]
-    assert sum(argv == ["systemctl", "daemon-reload"] for argv in after) == 1
-    # Teardown: the stale files go anyway, with the same single reload.
-    before, after = p.systemctl_steps("absent", *p.changes({}, current), current, units)
-    assert after.count(["systemctl", "daemon-reload"]) == 1
-
-
 class ShowModule:
     """check mode; ``systemctl show`` answers ``show``."""
     check_mode = True
@@ -388,23 +339,6 @@ class ShowModule:
     def run_command(self, argv: list[str], **_kw):
         self.commands.append(argv)
         return 0, self.show, ""
-
-
-def test_sync_reads_need_daemon_reload(monkeypatch) -> None:
-    """sync asks systemd for NeedDaemonReload and reports the catch-up as a change (check mode: nothing run)."""
-    wanted = {UNIT: b"u", WEB: b"w"}
-    monkeypatch.setattr(p, "systemd_running", lambda: True)
-    monkeypatch.setattr(p, "current_files", lambda: dict(wanted))
-    show = ("Id=linuxnet-bridge.service\nUnitFileState=enabled\nActiveState=active\nNeedDaemonReload=no\n\n"
-            "Id=linuxnet-endpoint-web.service\nUnitFileState=enabled\nActiveState=active\nNeedDaemonReload=yes\n")
-    module = ShowModule(show)
-    result = p.sync(module, "present", wanted)
-    assert module.commands == [["systemctl", "show", "--property=Id,UnitFileState,ActiveState,NeedDaemonReload", "--",
-                                "linuxnet-bridge.service", "linuxnet-endpoint-web.service"]]
-    assert result["changed"] and result["written"] == [] and result["removed"] == []
-    assert result["commands"] == ["systemctl daemon-reload", "systemctl restart linuxnet-endpoint-web.service"]
-    module = ShowModule(show.replace("NeedDaemonReload=yes", "NeedDaemonReload=no"))
-    assert p.sync(module, "present", wanted)["changed"] is False
 
 
 def test_parse_show() -> None:
