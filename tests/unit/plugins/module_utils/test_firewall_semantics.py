@@ -25,6 +25,17 @@ INTERNAL = {"name": "back", "bridge": "br-back", "subnet": "10.30.0.0/24", "inte
 BARE = {"name": "back", "bridge": "br-back", "subnet": "10.30.0.0/24"}
 
 
+def _apply(kernel: Kernel, ops: list) -> list[str]:
+    """Write the restore lines of ``ops`` to ``kernel``, one payload per table; their commands."""
+    lines: dict[str, list[str]] = {}
+    for op in ops:
+        if op.action == "restore":
+            lines.setdefault(op.args["table"], []).append(op.args["line"])
+    for table, body in lines.items():
+        kernel.restore(f"*{table}\n" + "".join(f"{line}\n" for line in body) + "COMMIT\n")
+    return [op.command for op in ops]
+
+
 def run_fw(kernel: Kernel, known: dict, records: dict, config: list[dict], state: str, prefix: str = "LINUXNET",
            elsewhere: bool = False) -> tuple[list[str], fw.FirewallResource]:
     """One firewall run against ``kernel`` with the state file ``known``/``records`` (applied)."""
@@ -32,14 +43,7 @@ def run_fw(kernel: Kernel, known: dict, records: dict, config: list[dict], state
     desired = res.normalize(config, state)
     res.live, res.known, res.records = kernel.live(), copy.deepcopy(known), dict(records)
     res.sysctls, res.bridges_present, res.guard_elsewhere = {fw.IP_FORWARD: "1", fw.BRIDGE_NF: "1"}, set(), elsewhere
-    ops = res.plan(desired, res.from_live(res.known, res.adapter.parse), state)[0]
-    lines: dict[str, list[str]] = {}
-    for op in ops:
-        if op.action == "restore":
-            lines.setdefault(op.args["table"], []).append(op.args["line"])
-    for table, body in lines.items():
-        kernel.restore(f"*{table}\n" + "".join(f"{line}\n" for line in body) + "COMMIT\n")
-    return [op.command for op in ops], res
+    return _apply(kernel, res.plan(desired, res.from_live(res.known, res.adapter.parse), state)[0]), res
 
 
 def records_of(res: fw.FirewallResource) -> dict:
@@ -182,14 +186,7 @@ def run_pm(kernel: Kernel, known: dict, config: list[dict], state: str) -> tuple
     res = pm.PortMappingResource(FakeModule(check_mode=False))
     desired = res.normalize(config, state)
     res.live, res.known = kernel.live(), copy.deepcopy(known)
-    ops = res.plan(desired, res.from_live(res.known, res.adapter.parse), state)[0]
-    lines: dict[str, list[str]] = {}
-    for op in ops:
-        if op.action == "restore":
-            lines.setdefault(op.args["table"], []).append(op.args["line"])
-    for table, body in lines.items():
-        kernel.restore(f"*{table}\n" + "".join(f"{line}\n" for line in body) + "COMMIT\n")
-    return [op.command for op in ops], res
+    return _apply(kernel, res.plan(desired, res.from_live(res.known, res.adapter.parse), state)[0]), res
 
 
 def networked() -> Kernel:
