@@ -123,6 +123,34 @@ def other_adapters(module, params: dict, family: str = "ipv4") -> list:
     return others
 
 
+#: the package that brings each command (the error names it; the role installs them all)
+PACKAGES = {"nft": "nftables", "conntrack": "conntrack (conntrack-tools on RHEL)"}
+
+
+def needed_commands(params: dict, ipv6: bool) -> tuple[list[str], list[str]]:
+    """The commands a run of ``params`` (firewall_backend, iptables_variant) runs on the managed host:
+    (required: without one the run fails, optional: without it a warning). ``ipv6``: a network has an
+    IPv6 subnet (ip6tables then). With iptables_variant auto the plain names stand for the variant
+    that ``iptables --version`` picks: the iptables package brings them all."""
+    if (params.get("firewall_backend") or "iptables") == "nftables":
+        required = ["nft"]
+    else:
+        variant = params.get("iptables_variant") or "auto"
+        suffix = VARIANT_SUFFIX.get(variant, "")
+        required = []
+        for command in ("iptables", "ip6tables") if ipv6 else ("iptables",):
+            required += ([command] if variant == "auto" else []) + [f"{command}{suffix}-save", f"{command}{suffix}-restore"]
+    # conntrack deletes the UDP flows of changed mappings (port_mapping warns without it)
+    return required, ["conntrack"]
+
+
+def missing_message(missing: list[str]) -> str:
+    """The error of a run without the required ``missing`` commands."""
+    packages = sorted({PACKAGES.get(name, "iptables") for name in missing})
+    return (f"{', '.join(missing)} not found on the managed host: install {' and '.join(packages)} "
+            "(the role linuxnet.bridge.bridge_network does when linuxnet_install_packages is true)")
+
+
 #: the keys every item of a resource's state file has (by state_dir): the resources read them as ``item[key]``
 STATE_KEYS = {"firewall": ("name", "bridge", "subnet"), "port_mapping": ("bridge", "container_ip", "container_port", "host_port", "protocol")}
 

@@ -69,6 +69,21 @@ options:
       - Unset leaves them as they are (C(service) of O(endpoints) is then only checked, not installed).
       - The role sets it from O(linuxnet.bridge.bridge_network#role:main:linuxnet_persist).
     type: bool
+  on_missing_commands:
+    description:
+      - What a run with O(state=present) does when the managed host lacks a command it needs (C(iptables),
+        C(iptables-save) and C(iptables-restore) of the variant, C(ip6tables) ones with an IPv6 subnet, C(nft)
+        with the nftables backend), checked before anything changes.
+      - V(fail) fails, naming the commands and their packages.
+      - V(skip) changes nothing and returns them in RV(missing_commands) with RV(skipped=true), so that a
+        play can install them and run again (the role does when
+        O(linuxnet.bridge.bridge_network#role:main:linuxnet_install_packages) is true).
+      - C(conntrack) is optional either way (a warning when a changed UDP mapping needs it); it is listed in
+        RV(missing_commands) too.
+    type: str
+    choices: [fail, skip]
+    default: fail
+    version_added: 0.2.0
 requirements:
   - With O(persist), systemd >= 242 for endpoint services (on a host without systemd nothing is installed, with a warning).
 notes:
@@ -130,6 +145,18 @@ ignored:
   type: list
   elements: str
   sample: ["linuxnet_endpoints[0].ports: ignored, endpoint db is only on internal networks"]
+missing_commands:
+  description:
+    - The commands the run needs that the managed host lacks (see O(on_missing_commands)); empty when it has them all.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [conntrack]
+skipped:
+  description: With O(on_missing_commands=skip), true when a required command is missing and the run changed nothing.
+  returned: when a required command is missing and O(on_missing_commands=skip)
+  type: bool
+  sample: true
 persist:
   description:
     - What the boot-time restore part did (would do, in check mode), as M(linuxnet.bridge.persist) returns it -
@@ -142,7 +169,7 @@ persist:
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
-from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix
+from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS, chain_prefix, missing_message, needed_commands
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
@@ -152,11 +179,23 @@ def main() -> None:
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "return_plan": {"type": "str", "default": "always", "choices": ["always", "on_change"]},
         "persist": {"type": "bool"},
+        "on_missing_commands": {"type": "str", "default": "fail", "choices": ["fail", "skip"]},
         **MODULE_OPTIONS,
     })
     p = module.params
     tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
     result: dict = {"commands": {}}
+    missing = None
+    if p["state"] == "present":  # before anything changes (the firewall step runs after the links are made)
+        ipv6 = any(isinstance(net, dict) and net.get("subnet6") not in (None, "") for net in p["networks"])
+        required, optional = needed_commands(tables, ipv6)
+        lacking = [name for name in required if not module.get_bin_path(name)]
+        missing = lacking + [name for name in optional if not module.get_bin_path(name)]
+        if lacking and p["on_missing_commands"] == "skip":
+            module.exit_json(changed=False, skipped=True, missing_commands=missing, commands={}, changed_steps=[],
+                             msg=f"nothing done: {missing_message(lacking)}")
+        if lacking:
+            module.fail_json(msg=missing_message(lacking), missing_commands=missing, commands={})
     try:
         chain_prefix(p["chain_prefix"])  # state=absent changes persist's files before any step checks it
         persist = _persist.requested(p["state"], p["persist"], p["endpoints"])
@@ -175,6 +214,8 @@ def main() -> None:
     except (ApplyError, OSError) as exc:
         done = getattr(exc, "commands", result["commands"])  # the steps before the failed one, and its own
         module.fail_json(msg=str(exc), changed=not module.check_mode and any(done.values()), commands=done)
+    if missing is not None:
+        result["missing_commands"] = missing
     result["changed_steps"] = [step for step, commands in result["commands"].items() if commands]
     if saved is not None:
         diff = saved.pop("diff")

@@ -152,17 +152,3 @@ def test_modules_without_root_fail_with_one_message(lab_factory):
         assert result["failed"] and "Traceback" not in run.stdout + run.stderr, run
         assert result["msg"] == (f"linuxnet.bridge.{module} needs root on the managed host: it runs as nobody (uid 65534)"
                                  " without CAP_NET_ADMIN. Set `become: true` on the play, role or task.")
-
-
-def test_package_install_runs_under_site_yml_without_gathered_facts(lab_factory, run_playbook):
-    """site.yml has gather_facts: false; the role reads the distribution itself (check mode: apt only looks)."""
-    lab = lab_factory({HOST: ADDR}, groups={"linuxnet_hosts": [HOST]})
-    result = run_playbook(lab.inventory_path, SITE, extra_vars={"linuxnet_networks": NETWORKS[:1]}, check=True)
-    result.assert_ok()
-    role = "linuxnet.bridge.bridge_network : "
-    facts = result.task(role + "Read the distribution (minimal facts)", HOST)
-    assert not facts.skipped and facts.result["ansible_facts"]["ansible_os_family"] == "Debian"
-    apt = result.task(role + "Install iptables, nftables and conntrack (apt)", HOST)
-    assert not apt.skipped and not apt.failed, apt.result
-    assert apt.result["invocation"]["module_args"]["name"] == ["iptables", "nftables", "conntrack"]  # no pyroute2
-    assert result.task(role + "Install iptables, nftables and conntrack", HOST).skipped
