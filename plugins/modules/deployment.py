@@ -173,6 +173,21 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import M
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
 
 
+def missing_commands(module, tables: dict) -> list[str]:
+    """The commands the run needs that the host lacks; a required one fails the run (or, with
+    on_missing_commands=skip, ends it with nothing changed)."""
+    ipv6 = any(isinstance(net, dict) and net.get("subnet6") not in (None, "") for net in module.params["networks"])
+    required, optional = needed_commands(tables, ipv6)
+    lacking = [name for name in required if not module.get_bin_path(name)]
+    missing = lacking + [name for name in optional if not module.get_bin_path(name)]
+    if lacking and module.params["on_missing_commands"] == "skip":
+        module.exit_json(changed=False, skipped=True, missing_commands=missing, commands={}, changed_steps=[],
+                         msg=f"nothing done: {missing_message(lacking)}")
+    if lacking:
+        module.fail_json(msg=missing_message(lacking), missing_commands=missing, commands={})
+    return missing
+
+
 def main() -> None:
     module = _engine.privileged_module({
         **DEPLOYMENT_OPTIONS,
@@ -186,20 +201,12 @@ def main() -> None:
     tables = {key: p[key] for key in MODULE_OPTIONS}  # chain_prefix, iptables_variant, firewall_backend
     result: dict = {"commands": {}}
     missing = None
-    if p["state"] == "present":  # before anything changes (the firewall step runs after the links are made)
-        ipv6 = any(isinstance(net, dict) and net.get("subnet6") not in (None, "") for net in p["networks"])
-        required, optional = needed_commands(tables, ipv6)
-        lacking = [name for name in required if not module.get_bin_path(name)]
-        missing = lacking + [name for name in optional if not module.get_bin_path(name)]
-        if lacking and p["on_missing_commands"] == "skip":
-            module.exit_json(changed=False, skipped=True, missing_commands=missing, commands={}, changed_steps=[],
-                             msg=f"nothing done: {missing_message(lacking)}")
-        if lacking:
-            module.fail_json(msg=missing_message(lacking), missing_commands=missing, commands={})
     try:
         chain_prefix(p["chain_prefix"])  # state=absent changes persist's files before any step checks it
         persist = _persist.requested(p["state"], p["persist"], p["endpoints"])
         services = _persist.checked_services(persist, p["endpoints"]) if persist else {}  # before anything changes
+        if p["state"] == "present":  # before anything changes (the firewall step runs after the links are made)
+            missing = missing_commands(module, tables)
         saved = None
         if p["state"] == "absent":
             if persist:  # endpoint services stop while their namespaces still exist
