@@ -46,6 +46,11 @@ def _owner(plan: dict, container_ip: str) -> str | None:
                  if container_ip in (*e["networks"].values(), *e.get("networks6", {}).values())), None)
 
 
+def _published(port: dict) -> str:
+    """What a mapping's ``-p`` says: its publish string, or its host port."""
+    return str(port.get("publish", port.get("host_port")))
+
+
 def _subnets(net: dict) -> str:
     """A network's subnet, and its IPv6 subnet when dual-stack."""
     return f"{net['subnet']} {net['subnet6']}" if net.get("subnet6") else net["subnet"]
@@ -89,7 +94,7 @@ def mermaid(plan: dict, host: str, address: str | None = None, probe: str | None
         if owner is None:
             continue  # a mapping to an address no endpoint of the plan has: nothing to point at
         # a dual-stack endpoint's port has a mapping per family: one edge
-        edge = f'  {outside} -. "-p {port.get("publish", port.get("host_port"))}" .-> {ids("endpoint", owner, "ep_")}'
+        edge = f'  {outside} -. "-p {_published(port)}" .-> {ids("endpoint", owner, "ep_")}'
         if edge not in lines:
             lines.append(edge)
     return "\n".join(lines) + "\n"
@@ -106,8 +111,11 @@ def tree(plan: dict, host: str, address: str | None = None) -> list[str]:
         members = [e for e in plan["endpoints"] if net["name"] in e["networks"]]
         for j, ep in enumerate(members):
             pipe = "    " if last_net else "│   "
-            ports = [p.get("publish", p.get("host_port")) for p in plan["port_mapping"] if p["container_ip"] == ep["networks"][net["name"]]]
-            suffix = f"  -p {', '.join(map(str, ports))}" if ports else ""
+            # its mappings on this network by its IPv4 or IPv6 address there; a port published on
+            # both families is one mapping per family: said once
+            here = (ep["networks"][net["name"]], ep.get("networks6", {}).get(net["name"]))
+            ports = list(dict.fromkeys(_published(p) for p in plan["port_mapping"] if p["container_ip"] in here))
+            suffix = f"  -p {', '.join(ports)}" if ports else ""
             out.append(f"{pipe}{'└──' if j == len(members) - 1 else '├──'} {ep['name']} {_addresses(ep, net['name'])}{suffix}")
     return out
 
@@ -189,11 +197,17 @@ def dot(hosts: list[dict], probe: str | None = None, probe_address: str | None =
         lines.append("  }")
         if probe:
             lines.append(f"  {_quote('probe/' + probe)} -> {node['address']};")
+        # One edge per endpoint and -p: a dual-stack port has a mapping per family (each with its
+        # family's sources), drawn as one edge from both families' sources.
+        edges: dict[tuple[str, str], list[str]] = {}
         for port in plan["port_mapping"]:
-            owner = next((e["name"] for e in plan["endpoints"] if port["container_ip"] in e["networks"].values()), None)
+            owner = _owner(plan, port["container_ip"])
             if owner is None:
                 continue  # a mapping to an address no endpoint of the plan has: nothing to point at
-            label = f"-p {port.get('publish', port.get('host_port'))}" + (f"\nfrom {', '.join(port['sources'])}" if port.get("sources") else "")
+            sources = edges.setdefault((owner, _published(port)), [])
+            sources += [s for s in port.get("sources") or [] if s not in sources]
+        for (owner, published), sources in edges.items():
+            label = f"-p {published}" + (f"\nfrom {', '.join(sources)}" if sources else "")
             lines.append(f"  {node['address']} -> {node['endpoint/' + owner]} "
                          f'[label={_quote(label)}, style=dashed, color="#d9822b", fontcolor="#a05a10", arrowhead=normal];')
     lines.append("}")

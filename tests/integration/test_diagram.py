@@ -110,3 +110,21 @@ def test_bad_format_fails_before_writing(tmp_path):
     assert result.returncode != 0
     assert "linuxnet_diagram_dest" in result.stdout and "must end with .svg, .png or .pdf" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@NEEDS_DOT
+def test_graphviz_draws_each_port_of_a_dual_stack_endpoint_once():
+    """IPv6 mappings (an IPv6-only one too) are arrows; a port on both families is one arrow."""
+    network = {"name": "usernet", "subnet": "172.18.0.0/16", "subnet6": "fd00:18::/64"}
+    endpoints = [{"name": "web", "network": "usernet", "ports": ["8080:80", "[::1]:9000:9000", "127.0.0.1:9001:9001",
+                                                                 {"publish": "8443:443", "sources": ["192.0.2.0/24", "2001:db8::/64"]}]}]
+    plan = plan_deployment([network], endpoints, [])
+    assert len(plan["port_mapping"]) == 6  # 8080 and 8443 on both families
+    rendered = subprocess.run([DOT, "-Tsvg"], input=dot([{"host": "h", "address": "192.0.2.10", "plan": plan}]),
+                              capture_output=True, text=True, check=False)
+    assert rendered.returncode == 0, rendered.stderr
+    svg = rendered.stdout
+    edges = [html.unescape(t) for t in re.findall(r'class="edge">\s*<title>(.*?)</title>', svg)]
+    assert edges.count("h/address->h/endpoint/web") == 4, edges
+    labels = {html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", svg)}
+    assert {"-p 8080:80", "-p [::1]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 8443:443", "from 192.0.2.0/24, 2001:db8::/64"} <= labels, labels

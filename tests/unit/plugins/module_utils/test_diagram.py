@@ -239,3 +239,56 @@ def test_mermaid_node_ids_of_names_that_read_alike_stay_distinct():
     assert len([n for n in declared if n not in nodes]) == 3, declared  # the host, its address, the probe
     targets = {line.rsplit(" ", 1)[1] for line in lines if ".->" in line}
     assert len(targets) == 2, text  # the two ports go to two different endpoints
+
+
+def _dual_stack_ports_plan() -> dict:
+    """usernet dual-stack, bridge IPv4 only: ports on both families, IPv6 only, IPv4 only, with sources."""
+    dual = {**USERNET, "subnet6": "fd00:18::/64"}
+    return plan([dual, BRIDGE], [
+        {"name": "web", "network": "usernet",
+         "ports": ["8080:80", "[::1]:9000:9000", "127.0.0.1:9001:9001", "5353:53/udp",
+                   {"publish": "8443:443", "sources": ["192.0.2.0/24", "2001:db8::/64"]}]},
+        {"name": "b", "networks": ["usernet", "bridge"], "ports": ["81:80"]},
+        {"name": "c", "network": "bridge", "ports": ["82:80"]},
+    ])
+
+
+def test_tree_of_dual_stack_ports():
+    """IPv6 mappings count (an IPv6-only one is shown); a port on both families is said once."""
+    p = _dual_stack_ports_plan()
+    assert [m["container_ip"] for m in p["port_mapping"] if m["publish"] == "[::1]:9000:9000"] == ["fd00:18::2"]
+    assert tree(p, "h", "192.0.2.10") == [
+        "h (192.0.2.10)",
+        "├── br-usernet 172.18.0.1 [usernet 172.18.0.0/16 fd00:18::/64]",
+        "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [::1]:9000:9000, 127.0.0.1:9001:9001, 5353:53/udp, 8443:443",
+        "│   └── b 172.18.0.3 fd00:18::3  -p 81:80",
+        "└── docker0 172.17.0.1 [bridge 172.17.0.0/16]",
+        "    ├── b 172.17.0.2",
+        "    └── c 172.17.0.3  -p 82:80",
+    ]
+    only6 = dict(p, port_mapping=[m for m in p["port_mapping"] if ":" in m["container_ip"]])
+    assert tree(only6, "h")[2] == "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [::1]:9000:9000, 5353:53/udp, 8443:443"
+
+
+def test_dot_of_dual_stack_ports():
+    """One dashed edge per endpoint and -p, as mermaid() draws: IPv6 mappings found by the endpoint's
+    IPv6 address, a port on both families drawn once with both families' sources."""
+    p = _dual_stack_ports_plan()
+    text = dot([{"host": "h", "address": "192.0.2.10", "plan": p}])
+    style = 'style=dashed, color="#d9822b", fontcolor="#a05a10", arrowhead=normal];'
+    assert [line for line in text.splitlines() if "style=dashed" in line] == [
+        f'  "h/address" -> "h/endpoint/web" [label="-p 8080:80", {style}',
+        f'  "h/address" -> "h/endpoint/web" [label="-p [::1]:9000:9000", {style}',
+        f'  "h/address" -> "h/endpoint/web" [label="-p 127.0.0.1:9001:9001", {style}',
+        f'  "h/address" -> "h/endpoint/web" [label="-p 5353:53/udp", {style}',
+        f'  "h/address" -> "h/endpoint/web" [label="-p 8443:443\\nfrom 192.0.2.0/24, 2001:db8::/64", {style}',
+        f'  "h/address" -> "h/endpoint/b" [label="-p 81:80", {style}',
+        f'  "h/address" -> "h/endpoint/c" [label="-p 82:80", {style}',
+    ]
+    # mermaid() draws the same ports
+    arrows = [line.split('"')[1] for line in mermaid(p, "h", "192.0.2.10").splitlines() if ".->" in line]
+    assert arrows == ["-p 8080:80", "-p [::1]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 5353:53/udp", "-p 8443:443", "-p 81:80", "-p 82:80"]
+    declared, used = _dot_ids(text)
+    assert used <= declared, used - declared
+    stray = dict(p, port_mapping=[dict(p["port_mapping"][1], container_ip="fd00:18::99")])
+    assert "style=dashed" not in dot([{"host": "h", "plan": stray}])  # no endpoint has that address: nothing drawn
