@@ -30,6 +30,7 @@ import zipfile
 from typing import Any
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError, netns_name
 
 UNIT = "linuxnet-bridge.service"
@@ -42,7 +43,11 @@ SYSCTL_FILE = "/etc/sysctl.d/90-linuxnet-bridge.conf"
 MODULES_FILE = "/etc/modules-load.d/linuxnet-bridge.conf"
 SERVICE_PREFIX = "linuxnet-endpoint-"
 # What systemctl_steps reads of each unit.
-SHOW_PROPERTIES = "Id,UnitFileState,ActiveState"
+SHOW_PROPERTIES = "Id,LoadState,UnitFileState,ActiveState"
+# What a run owes systemd between its first unit-file write and its last systemctl step (see
+# debts): on tmpfs, so a boot, which makes every debt moot, clears it.
+PENDING_FILE = f"{RUN_DIR}/persist-pending.json"
+PENDING_FORMAT = 1
 DROPIN = "50-linuxnet-bridge.conf"
 MARKER = "# Managed by linuxnet.bridge (role bridge_network): changes here are overwritten."
 STATE_FORMAT = 1
@@ -54,6 +59,7 @@ DEFAULT_RESTART = "on-failure"
 SERVICE_FIELDS = ("command", "user", "restart", "environment", "unit")
 # Unit names may not carry '+' and give '@' a meaning: endpoints with a service use the rest.
 _UNIT_SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_OWN_SERVICE = re.compile(re.escape(SERVICE_PREFIX) + _UNIT_SAFE_ENDPOINT.pattern + r"\.service")
 # No leading '-': the name is an argument of systemctl, which would read "-Hhost.service" as -H host.service
 _UNIT = re.compile(r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,199}(@[A-Za-z0-9_.:-]{0,50})?\.service")
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
@@ -404,23 +410,101 @@ def is_dropin(path: str) -> bool:
     return is_unit_file(path) and path.endswith("/" + DROPIN)
 
 
+# -- what a run owes systemd ----------------------------------------------------------------------
+# A run killed after writing a changed unit file but before its daemon-reload and restart leaves the
+# old command running, and the next run finds the files as wanted: nothing in the files or in
+# systemd says a restart is owed (NeedDaemonReload is no sign: systemd 257, Debian 13, keeps it
+# "yes" for our units after a reload). So the run writes what it owes before it touches a unit
+# file, and removes the record once its last systemctl step succeeded; a run that finds one pays.
+DEBTS = ("restart", "try_restart", "stop")
+
+
+def debts(write: list[str], remove: list[str]) -> dict:
+    """What writing ``write`` and removing ``remove`` owes systemd: a daemon-reload, a restart (or
+    start) of the endpoint services written, a try-restart of the units whose drop-in changed, and a
+    stop of the endpoint services removed."""
+    changed = list(write) + list(remove)
+    return {
+        "daemon_reload": any(is_unit_file(p) for p in changed),
+        "restart": sorted({unit_of(p) for p in write if own_service(p) and p not in remove}),
+        "try_restart": sorted({unit_of(p) for p in changed if is_dropin(p)}),
+        "stop": sorted({unit_of(p) for p in remove if own_service(p)}),
+    }
+
+
+def owes(owed: dict | None) -> bool:
+    return bool(owed) and (bool(owed.get("daemon_reload")) or any(owed.get(key) for key in DEBTS))
+
+
+def merge_debts(old: dict | None, new: dict) -> dict:
+    """Both runs' debts: a run that finds a record and changes files owes what it found too."""
+    old = old or {}
+    merged = {"daemon_reload": bool(old.get("daemon_reload") or new.get("daemon_reload"))}
+    for key in DEBTS:
+        merged[key] = sorted(set(old.get(key, [])) | set(new.get(key, [])))
+    return merged
+
+
+def pending_json(owed: dict) -> str:
+    return json.dumps({"format": PENDING_FORMAT, **owed}, sort_keys=True) + "\n"
+
+
+def load_pending(text: str | bytes, path: str = PENDING_FILE) -> dict:
+    """A record written by :func:`pending_json`, every unit name checked whole (it ends up in a
+    systemctl argv); ValidationError names the file and what is wrong."""
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != PENDING_FORMAT:
+        raise ValidationError(f"{path}: not a linuxnet.bridge pending record of format {PENDING_FORMAT}")
+    unknown = sorted(set(record) - {"format", "daemon_reload", *DEBTS})
+    if unknown:
+        raise ValidationError(f"{path}: unknown field {unknown[0]}")
+    if not isinstance(record.get("daemon_reload"), bool):
+        raise ValidationError(f"{path}: daemon_reload must be true or false")
+    owed = {"daemon_reload": record["daemon_reload"]}
+    for key in DEBTS:
+        names = record.get(key, [])
+        pattern = _UNIT if key == "try_restart" else _OWN_SERVICE
+        if not isinstance(names, list):
+            raise ValidationError(f"{path}: {key} must be a list of unit names")
+        for name in names:
+            if not isinstance(name, str) or not pattern.fullmatch(name):
+                raise ValidationError(f"{path}: {key}: {name!r} is not a unit name of ours")
+        owed[key] = sorted(set(names))
+    return owed
+
+
+def everything_owed(paths: list[str]) -> dict:
+    """What a record that cannot be read stands for: every debt any run could owe on these files."""
+    return {**debts(sorted(paths), []), "daemon_reload": True}
+
+
 def systemctl_steps(state: str, write: list[str], remove: list[str], current: dict[str, bytes],
-                    units: dict[str, dict[str, str]]) -> tuple[list[list[str]], list[list[str]]]:
+                    units: dict[str, dict[str, str]], owed: dict | None = None) -> tuple[list[list[str]], list[list[str]]]:
     """The systemctl commands around a file change: (before writing, after writing). ``units`` has
-    each unit's UnitFileState and ActiveState (``systemctl show``); a unit that is enabled and
-    active with an unchanged file needs nothing, so a converged host gets no command."""
+    each unit's LoadState, UnitFileState and ActiveState (``systemctl show``); a unit that is enabled
+    and active with an unchanged file needs nothing, so a converged host gets no command. ``owed``:
+    the debts a killed run recorded (:func:`load_pending`), paid even when the files are as wanted:
+    a daemon-reload, a restart (or start) of each listed endpoint service that is still wanted, a
+    try-restart of each listed unit systemd still has, a stop of each listed service that is gone."""
+    owed = owed or {}
+
     def enabled(unit: str) -> bool:
         return units.get(unit, {}).get("UnitFileState") in ("enabled", "enabled-runtime", "static")
 
     def active(unit: str) -> bool:
         return units.get(unit, {}).get("ActiveState") in ("active", "activating", "reloading")
 
+    def known(unit: str) -> bool:
+        return units.get(unit, {}).get("LoadState") != "not-found"
+
     before: list[list[str]] = []
     after: list[list[str]] = []
-    # (NeedDaemonReload is no sign of a killed run: systemd 257 (Debian 13) keeps it "yes" for our
-    # units after a reload, and the catch-up restarted the endpoint services on every run.)
     written = write
-    reload = any(is_unit_file(p) for p in written + remove)
+    kept = (set(write) | set(current)) - set(remove)
+    reload = any(is_unit_file(p) for p in written + remove) or bool(owed.get("daemon_reload"))
     # enable and disable reload systemd themselves (about 0.2 s each); when unit files change, the
     # one daemon-reload after the files are written does it for all of them.
     no_reload = ["--no-reload"] if reload else []
@@ -432,8 +516,13 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
         before.append(["systemctl", "disable", *no_reload, UNIT])
     if reload:
         after.append(["systemctl", "daemon-reload"])
+    # A killed run's removed service that still runs (its disable --now did not happen).
+    stale = [unit for unit in owed.get("stop", []) if f"{UNIT_DIR}/{unit}" not in kept and unit not in stop and active(unit)]
+    if stale:
+        after.append(["systemctl", "stop", *stale])
     # Drop-ins removed or changed: the unit runs again where it now belongs (if it runs at all).
-    moved = sorted({unit_of(p) for p in written + remove if is_dropin(p)})
+    moved = {unit_of(p) for p in written + remove if is_dropin(p)}
+    moved |= {unit for unit in owed.get("try_restart", []) if known(unit)}
     if state == "present":
         restart, start = [], []
         if not (enabled(UNIT) and active(UNIT)):
@@ -446,19 +535,23 @@ def systemctl_steps(state: str, write: list[str], remove: list[str], current: di
                 restart.append(unit)
             elif not enabled(unit) or (path in written and not active(unit)):
                 start.append(unit)
+        for unit in owed.get("restart", []):
+            # systemd still runs what the file said before the killed run changed it
+            if f"{UNIT_DIR}/{unit}" in kept and unit not in restart and unit not in start:
+                (restart if active(unit) else start).append(unit)
         if start:
             after.append(["systemctl", "enable", *no_reload, "--now", *start])
         if restart:
             after.append(["systemctl", "restart", *restart])
     if moved:
-        after.append(["systemctl", "try-restart", *moved])
+        after.append(["systemctl", "try-restart", *sorted(moved)])
     if state == "absent" and active(UNIT):
         after.append(["systemctl", "stop", UNIT])
     return before, after
 
 
 def parse_show(text: str) -> dict[str, dict[str, str]]:
-    """``systemctl show -p Id,UnitFileState,ActiveState U...`` as unit -> properties."""
+    """``systemctl show -p Id,LoadState,UnitFileState,ActiveState U...`` as unit -> properties."""
     units: dict[str, dict[str, str]] = {}
     for block in text.strip().split("\n\n"):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -521,32 +614,61 @@ def _remove(path: str) -> None:
             pass  # not empty: something else lives there
 
 
+def _pending(module: Any, paths: list[str]) -> dict | None:
+    """The debts a killed run recorded, None without a record. A record that cannot be read (no
+    run of ours writes one: it is written atomically) stands for every debt, with a warning."""
+    data = _read(PENDING_FILE)
+    if data is None:
+        return None
+    try:
+        return load_pending(data, PENDING_FILE)
+    except ValidationError as exc:
+        module.warn(f"{exc}: reloading systemd and restarting every endpoint service and drop-in unit of ours")
+        return everything_owed(paths)
+
+
+def _forget_pending() -> None:
+    try:
+        os.unlink(PENDING_FILE)
+    except FileNotFoundError:
+        pass
+
+
 def sync(module: Any, state: str, wanted: dict[str, bytes]) -> dict:
     """Make the host's files of ours ``wanted`` (``{}`` for absent) and tell systemd, honouring
-    check mode. Returns changed, written, removed, commands (systemctl command lines) and diff."""
+    check mode. Returns changed, written, removed, commands (systemctl command lines) and diff.
+    What the run owes systemd is recorded in :data:`PENDING_FILE` before the first file changes and
+    forgotten after the last systemctl step; a run that finds a record pays it (see :func:`debts`)."""
     current = current_files()
     write, remove = changes(wanted, current)
     systemd = systemd_running()
     units: dict[str, dict[str, str]] = {}
+    pending = _pending(module, sorted(set(wanted) | set(current))) if systemd else None
     if systemd:
-        names = sorted({UNIT} | {unit_of(p) for p in set(wanted) | set(current) if is_unit_file(p)})
-        rc, out, err = module.run_command(["systemctl", "show", f"--property={SHOW_PROPERTIES}", "--", *names])
+        names = {UNIT} | {unit_of(p) for p in set(wanted) | set(current) if is_unit_file(p)}
+        names |= {unit for key in DEBTS for unit in (pending or {}).get(key, [])}
+        rc, out, err = module.run_command(["systemctl", "show", f"--property={SHOW_PROPERTIES}", "--", *sorted(names)])
         if rc != 0:
             raise ApplyError(f"systemctl show failed: {err.strip()}")
         units = parse_show(out)
-    before, after = systemctl_steps(state, write, remove, current, units) if systemd else ([], [])
+    before, after = systemctl_steps(state, write, remove, current, units, pending) if systemd else ([], [])
+    owed = merge_debts(pending, debts(write, remove)) if systemd else {}
     if not module.check_mode:
         for argv in before:
             _systemctl(module, argv)
+        if owes(owed) and owed != pending:
+            _write(PENDING_FILE, pending_json(owed).encode())
         for path in write:
             _write(path, wanted[path])
         for path in remove:
             _remove(path)
         for argv in after:
             _systemctl(module, argv)
+        if pending is not None or owes(owed):
+            _forget_pending()
     commands = [" ".join(argv) for argv in before + after]
     return {
-        "changed": bool(write or remove or commands),
+        "changed": bool(write or remove or commands or pending is not None),
         "written": write,
         "removed": remove,
         "commands": commands,

@@ -22,6 +22,12 @@ description:
     command in the endpoint's network namespace, with the endpoint's C(/etc/netns) files over
     C(/etc/hosts) and C(/etc/resolv.conf) as C(ip netns exec) does; an endpoint with C(service.unit)
     gets a drop-in that moves that existing unit into its namespace. Both require the restore unit.
+  - Before it changes a unit file or drop-in it records what it owes systemd (the C(daemon-reload) and the
+    units to restart, try-restart or stop) in C(/run/linuxnet/persist-pending.json), and removes the record
+    after its last C(systemctl) step. A run that finds a record (the one before was killed in between, so
+    the old command may still run) pays it even when the files are as wanted, and reports changed. A record
+    that cannot be read is taken as owing everything (reload, restart every endpoint service and drop-in
+    unit of ours), with a warning naming the file.
   - With O(state=absent), stops and removes the endpoint services, the drop-ins, the unit and every
     file above. Only files the collection wrote (fixed paths, or marked in their first line) are touched.
   - Run it after the deployment has converged, so the saved plan is what the host has. The role does

@@ -7,6 +7,9 @@ starts it: on a host the role converged it changes nothing; on a host the role t
 the deployment (proven with packets), a second run changes nothing, and the role then finds nothing
 to do. Nothing touches the machine's own network namespace.
 
+One test boots a Debian 13 machine (``tests/lab/machine.py``, systemd 257) and kills the role's run
+between the changed unit file of an endpoint service and its daemon-reload (about a minute).
+
 Run (root): ``.venv/bin/python -m pytest tests/integration/test_persist.py -q``
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +115,85 @@ def test_broken_state_fails_with_the_reason(lab_factory, tmp_path):
     proc = lab.run(HOST, [sys.executable, str(bundle), "--state", str(state)], check=False, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert f"{state}: incomplete state (missing netns" in proc.stderr
+
+
+# -- a run killed between its unit files and its systemctl steps, on a booted machine ------------------
+MACHINE = "m1"
+MACHINE_ADDR = "172.16.211.128"
+SERVICE_UNIT = "linuxnet-endpoint-web.service"
+# The run's own code writes the record and the changed unit file; this systemctl (first in sudo's
+# secure_path) then SIGKILLs the module where its daemon-reload would start, and removes itself.
+KILLING_SYSTEMCTL = """#!/bin/sh
+if [ "$1" = daemon-reload ]; then rm -f "$0"; kill -9 "$PPID"; exit 1; fi
+exec /usr/bin/systemctl "$@"
+"""
+
+
+def _machine_sh(lab, cmd: str) -> str:
+    from tests.lab import machine
+
+    argv = machine.ssh_argv(lab.state_dir, lab.address(MACHINE), ["sh", "-c", cmd])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"{cmd}: {proc.stderr}"
+    return proc.stdout
+
+
+def _running(lab) -> dict:
+    """The endpoint service as systemd has it and the process it runs (argv, network namespace)."""
+    out = _machine_sh(lab, f"""
+        pid=$(systemctl show -p MainPID --value {SERVICE_UNIT})
+        echo "pid=$pid"
+        echo "argv=$(tr '\\0' ' ' < /proc/$pid/cmdline)"
+        echo "netns=$(readlink /proc/$pid/ns/net)"
+        echo "web=net:[$(stat -L -c %i /run/netns/web)]"
+        echo "exec=$(systemctl show -p ExecStart --value {SERVICE_UNIT})"
+        echo "file=$(grep ^ExecStart= /etc/systemd/system/{SERVICE_UNIT})"
+        echo "pending=$(cat {_persist.PENDING_FILE} 2>/dev/null)"
+    """)
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_killed_run_leaves_a_debt_the_next_run_pays_on_a_booted_machine(lab_factory, run_playbook):
+    """The role's run SIGKILLed after writing the changed unit of web's service (and its record of what
+    it owes) but before daemon-reload: the old command keeps running and the files are as wanted. The
+    next run (check mode first) reloads and restarts, so the new command runs in the endpoint; the one
+    after changes nothing. Debian 13: systemd 257, whose NeedDaemonReload would restart on every run."""
+    lab = lab_factory({MACHINE: MACHINE_ADDR}, groups={"linuxnet_hosts": [MACHINE]}, machines={MACHINE: "trixie"})
+    networks = [{"name": "bridge", "subnet": "172.17.0.0/16"}]
+
+    def site_run(seconds: str, check: bool = False, **extra):
+        endpoints = [{"name": "web", "network": "bridge", "service": {"command": ["/bin/sleep", seconds]}}]
+        extra_vars = {"linuxnet_install_packages": False, "linuxnet_persist": True, "linuxnet_networks": networks,
+                      "linuxnet_endpoints": endpoints, **extra}
+        return run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", extra_vars=extra_vars, check=check)
+
+    site_run("1001", linuxnet_install_packages=True).assert_ok()
+    old = _running(lab)
+    assert old["argv"] == "/bin/sleep 1001 " and old["netns"] == old["web"] and old["pending"] == "", old
+
+    _machine_sh(lab, f"cat > /usr/local/sbin/systemctl <<'EOF'\n{KILLING_SYSTEMCTL}EOF\nchmod 755 /usr/local/sbin/systemctl")
+    killed = site_run("1002")
+    assert killed.rc != 0 and killed.task(CONVERGE, MACHINE).failed, killed.stdout[-3000:]
+    left = _running(lab)
+    # What a killed run leaves: the new file, the record, the old command still running.
+    assert left["file"] == 'ExecStart="/bin/sleep" "1002"' and left["pid"] == old["pid"], left
+    assert left["argv"] == "/bin/sleep 1001 " and "1001" in left["exec"], left
+    assert json.loads(left["pending"]) == {"format": 1, "daemon_reload": True, "restart": [SERVICE_UNIT],
+                                           "try_restart": [], "stop": []}
+    paid = ["systemctl daemon-reload", f"systemctl restart {SERVICE_UNIT}"]
+
+    predicted = site_run("1002", check=True).assert_ok().task(CONVERGE, MACHINE).result
+    assert predicted["changed"] and predicted["persist"]["commands"] == paid, predicted
+    assert predicted["persist"]["written"] == [] and predicted["changed_steps"] == [], predicted
+    assert _running(lab) == left  # check mode wrote nothing and restarted nothing
+
+    converged = site_run("1002").assert_ok().task(CONVERGE, MACHINE).result
+    assert converged["changed"] and converged["persist"]["commands"] == paid, converged
+    assert converged["persist"]["changed"] and converged["changed_steps"] == [], converged
+    new = _running(lab)
+    assert new["argv"] == "/bin/sleep 1002 " and new["pid"] != old["pid"] and new["netns"] == new["web"], new
+    assert "/bin/sleep 1002" in new["exec"] and new["pending"] == "", new
+
+    again = site_run("1002").assert_ok().task(CONVERGE, MACHINE).result
+    assert not again["changed"] and again["persist"]["commands"] == [], again
+    assert _running(lab) == new

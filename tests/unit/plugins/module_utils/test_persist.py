@@ -431,3 +431,144 @@ def test_systemctl_without_unit_file_changes_lets_enable_reload() -> None:
                "linuxnet-endpoint-web.service": ON}
     assert p.systemctl_steps("present", [p.STATE_FILE], [], current, stopped) == (
         [], [["systemctl", "enable", "--now", "linuxnet-bridge.service"]])
+
+
+# -- a killed run's debts (/run/linuxnet/persist-pending.json) -----------------------------------------
+def test_debts_of_a_change() -> None:
+    assert p.debts([WEB, DROP, p.STATE_FILE], [OLD]) == {
+        "daemon_reload": True, "restart": ["linuxnet-endpoint-web.service"], "try_restart": ["nginx.service"],
+        "stop": ["linuxnet-endpoint-old.service"]}
+    # The state file and the engine are read at boot only: they owe systemd nothing.
+    assert not p.owes(p.debts([p.STATE_FILE, p.BUNDLE], []))
+    assert p.merge_debts(None, p.debts([WEB], [])) == p.debts([WEB], [])
+    assert p.merge_debts(p.debts([], [DROP]), p.debts([WEB], [])) == {
+        "daemon_reload": True, "restart": ["linuxnet-endpoint-web.service"], "try_restart": ["nginx.service"], "stop": []}
+
+
+def test_killed_run_is_paid_when_the_files_are_as_wanted() -> None:
+    """The files a killed run wrote are as wanted, so only its record says the services run the old ones."""
+    current = {UNIT: b"u", WEB: b"w2", DROP: b"d"}
+    units = {n: ON for n in ("linuxnet-bridge.service", "linuxnet-endpoint-web.service", "nginx.service")}
+    assert p.systemctl_steps("present", [], [], current, units) == ([], [])  # the defect: nothing to do
+    owed = p.debts([WEB, DROP], [])
+    assert p.systemctl_steps("present", [], [], current, units, owed) == ([], [
+        ["systemctl", "daemon-reload"], ["systemctl", "restart", "linuxnet-endpoint-web.service"],
+        ["systemctl", "try-restart", "nginx.service"]])
+    # A service the killed run was to start (enabled, not running) is started; enable reloads no more.
+    units["linuxnet-endpoint-web.service"] = {"UnitFileState": "enabled", "ActiveState": "failed"}
+    assert p.systemctl_steps("present", [], [], current, units, p.debts([WEB], []))[1] == [
+        ["systemctl", "daemon-reload"], ["systemctl", "enable", "--no-reload", "--now", "linuxnet-endpoint-web.service"]]
+
+
+def test_debts_of_units_no_longer_wanted_or_gone() -> None:
+    units = {"linuxnet-bridge.service": ON, "linuxnet-endpoint-web.service": ON, "linuxnet-endpoint-old.service": ON,
+             "nginx.service": {"LoadState": "not-found", "ActiveState": "inactive"}}
+    owed = {"daemon_reload": True, "restart": ["linuxnet-endpoint-web.service", "linuxnet-endpoint-gone.service"],
+            "try_restart": ["nginx.service"], "stop": ["linuxnet-endpoint-old.service"]}
+    # web's service is now removed: disabled and stopped (before), not restarted; gone has no file;
+    # nginx is no unit systemd has; old's file is gone but it still runs: stopped.
+    before, after = p.systemctl_steps("present", [], [WEB], {UNIT: b"u", WEB: b"w"}, units, owed)
+    assert before == [["systemctl", "disable", "--no-reload", "--now", "linuxnet-endpoint-web.service"]]
+    assert after == [["systemctl", "daemon-reload"], ["systemctl", "stop", "linuxnet-endpoint-old.service"]]
+    # A file changed again by this run is restarted once; absent restarts nothing it owed.
+    assert p.systemctl_steps("present", [WEB], [], {UNIT: b"u", WEB: b"w"}, units, owed)[1] == [
+        ["systemctl", "daemon-reload"], ["systemctl", "stop", "linuxnet-endpoint-old.service"],
+        ["systemctl", "restart", "linuxnet-endpoint-web.service"]]
+    assert p.systemctl_steps("absent", [], [], {}, {}, {"daemon_reload": True, "restart": ["linuxnet-endpoint-web.service"]}) == (
+        [], [["systemctl", "daemon-reload"]])
+
+
+def test_pending_record_round_trip() -> None:
+    owed = p.debts([WEB, DROP], [OLD])
+    assert p.load_pending(p.pending_json(owed)) == owed
+    assert p.load_pending(p.pending_json(owed).encode()) == owed
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "not JSON"),
+    ('{"format": 2, "daemon_reload": true}', "not a linuxnet.bridge pending record of format 1"),
+    ('{"format": 1, "daemon_reload": true, "start": []}', "unknown field start"),
+    ('{"format": 1, "daemon_reload": "yes"}', "daemon_reload must be true or false"),
+    ('{"format": 1, "daemon_reload": true, "restart": "linuxnet-endpoint-web.service"}', "restart must be a list"),
+    # every name whole: an argument of systemctl, and restart/stop only for our own services
+    ('{"format": 1, "daemon_reload": true, "restart": ["nginx.service"]}', r"restart: 'nginx.service' is not a unit name of ours"),
+    ('{"format": 1, "daemon_reload": true, "stop": ["linuxnet-endpoint-web.service\\n"]}', "stop: 'linuxnet-endpoint-web.service\\\\n'"),
+    ('{"format": 1, "daemon_reload": true, "try_restart": ["-Hhost.service"]}', "try_restart: '-Hhost.service'"),
+    ('{"format": 1, "daemon_reload": true, "try_restart": ["nginx.service x.service"]}', "try_restart: 'nginx.service x.service'"),
+])
+def test_pending_record_refused_naming_the_file(text: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=f"^/run/linuxnet/persist-pending.json: .*{message}"):
+        p.load_pending(text)
+
+
+class HostModule(FakeModule):
+    """``systemctl show`` answers every unit enabled and active; ``kill_at``: a command that ends the
+    run as a SIGKILL would (nothing after it happens)."""
+
+    def __init__(self, check_mode: bool, kill_at: str = "") -> None:
+        super().__init__()
+        self.check_mode = check_mode
+        self.kill_at = kill_at
+
+    def run_command(self, argv: list[str], **_kw):
+        self.commands.append(argv)
+        if argv[1] == "show":
+            names = argv[argv.index("--") + 1:]
+            return 0, "\n\n".join(f"Id={n}\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active" for n in names), ""
+        if argv[1] == self.kill_at:
+            raise SystemExit(-9)
+        return 0, "", ""
+
+
+def test_sync_records_debts_and_the_next_run_pays_them(monkeypatch, tmp_path) -> None:
+    """A run killed before its daemon-reload leaves the record; the next run (check mode first)
+    reloads and restarts, then forgets the record; the one after changes nothing."""
+    monkeypatch.setattr(p, "systemd_running", lambda: True)
+    monkeypatch.setattr(p, "UNIT_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(p, "PENDING_FILE", str(tmp_path / "run" / "pending.json"))
+    for name in ("STATE_FILE", "BUNDLE", "SYSCTL_FILE", "MODULES_FILE"):
+        monkeypatch.setattr(p, name, str(tmp_path / name))
+    web, drop = f"{p.UNIT_DIR}/linuxnet-endpoint-web.service", f"{p.UNIT_DIR}/nginx.service.d/{p.DROPIN}"
+    old = {web: (p.MARKER + "\nExecStart=sleep 1001\n").encode(), drop: (p.MARKER + "\n").encode()}
+    new = {web: (p.MARKER + "\nExecStart=sleep 1002\n").encode(), drop: (p.MARKER + "\n#2\n").encode()}
+    assert p.sync(HostModule(check_mode=False), "present", old)["changed"]
+    assert not os.path.exists(p.PENDING_FILE)  # a finished run leaves no record
+
+    with pytest.raises(SystemExit):
+        p.sync(HostModule(check_mode=False, kill_at="daemon-reload"), "present", new)
+    assert p.current_files() == new  # the files as wanted...
+    assert p.load_pending(open(p.PENDING_FILE).read()) == {   # ...and what the run owed
+        "daemon_reload": True, "restart": ["linuxnet-endpoint-web.service"], "try_restart": ["nginx.service"], "stop": []}
+    paid = ["systemctl daemon-reload", "systemctl restart linuxnet-endpoint-web.service", "systemctl try-restart nginx.service"]
+
+    check = HostModule(check_mode=True)
+    result = p.sync(check, "present", new)
+    assert (result["changed"], result["written"], result["commands"]) == (True, [], paid)
+    assert [argv[1] for argv in check.commands] == ["show"] and os.path.exists(p.PENDING_FILE)  # writes nothing
+
+    module = HostModule(check_mode=False)
+    result = p.sync(module, "present", new)
+    assert (result["changed"], result["written"], result["commands"]) == (True, [], paid)
+    assert [" ".join(argv) for argv in module.commands[1:]] == paid and not os.path.exists(p.PENDING_FILE)
+    result = p.sync(HostModule(check_mode=False), "present", new)
+    assert (result["changed"], result["commands"]) == (False, [])
+
+
+def test_sync_pays_everything_for_an_unreadable_record(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(p, "systemd_running", lambda: True)
+    monkeypatch.setattr(p, "UNIT_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(p, "PENDING_FILE", str(tmp_path / "pending.json"))
+    for name in ("STATE_FILE", "BUNDLE", "SYSCTL_FILE", "MODULES_FILE"):
+        monkeypatch.setattr(p, name, str(tmp_path / name))
+    files = {f"{p.UNIT_DIR}/linuxnet-endpoint-web.service": p.MARKER.encode(),
+             f"{p.UNIT_DIR}/nginx.service.d/{p.DROPIN}": p.MARKER.encode()}
+    p.sync(HostModule(check_mode=False), "present", files)
+    with open(p.PENDING_FILE, "w") as handle:
+        handle.write('{"format": 1, "daemon_reload": true, "restart": ["-H evil.service"]}')
+    module = HostModule(check_mode=False)
+    result = p.sync(module, "present", files)
+    assert result["changed"] and result["commands"] == [
+        "systemctl daemon-reload", "systemctl restart linuxnet-endpoint-web.service", "systemctl try-restart nginx.service"]
+    assert module.warnings == [f"{p.PENDING_FILE}: restart: '-H evil.service' is not a unit name of ours: reloading"
+                               " systemd and restarting every endpoint service and drop-in unit of ours"]
+    assert not os.path.exists(p.PENDING_FILE)
