@@ -162,14 +162,15 @@ def op_delete(name: str, netns: str | None, why: str = "") -> Operation:
     return request(ip(netns, f"link del {name}") + suffix, netns, name, "link", "del")
 
 
-def op_addr(name: str, netns: str | None, cidr: str, add: bool) -> Operation:
+def op_addr(name: str, netns: str | None, cidr: str, add: bool, why: str = "") -> Operation:
     """The broadcast (up to /30) and IFA_F_NODAD come with the request (_rtnl.address)."""
     iface = ipaddress.ip_interface(cidr)
     verb = "add" if add else "del"
     # As Docker does: the addresses are planned unique on the network, and an address
     # waiting for duplicate address detection (about 2 s) cannot be used yet.
     words = " nodad" if add and iface.version == 6 else ""
-    return request(ip(netns, f"addr {verb} {cidr} dev {name}{words}"), netns, name, "addr", verb,
+    suffix = f"  # {why}" if why else ""
+    return request(ip(netns, f"addr {verb} {cidr} dev {name}{words}") + suffix, netns, name, "addr", verb,
                    address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
@@ -287,36 +288,93 @@ def _netns_delete(nl: Netlink, op: Operation) -> None:
     _ownership.unmark_namespace(op.args["name"])
 
 
-def address_ops(name: str, netns: str | None, have: list[str], want: list[str] | None, exact: bool) -> list[Operation]:
+def _network(cidr: str) -> Any:
+    return _validate.interface(cidr).network  # parsed once per process
+
+
+def primaries(addresses: list[str]) -> set[str]:
+    """The IPv4 primaries of a link's ``addresses`` (in the kernel's dump order): the first address
+    of each prefix (same subnet and length); the kernel lists the others, its secondaries, after it."""
+    seen: set = set()
+    found = set()
+    for address in addresses:
+        if ":" not in address and _network(address) not in seen:
+            seen.add(_network(address))
+            found.add(address)
+    return found
+
+
+def address_steps(have: list[str], want: list[str] | None, exact: bool) -> list[tuple[str, bool, str]]:
+    """(address, add, why) in the order the requests go that make a link's addresses ``want``
+    (merged into ``have``, the addresses as gathered, or exactly ``want``).
+
+    Deleting an IPv4 primary also deletes its secondaries (``promote_secondaries=0``, the default)
+    or makes one of them the primary (``=1``). So the secondaries are deleted before the primaries,
+    and those of a primary that goes which are kept (a wanted one) are deleted too and added again
+    after it, in ``want``'s order: the kernel then ends with the same addresses, in the same order,
+    whatever ``promote_secondaries`` says (see :func:`kernel_after`)."""
     if want is None:
         return []
-    ops = [op_addr(name, netns, a, True) for a in want if a not in have]
-    if exact:
-        ops = [op_addr(name, netns, a, False) for a in have if a not in want] + ops
-    return ops
+    want = list(dict.fromkeys(want))  # an address given twice is added once
+    first = primaries(have)
+    gone = [a for a in have if exact and a not in want]
+    lost = {_network(a): a for a in gone if a in first}  # prefix -> its primary that goes
+    again = {a: lost[_network(a)] for a in have if a not in gone and a not in first and ":" not in a
+             and _network(a) in lost}
+    deletes = sorted((a for a in have if a in gone or a in again), key=lambda a: a in first)  # stable
+    steps = [(a, False, f"added again: deleting primary {again[a]} deletes it" if a in again else "") for a in deletes]
+    return steps + [(a, True, "") for a in want if a not in have or a in again]
+
+
+def address_ops(name: str, netns: str | None, have: list[str], want: list[str] | None, exact: bool) -> list[Operation]:
+    return [op_addr(name, netns, a, add, why) for a, add, why in address_steps(have, want, exact)]
+
+
+def kernel_after(have: list[str], steps: list[tuple[str, bool, str]], promote: bool = False,
+                 strict: bool = False) -> list[str]:
+    """A link's addresses as the kernel dumps them once ``steps`` (:func:`address_steps`) are done
+    to ``have`` (as gathered), as its address lists do (net/ipv4/devinet.c, ``promote``: the
+    link's ``promote_secondaries``): IPv4 before IPv6; a new IPv4 address goes after the last
+    primary, unless it is a secondary (its prefix has a primary), which goes last; deleting a
+    primary deletes its secondaries or promotes the first (which moves after the last primary);
+    a new IPv6 address goes first (all ours are of global scope). A step the kernel would refuse
+    (deleting an address it does not have, adding one it has) changes nothing, or raises ValueError
+    when ``strict`` (the tests of the plans)."""
+    v4 = [a for a in have if ":" not in a]
+    v6 = [a for a in have if ":" in a]
+    for address, add, _why in steps:
+        family = v6 if ":" in address else v4
+        if add == (address in family):
+            if not strict:  # the real run fails there, naming the request
+                continue
+            raise ValueError(f"{'adding' if add else 'deleting'} {address}: the link {'has' if add else 'lacks'} it")
+        if family is v6:
+            if add:
+                v6.insert(0, address)
+            else:
+                v6.remove(address)
+            continue
+        first = primaries(v4)
+        if add:
+            same = _network(address) in {_network(a) for a in v4}
+            v4.insert(len(v4) if same else len(first), address)
+            continue
+        v4.remove(address)
+        if address in first:
+            secondaries = [a for a in v4 if _network(a) == _network(address)]
+            if secondaries and promote:
+                v4.remove(secondaries[0])
+                v4.insert(len(first) - 1, secondaries[0])
+            elif secondaries:
+                v4 = [a for a in v4 if a not in secondaries]
+    return v4 + v6
 
 
 def kernel_order(have: list[str], want: list[str], exact: bool) -> list[str]:
     """A link's addresses as the next gather reads them once ``want`` is applied (merged, or exact:
-    see :func:`address_ops`) to ``have`` (as gathered), rather than in the config's order, so that
-    check mode's ``after`` is the real run's. The kernel dumps IPv4 before IPv6; a new IPv4 address
-    goes after the last primary one unless it is a secondary (in the subnet of one it has), which
-    goes last; a new IPv6 address goes before the others (all ours are of global scope)."""
-    kept = [a for a in have if not exact or a in want]
-    v4 = [a for a in kept if ":" not in a]
-    v6 = [a for a in kept if ":" in a]
-    for address in want:
-        if address in have:
-            continue
-        if ":" in address:
-            v6.insert(0, address)
-            continue
-        nets = [ipaddress.ip_interface(a).network for a in v4]
-        if ipaddress.ip_interface(address).network in nets:
-            v4.append(address)
-        else:  # primaries come first: the ones whose subnet no earlier address has
-            v4.insert(sum(1 for i, net in enumerate(nets) if net not in nets[:i]), address)
-    return v4 + v6
+    see :func:`address_steps`) to ``have`` (as gathered), rather than in the config's order, so that
+    check mode's ``after`` is the real run's."""
+    return kernel_after(have, address_steps(have, want, exact))
 
 
 def docker_mac(address: str) -> str:

@@ -44,6 +44,11 @@ options:
           - Reported (RV(before), RV(after), RV(gathered)) in the kernel's order, in check mode too. That is IPv4
             before IPv6, IPv4 primary addresses before the secondary ones (those in the subnet of an earlier one),
             and IPv6 newest first.
+          - Deleting an IPv4 primary address also deletes its secondary ones (or promotes one, with
+            C(net.ipv4.conf.<bridge>.promote_secondaries=1)). So O(state=replaced) and O(state=overridden) delete
+            the secondary addresses first and, when a primary goes while one of its secondary ones stays, delete
+            that one too and add it again after the primary (RV(commands) says why). The result is the one asked,
+            whatever C(promote_secondaries) says.
         type: list
         elements: str
       mtu:
