@@ -13,7 +13,7 @@ import ipaddress
 from typing import Any
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Foreseen, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
@@ -88,10 +88,10 @@ class BridgeResource(NetlinkResource):
         v.unique(items, bridge_key, "bridge")
         return items
 
-    def check_references(self, desired: list[dict], state: str) -> None:
+    def check_references(self, desired: list[dict], state: str, foreseen: Foreseen | None = None) -> None:
         if state in ("deleted", "gathered"):
             return
-        known = set(list_namespaces())
+        known = set(list_namespaces()) | (foreseen.namespaces if foreseen else set())
         for item in desired:
             if item["netns"] and item["netns"] not in known:
                 self.missing(f"bridge {item['name']}: network namespace {item['netns']} does not exist")
@@ -112,6 +112,15 @@ class BridgeResource(NetlinkResource):
                 if item["netns"] not in claims:
                     claims[item["netns"]] = self._claims(item["netns"])
                 self._check_overlap(index, item, claims[item["netns"]])
+
+    def foresee(self, desired: list[dict], state: str, foreseen: Foreseen) -> None:
+        if state not in ("merged", "replaced", "overridden"):
+            return
+        for item in desired:
+            if not item["netns"]:  # (later steps look for bridges in the host's namespace only)
+                # replaced, overridden: exactly the addresses given; merged adds to the live ones (not foreseen)
+                exact = state != "merged" and item["addresses"] is not None
+                foreseen.bridges[item["name"]] = list(item["addresses"]) if exact else None
 
     def _claims(self, netns: str | None) -> list[tuple[Any, str, str | None]] | None:
         """(network, what it is, its link's name) of the routes and addresses of ``netns`` on links

@@ -18,14 +18,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import shutil
 import time
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _ownership
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Foreseen
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS as BRIDGE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import BridgeResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS as FIREWALL_OPTIONS
@@ -366,14 +365,16 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
     netlink.run_lock = run_lock(module)
     try:
         veths = None
+        port_fields: list[str] | None = None  # the inventory's field of each port_mapping item
         if plan is None:
             veths = _resource(VethResource, StepModule(module, {"config": None, "state": "gathered"}, True), netlink)
             live = veths.gather([], "gathered")
-            plan = plan_deployment(networks or [], endpoints or [], _engine.listing(live, veths))
+            port_fields = []
+            plan = plan_deployment(networks or [], endpoints or [], _engine.listing(live, veths), port_fields=port_fields)
             # The first gather serves the veth step when nothing before it changes the host.
             veths.before = live  # type: ignore[attr-defined]
         result = _run_steps(module, netlink, firewall, STEPS, plan, "overridden", chain_prefix, iptables_variant, veths,
-                            firewall_backend=firewall_backend, planned=veths is not None)
+                            firewall_backend=firewall_backend, planned=veths is not None, port_fields=port_fields)
         result["plan"] = plan
         return result
     finally:
@@ -413,10 +414,13 @@ def remove(module: Any, *, chain_prefix: str = "LINUXNET", iptables_variant: str
 
 def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, steps: tuple, plan: dict | None, state: str,
                chain_prefix: str, iptables_variant: str, veths: Any, firewall_backend: str = "iptables",
-               planned: bool = False) -> dict:
+               planned: bool = False, port_fields: list[str] | None = None) -> dict:
     check_mode = bool(module.check_mode)
     # Every step's input is validated, and what no earlier step can fix is refused, before anything changes.
+    # Each step's references count what the steps before it leave (they run first; a check-mode run
+    # applies nothing, yet the real run would find it), so a check-mode run warns as the real one would.
     prepared = []
+    foreseen = Foreseen()
     for name, resource_class, _item_options, module_options in steps:
         params = step_params(name, plan, state, chain_prefix, iptables_variant, firewall_backend, planned=planned)
         view = StepModule(module, params, True)
@@ -424,9 +428,12 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
         resource.module, resource.params = view, params
         if module_options is MODULE_OPTIONS:
             firewall.attach(resource)
+        if name == "port_mapping" and port_fields is not None and len(port_fields) == len(params["config"] or []):
+            resource.fields = port_fields  # its warnings name the inventory's ports, as the plan's conflicts do
         try:
             desired = resource.normalize(params["config"] or [], state)
-            resource.check_references(desired, state)
+            resource.check_references(desired, state, foreseen)
+            resource.foresee(desired, state, foreseen)
         except ValidationError as exc:
             raise ValidationError(f"{name}: {exc}") from None
         checked = list(resource.warnings)  # reported with the step (again if it checks again)
@@ -438,7 +445,6 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
     changed = applied = probed = False
     gone_namespaces: set[str] = set()  # deleted by the netns step: their veth pairs go with them
     new_bridges: set[str] = set()  # created by the bridge step
-    new_namespaces: set[str] = set()  # created by the netns step
     bridges: dict[str, list[str]] | None = None  # the host's bridges and addresses as the bridge step left them
     # (name, resource, operations) of a firewall step whose rule writes join the next step's: one
     # transaction per table (or one nft -f) for both
@@ -457,8 +463,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             try:
                 if applied:  # an earlier step changed what the first check read
                     resource.check_references(desired, state)
-                else:  # in check mode less what earlier steps' planned operations create
-                    resource.warnings.extend(_unforeseen(checked, new_namespaces, new_bridges))
+                else:
+                    resource.warnings.extend(checked)
                 before = None if applied else getattr(resource, "before", None)
                 # A gather for a config differs from a plain one only in also reading the peers of
                 # foreign pairs the config names; the role's pairs are its own, so the first one serves.
@@ -489,7 +495,6 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             deleted = {op.args["name"] for op in operations if op.action == "netns_delete"}
             gone_namespaces |= deleted - namespaces_in_use(deleted)  # a process keeps the others (and their veths)
             new_bridges |= {op.args["name"] for op in operations if op.action == "bridge_add" and not op.args["netns"]}
-            new_namespaces |= {op.args["name"] for op in operations if op.action == "netns_add"}
             if name == "bridge" and not check_mode:
                 bridges = {item["name"]: list(item["addresses"]) for item in expected.values() if not item["netns"]}
             held = False  # this step's rule writes wait for the next step's
@@ -590,27 +595,6 @@ def _apply_joined(joined: tuple[str, Any, list], resource: Any, operations: list
     reported = len(first.warnings)
     first.apply_other([op for op in held if op.action not in actions])
     return first.warnings[reported:]
-
-
-# The warnings check_references gives in check mode about a namespace or a bridge that does not
-# exist yet (Resource.missing's "an earlier task may create it", port_mapping's unchecked address).
-_MISSING_NAMESPACE = re.compile(r".*: namespace (?P<name>\S+) does not exist \(an earlier task may create it\)")
-_MISSING_BRIDGE = re.compile(r".*: bridge (?P<name>\S+) (does not exist \(an earlier task may create it\)"
-                             r"|not found; container_ip not checked)")
-
-
-def _unforeseen(warnings: list[str], namespaces: set[str], bridges: set[str]) -> list[str]:
-    """``warnings`` less those about a namespace or bridge that an earlier step's planned operations
-    create: a check-mode run applies nothing, so its preparation pass found them missing, while the
-    real run, whose steps create them first, warns about none. Empty sets (nothing planned) keep all."""
-    if not namespaces and not bridges:
-        return list(warnings)
-    kept = []
-    for warning in warnings:
-        namespace, bridge = _MISSING_NAMESPACE.fullmatch(warning), _MISSING_BRIDGE.fullmatch(warning)
-        if not (namespace and namespace["name"] in namespaces or bridge and bridge["name"] in bridges):
-            kept.append(warning)
-    return kept
 
 
 def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:

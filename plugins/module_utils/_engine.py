@@ -43,10 +43,31 @@ class Operation:
 
 
 class ApplyError(RuntimeError):
-    """The kernel refused an operation; the message says which."""
+    """The kernel refused an operation; the message says which. ``unchanged``: the failed write left
+    everything as it was (an atomic ``nft -f``; restores all rolled back)."""
 
-    #: the failed write left everything as it was (an atomic ``nft -f``; restores all rolled back)
-    unchanged = False
+    def __init__(self, *args: Any, unchanged: bool = False) -> None:
+        super().__init__(*args)
+        self.unchanged = unchanged
+
+
+@dataclass
+class Foreseen:
+    """What the earlier steps of one run (linuxnet.bridge.deployment's) leave for a later step's
+    :meth:`Resource.check_references`, as their config asks: a check-mode run applies nothing, so
+    the host it reads lacks what they would create. A resource run alone (one task) is given none
+    and judges by the host alone."""
+
+    #: network namespaces that exist after the earlier steps
+    namespaces: set[str] = field(default_factory=set)
+    #: bridges of the host's namespace that exist after the earlier steps -> their addresses (CIDRs)
+    #: then; None: as they are now (none for a new bridge)
+    bridges: dict[str, list[str] | None] = field(default_factory=dict)
+
+    def host_addresses(self, live: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The host's addresses after the earlier steps: ``live`` (link name -> its CIDRs now) with
+        the foreseen bridges' addresses in place of their live ones."""
+        return {**live, **{name: list(addrs) for name, addrs in self.bridges.items() if addrs is not None}}
 
 
 class Vocabulary(dict):
@@ -152,8 +173,12 @@ class Resource:
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
     # -- kernel parts -------------------------------------------------------------------------
-    def check_references(self, desired: list[dict], state: str) -> None:
-        """Validation that needs the live system (e.g. a bridge must exist); raise ValidationError."""
+    def check_references(self, desired: list[dict], state: str, foreseen: Foreseen | None = None) -> None:
+        """Validation that needs the live system (e.g. a bridge must exist); raise ValidationError.
+        What ``foreseen`` holds (earlier steps of the same run create it) counts as live."""
+
+    def foresee(self, desired: list[dict], state: str, foreseen: Foreseen) -> None:
+        """Add to ``foreseen`` what a run of this resource with ``desired`` leaves for the later steps."""
 
     def missing(self, problem: str, hint: str = "an earlier task may create it") -> None:
         """A reference that an earlier task of the play may fix: in check mode a warning (the

@@ -371,11 +371,10 @@ class TablesResource(Resource):
                 rolled = [name for earlier in done if earlier.family != adapter.family and hasattr(earlier, "rollback")
                           for name in earlier.rollback()] if chosen else []
                 note = f" ({', '.join(rolled)} restored to its previous content)" if rolled else ""
-                failed = ApplyError(f"{exc}{note}")
-                if exc.unchanged and chosen and all(e.family != adapter.family and hasattr(e, "rollback") for e in done):
+                unchanged = exc.unchanged and chosen and all(e.family != adapter.family and hasattr(e, "rollback") for e in done)
+                if unchanged:
                     self.withdraw()  # all or nothing: no rule of the run is left, nor its intent
-                    failed.unchanged = True
-                raise failed from None
+                raise ApplyError(f"{exc}{note}", unchanged=unchanged) from None
             if ops:
                 done.append(adapter)
         self.apply_other([op for op in operations if op.action not in actions])

@@ -546,9 +546,8 @@ class Iptables(FirewallLock):
                 self.restore(table, snapshots[table], noflush=False)
                 rolled.append(table)
             note = f" (table {', '.join(rolled)} restored to its previous content)" if rolled else ""
-            failed = IptablesError(f"{exc}{note}")
-            failed.unchanged = True  # every table this apply wrote is back as it was
-            raise failed from None
+            # every table this apply wrote is back as it was
+            raise IptablesError(f"{exc}{note}", unchanged=True) from None
         self._snapshots = {table: snapshots[table] for table in done}
 
     def rollback(self) -> list[str]:

@@ -14,7 +14,7 @@ import shlex
 import shutil
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN, Operation, Vocabulary
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN, Foreseen, Operation, Vocabulary
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     LINK_OPERATIONS,
     NetlinkResource,
@@ -272,7 +272,7 @@ class NetnsResource(NetlinkResource):
         v.unique(items, lambda it: it["name"], "namespace name")
         return items
 
-    def check_references(self, desired: list[dict], state: str) -> None:
+    def check_references(self, desired: list[dict], state: str, foreseen: Foreseen | None = None) -> None:
         if state not in ("merged", "replaced", "overridden"):
             return  # deleted leaves a foreign namespace alone (with a warning, see Resource.plan)
         live = set(list_namespaces())
@@ -280,6 +280,10 @@ class NetnsResource(NetlinkResource):
             # Marked before it is made (_links._netns_add): a create killed midway is ours, and adopted.
             if item["name"] in live and not namespace_owned(item["name"]):
                 raise v.ValidationError(f"{v.where(index, item, 'name')}: {FOREIGN}")
+
+    def foresee(self, desired: list[dict], state: str, foreseen: Foreseen) -> None:
+        if state in ("merged", "replaced", "overridden"):  # each one exists after the step (or it failed)
+            foreseen.namespaces.update(item["name"] for item in desired)
 
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)

@@ -764,9 +764,7 @@ class Nftables(FirewallLock):
         argv = [self.binary(), "-f", "/dev/stdin"]
         rc, out, err = self.module.run_command(argv, data="".join(line + "\n" for line in lines), binary_data=True)
         if rc != 0:
-            failed = NftablesError(f"nft -f failed, nothing was changed: {(err or out).strip()}")
-            failed.unchanged = True
-            raise failed
+            raise NftablesError(f"nft -f failed, nothing was changed: {(err or out).strip()}", unchanged=True)
 
 
 __all__ = ["KINDS", "Nftables", "NftablesError", "parse_list", "parse_rule", "plan_tables", "render_rule", "table_text"]

@@ -21,7 +21,7 @@ import struct
 from typing import Any, Callable, Iterable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Foreseen, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import (
     KEEPING_STATES,
     OMITTED,
@@ -58,6 +58,8 @@ _NOTHING_DELETED = "0 flow entries have been deleted"
 _PUBLISH = re.compile(r"(?:(?:(?P<ip>[0-9.]+)|\[(?P<ip6>[0-9A-Fa-f:.]+)\]):)?(?P<hp>\d+(?:-\d+)?):(?P<cp>\d+(?:-\d+)?)"
                       r"(?:/(?P<proto>[a-z]+))?")
 UNSPECIFIED = {"ipv4": "0.0.0.0", "ipv6": "::"}
+#: the fields of a mapping that a deployment's plan gives, not the user's port (PortMappingResource.where)
+PLANNED = ("bridge", "container_ip", "network")
 
 
 def family_of(address: str) -> str:
@@ -157,9 +159,10 @@ def host_address(value: object, family: str, field: str) -> str | None:
 
 
 # The sockets a published port can take traffic from: TCP listeners (state 0A) and unconnected UDP sockets
-# (07: a server's; a connected one, 01, takes only its peer's replies). SCTP endpoints are not read.
+# (07: a server's; a connected one, 01, takes only its peer's replies), and listening SCTP endpoints
+# (/proc/net/sctp/eps: only while the sctp module is loaded; one table for both families).
 PROC_NET = "/proc/net"
-SOCKET_TABLES = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
+SOCKET_TABLES = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6"), "sctp": ("sctp/eps",)}
 _SERVING = {"tcp": "0A", "udp": "07"}
 WILDCARDS = ("0.0.0.0", "::")
 
@@ -189,6 +192,25 @@ def parse_sockets(text: str, protocol: str) -> dict[int, set[str]]:
     return found
 
 
+def parse_sctp_endpoints(text: str) -> dict[int, set[str]]:
+    """Port → local addresses of the listening endpoints in ``/proc/net/sctp/eps`` (``ENDPT SOCK STY
+    SST HBKT LPORT UID INODE LADDRS``: a decimal port, then every bound address, IPv6 in full
+    ``%pI6`` form; state 10 is LISTEN, the only state the kernel hashes an endpoint in)."""
+    found: dict[int, set[str]] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 9 or fields[3] != "10":
+            continue
+        try:
+            port = int(fields[5])
+            addresses = [ipaddress.ip_address(word.lstrip("*")) for word in fields[8:]]
+        except ValueError:  # not an endpoint line (never seen): nothing to warn about
+            continue
+        found.setdefault(port, set()).update(
+            str(a.ipv4_mapped) if a.version == 6 and a.ipv4_mapped is not None else str(a) for a in addresses)
+    return found
+
+
 def sockets_in_the_way(item: dict, sockets: dict[str, dict[int, set[str]]]) -> list[tuple[str, int]]:
     """(address, port) of the serving sockets whose traffic mapping ``item`` would take: on a port of its
     host range and its protocol, bound to the wildcard (``::`` is dual-stack unless IPV6_V6ONLY, which
@@ -213,13 +235,14 @@ def sockets_in_the_way(item: dict, sockets: dict[str, dict[int, set[str]]]) -> l
     return hits
 
 
-def in_use_warning(index: int, item: dict, hits: list[tuple[str, int]]) -> str:
-    """The warning for a published port that sockets of the host listen on (``hits``, not empty)."""
+def in_use_warning(index: int, item: dict, hits: list[tuple[str, int]], where: str | None = None) -> str:
+    """The warning for a published port that sockets of the host listen on (``hits``, not empty);
+    ``where``: its host_port field as the user named it (default ``config[N] (...).host_port``)."""
     address, port = hits[0]
     what = "a listening socket" if item["protocol"] == "tcp" else "a bound socket"
     on = f"[{address}]" if ":" in address else address
     more = f" and {len(hits) - 1} more socket(s) on ports of {item['host_port']}" if len(hits) > 1 else ""
-    return (f"{v.where(index, item, 'host_port')}: port {port}/{item['protocol']} is in use on this host ({what} on "
+    return (f"{where or v.where(index, item, 'host_port')}: port {port}/{item['protocol']} is in use on this host ({what} on "
             f"{on}{more}): the published port {mapping_key(item)} -> {item['container_ip']} takes its traffic "
             "(that service no longer answers from outside); publish another host port or move the service")
 
@@ -484,9 +507,22 @@ class PortMappingResource(TablesResource):
     proc_net = PROC_NET
     #: protocol -> port -> addresses of the serving sockets, as read in this run (None: nothing read)
     sockets: dict[str, dict[int, set[str]]] | None = None
+    #: the user's name of each config item where a run plans them from other input (the
+    #: deployment's linuxnet_endpoints[N].ports[K]); None: config[N]
+    fields: list[str] | None = None
 
     def key(self, item: dict) -> str:
         return mapping_key(item)
+
+    def where(self, index: int, item: dict | None, field: str) -> str:
+        """Field ``field`` of config item ``index`` as warnings name it: ``config[0] (bridge=br0).host_ip``
+        (``config[0].host_ip`` when ``item`` is None), or in a deployment the port it was planned from
+        (``linuxnet_endpoints[0].ports[1].host_ip``; the port alone for a field the port does not give:
+        one in its publish string, the endpoint's address)."""
+        if self.fields is None:
+            return v.where(index, item, field)
+        given = (self.params.get("config") or [])[index]
+        return f"{self.fields[index]}.{field}" if field in given and field not in PLANNED else self.fields[index]
 
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         self.prefix = chain_prefix(self.params.get("chain_prefix", "LINUXNET"))
@@ -548,10 +584,12 @@ class PortMappingResource(TablesResource):
         check_conflicts(items)
         return items
 
-    def check_references(self, desired: list[dict], state: str) -> None:
+    def check_references(self, desired: list[dict], state: str, foreseen: Foreseen | None = None) -> None:
         if state in ("deleted", "gathered"):
             return
-        known = self.bridges or {}
+        known = dict(self.bridges or {})
+        if foreseen:  # the bridge step before this one of the run makes them (a new one with no address)
+            known.update({name: cidrs for name, cidrs in foreseen.bridges.items() if cidrs is not None})
         netlink = self.netlink or Netlink()
         links: dict | None = None
         addresses: dict[int, list[str]] | None = None
@@ -568,17 +606,19 @@ class PortMappingResource(TablesResource):
                             links, addresses = netlink.links(None), netlink.addresses(None)
                         link = links.get(item["bridge"])
                         cidrs = None if link is None else addresses.get(link["index"], [])
+                        if cidrs is None and foreseen and item["bridge"] in foreseen.bridges:
+                            cidrs = []
                     subnets_of[item["bridge"]] = None if cidrs is None else [ipaddress.ip_interface(a).network for a in cidrs]
                 subnets = subnets_of[item["bridge"]]
                 if subnets is None:
-                    self.warnings.append(f"config[{index}].bridge: bridge {item['bridge']} not found; container_ip not checked")
+                    self.warnings.append(f"{self.where(index, None, 'bridge')}: bridge {item['bridge']} not found; container_ip not checked")
                     continue
                 where = (item["bridge"], item["container_ip"])
                 if where not in inside:
                     inside[where] = any(v.address(item["container_ip"]) in net for net in subnets)
                 if not inside[where]:
                     problem = (
-                        f"config[{index}].container_ip: {item['container_ip']} is outside every subnet of bridge "
+                        f"{self.where(index, None, 'container_ip')}: {item['container_ip']} is outside every subnet of bridge "
                         f"{item['bridge']} ({', '.join(map(str, subnets)) or 'no addresses'})"
                     )
                     # the bridge task of the same play may be about to give it that subnet
@@ -590,11 +630,15 @@ class PortMappingResource(TablesResource):
             if hosts:
                 if addresses is None:  # (read with the links above, or not yet)
                     addresses = netlink.addresses(None)
-                local = {str(v.interface(a).ip) for addrs in addresses.values() for a in addrs}
+                by_link: dict = addresses
+                if foreseen:  # the host's addresses as the bridge step before this one leaves them
+                    links = netlink.links(None) if links is None else links
+                    by_link = foreseen.host_addresses({name: addresses.get(link["index"], []) for name, link in links.items()})
+                local = {str(v.interface(a).ip) for addrs in by_link.values() for a in addrs}
                 for host, index in sorted(hosts.items(), key=lambda pair: pair[1]):
                     if host not in local:
                         self.warnings.append(
-                            f"{v.where(index, desired[index], 'host_ip')}: {host} is not an address of this host now: "
+                            f"{self.where(index, desired[index], 'host_ip')}: {host} is not an address of this host now: "
                             "the published port takes no traffic until it is (fine for a virtual address that "
                             "keepalived/VRRP adds later)")
         finally:
@@ -662,13 +706,13 @@ class PortMappingResource(TablesResource):
         sockets = self.read_sockets({item["protocol"] for _index, item in added})
         for index, item in added:
             hits = sockets_in_the_way(item, sockets)
-            warning = in_use_warning(index, item, hits) if hits else None
+            warning = in_use_warning(index, item, hits, self.where(index, item, "host_port")) if hits else None
             if warning and warning not in self.warnings:  # (a deployment may plan twice)
                 self.warnings.append(warning)
 
     def read_sockets(self, protocols: Iterable[str]) -> dict[str, dict[int, set[str]]]:
-        """Port → addresses of the serving sockets, by protocol (tcp, udp), of the tables not read before
-        in this run; a table that cannot be read (no IPv6) is empty."""
+        """Port → addresses of the serving sockets, by protocol (tcp, udp, sctp), of the tables not read before
+        in this run; a table that cannot be read (no IPv6, no sctp module) is empty."""
         if self.sockets is None:
             self.sockets = {}
         cache = self.sockets
@@ -680,7 +724,8 @@ class PortMappingResource(TablesResource):
                         text = handle.read()
                 except OSError:
                     continue
-                for port, addresses in parse_sockets(text, protocol).items():
+                parsed = parse_sctp_endpoints(text) if protocol == "sctp" else parse_sockets(text, protocol)
+                for port, addresses in parsed.items():
                     merged.setdefault(port, set()).update(addresses)
             cache[protocol] = merged
         return cache

@@ -196,10 +196,12 @@ def _address6(att: dict, where: str, net: dict) -> str | None:
     return address6
 
 
-def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: list[dict] | None = None) -> dict:
+def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: list[dict] | None = None,
+                    port_fields: list[str] | None = None) -> dict:
     """Module inputs for one host: the ``config`` of each module under the module's name (``netns``,
     ``bridge``, ``veth``, ``firewall``, ``port_mapping``), the netns module's ``host_groups``, and
-    ``warnings``, ``endpoints``, ``networks``. ``current_veths`` (veth ``gathered``) keeps addresses stable."""
+    ``warnings``, ``endpoints``, ``networks``. ``current_veths`` (veth ``gathered``) keeps addresses stable.
+    ``port_fields``, a list, receives the input field of each ``port_mapping`` item (``linuxnet_endpoints[0].ports[1]``)."""
     nets = normalize_networks(networks)
     eps: list[dict] = []
     warnings: list[str] = []
@@ -267,6 +269,8 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             veths.append(veth)
         ports += _ports(ep, nets, warnings, places)
     _check_port_conflicts(ports, places)
+    if port_fields is not None:  # (not in the plan: a caller's warnings name them, as the conflicts above do)
+        port_fields[:] = [at for at, _endpoint in places]
 
     bridges = []
     for net in nets.values():

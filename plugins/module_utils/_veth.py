@@ -12,7 +12,7 @@ import functools
 import socket
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Foreseen, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
@@ -79,6 +79,18 @@ def recorded_peer(link: dict) -> dict | None:
     return parse_alias(pending_alias(None, link["name"]))
 
 
+def host_end_of(link: dict, host_links: dict) -> str | None:
+    """The host end of the collection's host-only pair whose peer end is ``link`` (a host link),
+    None when it is no such peer: that pair is ours by its host end's alias, its peer has none."""
+    if link["kind"] != "veth" or link["link_netnsid"] is not None:
+        return None
+    other = next((o for o in host_links.values() if o["index"] == link["link"]), None)
+    if other is None or other["kind"] != "veth" or other["link"] != link["index"]:
+        return None
+    recorded = recorded_peer(other)
+    return other["name"] if recorded == {"peer": link["name"], "peer_netns": None} else None
+
+
 def wanted_ipv6(item: dict, owned: bool) -> bool | None:
     """IPv6 on the peer end: as given; left out, on with IPv6 addresses or gateway6, else off on
     the collection's pairs (Docker's default for networks without IPv6) and left alone on a foreign pair."""
@@ -135,21 +147,27 @@ class VethResource(NetlinkResource):
         ops, after = super().plan(desired, current, state)
         return sorted(ops, key=lambda op: not (op.action == "request" and op.args["call"] == ("link", "del"))), after
 
-    def check_references(self, desired: list[dict], state: str) -> None:
-        if state in ("deleted", "gathered"):
+    def check_references(self, desired: list[dict], state: str, foreseen: Foreseen | None = None) -> None:
+        if state == "gathered" or not desired:
             return
-        known = set(list_namespaces())
         host_links = self.netlink.links(None)
+        if state == "deleted":  # it would be left alone, with a warning that we did not create it
+            for index, item in enumerate(desired):
+                self._not_a_peer_end(index, item, host_links)
+            return
+        known = set(list_namespaces()) | (foreseen.namespaces if foreseen else set())
+        new_bridges = foreseen.bridges if foreseen else {}
         for index, item in enumerate(desired):
             at = functools.partial(v.where, index, item)  # config[0] (name=veth0).field
             problems = []
             if item["peer_netns"] and item["peer_netns"] not in known:
                 problems.append(f"{at('peer_netns')}: namespace {item['peer_netns']} does not exist")
             master = host_links.get(item["master"]) if item["master"] else None
-            if item["master"] and master is None:
+            if item["master"] and master is None and item["master"] not in new_bridges:
                 problems.append(f"{at('master')}: bridge {item['master']} does not exist")
             elif master is not None and master["kind"] != "bridge":  # no earlier task turns a link into a bridge
                 raise v.ValidationError(f"{at('master')}: {item['master']} is a {master['kind'] or 'non-bridge'} link, not a bridge")
+            self._not_a_peer_end(index, item, host_links)
             existing = host_links.get(item["name"])
             # Wherever its peer is (another namespace, or the host: a hand-made va/vb pair), a pair the
             # collection did not create is never adopted, changed or recreated.
@@ -159,6 +177,16 @@ class VethResource(NetlinkResource):
                 raise v.ValidationError(f"{at('name')}: a {existing['kind'] or 'non-veth'} link of that name exists")
             for problem in problems:
                 self.missing(problem)
+
+    @staticmethod
+    def _not_a_peer_end(index: int, item: dict, host_links: dict) -> None:
+        """Naming the peer end of our host-only pair (gathered as a veth of its own) would be refused as
+        a veth we did not create: say what it is instead."""
+        existing = host_links.get(item["name"])
+        owner = host_end_of(existing, host_links) if existing and not recorded_peer(existing) else None
+        if owner:
+            raise v.ValidationError(f"{v.where(index, item, 'name')}: {item['name']} is the peer end of veth {owner} "
+                                    f"that linuxnet.bridge created; name {owner} instead")
 
     def gather(self, desired: list[dict], state: str) -> dict:
         self.hold_lock(state)

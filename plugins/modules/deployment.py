@@ -36,7 +36,8 @@ extends_documentation_fragment:
   - linuxnet.bridge.iptables
 attributes:  # support: the doc fragment linuxnet.bridge.deployment, but for diff_mode
   check_mode:
-    description: Predicts exactly what a run would do, step by step, as if the earlier steps had run.
+    description: Predicts exactly what a run would do, step by step, as if the earlier steps had run; warns as
+      the run would (not about a namespace, bridge or address that an earlier step creates).
   diff_mode:
     support: full
     description: One diff per step that changes something, in the shape of the step module's C(config).

@@ -39,10 +39,12 @@ description:
     C(22) would cut off SSH, including the connection Ansible uses). When a run adds a mapping whose host
     port (any port of a range) a socket of the host serves, the module warns, naming the port and the
     socket's address. That is a TCP socket in LISTEN state or an unconnected UDP socket, read from
-    C(/proc/net/tcp), C(tcp6), C(udp) and C(udp6), bound to the wildcard address or to the mapping's host
-    address (to any address of its family, C(127.0.0.1) included, for a mapping on all of them).
-    SCTP endpoints are not checked. The check runs only when a mapping is added, so a re-run with nothing to
-    change warns no more and reads no socket table.
+    C(/proc/net/tcp), C(tcp6), C(udp) and C(udp6), or a listening SCTP endpoint, read from
+    C(/proc/net/sctp/eps) (there only while the C(sctp) kernel module is loaded; without it no SCTP socket
+    exists and nothing is checked), bound to the wildcard address or to the mapping's host address (to any
+    address of its family, C(127.0.0.1) included, for a mapping on all of them; any address of a multi-homed
+    SCTP endpoint). The check runs only when a mapping is added, so a re-run with nothing to change warns no
+    more and reads no socket table.
 extends_documentation_fragment:
   - linuxnet.bridge.resource.parsed
   - linuxnet.bridge.resource

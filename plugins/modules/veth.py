@@ -22,6 +22,9 @@ description:
     on the host, as made by C(ip link add va type veth peer name vb)) is never changed, adopted or
     recreated. O(state=merged), O(state=replaced) and O(state=overridden) fail before anything
     changes, with an error naming the item's field; O(state=deleted) leaves it alone with a warning.
+  - The other end of a pair the collection created with both ends on the host (O(config[].peer) without
+    O(config[].peer_netns)) carries no alias; O(config[].name) naming it fails in every state but
+    O(state=gathered), before anything changes, with an error naming the host end to give instead.
 extends_documentation_fragment:
   - linuxnet.bridge.resource
 options:
@@ -50,6 +53,8 @@ options:
           - IPv4 and IPv6 addresses (CIDR) of the peer end. IPv6 ones are added without duplicate address
             detection (C(nodad), as Docker does) and need IPv6 on (O(config[].ipv6)).
           - Gathered with the IPv6 addresses of global scope; the kernel's link-local ones are not reported.
+          - Replaced as on a bridge (see P(linuxnet.bridge.bridge#module)), so an IPv4 secondary address that stays
+            while its primary goes is deleted and added again after it.
         type: list
         elements: str
       gateway:

@@ -7,6 +7,8 @@
 * ``ping`` and ``disable_ipv6``: real packets from an endpoint, an endpoint's IPv6 switch.
 * ``managed_python``: a managed-host Python (Debian 11, 12, 13's) in a venv without pyroute2.
 * ``DUAL_STACK_NETWORKS``/``DUAL_STACK_ENDPOINTS``: the dual-stack topology of the issue 14 tests.
+* ``run_deployment``: ``_deployment`` called in the lab host outside Ansible, as the boot-time restore
+  calls it (the converge contract's module: params, check_mode, run_command, warn, fail_json).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -163,3 +166,55 @@ DUAL_STACK_ENDPOINTS = [
     {"name": "m1", "networks": ["v4only", "dual"]},  # IPv4 routes through eth0, IPv6 through eth1
     {"name": "v1", "network": "v4only"},
 ]
+
+
+# ------------------------------------------------------------------------------ the converge contract
+
+# Runs inside the lab host: argv[1] is a JSON request, stdout the JSON answer (``result`` as the
+# body left it, or the error), with the warnings, the processes run and the ruleset writes.
+DEPLOYMENT_SCRIPT = """
+import json, subprocess, sys
+sys.path.insert(0, %(collections)r)
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _topology
+
+class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
+    def __init__(self, check_mode):
+        self.params, self.check_mode, self.warnings, self.processes = {}, check_mode, [], []
+        self.writes, self.nft = [], []  # each ruleset write (restore: tool and table; nft -f), each nft run
+    def run_command(self, argv, check_rc=False, data=None):
+        tool = argv[0].rsplit("/", 1)[-1]
+        self.processes.append(" ".join([tool] + argv[1:3]))
+        if tool.endswith("-restore"):
+            self.writes.append(tool.replace("-nft", "").replace("-legacy", "") + " " + data.split("\\n", 1)[0].lstrip("*"))
+        if tool == "nft":
+            self.nft.append(" ".join(["nft"] + argv[1:]))
+            if argv[1] == "-f":
+                self.writes.append("nft -f")
+        done = subprocess.run(argv, input=data, capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+    def warn(self, msg):
+        self.warnings.append(msg)
+    def fail_json(self, **kw):
+        raise AssertionError(kw)
+
+request = json.loads(sys.argv[1])
+module = Shim(request["check_mode"])
+try:
+%(body)s
+except Exception as exc:
+    result = {"error": type(exc).__name__, "msg": str(exc), "commands": getattr(exc, "commands", None)}
+result["warnings"] = module.warnings
+result["processes"] = module.processes
+result["writes"], result["nft"] = module.writes, module.nft
+print(json.dumps(result))
+"""
+
+
+def run_deployment(lab, tmp_path: Path, body: str, request: dict, timeout: int = 120) -> dict:
+    """``body`` (Python that sets ``result`` from ``request`` and ``module``, a Shim in check mode when
+    ``request["check_mode"]``; ``_deployment`` and ``_topology`` imported) run in the lab host."""
+    script = tmp_path / "deployment.py"
+    script.write_text(DEPLOYMENT_SCRIPT % {"collections": str(REPO / ".collections"),
+                                           "body": textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")})
+    done = lab.run(HOST, [sys.executable, str(script), json.dumps(request)], timeout=timeout)
+    return json.loads(done.stdout)

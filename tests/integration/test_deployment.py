@@ -10,9 +10,7 @@ Run (root): ``.venv/bin/python -m pytest tests/integration/test_deployment.py -q
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import BLOCKED_TIMEOUT, REACH_TIMEOUT, Probe6
+from tests.integration.helpers_role import run_deployment
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
-REPO = Path(__file__).resolve().parents[2]
 HOST, ADDR = "linuxnet1", "172.16.211.128"
 
 NETWORKS = [{"name": "bridge", "subnet": "172.17.0.0/16"}, {"name": "usernet", "subnet": "172.18.0.0/16"}]
@@ -33,49 +31,16 @@ ENDPOINTS = [
     {"name": "u1", "networks": ["usernet", "bridge"], "dns": {"nameservers": ["192.0.2.53"]}},
 ]
 
-# Runs inside the lab host: argv[1] is a JSON request, stdout the JSON answer.
-SCRIPT = """
-import json, subprocess, sys
-sys.path.insert(0, %(collections)r)
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
-
-class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
-    def __init__(self, check_mode):
-        self.params, self.check_mode, self.warnings, self.processes = {}, check_mode, [], []
-        self.writes, self.nft = [], []  # each ruleset write (restore: tool and table; nft -f), each nft run
-    def run_command(self, argv, check_rc=False, data=None):
-        tool = argv[0].rsplit("/", 1)[-1]
-        self.processes.append(" ".join([tool] + argv[1:3]))
-        if tool.endswith("-restore"):
-            self.writes.append(tool.replace("-nft", "").replace("-legacy", "") + " " + data.split("\\n", 1)[0].lstrip("*"))
-        if tool == "nft":
-            self.nft.append(" ".join(["nft"] + argv[1:]))
-            if argv[1] == "-f":
-                self.writes.append("nft -f")
-        done = subprocess.run(argv, input=data, capture_output=True, text=True)
-        return done.returncode, done.stdout, done.stderr
-    def warn(self, msg):
-        self.warnings.append(msg)
-    def fail_json(self, **kw):
-        raise AssertionError(kw)
-
-request = json.loads(sys.argv[1])
-module = Shim(request["check_mode"])
-try:
-    options = request.get("options") or {}
-    if request["what"] == "remove":
-        result = _deployment.remove(module, **options)
-    elif request["what"] == "plan":
-        plan = _deployment.pending_changes(module, request["networks"], request["endpoints"], "LINUXNET", "auto")["plan"]
-        result = _deployment.converge(module, None, None, plan=plan)
-    else:
-        result = _deployment.converge(module, request["networks"], request["endpoints"], **options)
-except Exception as exc:
-    result = {"error": type(exc).__name__, "msg": str(exc), "commands": getattr(exc, "commands", None)}
-result["warnings"] = module.warnings
-result["processes"] = module.processes
-result["writes"], result["nft"] = module.writes, module.nft
-print(json.dumps(result))
+# Runs inside the lab host (helpers_role.run_deployment): converge, remove, or converge a plan.
+BODY = """
+options = request.get("options") or {}
+if request["what"] == "remove":
+    result = _deployment.remove(module, **options)
+elif request["what"] == "plan":
+    plan = _deployment.pending_changes(module, request["networks"], request["endpoints"], "LINUXNET", "auto")["plan"]
+    result = _deployment.converge(module, None, None, plan=plan)
+else:
+    result = _deployment.converge(module, request["networks"], request["endpoints"], **options)
 """
 
 
@@ -85,12 +50,9 @@ def lab(lab_factory):
 
 
 def call(lab, tmp_path: Path, what: str, check_mode: bool = False, networks=None, endpoints=None, **options: str) -> dict:
-    script = tmp_path / "converge.py"
-    script.write_text(SCRIPT % {"collections": str(REPO / ".collections")})
     request = {"what": what, "check_mode": check_mode, "networks": NETWORKS if networks is None else networks,
                "endpoints": ENDPOINTS if endpoints is None else endpoints, "options": options}
-    done = lab.run(HOST, [sys.executable, str(script), json.dumps(request)], timeout=120)
-    return json.loads(done.stdout)
+    return run_deployment(lab, tmp_path, BODY, request)
 
 
 def host_state(lab) -> str:

@@ -169,7 +169,7 @@ SOCKETS = {"tcp": {9000: {"0.0.0.0"}, 22: {"192.0.2.10"}, 8080: {"127.0.0.1"}, 5
                                      ("127.0.0.1", 8080), ("0.0.0.0", 9000)]),
     ("9000:80/udp", "10.0.0.2", []),  # per protocol
     ("53:53/udp", "10.0.0.2", [("0.0.0.0", 53)]),
-    ("9000:80/sctp", "10.0.0.2", []),  # SCTP endpoints are not read
+    ("9000:80/sctp", "10.0.0.2", []),  # per protocol (SCTP endpoints: test_port_in_use_sctp.py)
 ])
 def test_sockets_in_the_way(publish, container_ip, hits):
     assert pm.sockets_in_the_way(mapping(publish, container_ip), SOCKETS) == hits
