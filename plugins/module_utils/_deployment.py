@@ -66,16 +66,19 @@ DEPLOYMENT_OPTIONS = {
     "endpoints": {"type": "list", "elements": "dict", "default": []},
 }
 
-# Creating a bridge and a veth pair and reading the nat table in a throw-away namespace proves
-# the kernel has what Docker-style networking needs. Only run when something is to be built.
-KERNEL_PROBE = [
-    "unshare",
-    "--net",
-    "sh",
-    "-c",
-    "ip link add lnx-probe0 type bridge && ip link add lnx-probe1 type veth peer name lnx-probe2"
-    " && iptables -t nat -S >/dev/null",
-]
+# Creating a bridge and a veth pair and a nat table (the firewall backend's: iptables' nat table read,
+# an nftables chain on the nat hook made) in a throw-away namespace proves the kernel has what
+# Docker-style networking needs. Only run when something is to be built.
+_PROBE_LINKS = "ip link add lnx-probe0 type bridge && ip link add lnx-probe1 type veth peer name lnx-probe2"
+_PROBE_NAT = {
+    "iptables": "iptables -t nat -S >/dev/null",
+    "nftables": "nft 'add table ip lnx-probe; add chain ip lnx-probe p { type nat hook prerouting priority -100; }'",
+}
+
+
+def kernel_probe_argv(firewall_backend: str = "iptables") -> list[str]:
+    """The probe's command: a shell in a new, empty network namespace (gone when it exits)."""
+    return ["unshare", "--net", "sh", "-c", f"{_PROBE_LINKS} && {_PROBE_NAT[firewall_backend]}"]
 
 
 class SharedNetlink(Netlink):
@@ -338,14 +341,24 @@ def _pending_changes(module: Any, netlink: SharedNetlink, networks: list[dict], 
     }
 
 
-def kernel_probe(module: Any) -> None:
-    """Raise ApplyError unless the kernel can build what the deployment needs (run before the first change)."""
-    rc, _out, err = module.run_command(KERNEL_PROBE)
+class KernelUnfit(ApplyError):
+    """The kernel probe failed: raised before the first change, so the run changed nothing."""
+
+
+def kernel_probe(module: Any, firewall_backend: str = "iptables") -> None:
+    """Raise KernelUnfit unless the kernel can build what the deployment needs (run before the first change)."""
+    argv = kernel_probe_argv(firewall_backend)
+    unshare = module.get_bin_path(argv[0])
+    if not unshare:  # (AnsibleModule.run_command would fail with "Error executing command.")
+        raise KernelUnfit("This host cannot run Docker-style bridge networking: its kernel check needs unshare "
+                          "(util-linux), which is not found on the managed host")
+    rc, _out, err = module.run_command([unshare, *argv[1:]])
     if rc != 0:
-        raise ApplyError(
-            "This host cannot run Docker-style bridge networking: creating a bridge, a veth pair and"
-            f" reading the iptables nat table in a throw-away namespace failed ({err.strip()}). The kernel"
-            " needs bridge, veth, netns and netfilter (nat) support."
+        nat = "reading the iptables nat table" if firewall_backend == "iptables" else "making an nftables nat chain"
+        raise KernelUnfit(
+            f"This host cannot run Docker-style bridge networking: creating a bridge, a veth pair and {nat}"
+            f" in a throw-away namespace failed ({err.strip()}). The kernel needs bridge, veth, netns and"
+            " netfilter (nat) support."
         )
 
 
@@ -502,7 +515,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                 changed = True
                 if not check_mode:
                     if not probed and state != "deleted":
-                        kernel_probe(module)
+                        kernel_probe(module, firewall_backend)
                         probed = True
                     applied = True
                     if joined is None and _joins_next(resource, operations, prepared[step + 1:], firewall):
@@ -533,6 +546,8 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
     except Exception as exc:  # whatever stops a step, writes held for it are not dropped
+        if isinstance(exc, KernelUnfit):
+            raise  # before the first change: no step did anything (no commands, not changed)
         worded = isinstance(exc, (ApplyError, ValidationError))  # a failure a step words (else an OSError or a bug)
         if not worded and not applied:
             raise  # nothing changed yet: as it is (the module reports an OSError)

@@ -124,14 +124,15 @@ def other_adapters(module, params: dict, family: str = "ipv4") -> list:
 
 
 #: the package that brings each command (the error names it; the role installs them all)
-PACKAGES = {"nft": "nftables", "conntrack": "conntrack (conntrack-tools on RHEL)"}
+PACKAGES = {"nft": "nftables", "conntrack": "conntrack (conntrack-tools on RHEL)", "ip": "iproute2 (iproute on RHEL)"}
 
 
 def needed_commands(params: dict, ipv6: bool) -> tuple[list[str], list[str]]:
     """The commands a run of ``params`` (firewall_backend, iptables_variant) runs on the managed host:
     (required: without one the run fails, optional: without it a warning). ``ipv6``: a network has an
     IPv6 subnet (ip6tables then). With iptables_variant auto the plain names stand for the variant
-    that ``iptables --version`` picks: the iptables package brings them all."""
+    that ``iptables --version`` picks: the iptables package brings them all. ``ip`` makes the kernel
+    probe's bridge and veth pair (_deployment.kernel_probe; the modules speak netlink themselves)."""
     if (params.get("firewall_backend") or "iptables") == "nftables":
         required = ["nft"]
     else:
@@ -141,13 +142,14 @@ def needed_commands(params: dict, ipv6: bool) -> tuple[list[str], list[str]]:
         for command in ("iptables", "ip6tables") if ipv6 else ("iptables",):
             required += ([command] if variant == "auto" else []) + [f"{command}{suffix}-save", f"{command}{suffix}-restore"]
     # conntrack deletes the UDP flows of changed mappings (port_mapping warns without it)
-    return required, ["conntrack"]
+    return required + ["ip"], ["conntrack"]
 
 
 def missing_message(missing: list[str]) -> str:
     """The error of a run without the required ``missing`` commands."""
-    packages = sorted({PACKAGES.get(name, "iptables") for name in missing})
-    return (f"{', '.join(missing)} not found on the managed host: install {' and '.join(packages)} "
+    packages = list(dict.fromkeys(PACKAGES.get(name, "iptables") for name in missing))
+    listed = ", ".join(packages[:-1]) + " and " + packages[-1] if len(packages) > 1 else packages[0]
+    return (f"{', '.join(missing)} not found on the managed host: install {listed} "
             "(the role linuxnet.bridge.bridge_network does when linuxnet_install_packages is true)")
 
 

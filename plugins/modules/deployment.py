@@ -23,8 +23,8 @@ description:
     namespaces (their veth pairs go with them, in one batch of the kernel), the remaining veths and the
     bridges.
   - Every step's input is checked before anything changes. When something is to change, first checks
-    that the kernel can create a bridge, a veth pair and read the nat table (in a throw-away network
-    namespace) and fails with a clear message if not.
+    that the kernel can create a bridge, a veth pair and a nat table of the firewall backend (in a
+    throw-away network namespace) and fails with a clear message if not.
   - A run that finds the host as described only reads (one netlink dump per namespace read, one
     C(iptables-save) per table).
   - With O(persist), the same run also installs (V(true)) or removes (V(false)) the boot-time restore
@@ -74,7 +74,7 @@ options:
     description:
       - What a run with O(state=present) does when the managed host lacks a command it needs (C(iptables),
         C(iptables-save) and C(iptables-restore) of the variant, C(ip6tables) ones with an IPv6 subnet, C(nft)
-        with the nftables backend), checked before anything changes.
+        with the nftables backend, C(ip) for the kernel check below), checked before anything changes.
       - V(fail) fails, naming the commands and their packages.
       - V(skip) changes nothing and returns them in RV(missing_commands) with RV(skipped=true), so that a
         play can install them and run again (the role does when

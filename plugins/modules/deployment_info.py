@@ -113,7 +113,7 @@ commands:
 """
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
-from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, KERNEL_PROBE, pending_changes
+from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, kernel_probe, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import MODULE_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
@@ -132,14 +132,10 @@ def main() -> None:
     except (ValidationError, ApplyError) as exc:
         module.fail_json(msg=str(exc))
     if result["pending"]:
-        rc, _out, err = module.run_command(KERNEL_PROBE)
-        if rc != 0:
-            module.fail_json(
-                msg="This host cannot run Docker-style bridge networking: creating a bridge, a veth pair and"
-                f" reading the iptables nat table in a throw-away namespace failed ({err.strip()}). The kernel"
-                " needs bridge, veth, netns and netfilter (nat) support.",
-                **result,
-            )
+        try:
+            kernel_probe(module, p["firewall_backend"])
+        except ApplyError as exc:
+            module.fail_json(msg=str(exc), **result)
     result["ignored"] = result["plan"]["warnings"]
     if p["return_plan"] == "on_change" and not result["pending"]:
         del result["plan"]

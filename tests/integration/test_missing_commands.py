@@ -8,6 +8,10 @@ mount namespace (not executable, so the modules' PATH search passes it by; gone 
   and its package, before anything changes (no namespace, no bridge, no table).
 * ``skip``: the same run changes nothing and returns ``skipped`` with ``missing_commands``.
 * Only ``conntrack`` missing (optional): the run converges, lists it, and traffic flows.
+* No iptables command at all (a fresh Debian 12 has nftables only): the nftables backend converges,
+  its kernel probe included.
+* A failed kernel probe (its ``iptables`` fails; or no ``unshare``) fails the run with nothing changed
+  and no step's commands.
 * The role with ``linuxnet_install_packages: true`` (its default) on a host that has every command
   runs no package task at all (``apt-get`` is hidden too: a call would fail the play).
 * The role on a host without ``nft``, in check mode: the converge is skipped, the packages task
@@ -86,6 +90,38 @@ def test_without_conntrack_the_run_converges_and_lists_it(lab, tmp_path):
     assert not again["changed"] and again["missing_commands"] == ["conntrack"], again
 
 
+def test_the_nftables_backend_needs_no_iptables(lab, tmp_path):
+    """A fresh Debian 12 has nftables but no iptables: the nftables backend's run (and its kernel
+    probe, which makes an nftables nat chain in a throw-away namespace) uses none of iptables."""
+    sh(lab, "mount -n --bind /dev/null /usr/sbin/xtables-nft-multi && mount -n --bind /dev/null /usr/sbin/xtables-legacy-multi")
+    assert sh(lab, "command -v iptables || command -v iptables-nft-save || command -v ip6tables-legacy", check=False).returncode != 0
+    done = ok(deployment(lab, tmp_path))
+    assert done["changed"] and done["missing_commands"] == [], done
+    assert ping(lab, "web", "172.18.0.3")
+    assert "dnat" in sh(lab, "nft list table ip linuxnet").stdout
+    assert not ok(deployment(lab, tmp_path))["changed"]
+
+
+def test_a_failed_kernel_probe_reports_nothing_changed(lab, tmp_path):
+    """The probe runs before the first change: its failure is the run's, with no step's commands."""
+    # The plain iptables of the probe fails (the lab host's /etc is its own overlay); the variant's
+    # own commands, which the run uses, are there.
+    sh(lab, "ln -sfn /bin/false /etc/alternatives/iptables")
+    failed = deployment(lab, tmp_path, firewall_backend="iptables", iptables_variant="iptables-nft")
+    assert failed is not None and failed.get("failed"), failed
+    assert failed["msg"].startswith("This host cannot run Docker-style bridge networking: creating a bridge, a veth "
+                                    "pair and reading the iptables nat table in a throw-away namespace failed"), failed
+    assert not failed["changed"] and not any(failed["commands"].values()), failed
+    untouched(lab)
+
+    hide(lab, "unshare")
+    failed = deployment(lab, tmp_path, firewall_backend="iptables", iptables_variant="iptables-nft")
+    assert failed is not None and failed["msg"] == ("This host cannot run Docker-style bridge networking: its kernel "
+                                                    "check needs unshare (util-linux), which is not found on the managed host")
+    assert not failed["changed"] and not any(failed["commands"].values()), failed
+    untouched(lab)
+
+
 def test_the_role_runs_no_package_task_on_a_host_that_has_every_command(lab, run_playbook):
     hide(lab, "apt-get", "apt")  # a package task would fail the play (and could not reach a mirror anyway)
     result = site(run_playbook, lab, NETWORKS, ENDPOINTS, linuxnet_install_packages=True)
@@ -105,10 +141,10 @@ def test_the_role_installs_and_converges_again_where_a_command_is_missing_check_
     assert first.skipped and first.result["missing_commands"] == ["nft"], first.result
     facts = result.task(ROLE + "Read the distribution (minimal facts)", HOST)
     assert not facts.skipped and facts.result["ansible_facts"]["ansible_os_family"] == "Debian"
-    apt = result.task(ROLE + "Install iptables, nftables and conntrack (apt)", HOST)
+    apt = result.task(ROLE + "Install iptables, nftables, conntrack and iproute2 (apt)", HOST)
     assert not apt.skipped and not apt.failed, apt.result
-    assert apt.result["invocation"]["module_args"]["name"] == ["iptables", "nftables", "conntrack"]  # no pyroute2
-    assert result.task(ROLE + "Install iptables, nftables and conntrack", HOST).skipped  # (not a Debian family)
+    assert apt.result["invocation"]["module_args"]["name"] == ["iptables", "nftables", "conntrack", "iproute2"]  # no pyroute2
+    assert result.task(ROLE + "Install iptables, nftables, conntrack and iproute2", HOST).skipped  # (not a Debian family)
     again = result.task(ROLE + "Converge networks and endpoints with the installed commands", HOST)
     assert again.skipped and again.result["missing_commands"] == ["nft"], json.dumps(again.result)[:2000]
     untouched(lab)

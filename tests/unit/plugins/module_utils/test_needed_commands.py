@@ -17,10 +17,10 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import m
     ({"firewall_backend": "nftables", "iptables_variant": "iptables-legacy"}, True, ["nft"]),
 ])
 def test_needed_commands(params, ipv6, required):
-    assert needed_commands(params, ipv6) == (required, ["conntrack"])
+    assert needed_commands(params, ipv6) == (required + ["ip"], ["conntrack"])  # ip: the kernel probe
 
 
 def test_missing_message_names_each_package_once():
-    assert missing_message(["iptables", "iptables-save", "nft"]) == (
-        "iptables, iptables-save, nft not found on the managed host: install iptables and nftables "
+    assert missing_message(["iptables", "iptables-save", "nft", "ip"]) == (
+        "iptables, iptables-save, nft, ip not found on the managed host: install iptables, nftables and iproute2 (iproute on RHEL) "
         "(the role linuxnet.bridge.bridge_network does when linuxnet_install_packages is true)")
