@@ -283,14 +283,20 @@ def state_json(state: dict) -> str:
     return json.dumps(state, indent=1, sort_keys=True) + "\n"
 
 
-def load_state(text: str, path: str = STATE_FILE) -> dict:
-    """The saved state checked for what the restore needs; ValidationError names what is wrong."""
+def _load_record(text: str | bytes, path: str, what: str, version: int, hint: str = "") -> dict:
+    """A JSON object of ours (``format``: ``version``) at ``path``; ValidationError names what is wrong."""
     try:
-        state = json.loads(text)
+        record = json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValidationError(f"{path}: not a linuxnet.bridge state of format {STATE_FORMAT}; re-run the role")
+    if not isinstance(record, dict) or record.get("format") != version:
+        raise ValidationError(f"{path}: not a linuxnet.bridge {what} of format {version}{hint}")
+    return record
+
+
+def load_state(text: str, path: str = STATE_FILE) -> dict:
+    """The saved state checked for what the restore needs; ValidationError names what is wrong."""
+    state = _load_record(text, path, "state", STATE_FORMAT, "; re-run the role")
     plan = state.get("plan")
     missing = [key for key in PLAN_KEYS if not isinstance(plan, dict) or key not in plan]
     options = state.get("options")
@@ -452,12 +458,7 @@ def pending_json(owed: dict) -> str:
 def load_pending(text: str | bytes, path: str = PENDING_FILE) -> dict:
     """A record written by :func:`pending_json`, every unit name checked whole (it ends up in a
     systemctl argv); ValidationError names the file and what is wrong."""
-    try:
-        record = json.loads(text)
-    except ValueError as exc:
-        raise ValidationError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != PENDING_FORMAT:
-        raise ValidationError(f"{path}: not a linuxnet.bridge pending record of format {PENDING_FORMAT}")
+    record = _load_record(text, path, "pending record", PENDING_FORMAT)
     unknown = sorted(set(record) - {"format", "daemon_reload", *DEBTS})
     if unknown:
         raise ValidationError(f"{path}: unknown field {unknown[0]}")
