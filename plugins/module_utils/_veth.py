@@ -12,7 +12,7 @@ import functools
 import socket
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
-from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import Foreseen, Operation
+from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN, Foreseen, Operation
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
@@ -224,6 +224,10 @@ class VethResource(NetlinkResource):
                 self._gather_peer(item, link, recorded)
             elif recorded:
                 item["peer"], item["peer_netns"] = recorded["peer"], recorded["peer_netns"]
+            if not item["_owned"] and host_end_of(link, host):
+                # the other end of our host-only pair: listed with it (its item's peer), not as a veth of
+                # its own, so that gathered's list is valid config again (naming it is refused)
+                item[HIDDEN] = True
             current[link["name"]] = item
         return current
 

@@ -1,7 +1,8 @@
 """Helpers shared by the integration tests of the link modules (netns, bridge, veth) and the role.
 
 * Reading the lab host ``linuxnet1`` (``HOST``): ``sh``, ``ipj`` (``ip -j``, optionally ``-n NS``),
-  ``netns_names``.
+  ``netns_names``, ``links`` (every link with its addresses); ``FOREIGN_VETH``/``FOREIGN_BRIDGE``, the
+  refusal of a link the collection did not create.
 * Link-module tasks (``task``, ``apply_tasks``: netns, bridge, veth in creation order).
 * ``snapshot``: what the link modules could change inside the lab host; ``assert_same`` compares two
   snapshots and names what changed.
@@ -28,6 +29,18 @@ def ipj(lab, *args: str, netns: str | None = None) -> list:
 
 def netns_names(lab) -> list[str]:
     return sorted(n["name"] for n in ipj(lab, "netns", "list"))
+
+
+#: the refusals of a veth pair or a bridge of that name the collection did not create (config[0])
+FOREIGN_VETH = "config[0] (name=va).name: a veth of that name exists that linuxnet.bridge did not create"
+FOREIGN_BRIDGE = "config[0] (name=br-n1).name: a bridge of that name exists that linuxnet.bridge did not create"
+
+
+def links(lab, netns: str | None = None) -> list[dict]:
+    """Every link (name, index, alias, master, addresses) of the host or ``netns``."""
+    return [{k: link.get(k) for k in ("ifname", "ifindex", "ifalias", "master", "operstate", "address")}
+            | {"addr": [(a["local"], a["prefixlen"], a.get("broadcast")) for a in link.get("addr_info", [])]}
+            for link in ipj(lab, "-d", "addr", "show", netns=netns)]
 
 
 def task(name: str, module: str, state: str = "merged", config: Any = None, **extra: Any) -> dict:

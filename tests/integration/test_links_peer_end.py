@@ -2,6 +2,7 @@
 with an error that says so (and which name to give instead), naming the field, before anything
 changes, in check mode too and whatever the state (``deleted`` would otherwise leave it alone with
 a warning that the collection did not create it). A hand-made pair keeps the foreign-veth error.
+``gathered`` lists the pair once, as its host end, so its list round-trips into ``merged``.
 
 Run (root): ``.venv/bin/python -m pytest tests/integration/test_links_peer_end.py -q``
 """
@@ -14,7 +15,7 @@ import pytest
 
 from tests.integration.helpers import ADDR, HOST, sh
 from tests.integration.helpers_process import ok, refused, run_module
-from tests.integration.test_links_review import FOREIGN_VETH, links
+from tests.integration.helpers_links import FOREIGN_VETH, links
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -45,3 +46,16 @@ def test_naming_the_peer_end_of_our_host_pair_says_so(lab, tmp_path):
     ok(run_module(lab, tmp_path, "veth", {"config": [va], "state": "deleted"}))
     names = [link["ifname"] for link in links(lab)]
     assert "va" not in names and "vb" not in names and "vx" in names, names
+
+
+def test_gathered_lists_our_host_pair_once_and_round_trips(lab, tmp_path):
+    """``gathered`` lists the pair as its host end (peer vb), not vb as a veth of its own: its list is
+    valid config again (merged with it changes nothing), as a resource module's gathered should be."""
+    ok(run_module(lab, tmp_path, "veth", {"config": [{"name": "va", "peer": "vb", "mtu": 1400}], "state": "merged"}))
+    gathered = ok(run_module(lab, tmp_path, "veth", {"state": "gathered"}))["gathered"]
+    names = [item["name"] for item in gathered]
+    assert "va" in names and "vb" not in names, gathered
+    assert next(item for item in gathered if item["name"] == "va")["peer"] == "vb"
+    mine = [item for item in gathered if item["name"] == "va"]
+    again = ok(run_module(lab, tmp_path, "veth", {"config": mine, "state": "merged"}))
+    assert not again["changed"] and again["commands"] == [], again

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import ADDR, HOST, REPO, sh
+from tests.integration.helpers_links import FOREIGN_BRIDGE, FOREIGN_VETH, links
 from tests.integration.helpers_process import ok, refused, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
@@ -41,21 +42,11 @@ def killed(nl, op):
     return request
 _links.ENCODERS[ACTION] = killed
 '''
-FOREIGN_VETH = "config[0] (name=va).name: a veth of that name exists that linuxnet.bridge did not create"
-FOREIGN_BRIDGE = "config[0] (name=br-n1).name: a bridge of that name exists that linuxnet.bridge did not create"
 
 
 def ipj(lab, *args: str) -> Any:
     out = sh(lab, "ip -j " + " ".join(args)).stdout
     return json.loads(out) if out.strip() else []
-
-
-def links(lab, netns: str | None = None) -> list[dict]:
-    """Every link (name, index, alias, master, addresses) of the host or ``netns``."""
-    where = ["-n", netns] if netns else []
-    return [{k: link.get(k) for k in ("ifname", "ifindex", "ifalias", "master", "operstate", "address")}
-            | {"addr": [(a["local"], a["prefixlen"], a.get("broadcast")) for a in link.get("addr_info", [])]}
-            for link in ipj(lab, *where, "-d", "addr", "show")]
 
 
 @pytest.fixture
