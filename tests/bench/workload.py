@@ -146,7 +146,7 @@ def build(n: int, range_ports: bool = True) -> Workload:
 def linuxnet_vars(wl: Workload) -> dict:
     """Inventory variables of the role ``linuxnet.bridge.bridge_network``."""
     # linuxnet_install_packages keeps the role's default (true): where every command is there (the lab,
-    # or the SSH machine after the peer's untimed apt-get install) it costs the role two skipped tasks
+    # or the SSH machine after the peer's untimed apt-get install) it costs the role one skipped include
     return {
         "linuxnet_chain_prefix": CHAIN_PREFIX,
         "linuxnet_networks": [{"name": net.name, "bridge": net.bridge, "subnet": net.subnet} for net in wl.networks],
