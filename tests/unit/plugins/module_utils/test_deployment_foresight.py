@@ -20,7 +20,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._nftables import N
 from ansible_collections.linuxnet.bridge.plugins.module_utils._port_mapping import PortMappingResource
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import VethResource
 
-from .fixtures.deployment import FakeStep, RunModule
+from .fixtures.deployment import FakeStep, WarnedModule
 from .fixtures.firewall import FakeModule
 from .test_deployment_params import NoFirewall
 
@@ -164,14 +164,8 @@ class Referring(FakeStep):
             self.warnings.append("namespace web does not exist (an earlier task may create it)")
 
 
-class CheckModule(RunModule):
+class CheckModule(WarnedModule):
     check_mode = True
-
-    def __init__(self) -> None:
-        self.warned: list[str] = []
-
-    def warn(self, message):
-        self.warned.append(message)
 
 
 @pytest.mark.parametrize("first", [Creating, FakeStep])

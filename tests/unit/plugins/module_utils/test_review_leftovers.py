@@ -21,7 +21,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _i
 from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import Rule
 from ansible_collections.linuxnet.bridge.plugins.module_utils._netns import NetnsResource
 
-from .fixtures.deployment import FakeStep, RunModule
+from .fixtures.deployment import FakeStep, WarnedModule
 from .fixtures.netlink import FakeModule, fake_link_dumps, ns_current
 
 # ------------------------------------------------------------------------------ _netlink
@@ -173,14 +173,6 @@ class Joining:
         pass
 
 
-class Warned(RunModule):
-    def __init__(self) -> None:
-        self.warned: list[str] = []
-
-    def warn(self, message):
-        self.warned.append(message)
-
-
 @pytest.mark.parametrize("error", [Unreadable, None])
 def test_writes_held_for_a_step_that_raises_are_applied_alone_and_reported(error):
     """netns changes, firewall's writes are held for port_mapping, whose gather raises an OSError:
@@ -193,7 +185,7 @@ def test_writes_held_for_a_step_that_raises_are_applied_alone_and_reported(error
         classes = {"netns": type("Quiet", (FakeStep,), {"plan": lambda self, *a: ([], {})}), "firewall": Unreadable}
     steps = tuple((name, classes[name], options, module_options)
                   for name, _cls, options, module_options in d.STEPS if name in names and name in classes)
-    module = Warned()
+    module = WarnedModule()
     if error is None:
         with pytest.raises(PermissionError):
             d._run_steps(module, d.SharedNetlink(), Joining(), steps, None, "deleted", "LINUXNET", "auto", None)
