@@ -316,6 +316,8 @@ def address_steps(have: list[str], want: list[str] | None, exact: bool) -> list[
     if want is None:
         return []
     want = list(dict.fromkeys(want))  # an address given twice is added once
+    if want == have:
+        return []  # (every run that changes nothing: none goes, none comes)
     first = primaries(have)
     gone = [a for a in have if exact and a not in want]
     lost = {_network(a): a for a in gone if a in first}  # prefix -> its primary that goes

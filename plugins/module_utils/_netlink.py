@@ -200,6 +200,17 @@ def open_in_namespace(netns: str, opener: Callable[[], Any]) -> Any:
         os.close(fd)
 
 
+def _enter(netns: str) -> _rtnl.Reader:
+    """This thread into named namespace ``netns`` (it stays there: the caller holds
+    :func:`_thread_namespace`), and an rtnetlink socket of it."""
+    fd = namespace_fd(netns)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+    return _rtnl.Reader()
+
+
 def write_sysctl(netns: str | None, path: str, value: str) -> None:
     """Write ``value`` to ``/proc/sys/<path>`` as seen from namespace ``netns`` (None: this one).
 
@@ -340,17 +351,35 @@ class Netlink:
         """Link ``index`` of ``netns``, its addresses (IPv4, then global IPv6) and the namespace's
         default gateways (IPv4, IPv6; the IPv6 one only read when the link has IPv6 on).
         Nothing is cached, and no socket is kept: a gather visits each endpoint namespace once."""
-        kept = self._sockets.peek(netns)
-        reader = kept or open_in_namespace(netns, _rtnl.Reader)
-        try:
-            link = reader.link(index)
-            if link is None:
-                return None, [], None, None
-            gateway6 = reader.default_gateway(socket.AF_INET6) if link["ipv6"] else None
-            return link, reader.addresses().get(index, []), reader.default_gateway(), gateway6
-        finally:
-            if reader is not kept:
-                reader.close()
+        found = self.endpoints([(netns, index)])[(netns, index)]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def endpoints(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+        """:meth:`endpoint` of each (namespace, link index) of ``wanted``: its answer, or the exception
+        it raises (NamespaceMissing: no namespace of that name), for the caller to raise where it would
+        have called :meth:`endpoint`. Each namespace is entered once for all its links, whose reads go
+        in one datagram (``_rtnl.Reader.endpoints``), and the thread goes from one namespace straight
+        to the next, back to its own once at the end (not twice per namespace)."""
+        indexes: dict[str, list[int]] = {}
+        for netns, index in wanted:
+            indexes.setdefault(netns, []).append(index)
+        found: dict[tuple[str, int], Any] = {}
+        with _thread_namespace():
+            for netns, links in indexes.items():
+                kept = self._sockets.peek(netns)
+                try:
+                    reader = kept or _enter(netns)
+                    try:
+                        answers: dict[int, Any] = reader.endpoints(links)
+                    finally:
+                        if reader is not kept:
+                            reader.close()
+                except Exception as exc:  # (raised by the caller, for the item that would have met it)
+                    answers = dict.fromkeys(links, exc)
+                found.update(((netns, index), answers[index]) for index in links)
+        return found
 
     def ipv6(self, netns: str | None, index: int) -> dict:
         """IPv6 settings of link ``index`` of ``netns``: ``ipv6`` (on; None: no IPv6 in the kernel,

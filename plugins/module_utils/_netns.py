@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shlex
 import shutil
+import stat
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _validate as v
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HIDDEN, Foreseen, Operation, Vocabulary
@@ -222,6 +223,27 @@ def read_text(path: str, item: dict, key: str) -> str:
         return data.decode("utf-8", errors="replace")
 
 
+def _names_dir() -> os.stat_result | None:
+    """lstat of the directory of the namespace names, as :func:`os.path.ismount` finds a name's parent
+    (``realpath(/run/netns/NAME/..)``, which is ``realpath(/run/netns)`` for every NAME in it)."""
+    try:
+        return os.lstat(os.path.realpath(NETNS_RUN_DIR))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_mount(name: str, names_dir: os.stat_result | None) -> bool:
+    """``os.path.ismount(/run/netns/NAME)`` with the parent's lstat made once for all names
+    (:func:`_names_dir`): ismount resolves the parent's real path (about ten system calls) per name."""
+    try:
+        own = os.lstat(os.path.join(NETNS_RUN_DIR, name))
+    except (OSError, ValueError):
+        return False
+    if stat.S_ISLNK(own.st_mode) or names_dir is None:
+        return False
+    return own.st_dev != names_dir.st_dev or own.st_ino == names_dir.st_ino
+
+
 class NetnsResource(NetlinkResource):
     operations = NETNS_OPERATIONS
     #: gather reads the resolver files (False: a teardown that shows no before/after leaves them unread)
@@ -289,10 +311,11 @@ class NetnsResource(NetlinkResource):
         self.hold_lock(state)
         wanted = {item["name"]: item["hosts"] for item in desired if item.get("hosts") is not None}
         current: dict[str, dict] = {}
+        names_dir = _names_dir()
         for name in list_namespaces():
             item = {"name": name, "resolv_conf": None, "hosts": None}
             item["_owned"] = namespace_owned(name)
-            if item["_owned"] and not os.path.ismount(os.path.join(NETNS_RUN_DIR, name)):
+            if item["_owned"] and not _is_mount(name, names_dir):
                 # the mountpoint of a create (or a delete) killed midway, no namespace: never listed,
                 # but made again if wanted, else removed with its mark and files (skipped, they would stay)
                 item[HIDDEN] = True

@@ -15,6 +15,7 @@ message type, flags and body) and sent many at a time by :meth:`Reader.transact`
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -63,14 +64,26 @@ def attributes(data: bytes, offset: int = 0, wanted: frozenset[int] | None = Non
     ``wanted``: only those types (a link has about 40 attributes, a reader needs a few)."""
     found: dict[int, bytes] = {}
     end, unpack = len(data) - 4, _NLA.unpack_from  # (a dump of 1000 namespaces parses ~30k of them)
-    while offset <= end:
+    if wanted is None:
+        while offset <= end:
+            length, kind = unpack(data, offset)
+            if length < 4:
+                break
+            kind &= 0x3FFF  # without the NESTED/BYTEORDER flags
+            if kind not in found:
+                found[kind] = data[offset + 4:offset + length]
+            offset += (length + 3) & ~3
+        return found
+    left = len(wanted)
+    while offset <= end:  # (the loop of every link of a dump: kept to the fewest steps)
         length, kind = unpack(data, offset)
         if length < 4:
             break
-        kind &= 0x3FFF  # without the NESTED/BYTEORDER flags
-        if kind not in found and (wanted is None or kind in wanted):
+        kind &= 0x3FFF
+        if kind in wanted and kind not in found:
             found[kind] = data[offset + 4:offset + length]
-            if wanted is not None and len(found) == len(wanted):
+            left -= 1
+            if not left:
                 break  # (a bridge port's IFLA_INFO_SLAVE_DATA has about 40, the hairpin mode is the 4th)
         offset += (length + 3) & ~3
     return found
@@ -175,12 +188,20 @@ def parse_address(body: bytes) -> tuple[int, str] | None:
     return index, f"{address}/{prefixlen}"
 
 
+# The kernel puts a route's table in rtm_table when it fits 8 bits, else RT_TABLE_COMPAT there and the
+# id in RTA_TABLE (always given too): a route whose rtm_table is none of these is in no main table,
+# and its attributes are not read (a host's local tables hold several routes per link).
+RT_TABLE_UNSPEC, RT_TABLE_COMPAT = 0, 252
+_MAYBE_MAIN = frozenset({RT_TABLE_UNSPEC, RT_TABLE_COMPAT, RT_TABLE_MAIN})
+
+
 def parse_default_gateway(body: bytes, family: int = socket.AF_INET) -> str | None:
     """The gateway of an RTM_NEWROUTE body if it is a default route of ``family`` in the main table."""
     got, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
+    if got != family or dst_len != 0 or table not in _MAYBE_MAIN:
+        return None
     attrs = attributes(body, _RTMSG.size, _ROUTE)
-    table = _u32(attrs.get(RTA_TABLE)) or table
-    if got != family or dst_len != 0 or table != RT_TABLE_MAIN:
+    if (_u32(attrs.get(RTA_TABLE)) or table) != RT_TABLE_MAIN:
         return None
     return _ntop(family, attrs.get(RTA_GATEWAY))
 
@@ -189,9 +210,11 @@ def parse_route(body: bytes) -> dict | None:
     """``{"dst": "address/len", "oif": index or None}`` of an RTM_NEWROUTE body of the main table
     (IPv4 or IPv6); None for other tables and families."""
     family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
+    if family not in _SIZES or table not in _MAYBE_MAIN:
+        return None
     attrs = attributes(body, _RTMSG.size, _ROUTE)
     table = _u32(attrs.get(RTA_TABLE)) or table
-    if family not in _SIZES or table != RT_TABLE_MAIN:
+    if table != RT_TABLE_MAIN:
         return None
     address = _ntop(family, attrs.get(RTA_DST)) or _ANY[family]
     return {"dst": f"{address}/{dst_len}", "oif": _u32(attrs.get(RTA_OIF))}
@@ -368,6 +391,43 @@ class Reader:
             if answers and not dump:
                 return answers
 
+    def requests(self, asked: list[tuple[int, bytes, bool]]) -> list[list[tuple[int, bytes]] | OSError]:
+        """:meth:`request` for each (type, body, dump) of ``asked``, sent in one datagram and read
+        together: per request its answers, or the OSError its error answer raises. A socket runs one
+        dump at a time: a dump the kernel refuses (EBUSY) because the one before it had more than a
+        datagram to give is asked again on its own, once the others are answered."""
+        first = self.seq + 1
+        self.seq += len(asked)
+        self.sock.send(b"".join(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | (NLM_F_DUMP if dump else 0),
+                                             first + i, 0) + body for i, (kind, body, dump) in enumerate(asked)))
+        answers: list[list[tuple[int, bytes]]] = [[] for _request in asked]
+        results: list[list[tuple[int, bytes]] | OSError | None] = [None] * len(asked)
+        pending = len(asked)
+        while pending:
+            for kind, seq, body in _messages(self.sock.recv(1 << 17)):
+                i = seq - first
+                if not 0 <= i < len(asked) or results[i] is not None:
+                    continue
+                if kind == NLMSG_ERROR:
+                    error = _errno(body)
+                    results[i] = OSError(error, os.strerror(error)) if error else answers[i]
+                elif kind == NLMSG_DONE:
+                    results[i] = answers[i]
+                else:
+                    answers[i].append((kind, body))
+                    if not asked[i][2]:  # a plain get has one answer (no ack asked)
+                        results[i] = answers[i]
+                if results[i] is not None:
+                    pending -= 1
+        for i, (kind, body, dump) in enumerate(asked):
+            refused = results[i]
+            if dump and isinstance(refused, OSError) and refused.errno == errno.EBUSY:
+                try:
+                    results[i] = self.request(kind, body, dump=True)
+                except OSError as exc:
+                    results[i] = exc
+        return results  # type: ignore[return-value]  (none is None any more)
+
     def transact(self, messages: list[Message]) -> list[int]:
         """Send ``messages`` (each with NLM_F_ACK), :data:`WINDOW` to a datagram, and read their acks:
         the errno of each, in order (0: done). The kernel handles the requests of a datagram one
@@ -389,12 +449,12 @@ class Reader:
 
     def links(self) -> list[dict]:
         """Every link of the namespace, as :func:`parse_link` gives them."""
-        return [parse_link(body) for kind, body in self.request(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0), dump=True)
+        return [parse_link(body) for kind, body in self.request(RTM_GETLINK, _link_request(0), dump=True)
                 if kind == RTM_NEWLINK]
 
     def link(self, index: int) -> dict | None:
         try:
-            answers = self.request(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0), dump=False)
+            answers = self.request(RTM_GETLINK, _link_request(index), dump=False)
         except OSError:  # ENODEV: no link with that index
             return None
         return next((parse_link(body) for kind, body in answers if kind == RTM_NEWLINK), None)
@@ -405,12 +465,7 @@ class Reader:
 
     def addresses(self) -> dict[int, list[str]]:
         """Addresses per link index as :func:`parse_address` gives them, IPv4 first (kernel order)."""
-        table: dict[int, list[str]] = {}
-        for kind, body in self.request(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0), dump=True):
-            parsed = parse_address(body) if kind == RTM_NEWADDR else None
-            if parsed:
-                table.setdefault(parsed[0], []).append(parsed[1])
-        return table
+        return _address_table(self.request(RTM_GETADDR, _ALL_ADDRESSES, dump=True))
 
     def routes(self) -> list[dict]:
         """The routes of the main IPv4 and IPv6 tables, as :func:`parse_route` gives them."""
@@ -422,8 +477,60 @@ class Reader:
         return found
 
     def default_gateway(self, family: int = socket.AF_INET) -> str | None:
-        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
-            gateway = parse_default_gateway(body, family) if kind == RTM_NEWROUTE else None
-            if gateway:
-                return gateway
-        return None
+        return _gateway(self.request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), dump=True), family)
+
+    def endpoints(self, indexes: list[int]) -> dict[int, tuple[dict | None, list[str], str | None, str | None]]:
+        """Per link index: the link (None: no such link), its addresses as :meth:`addresses`, and the
+        namespace's default gateways as :meth:`default_gateway` gives them (IPv4; IPv6 only for a
+        link with IPv6 on, else None). The links and the addresses are asked in one datagram
+        (:meth:`requests`), the routes after them when a link is found: a dump asked while another
+        runs is refused, and a dump runs until its reader has taken its last answer."""
+        asked = [(RTM_GETLINK, _link_request(index), False) for index in indexes] + [(RTM_GETADDR, _ALL_ADDRESSES, True)]
+        *links, addresses = self.requests(asked)
+        found: dict[int, tuple[dict | None, list[str], str | None, str | None]] = {}
+        table: dict[int, list[str]] | None = None
+        gateway: str | None = None
+        gateway6: list[str | None] = []  # the IPv6 one, once asked
+        for index, answer in zip(indexes, links):
+            # (an error answer, ENODEV: no link with that index, as :meth:`link`)
+            link = None if isinstance(answer, OSError) else next((parse_link(body) for kind, body in answer if kind == RTM_NEWLINK), None)
+            if link is None:
+                found[index] = (None, [], None, None)
+                continue
+            if link["ipv6"] and not gateway6:
+                gateway6.append(self.default_gateway(socket.AF_INET6))
+            if table is None:
+                if isinstance(addresses, OSError):
+                    raise addresses
+                table, gateway = _address_table(addresses), self.default_gateway()
+            found[index] = (link, table.get(index, []), gateway, gateway6[0] if link["ipv6"] else None)
+        return found
+
+
+_ALL_ADDRESSES = _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 29, 1 << 3
+# No counters in a link's answer (IFLA_STATS64, IFLA_STATS, IPv6's stats in IFLA_AF_SPEC): nothing
+# here reads them, and summing them is most of the kernel's work per link (older kernels ignore the bit).
+_SKIP_STATS = nla(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+
+
+def _link_request(index: int) -> bytes:
+    """The body of RTM_GETLINK for link ``index`` (0, dumped: every link)."""
+    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _SKIP_STATS
+
+
+def _address_table(answers: list[tuple[int, bytes]]) -> dict[int, list[str]]:
+    table: dict[int, list[str]] = {}
+    for kind, body in answers:
+        parsed = parse_address(body) if kind == RTM_NEWADDR else None
+        if parsed:
+            table.setdefault(parsed[0], []).append(parsed[1])
+    return table
+
+
+def _gateway(answers: list[tuple[int, bytes]], family: int) -> str | None:
+    for kind, body in answers:
+        gateway = parse_default_gateway(body, family) if kind == RTM_NEWROUTE else None
+        if gateway:
+            return gateway
+    return None

@@ -232,6 +232,7 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
 
     netns, veths, ports = [], [], []
     places: list[tuple[str, str]] = []  # (field, endpoint) of each item of ports
+    published: dict[str, dict] = {}  # publish text -> parse_publish's fields, parsed once for _ports and the conflicts
     for ep in eps:
         if ep["mode"] == "host":
             continue
@@ -267,8 +268,8 @@ def plan_deployment(networks: list[dict], endpoints: list[dict], current_veths: 
             if net["mtu"]:
                 veth["mtu"] = net["mtu"]
             veths.append(veth)
-        ports += _ports(ep, nets, warnings, places)
-    _check_port_conflicts(ports, places)
+        ports += _ports(ep, nets, warnings, places, published)
+    _check_port_conflicts(ports, places, published)
     if port_fields is not None:  # (not in the plan: a caller's warnings name them, as the conflicts above do)
         port_fields[:] = [at for at, _endpoint in places]
 
@@ -415,7 +416,8 @@ def _resolv_conf(dns: dict, at: str) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, str]]) -> list[dict]:
+def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, str]],
+           published: dict[str, dict] | None = None) -> list[dict]:
     raw_ports = v.as_list(ep["raw"].get("ports"), f"{ep['at']}.ports")
     if ep["mode"] != "bridge" or not raw_ports:
         if ep["mode"] == "none" and raw_ports:
@@ -433,7 +435,10 @@ def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, st
         host_ip, host_field = item.get("host_ip"), f"{at}.host_ip"
         if "publish" in item:
             item["publish"] = str(item["publish"])
-            host_ip, host_field = parse_publish(item["publish"], at)["host_ip"], at
+            fields = parse_publish(item["publish"], at)
+            if published is not None:
+                published[item["publish"]] = fields
+            host_ip, host_field = fields["host_ip"], at
         families = _port_families(host_ip, host_field, net)
         sources = _port_sources(item.get("sources"), f"{at}.sources", families) if "sources" in item else {}
         for family in families:
@@ -447,11 +452,15 @@ def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, st
     return out
 
 
-def _conflict_item(mapping: dict) -> dict | None:
+def _conflict_item(mapping: dict, published: dict[str, dict] | None = None) -> dict | None:
     """What port_mapping's check_conflicts reads of a planned mapping; None for one it will refuse
-    anyway (port_mapping validates every field and names it)."""
+    anyway (port_mapping validates every field and names it). ``published``: publish texts parsed already."""
     try:
-        fields = dict(mapping, **parse_publish(mapping["publish"], "publish")) if mapping.get("publish") else mapping
+        if mapping.get("publish"):
+            parsed = (published or {}).get(mapping["publish"])
+            fields = dict(mapping, **(parsed if parsed is not None else parse_publish(mapping["publish"], "publish")))
+        else:
+            fields = mapping
         cp = port_range(fields.get("container_port"), "container_port")
         hp = port_range(fields["host_port"], "host_port") if fields.get("host_port") not in (None, "") else cp
         family = family_of(mapping["container_ip"])
@@ -470,11 +479,11 @@ def _conflicts(items: list[dict]) -> bool:
     return False
 
 
-def _check_port_conflicts(ports: list[dict], places: list[tuple[str, str]]) -> None:
+def _check_port_conflicts(ports: list[dict], places: list[tuple[str, str]], published: dict[str, dict] | None = None) -> None:
     """Two published ports that claim one protocol and host port on overlapping host addresses:
     refused here, naming the later one's field and the endpoint it clashes with (port_mapping's
     own check, which decides, cannot name the inventory's fields)."""
-    found = [(item, place) for item, place in ((_conflict_item(m), p) for m, p in zip(ports, places)) if item]
+    found = [(item, place) for item, place in ((_conflict_item(m, published), p) for m, p in zip(ports, places)) if item]
     items = [item for item, _place in found]
     if not _conflicts(items):
         return

@@ -16,8 +16,11 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import HID
 from ansible_collections.linuxnet.bridge.plugins.module_utils._links import (
     NetlinkResource,
     address_ops,
+    address_steps,
     docker_mac,
+    kernel_after,
     kernel_order,
+    op_addr,
     op_default_route,
     op_delete,
     op_hairpin,
@@ -104,23 +107,42 @@ def wanted_ipv6(item: dict, owned: bool) -> bool | None:
 class VethResource(NetlinkResource):
     def normalize(self, config: list[dict], state: str) -> list[dict]:
         items = []
+        # Texts found valid already, checked once (the validators are pure; the field only names an
+        # error): N items share a peer name (eth0), a few bridges and gateways.
+        valid_names: set[str] = set()
+        gateways: dict[tuple[str, int], str] = {}
+
+        def ifname(value: object, field: str) -> str:
+            if value.__class__ is str and value in valid_names:
+                return value  # type: ignore[return-value]
+            valid_names.add(v.interface_name(value, field))
+            return value  # type: ignore[return-value]
+
+        def unicast(value: object, field: str, version: int = 4) -> str:
+            if value.__class__ is not str:
+                return v.unicast(value, field, version=version)
+            key = (value, version)  # type: ignore[assignment]
+            if key not in gateways:
+                gateways[key] = v.unicast(value, field, version=version)
+            return gateways[key]
+
         for i, raw in enumerate(config):
             at = v.where(i, raw, "").__add__  # at(field) is where(i, raw, field): its label made once per item
-            name = v.interface_name(raw.get("name"), at("name"))
+            name = ifname(raw.get("name"), at("name"))
             peer_netns = v.netns_name(raw["peer_netns"], at("peer_netns")) if raw.get("peer_netns") else None
             if raw.get("peer") is None and peer_netns is None and state not in ("deleted", "gathered"):
                 raise v.ValidationError(f"{at('peer_netns')}: required unless peer names a host interface")
-            peer = v.interface_name(raw.get("peer") or "eth0", at("peer"))
+            peer = ifname(raw.get("peer") or "eth0", at("peer"))
             if peer_netns is None and peer == name:
                 raise v.ValidationError(f"{at('peer')}: both ends on the host cannot share the name {name}")
             item = {
                 "name": name,
                 "peer": peer,
                 "peer_netns": peer_netns,
-                "master": v.interface_name(raw["master"], at("master")) if raw.get("master") else None,
+                "master": ifname(raw["master"], at("master")) if raw.get("master") else None,
                 "addresses": None,
-                "gateway": v.unicast(raw["gateway"], at("gateway")) if raw.get("gateway") else None,
-                "gateway6": v.unicast(raw["gateway6"], at("gateway6"), version=6) if raw.get("gateway6") else None,
+                "gateway": unicast(raw["gateway"], at("gateway")) if raw.get("gateway") else None,
+                "gateway6": unicast(raw["gateway6"], at("gateway6"), version=6) if raw.get("gateway6") else None,
                 "mtu": v.mtu(raw["mtu"], at("mtu")) if raw.get("mtu") is not None else None,
                 "mac": v.mac(raw["mac"], at("mac"), allow_docker=True) if raw.get("mac") else None,
                 "hairpin": raw.get("hairpin"),
@@ -194,6 +216,7 @@ class VethResource(NetlinkResource):
         by_index = {link["index"]: link for link in host.values()}
         wanted = {d["name"] for d in desired}
         current = {}
+        peers = []  # (item, link, recorded) whose peer end is read, in the order of the host's links
         for link in host.values():
             if link["kind"] != "veth":
                 continue
@@ -221,7 +244,7 @@ class VethResource(NetlinkResource):
             if recorded is None and link["link_netnsid"] is None and link["link"] in by_index:
                 recorded = {"peer": by_index[link["link"]]["name"], "peer_netns": None}
             if recorded and (recorded is not None and (link["name"] in wanted or item["_owned"])):
-                self._gather_peer(item, link, recorded)
+                peers.append((item, link, recorded))
             elif recorded:
                 item["peer"], item["peer_netns"] = recorded["peer"], recorded["peer_netns"]
             if not item["_owned"] and host_end_of(link, host):
@@ -229,13 +252,21 @@ class VethResource(NetlinkResource):
                 # its own, so that gathered's list is valid config again (naming it is refused)
                 item[HIDDEN] = True
             current[link["name"]] = item
+        # the peers in namespaces, each namespace entered once (IFLA_LINK is the peer's index in it)
+        ends = self.netlink.endpoints([(recorded["peer_netns"], link["link"]) for _item, link, recorded in peers
+                                       if recorded["peer_netns"] and link["link"]])
+        for item, link, recorded in peers:
+            self._gather_peer(item, link, recorded, ends)
         return current
 
-    def _gather_peer(self, item: dict, link: dict, recorded: dict) -> None:
+    def _gather_peer(self, item: dict, link: dict, recorded: dict, ends: dict) -> None:
         netns = recorded["peer_netns"]
         try:
-            if netns and link["link"]:  # IFLA_LINK is the peer's index in its namespace
-                peer, addresses, gateway, gateway6 = self.netlink.endpoint(netns, link["link"])
+            if netns and link["link"]:  # read by gather: netlink.endpoints
+                found = ends[(netns, link["link"])]
+                if isinstance(found, BaseException):
+                    raise found
+                peer, addresses, gateway, gateway6 = found
                 settings = {"ipv6": peer["ipv6"], "accept_ra": peer["accept_ra"]} if peer else {}
             else:
                 peer = self.netlink.link(recorded["peer"], netns)
@@ -324,9 +355,10 @@ class VethResource(NetlinkResource):
                 ipv6 != have["ipv6"] or (ipv6 and have.get("_accept_ra") != 0)):
             ops.append(op_ipv6(peer, netns, ipv6))
             new["ipv6"], new["_accept_ra"] = ipv6, 0 if ipv6 else have.get("_accept_ra")
-        ops += address_ops(peer, netns, have["addresses"] or [], item["addresses"], exact)
+        steps = address_steps(have["addresses"] or [], item["addresses"], exact)  # (address_ops, kernel_order)
+        ops += [op_addr(peer, netns, address, add, why) for address, add, why in steps]
         if item["addresses"] is not None:
-            new["addresses"] = kernel_order(have["addresses"] or [], item["addresses"], exact)
+            new["addresses"] = kernel_after(have["addresses"] or [], steps)
         # Our pairs are kept up; a foreign pair's link state is its owner's business.
         if have["_owned"] and not have.get("_up", True):
             ops.append(op_set_state(name, None, True))

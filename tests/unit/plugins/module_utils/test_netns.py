@@ -10,6 +10,7 @@ Run: ``.venv/bin/python -m pytest tests/unit -q``
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +156,7 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setattr(_ownership, "NETNS_DIR", str(marks))
     monkeypatch.setattr(_netns, "ETC_NETNS", str(etc))
     monkeypatch.setattr(os.path, "ismount", lambda path: path.startswith(str(run_netns)))
+    monkeypatch.setattr(_netns, "_is_mount", lambda name, names_dir: True)  # (gather's ismount of a name)
 
     def add(name: str, owned: bool, **files: bytes) -> None:
         (run_netns / name).touch()
@@ -236,3 +238,17 @@ def test_netns_files_that_are_not_utf8_are_read_and_ours_rewritten_once(host):
     # replaced without the files removes them, bad bytes or not
     resolv.write_bytes(b"\xff\n")
     assert converge([{"name": "mine"}], "replaced") == [f"rm -f {resolv}", f"rm -f {hosts_file}"]
+
+
+def test_is_mount_of_a_name_is_what_os_path_ismount_says(tmp_path, monkeypatch):
+    """gather's one-lstat mount check answers as os.path.ismount: a file, a directory, a symlink (to a
+    mount point too), a missing name, and real mount points (/proc, /sys under /)."""
+    (tmp_path / "file").touch()
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to("/proc")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    for directory, names in ((tmp_path, ("file", "dir", "link", "dangling", "missing")), (Path("/"), ("proc", "sys", "tmp", "etc"))):
+        monkeypatch.setattr(_netns, "NETNS_RUN_DIR", str(directory))
+        names_dir = _netns._names_dir()
+        assert [_netns._is_mount(name, names_dir) for name in names] == [os.path.ismount(directory / name) for name in names]
+    assert _netns._is_mount("proc", _netns._names_dir()) is True

@@ -116,6 +116,7 @@ def netns_host(tmp_path, monkeypatch):
     monkeypatch.setattr(_netns, "list_namespaces", lambda: ["a", "b"])
     monkeypatch.setattr(_netns, "namespace_owned", lambda name: True)
     monkeypatch.setattr(_netns.os.path, "ismount", lambda path: True)
+    monkeypatch.setattr(_netns, "_is_mount", lambda name, names_dir: True)  # (gather's ismount of a name)
     return tmp_path
 
 

@@ -134,6 +134,19 @@ def test_routes_of_the_main_table_with_destination_and_device():
     assert _rtnl.parse_route(route_body(16, 254, dst)) == {"dst": "10.55.0.0/16", "oif": None}  # multipath: no single device
 
 
+def test_routes_of_other_tables_as_the_kernel_encodes_them_are_not_main():
+    """A table that fits 8 bits is in rtm_table (and RTA_TABLE), a larger one in RTA_TABLE behind
+    RT_TABLE_COMPAT: neither is the main table, whether or not its attributes are read."""
+    dst, gateway = nla(_rtnl.RTA_DST, socket.inet_aton("10.55.0.0")), nla(_rtnl.RTA_GATEWAY, socket.inet_aton("10.0.0.1"))
+    for table, header in ((100, 100), (1000, 252), (255, 255)):
+        in_table = nla(_rtnl.RTA_TABLE, struct.pack("=I", table))
+        assert _rtnl.parse_route(route_body(16, header, in_table, dst)) is None
+        assert _rtnl.parse_default_gateway(route_body(0, header, in_table, gateway)) is None
+    main = nla(_rtnl.RTA_TABLE, struct.pack("=I", 254))
+    assert _rtnl.parse_route(route_body(16, 254, main, dst)) == {"dst": "10.55.0.0/16", "oif": None}
+    assert _rtnl.parse_default_gateway(route_body(0, 254, main, gateway)) == "10.0.0.1"
+
+
 # ------------------------------------------------------------------------------ write requests
 # Each encoder's message is compared, byte for byte, with what pyroute2's message classes encode
 # for the same request (the classes only, no socket), or with the kernel's layout where pyroute2

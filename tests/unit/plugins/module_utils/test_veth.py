@@ -266,3 +266,25 @@ def test_expected_after_lists_the_peer_addresses_as_the_gather_will():
     config = [{"name": "v1", "peer_netns": "c1", "addresses": ["10.1.0.9/24", "10.2.0.2/24", "fd00:1::4/64"]}]
     _commands, after = plan(VethResource, config, current)
     assert after["v1"]["addresses"] == ["10.1.0.2/24", "10.2.0.2/24", "10.1.0.9/24", "fd00:1::4/64", "fd00:1::3/64", "fd00:1::2/64"]
+
+
+def test_normalize_checks_a_shared_name_or_gateway_once_yet_refuses_each_bad_one_by_its_field():
+    """Items sharing the peer name, a bridge and a gateway normalize as each does alone; a bad value
+    after good ones (the same field, another item) is refused naming its own item."""
+    from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+
+    from .fixtures.netlink import FakeModule
+
+    def item(n: int, **changes) -> dict:
+        return {"name": f"v{n}", "peer_netns": f"ns{n}", "master": "br0", "addresses": [f"10.0.0.{n + 2}/24"],
+                "gateway": "10.0.0.1", "mac": "docker", **changes}
+
+    res = VethResource(FakeModule(state="merged"))
+    config = [item(n) for n in range(3)]
+    assert res.normalize(config, "merged") == [res.normalize([one], "merged")[0] for one in config]
+    for field, bad, message in (("master", "br/0", "config[2] (name=v2).master: interface name 'br/0'"),
+                                ("peer", "eth 0", "config[2] (name=v2).peer: interface name 'eth 0'"),
+                                ("gateway", "224.0.0.1", "config[2] (name=v2).gateway: '224.0.0.1' is a multicast")):
+        with pytest.raises(ValidationError) as err:
+            res.normalize([item(0), item(1), item(2, **{field: bad})], "merged")
+        assert str(err.value).startswith(message), str(err.value)
