@@ -27,6 +27,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
     Model,
     Rule,
     Table,
+    parsable_as,
     read_sysctl,
     sysctl_name,
     write_sysctl,
@@ -659,8 +660,11 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
     """Rebuild the network list from the live ruleset; ``known`` (the state file) supplies names."""
     c = chains(prefix)
 
-    def rules(table: str, chain: str) -> list[Rule]:
-        return [r for r in map(parse, (live.get(table) or Table()).chain_rules(chain)) if r is not None]
+    def rules(table: str, chain: str, kinds: tuple[str, ...] | None = None) -> list[Rule]:
+        specs = (live.get(table) or Table()).chain_rules(chain)
+        if kinds is not None:  # (POSTROUTING holds a hairpin rule per published port: not parsed)
+            specs = parsable_as(parse, specs, kinds)
+        return [r for r in map(parse, specs) if r is not None]
 
     by_bridge = {n["bridge"]: n for n in known.values()}
     internal = {r.get("bridge"): r.get("subnet") for r in rules("filter", c["iso1"]) if r.kind == "internal_in"}
@@ -668,7 +672,7 @@ def parse_networks(live: dict[str, Table], prefix: str, known: dict[str, dict], 
     forward = rules("filter", "FORWARD")
     no_icc = {r.get("bridge") for r in forward if r.kind == "icc" and r.get("verdict") == "DROP"}
     guarded = {r.get("bridge") for r in forward if r.kind == "protect"}
-    nat_rules = [r for r in rules("nat", "POSTROUTING") if r.kind in ("local_nat", "out_nat")]
+    nat_rules = [r for r in rules("nat", "POSTROUTING", ("local_nat", "out_nat")) if r.kind in ("local_nat", "out_nat")]
     found: dict[str, dict] = {}
     for bridge in bridges + list(internal):
         base = by_bridge.get(bridge, {})

@@ -40,6 +40,16 @@ class Rule:
     def of(cls, kind: str, **fields: str | None) -> Rule:
         return cls(kind, tuple(sorted([field for field in fields.items() if field[1] is not None])))
 
+    @classmethod
+    def ordered(cls, kind: str, fields: tuple[tuple[str, str | None], ...]) -> Rule:
+        """``Rule.of`` of ``fields`` given already in the order of their names (a run makes tens of thousands)."""
+        return cls(kind, tuple([field for field in fields if field[1] is not None]))
+
+    @classmethod
+    def of_fields(cls, kind: str, fields: dict[str, str | None]) -> Rule:
+        """``Rule.of(kind, **fields)`` without unpacking the dict (parsing makes thousands)."""
+        return cls(kind, tuple(sorted([field for field in fields.items() if field[1] is not None])))
+
     def get(self, name: str) -> str | None:
         return dict(self.fields).get(name)
 
@@ -80,6 +90,9 @@ class RuleTemplate:
         regex = "".join(pattern(seg) if not seg.startswith("[") else "(?:{}|{})".format(*map(pattern, _branches(seg)))
                         for seg in self.segments)
         self.regex = re.compile("^" + regex + "$")
+        # parsing: only a group of an optional segment can be None; the groups converted back
+        self._maybe_none = any(seg.startswith("[") and _FIELD.search(seg) for seg in self.segments)
+        self._back = [(name, self.convert[name][1]) for name in self.regex.groupindex if name in self.convert]
         # The segments split once into (literal, field) pieces: rendering is joins, no regex (a
         # no-change run at N=1000 renders tens of thousands of rules).
         self._parts = []
@@ -87,6 +100,14 @@ class RuleTemplate:
             first, second = _branches(seg) if seg.startswith("[") else (seg, None)
             names = _FIELD.findall(first) if second is not None else None
             self._parts.append((names, self._pieces(first), self._pieces(second or "")))
+        #: the names of each optional segment's first branch, and by the branches taken, a format
+        #: string and the fields it converts first: rendering is one str.format_map
+        self._optional = [names for names, _first, _second in self._parts if names is not None]
+        self._given = [name for names in self._optional for name in names]  # (flat: one list comprehension)
+        self._formats: dict[tuple[bool, ...], tuple[str, list[tuple[str, Callable[[str], str]]]]] = {}
+        #: literal text that every rule of this kind contains (the pieces outside optional segments)
+        self.literals = [literal for names, first, _second in self._parts if names is None
+                         for literal, _name, _convert in first if literal.strip()]
 
     def _pieces(self, part: str) -> list[tuple[str, str | None, Callable[[str], str]]]:
         pieces, pos = [], 0
@@ -99,6 +120,41 @@ class RuleTemplate:
     def render(self, fields: dict[str, str]) -> str:
         if self.derive is not None:
             fields = self.derive(dict(fields))
+        get = fields.get
+        given = tuple([get(name) is not None for name in self._given])
+        try:
+            form, converted = self._formats[given]
+        except KeyError:
+            form, converted = self._formats[given] = self._format(given)
+        try:
+            if not converted:
+                return form.format_map(fields)
+            values = dict(fields)
+            for name, convert in converted:
+                values[name] = convert(fields[name])
+            return form.format_map(values)
+        except KeyError:  # a field is missing: raise as the piecewise rendering does
+            return self._render(fields)
+
+    def _format(self, given: tuple[bool, ...]) -> tuple[str, list[tuple[str, Callable[[str], str]]]]:
+        """The pieces of the branches taken when the names of :attr:`_given` are ``given`` (not None) or
+        not, as one format string, and the fields it converts first."""
+        flags, at = [], 0
+        for names in self._optional:  # (each segment's names: the next len(names) of given)
+            flags.append(all(given[at:at + len(names)]))
+            at += len(names)
+        taken = iter(flags)
+        form, converted = [], {}
+        for names, first, second in self._parts:
+            for literal, name, convert in first if names is None or next(taken) else second:
+                form.append(literal.replace("{", "{{").replace("}", "}}"))
+                if name is not None:
+                    form.append("{" + name + "}")
+                    if convert is not str:
+                        converted[name] = convert
+        return "".join(form), list(converted.items())
+
+    def _render(self, fields: dict[str, str]) -> str:
         out = []
         for names, first, second in self._parts:
             pieces = first if names is None or all(fields.get(name) is not None for name in names) else second
@@ -114,9 +170,34 @@ class RuleTemplate:
 
     def fields(self, m: re.Match) -> dict[str, str] | None:
         """The fields of a rule that :attr:`regex` matched (``m``): a caller that matched already parses no second time."""
-        convert = self.convert  # (a group is a str already: only the converted fields need a call)
-        fields = {k: convert[k][1](v) if k in convert else v for k, v in m.groupdict().items() if v is not None}
+        # (a group is a str already: only the converted fields need a call)
+        fields = m.groupdict()
+        if self._maybe_none:
+            fields = {k: v for k, v in fields.items() if v is not None}
+        for name, back in self._back:
+            if name in fields:
+                fields[name] = back(fields[name])
         return self.reduce(fields) if self.reduce is not None else fields
+
+
+def parsable_as(parse: Callable[[str], Rule | None], specs: list[str], kinds: tuple[str, ...]) -> list[str]:
+    """The ``specs`` that ``parse`` may read as a rule of one of ``kinds``: a spec lacking the longest
+    literal of each kind's template (``parse.templates``, kind -> RuleTemplate, of the adapter) is
+    none of them (a chain of thousands of rules of other kinds is not parsed). All of them when
+    ``parse`` tells no templates."""
+    templates = getattr(parse, "templates", None)
+    if templates is None:
+        return specs
+    keys = [max(templates[kind].literals, key=len, default="") for kind in kinds if kind in templates]
+    if "" in keys:  # a kind without literal text matches anything
+        return specs
+    found = []
+    for spec in specs:
+        for key in keys:
+            if key in spec:
+                found.append(spec)
+                break
+    return found
 
 
 def _branches(segment: str) -> tuple[str, str]:

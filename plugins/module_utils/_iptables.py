@@ -25,11 +25,19 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from typing import Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError, Operation
-from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import BuiltinRules, DesiredTable, FirewallLock, Model, Rule, RuleTemplate, Table
+from ansible_collections.linuxnet.bridge.plugins.module_utils._fwmodel import (
+    BuiltinRules,
+    DesiredTable,
+    FirewallLock,
+    Model,
+    Rule,
+    RuleTemplate,
+    Table,
+    _branches,
+)
 
 TABLES = ("filter", "nat", "raw")  # in the order their transactions are applied
 BUILTIN = {
@@ -143,46 +151,67 @@ RENDERED_MAX = 1 << 15
 
 
 def render_rule(rule: Rule, family: str = "ipv4") -> str:
+    key = (rule, family)
     try:
-        return _RENDERED[(rule, family)]
-    except KeyError:
-        if len(_RENDERED) >= RENDERED_MAX:
-            _RENDERED.clear()
-        text = _RENDERED[(rule, family)] = KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
-        return text
+        text = _RENDERED.get(key)  # (no KeyError raised and caught: most rules of a run are new to it)
     except TypeError:  # a field value that is no string (not hashable)
         return KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
+    if text is None:
+        if len(_RENDERED) >= RENDERED_MAX:
+            _RENDERED.clear()
+        text = _RENDERED[key] = KINDS_BY_FAMILY[family][rule.kind].render(dict(rule.fields))
+    return text
 
 
-_TARGET = re.compile(r"(?:.*\s)?-j ([A-Za-z0-9_]+)(?:\s.*)?")
-# family -> (its KINDS, {target: the kinds, in order, that can match a rule jumping there}, the kinds any rule may match)
-_BY_TARGET: dict[str, tuple[dict, dict[str, list], list]] = {}
+# family -> (its KINDS, the signatures of each kind (see _signatures), {(first token, target, target
+# is last): the kinds, in order, that can match a rule of that shape})
+_BY_TARGET: dict[str, tuple[dict, dict[str, set | None], dict[tuple[str, str, bool], list]]] = {}
+SHAPES_MAX = 1 << 10  # shapes remembered per family (a parsed running_config may have any)
 
 
-def _by_target(family: str) -> tuple[dict[str, list], list]:
-    """The kinds of ``family`` by the literal target of their one ``-j`` (a kind whose target is a
-    field, an optional segment or not literal matches any): parsing tries only those that can match."""
+def _signatures(template: RuleTemplate) -> set[tuple[str | None, str | None, bool]] | None:
+    """(first token, target after its one ``-j``, whether the target is the last token) of each text
+    the template renders (``[A|B]`` taken either way), None where a field stands (any word); None
+    when a text has no single literal ``-j`` followed by a target: it may match any rule.
+
+    A field matches one token (no whitespace), so a rule that the template matches and that has one
+    ``-j`` token has the template's ``-j``, target and first token where the text has them."""
+    texts = [""]
+    for segment in template.segments:
+        branches = _branches(segment) if segment.startswith("[") else (segment,)
+        texts = [text + branch for text in texts for branch in branches]
+    found = set()
+    for text in texts:
+        tokens = text.split()
+        if tokens.count("-j") != 1 or tokens[-1] == "-j":
+            return None
+        at = tokens.index("-j") + 1
+        found.add(tuple(None if "{" in word else word for word in (tokens[0], tokens[at])) + (at == len(tokens) - 1,))
+    return found
+
+
+def _candidates(family: str, first: str, target: str, last: bool) -> list:
+    """The kinds of ``family``, in order, that can match a rule with one ``-j`` of this shape: parsing tries only those."""
     kinds = KINDS_BY_FAMILY[family]
     if family not in _BY_TARGET or _BY_TARGET[family][0] is not kinds:
-        targets: dict[str, str | None] = {}
-        for kind, template in kinds.items():
-            m = _TARGET.fullmatch(template.text)
-            literal = template.text.count("-j") == 1 and m is not None and not any(
-                "-j" in seg for seg in template.segments if seg.startswith("["))
-            targets[kind] = m.group(1) if literal else None
-        index = {word: [(k, t) for k, t in kinds.items() if targets[k] in (None, word)]
-                 for word in set(targets.values()) - {None}}
-        _BY_TARGET[family] = (kinds, index, [(k, t) for k, t in kinds.items() if targets[k] is None])
-    return _BY_TARGET[family][1], _BY_TARGET[family][2]
+        _BY_TARGET[family] = (kinds, {kind: _signatures(template) for kind, template in kinds.items()}, {})
+    _kinds, signatures, shapes = _BY_TARGET[family]
+    key = (first, target, last)
+    if key not in shapes:
+        if len(shapes) >= SHAPES_MAX:
+            shapes.clear()
+        shapes[key] = [(kind, template) for kind, template in kinds.items() if signatures[kind] is None or any(
+            f in (None, first) and t in (None, target) and end == last for f, t, end in signatures[kind])]
+    return shapes[key]
 
 
 def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
     """The rule ``iptables-save`` printed as ``-A CHAIN <spec>``; None if it is no kind of ours."""
     tokens = spec.split()
     if tokens.count("-j") == 1 and tokens[-1] != "-j":
-        # a kind with a literal target matches only a rule with that target after its (only) -j
-        index, wildcard = _by_target(family)
-        candidates = index.get(tokens[tokens.index("-j") + 1], wildcard)
+        # a kind matches only a rule with its first token and its target after its (only) -j
+        at = tokens.index("-j") + 1
+        candidates = _candidates(family, tokens[0], tokens[at], at == len(tokens) - 1)
     else:
         candidates = KINDS_BY_FAMILY[family].items()
     for kind, template in candidates:
@@ -191,7 +220,7 @@ def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
             continue
         fields = template.fields(m)
         if fields is not None:
-            return Rule.of(kind, **fields)
+            return Rule.of_fields(kind, fields)
     return None
 
 
@@ -200,6 +229,12 @@ def parse_save(text: str) -> dict[str, Table]:
     current: Table | None = None
     for line in text.splitlines():
         line = line.strip()
+        if line.startswith("-A "):  # (first: nearly every line is a rule)
+            if current is not None:
+                # "-A FORWARD" alone is a rule too (`iptables -A FORWARD`: no match, no target, a counter)
+                parts = line.split(" ", 2)
+                current.rules.setdefault(parts[1], []).append(parts[2] if len(parts) > 2 else "")
+            continue
         if not line or line.startswith("#"):
             continue
         if line.startswith("*"):
@@ -210,10 +245,6 @@ def parse_save(text: str) -> dict[str, Table]:
             name, policy = (line[1:].split() + ["-", "-"])[:2]  # running_config (parsed) may be any text
             current.chains[name] = policy
             current.rules.setdefault(name, [])
-        elif line.startswith("-A "):
-            # "-A FORWARD" alone is a rule too (`iptables -A FORWARD`: no match, no target, a counter)
-            chain, spec = (line.split(" ", 2) + [""])[1:3]
-            current.rules.setdefault(chain, []).append(spec)
     return tables
 
 
@@ -368,6 +399,7 @@ class Iptables(FirewallLock):
         self.tag = tag  # (and of the commands shown: iptables-legacy -t filter ...)
         self.render = functools.partial(render_rule, family=family)
         self.parse = functools.partial(parse_rule, family=family)
+        self.parse.templates = KINDS_BY_FAMILY[family]  # type: ignore[attr-defined]  # (_fwmodel.parsable_as)
         self._snapshots: dict[str, str] = {}  # the tables the last apply changed, as they were before
         # each table as this adapter last read it, until it restores that table: the snapshot an
         # apply rolls back to (the run holds the firewall lock from its read to its end)

@@ -690,6 +690,7 @@ class Nftables(FirewallLock):
         self._table = table
         self.render = functools.partial(render_rule, family=family)
         self.parse = functools.partial(parse_rule, family=family)
+        self.parse.templates = KINDS_BY_FAMILY[family]  # type: ignore[attr-defined]  # (_fwmodel.parsable_as)
         self.unavailable: dict[str, str] = {}  # nft has every table; for the iptables adapter's interface
         self.other_chains: tuple[str, ...] = ()
         self._bin: str | None = None

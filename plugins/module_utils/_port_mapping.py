@@ -75,6 +75,7 @@ def mapping_family(item: dict) -> str:
 # so a process that plans many times keeps no more than RANGES_MAX of them.
 _RANGES: dict[str, tuple[int, int]] = {}
 RANGES_MAX = 1 << 15
+_PORT_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")  # ASCII: \d takes "８０"; int() fails past 4300 digits
 
 
 def port_range(value: object, field: str) -> tuple[int, int]:
@@ -82,7 +83,7 @@ def port_range(value: object, field: str) -> tuple[int, int]:
     text = str(value).strip()
     if text in _RANGES:
         return _RANGES[text]
-    match = re.fullmatch(r"([0-9]{1,5})(?:-([0-9]{1,5}))?", text)  # ASCII: \d takes "８０"; int() fails past 4300 digits
+    match = _PORT_RANGE.fullmatch(text)
     if not match:
         raise v.ValidationError(f"{field}: {value!r} is not a port or a port range such as 8000-8010")
     first = int(match.group(1))
@@ -255,7 +256,8 @@ def parse_publish(text: str, field: str) -> dict:
     """Docker's ``-p [host_ip:]host_port[-end]:container_port[-end][/proto]`` (host port required)."""
     text = text.strip()
     # Docker accepts the protocol in any case (/TCP) and lower-cases it.
-    text = re.sub(r"/([A-Za-z]+)$", lambda m: "/" + m.group(1).lower(), text)
+    if text.lower() != text:  # (else there is nothing to lower: most texts)
+        text = re.sub(r"/([A-Za-z]+)$", lambda m: "/" + m.group(1).lower(), text)
     match = _PUBLISH.fullmatch(text)
     if not match:
         if re.fullmatch(r"(\d+(-\d+)?)(/[a-z]+)?", text.strip()) or "::" in re.sub(r"^\[[^\]]*\]", "", text):
@@ -288,13 +290,15 @@ def mapping_rules(item: dict) -> dict:
     # sources: only they are DNATed and accepted. The raw DROP stays one rule for everyone: a
     # published port is reached through the DNAT only, from an allowed source too.
     sources = item.get("sources") or [None]
+    bridge, host_ip = item["bridge"], item["host_ip"]
+    # (Rule.ordered: the fields in the order of their names, as Rule.of sorts them)
     return {
-        "dnat": [Rule.of("dnat", source=src, host_ip=item["host_ip"], proto=proto, dport=hp, container_ip=cip,
-                         to_ports=cp, base=base) for src in sources],
-        "accept": [Rule.of("accept_port", source=src, container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp)
-                   for src in sources],
-        "hairpin": Rule.of("hairpin", container_ip=cip, proto=proto, dport=cp),
-        "direct": Rule.of("direct_drop", container_ip=cip, bridge=item["bridge"], proto=proto, dport=cp),
+        "dnat": [Rule.ordered("dnat", (("base", base), ("container_ip", cip), ("dport", hp), ("host_ip", host_ip),
+                                       ("proto", proto), ("source", src), ("to_ports", cp))) for src in sources],
+        "accept": [Rule.ordered("accept_port", (("bridge", bridge), ("container_ip", cip), ("dport", cp), ("proto", proto),
+                                                ("source", src))) for src in sources],
+        "hairpin": Rule.ordered("hairpin", (("container_ip", cip), ("dport", cp), ("proto", proto))),
+        "direct": Rule.ordered("direct_drop", (("bridge", bridge), ("container_ip", cip), ("dport", cp), ("proto", proto))),
         "loopback": _loopback_rule(item),
     }
 
@@ -695,7 +699,8 @@ class PortMappingResource(TablesResource):
         if self.ipv6:
             ops += self._plan_family("ipv6", desired, final, state)
         ops += self.switch_ops(self.cleanup_model)
-        return ops + conntrack_ops(current, final), {k: self.public(it) for k, it in final.items()}
+        # (the same public items as self.final, each a dict of its own)
+        return ops + conntrack_ops(current, final), {k: dict(it) for k, it in self.final.items()}
 
     def warn_in_use(self, added: list[tuple[int, dict]]) -> None:
         """Warn about the mappings this run adds whose host port a socket of the host serves: the DNAT

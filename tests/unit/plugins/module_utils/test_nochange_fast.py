@@ -1,8 +1,10 @@
 """The shortcuts of the no-change pass give exactly what the plain computations give (issue 17).
 
-* ``_iptables.parse_rule`` tries only the kinds whose literal ``-j`` target can match: the same
-  answer as trying every kind in order, for every kind's rendering and for near misses.
-* ``RuleTemplate.render`` (pieces split once) renders as the regex substitution did.
+* ``_iptables.parse_rule`` tries only the kinds whose first token and ``-j`` target (and whether it
+  is the last token) can match: the same answer as trying every kind in order, for every kind's
+  rendering and for near misses.
+* ``RuleTemplate.render`` (one format string per set of optional branches taken) renders as the regex
+  substitution did.
 * ``_netns._Expansion`` (the groups of a namespace expanded once for all namespaces using them)
   gives ``expand_hosts`` less the standard lines, and the file ``render_hosts`` writes.
 * The netns gather skips parsing a hosts file equal to the one it would write, and plans the same.
@@ -48,7 +50,10 @@ def test_parse_rule_by_target_is_the_full_scan(family):
                 spec = template.render({n: val for n, val in zip(names, values) if val is not None})
             except KeyError:
                 continue
-            specs += [spec, spec + " -j RETURN", spec.replace("-j ", ""), "-s 1.2.3.4/32 " + spec]
+            specs += [spec, spec + " -j RETURN", spec.replace("-j ", ""), "-s 1.2.3.4/32 " + spec,
+                      # another first token, a target no longer last, one more token before it
+                      "-d 10.0.0.2/32 " + spec, "! " + spec, spec + " --to-source 1.2.3.4", spec.replace(" -j ", " -x y -j "),
+                      "-x " + spec.split(" ", 1)[-1]]
     assert len(specs) > 500
     for spec in specs:
         assert _iptables.parse_rule(spec, family) == every_kind_parsed(spec, family), spec
