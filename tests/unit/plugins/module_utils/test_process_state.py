@@ -29,6 +29,7 @@ PLUGINS = Path(_iptables.__file__).resolve().parents[1]
 SAFE = {
     ("module_utils/_iptables.py", "_RENDERED"): "the text of a (rule, family): rules are immutable values, KINDS constant;"
                                                 " bounded (emptied when it holds RENDERED_MAX)",
+    ("module_utils/_fwmodel.py", "regex"): "cached_property: a template's compiled pattern, from its constant text",
     ("module_utils/_iptables.py", "_BY_TARGET"): "an index of KINDS by rule shape (first token, target), built again"
                                                  " when KINDS is another object; bounded (SHAPES_MAX shapes)",
     ("module_utils/_port_mapping.py", "_RANGES"): "the (first, last) of a valid port text; invalid ones are not stored;"
