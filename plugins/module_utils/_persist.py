@@ -311,6 +311,8 @@ _PACKAGES = ("ansible", "ansible.module_utils", "ansible_collections", "ansible_
              "ansible_collections.linuxnet.bridge", "ansible_collections.linuxnet.bridge.plugins", COLLECTION_UTILS)
 MAIN = (
     "# linuxnet.bridge boot-time restore: the collection's engine on the saved plan (see _restore.py).\n"
+    f"from {COLLECTION_UTILS}._zipimport import compile_once\n"
+    "compile_once()  # before the engine's imports: each module of this zip compiled once\n"
     f"from {COLLECTION_UTILS}._restore import main\n"
     "main()\n"
 )
@@ -325,7 +327,7 @@ def engine_sources() -> dict[str, bytes]:
     ``ansible.module_utils`` modules imported so far, plus, under AnsiballZ, every such file of the
     module's payload (lazy imports included). Package ``__init__`` files are empty regular packages,
     so nothing of another ``ansible`` installation on the host mixes in."""
-    from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore  # noqa: F401  (the runner's imports)
+    from ansible_collections.linuxnet.bridge.plugins.module_utils import _restore, _zipimport  # noqa: F401  (the runner's imports)
 
     sources: dict[str, bytes] = {}
     archives = set()

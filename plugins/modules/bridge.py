@@ -166,6 +166,10 @@ rendered:
     - ip link set br-backend up
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._bridge import ITEM_OPTIONS, BridgeResource
 

@@ -167,6 +167,10 @@ persist:
   sample: {installed: true, changed: false, written: [], removed: [], commands: [], services: {web: linuxnet-endpoint-web.service}}
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _engine, _persist
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError

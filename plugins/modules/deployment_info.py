@@ -112,6 +112,10 @@ commands:
       - iptables -t nat -A POSTROUTING -s 172.18.0.2/32 -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._deployment import DEPLOYMENT_OPTIONS, kernel_probe, pending_changes
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError

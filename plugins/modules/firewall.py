@@ -269,6 +269,10 @@ rendered:
     - "COMMIT"
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._firewall import ITEM_OPTIONS, MODULE_OPTIONS, FirewallResource
 

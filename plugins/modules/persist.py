@@ -115,6 +115,10 @@ installed:
   sample: true
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine, _persist
 # _restore is not called here: importing it makes AnsiballZ ship it in the zip application.

@@ -205,6 +205,10 @@ rendered:
     - ip -n web route replace default via 172.17.0.1
 """
 
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import compile_once
+
+compile_once()  # first: the module_utils imported below come from the AnsiballZ zip, compiled once each
+
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _engine
 from ansible_collections.linuxnet.bridge.plugins.module_utils._veth import ITEM_OPTIONS, VethResource
 
