@@ -4,35 +4,158 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Modules imported from a zip archive compiled once instead of twice.
+"""Modules imported from a zip archive compiled once instead of twice, and at most once per host.
 
 CPython's zipimport (3.8 to 3.13 at least) compiles a module's source to answer ``get_filename``,
-which ``find_spec`` asks, and again in ``get_code``. Every module runs from a zip (AnsiballZ), and
-so does the boot-time restore (a zip application): each run compiled the collection's module_utils
-(about 450 KB) twice, about 0.1 s of every run on a small host. :func:`compile_once` makes the
-zip importers of this process work the file name out from the archive's listing instead, as
-zipimport does for a source file (``archive/prefix/name.py`` or ``.../name/__init__.py``);
-everything else is zipimport's own.
+which ``find_spec`` asks, and again in ``get_code``; and it writes no bytecode, so every run
+compiles everything again. Every module runs from a zip (AnsiballZ), and so does the boot-time
+restore (a zip application): compiling the collection's module_utils (about 450 KB) was most of a
+module process's start-up.
+
+:func:`compile_once` makes the zip importers of this process
+
+* work the file name out from the archive's listing instead, as zipimport does for a source file
+  (``archive/prefix/name.py`` or ``.../name/__init__.py``);
+* on Python 3.10 and later (where imports ask ``get_code``), keep each module's code in a bytecode
+  cache keyed by the module's name and the SHA-256 of its source, as ``__pycache__`` does for a
+  file on disk. The cache is a directory on tmpfs (``/run``: a boot empties it) that only this
+  user can write; a file in it is used only if this user owns it, nobody else can write it and its
+  header names this Python's bytecode and the very source. Each AnsiballZ payload sits at a new
+  temporary path: the file name in the code (tracebacks) is set to where the source is now.
+  Anything amiss in the cache means a plain compile, never a failed import.
+
+Everything else is zipimport's own.
 """
 
 from __future__ import annotations
 
+import _imp
+import hashlib
+import marshal
+import os
+import stat
 import sys
+import types
 import zipimport
+from importlib.util import MAGIC_NUMBER
+
+# Under _ownership.RUN_DIR (not imported: this module is imported before any other of ours).
+CACHE_DIR = "/run/linuxnet/pycache"
+# Python 3.9's zipimport loads modules without get_code (load_module): no cache there.
+_CACHEABLE = hasattr(zipimport.zipimporter, "exec_module") and hasattr(_imp, "_fix_co_filename") \
+    and sys.implementation.cache_tag is not None
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+class CodeCache:
+    """Code objects of modules by name and source digest, one file each in ``directory``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        optimize = sys.flags.optimize
+        self.suffix = f".{sys.implementation.cache_tag}{f'.opt-{optimize}' if optimize else ''}.pyc"
+
+    @classmethod
+    def open(cls, directory: str) -> CodeCache | None:
+        """The cache in ``directory`` (made if missing), or None when it is not this user's alone."""
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            found = os.lstat(directory)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+            return None
+        return cls(directory)
+
+    def _file(self, fullname: str, digest: bytes) -> str:
+        return os.path.join(self.directory, f"{fullname}-{digest.hex()[:32]}{self.suffix}")
+
+    def load(self, fullname: str, digest: bytes, path: str) -> types.CodeType | None:
+        """The cached code of ``fullname`` for a source with ``digest``, its file name set to ``path``."""
+        try:
+            fd = os.open(self._file(fullname, digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as cached:
+            found = os.fstat(cached.fileno())
+            if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+                return None
+            data = cached.read()
+        header = MAGIC_NUMBER + digest
+        if not data.startswith(header):
+            return None
+        try:
+            code = marshal.loads(memoryview(data)[len(header):])
+        except (EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(code, types.CodeType):
+            return None
+        _imp._fix_co_filename(code, path)
+        return code
+
+    def store(self, fullname: str, digest: bytes, code: types.CodeType) -> None:
+        """Keep ``code`` (written aside, then renamed: a reader never sees half a file) and drop the
+        entries of ``fullname`` for other sources. Best effort: a cache that cannot be written is
+        no cache."""
+        target = self._file(fullname, digest)
+        partial = os.path.join(self.directory, f".{os.path.basename(target)}.{os.getpid()}")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(MAGIC_NUMBER + digest + marshal.dumps(code))
+            os.replace(partial, target)
+            for entry in os.listdir(self.directory):
+                if entry.endswith(self.suffix) and entry[: -len(self.suffix)].rpartition("-")[0] == fullname \
+                        and entry != os.path.basename(target):
+                    os.unlink(os.path.join(self.directory, entry))
+        except OSError:
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
 
 
 class CompileOnce(zipimport.zipimporter):
-    """A zipimporter whose ``get_filename`` does not compile the module (the archives hold sources only)."""
+    """A zipimporter whose ``get_filename`` does not compile the module (the archives hold sources
+    only) and whose ``get_code`` reads the bytecode cache first (:attr:`cache_dir`)."""
+
+    cache_dir: str | None = None  # set by compile_once(); the directory is opened on the first import
+    _cache: CodeCache | None | bool = False  # False: not opened yet
+
+    @classmethod
+    def code_cache(cls) -> CodeCache | None:
+        if cls._cache is False:
+            cls._cache = CodeCache.open(cls.cache_dir) if _CACHEABLE and cls.cache_dir is not None else None
+        return cls._cache  # type: ignore[return-value]
 
     def get_filename(self, fullname: str) -> str:
         package = self.is_package(fullname)  # (ZipImportError when the archive has no such module)
         name = fullname.rpartition(".")[2]
         return f"{self.archive}/{self.prefix}{name}{'/__init__.py' if package else '.py'}"
 
+    def get_code(self, fullname: str) -> types.CodeType:
+        cache = self.code_cache()
+        if cache is None or not _NAME_OK.issuperset(fullname):
+            return super().get_code(fullname)
+        path = self.get_filename(fullname)
+        try:
+            source = self.get_data(path)
+        except OSError:  # no source in the archive (bytecode only): zipimport's way
+            return super().get_code(fullname)
+        digest = hashlib.sha256(source).digest()
+        code = cache.load(fullname, digest, path)
+        if code is None:
+            code = super().get_code(fullname)
+            cache.store(fullname, digest, code)
+        return code
 
-def compile_once() -> None:
+
+def compile_once(cache_dir: str | None = CACHE_DIR) -> None:
     """Use :class:`CompileOnce` for the zip archives on the path, and for the packages in them imported
-    from now on. Nothing changes for a process that imports nothing from a zip."""
+    from now on, with the bytecode cache in ``cache_dir`` (None: none). Nothing changes for a
+    process that imports nothing from a zip."""
+    if CompileOnce.cache_dir != cache_dir:
+        CompileOnce.cache_dir, CompileOnce._cache = cache_dir, False
     if CompileOnce not in sys.path_hooks:
         sys.path_hooks.insert(0, CompileOnce)
     for path, finder in list(sys.path_importer_cache.items()):

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _persist
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _persist, _zipimport
 
 from tests.integration.helpers import ADDR, HOST, HOSTS, OUTSIDE, Traffic, res, run
 
@@ -103,6 +103,59 @@ def test_restore_rebuilds_what_the_role_converged_and_is_idempotent(lab_factory,
     again = run(run_playbook, lab, {"name": "again", "linuxnet.bridge.deployment_info": {
         "networks": NETWORKS, "endpoints": ENDPOINTS}, "register": "again"})
     assert res(again, "again")["pending"] == []
+    site(run_playbook, lab, linuxnet_state="absent")
+
+
+PYCACHE = """
+import json, os, stat, sys
+d = sys.argv[1]
+out = {"dir": oct(stat.S_IMODE(os.lstat(d).st_mode))} if os.path.isdir(d) else {}
+for name in sorted(os.listdir(d)) if out else []:
+    st = os.lstat(os.path.join(d, name))
+    out[name] = [oct(stat.S_IMODE(st.st_mode)), st.st_ino, st.st_mtime_ns]
+print(json.dumps(out))
+"""
+UTILS = "ansible_collections.linuxnet.bridge.plugins.module_utils."
+
+
+def pycache(lab) -> dict:
+    """The lab host's bytecode cache (``_zipimport.CACHE_DIR``): name -> [mode, inode, mtime]."""
+    return json.loads(lab.run(HOST, [sys.executable, "-c", PYCACHE, _zipimport.CACHE_DIR]).stdout)
+
+
+def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_playbook, tmp_path):
+    """The collection's code is compiled once per host, not once per run (issue 17): the first module
+    run (AnsiballZ) fills the cache, root's alone; the re-run and check mode read it and write
+    nothing; the boot-time restore (a zip application of the same sources) adds only what the
+    module does not import (its runner, and ansible's module_utils, which AnsiballZ imports before the
+    cache is in place), and its second run writes nothing."""
+    lab = lab_factory(HOSTS, groups={"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]})
+    assert pycache(lab) == {}
+    site(run_playbook, lab)
+    first = pycache(lab)
+    assert first.pop("dir") == "0o700" and {mode for mode, _, _ in first.values()} == {"0o600"}, first
+    modules = {name.rpartition("-")[0].rpartition("-")[0] for name in first}
+    assert {UTILS + "_deployment", UTILS + "_firewall", UTILS + "_rtnl", UTILS + "_persist"} <= modules, modules
+    assert len(modules) == len(first)  # one entry per module
+    site(run_playbook, lab)
+    run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars={
+        "linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS}).assert_ok()
+    assert pycache(lab) == {"dir": "0o700", **first}
+    bundle = tmp_path / "linuxnet-bridge.pyz"
+    bundle.write_bytes(_persist.bundle(_persist.engine_sources()))
+    state = tmp_path / "state.json"
+    info = run(run_playbook, lab, {"name": "plan", "linuxnet.bridge.deployment_info": {
+        "networks": NETWORKS, "endpoints": ENDPOINTS, "return_plan": "always"}, "register": "plan"})
+    options = {"chain_prefix": "LINUXNET", "firewall_backend": "iptables", "iptables_variant": "auto"}
+    state.write_text(_persist.state_json(_persist.saved_state(res(info, "plan")["plan"], options)))
+    assert restore(lab, bundle, state)["changed"] is False
+    restored = pycache(lab)
+    assert {name: restored[name] for name in first} == first
+    added = {name.rpartition("-")[0].rpartition("-")[0] for name in set(restored) - set(first) - {"dir"}}
+    # (the restore imports ansible's own module_utils after compile_once too; AnsiballZ imports them before it)
+    assert {name for name in added if name.split(".")[0] != "ansible"} == {UTILS + "_restore"}, added
+    assert restore(lab, bundle, state)["changed"] is False
+    assert pycache(lab) == restored
     site(run_playbook, lab, linuxnet_state="absent")
 
 

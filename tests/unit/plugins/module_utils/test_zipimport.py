@@ -1,13 +1,17 @@
-"""``_zipimport.compile_once``: modules from a zip compiled once, with the names zipimport gives (issue 17).
+"""``_zipimport.compile_once``: modules from a zip compiled once, with the names zipimport gives, and
+not at all when the bytecode cache has them (issue 17).
 
 Each interpreter imports a package from a zip in a fresh process and counts the ``compile`` calls
-per file: plain zipimport, then with :func:`compile_once`. Managed hosts run Python 3.9 to 3.13;
-every one of them found on this machine is tried.
+per file: plain zipimport, then with :func:`compile_once`, then again from a copy of the archive at
+another path (the next AnsiballZ payload) with the cache the first process filled. Managed hosts
+run Python 3.9 to 3.13; every one of them found on this machine is tried.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -35,13 +39,13 @@ def counting(source, filename, *args, **kwargs):
     counts[filename] = counts.get(filename, 0) + 1
     return original(source, filename, *args, **kwargs)
 builtins.compile = counting
-archive, helper, install = sys.argv[1], sys.argv[2], sys.argv[3] == "yes"
+archive, helper, install, cache = sys.argv[1], sys.argv[2], sys.argv[3] == "yes", sys.argv[4] or None
 sys.path.insert(0, archive)
 if install:
     spec = importlib.util.spec_from_file_location("zipimport_helper", helper)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.compile_once()
+    module.compile_once(cache)
 import pkg.a, top
 try:
     import pkg.missing
@@ -51,8 +55,12 @@ except ModuleNotFoundError as exc:
 builtins.compile = original
 modules = {name: [m.__file__, m.__spec__.origin, type(m.__loader__).__name__, m.__name__ in ("pkg",) and list(m.__path__)]
            for name, m in sys.modules.items() if name in ("pkg", "pkg.a", "pkg.b", "top")}
+try:
+    pkg.a.fail()
+except ValueError as exc:
+    where = [exc.__traceback__.tb_next.tb_frame.f_code.co_filename, exc.__traceback__.tb_next.tb_lineno]
 print(json.dumps({"counts": {k: v for k, v in counts.items() if k.startswith(archive)}, "modules": modules,
-                  "missing": missing, "b": pkg.a.B}))
+                  "missing": missing, "b": pkg.a.B, "where": where}))
 """
 
 
@@ -61,21 +69,21 @@ def _archive(tmp_path: Path) -> Path:
     path = tmp_path / "payload.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("pkg/__init__.py", "")
-        zf.writestr("pkg/a.py", "from pkg.b import VALUE as B\n")
+        zf.writestr("pkg/a.py", "from pkg.b import VALUE as B\n\n\ndef fail():\n    raise ValueError(B)\n")
         zf.writestr("pkg/b.py", "VALUE = 'from b'\n")
         zf.writestr("top.py", "X = 1\n")
     return path
 
 
-def probe(python: str, archive: Path, install: bool) -> dict:
-    out = subprocess.run([python, "-I", "-c", PROBE, str(archive), _zipimport.__file__, "yes" if install else "no"],
-                         capture_output=True, text=True, check=True)
+def probe(python: str, archive: Path, install: bool, cache: Path | None = None) -> dict:
+    out = subprocess.run([python, "-I", "-c", PROBE, str(archive), _zipimport.__file__, "yes" if install else "no",
+                          str(cache or "")], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
 @pytest.mark.parametrize("python", interpreters())
 def test_each_module_compiled_once_with_the_names_zipimport_gives(python: str, archive: Path) -> None:
-    plain, once = probe(python, archive, False), probe(python, archive, True)
+    plain, once = probe(python, archive, False), probe(python, archive, True, None)
     files = [f"{archive}/pkg/__init__.py", f"{archive}/pkg/a.py", f"{archive}/pkg/b.py", f"{archive}/top.py"]
     assert once["counts"] == dict.fromkeys(files, 1)
     assert all(plain["counts"][name] >= 1 for name in files)  # (CPython 3.9-3.13 compile each twice)
@@ -85,3 +93,106 @@ def test_each_module_compiled_once_with_the_names_zipimport_gives(python: str, a
     assert {values[2] for values in once["modules"].values()} == {"CompileOnce"}
     assert once["missing"] == plain["missing"] == "pkg.missing"
     assert once["b"] == "from b"
+
+
+def version(python: str) -> tuple[int, int]:
+    out = subprocess.run([python, "-I", "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True, check=True)
+    major, minor = out.stdout.split()
+    return int(major), int(minor)
+
+
+def entries(cache: Path) -> dict[str, tuple[int, int]]:
+    """Cache file -> (mode, inode): a file rewritten is a new inode (written aside, then renamed)."""
+    return {path.name: (stat.S_IMODE(path.lstat().st_mode), path.lstat().st_ino) for path in cache.iterdir()}
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_the_next_payload_loads_the_cached_code_under_its_own_path(python: str, archive: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "pycache"
+    first = probe(python, archive, True, cache)
+    assert first["counts"] == dict.fromkeys([f"{archive}/pkg/__init__.py", f"{archive}/pkg/a.py", f"{archive}/pkg/b.py",
+                                             f"{archive}/top.py"], 1)
+    moved = tmp_path / "next" / "payload.zip"  # AnsiballZ unpacks each run's payload at a new path
+    moved.parent.mkdir()
+    moved.write_bytes(archive.read_bytes())
+    second, plain = probe(python, moved, True, cache), probe(python, moved, False)
+    assert second["b"] == "from b" and second["missing"] == "pkg.missing"
+    assert {name: values[:2] + values[3:] for name, values in second["modules"].items()} == \
+           {name: values[:2] + values[3:] for name, values in plain["modules"].items()}
+    # A traceback names the file where the source is now, at the right line.
+    assert second["where"] == plain["where"] == [f"{moved}/pkg/a.py", 5]
+    if version(python) < (3, 10):  # zipimport loads without get_code there: compiled once, no cache
+        assert second["counts"] == dict.fromkeys([f"{moved}/pkg/__init__.py", f"{moved}/pkg/a.py", f"{moved}/pkg/b.py",
+                                                  f"{moved}/top.py"], 1)
+        assert not cache.exists()
+        return
+    assert second["counts"] == {}
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    found = entries(cache)
+    assert sorted(name.rpartition("-")[0].rpartition("-")[0] for name in found) == ["pkg", "pkg.a", "pkg.b", "top"], found
+    assert {mode for mode, _ in found.values()} == {0o600}
+
+
+def test_a_changed_source_is_compiled_and_replaces_its_entry(archive: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "pycache"
+    probe(sys.executable, archive, True, cache)
+    before = entries(cache)
+    changed = tmp_path / "changed.zip"
+    with zipfile.ZipFile(archive) as old, zipfile.ZipFile(changed, "w") as new:
+        for name in old.namelist():
+            new.writestr(name, "VALUE = 'changed'\n" if name == "pkg/b.py" else old.read(name))
+    out = probe(sys.executable, changed, True, cache)
+    assert out["counts"] == {f"{changed}/pkg/b.py": 1} and out["b"] == "changed"
+    after = entries(cache)
+    gone, new = set(before) - set(after), set(after) - set(before)
+    assert len(gone) == len(new) == 1 and next(iter(gone)).startswith("pkg.b-") and next(iter(new)).startswith("pkg.b-")
+    assert probe(sys.executable, changed, True, cache)["counts"] == {}
+
+
+def _spoil(cache: Path, entry: Path, how: str) -> None:
+    data = entry.read_bytes()
+    if how == "garbage after the header":  # 4 bytes of magic, 32 of the source's digest
+        entry.write_bytes(data[:36] + b"garbage!")
+    elif how == "the header of another source":
+        entry.write_bytes(data[:4] + bytes(32) + data[36:])
+    elif how == "truncated":
+        entry.write_bytes(data[:-10])
+    elif how == "others may write the file":
+        entry.chmod(0o666)
+    elif how == "a symlink":
+        target = cache.parent / "elsewhere.pyc"
+        entry.rename(target)
+        entry.symlink_to(target)
+    elif how == "others may write the directory":
+        cache.chmod(0o757)
+    elif how == "another user's directory":
+        os.chown(cache, 65534, 65534)
+
+
+# Only root can give the directory away; the other cases hold for any user.
+SPOILS = ["garbage after the header", "the header of another source", "truncated", "others may write the file", "a symlink",
+          "others may write the directory"] + (["another user's directory"] if os.geteuid() == 0 else [])
+
+
+@pytest.mark.parametrize("how", SPOILS)
+def test_a_cache_entry_it_cannot_trust_is_compiled_again(archive: Path, tmp_path: Path, how: str) -> None:
+    cache = tmp_path / "pycache"
+    probe(sys.executable, archive, True, cache)
+    _spoil(cache, next(cache.glob("pkg.b-*")), how)
+    out = probe(sys.executable, archive, True, cache)
+    assert out["b"] == "from b"
+    if how.endswith("directory"):  # the whole cache is not used: everything compiled, nothing written
+        assert out["counts"] == dict.fromkeys([f"{archive}/pkg/__init__.py", f"{archive}/pkg/a.py", f"{archive}/pkg/b.py",
+                                               f"{archive}/top.py"], 1)
+        return
+    assert out["counts"] == {f"{archive}/pkg/b.py": 1}
+    # ... and written anew in place of the bad one: the next run compiles nothing.
+    entry = next(cache.glob("pkg.b-*"))
+    assert not entry.is_symlink() and stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert probe(sys.executable, archive, True, cache)["counts"] == {}
+
+
+def test_the_cache_sits_under_the_run_directory() -> None:
+    from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
+
+    assert os.path.dirname(_zipimport.CACHE_DIR) == RUN_DIR
