@@ -47,8 +47,20 @@ def _owner(plan: dict, container_ip: str) -> str | None:
 
 
 def _published(port: dict) -> str:
-    """What a mapping's ``-p`` says: its publish string, or its host port."""
-    return str(port.get("publish", port.get("host_port")))
+    """What a mapping's ``-p`` says: its publish string as given, or its fields (a port given as
+    fields, a mapping gathered from the rules) written as one, ``[2001:db8::1]:8080:80/udp``. The
+    host address is part of it, an IPv6 one in brackets as Docker writes it, so that an IPv6-only
+    mapping does not read as one on every address, and one host port published on 127.0.0.1 and on
+    [2001:db8::1] stays two texts (the pictures say each text once)."""
+    if port.get("publish"):
+        return str(port["publish"])
+    host_ip = str(port.get("host_ip") or "")
+    if ":" in host_ip and not host_ip.startswith("["):
+        host_ip = f"[{host_ip}]"
+    container_port = port.get("container_port")
+    host_port = port.get("host_port") if port.get("host_port") not in (None, "") else container_port  # port_mapping's default
+    protocol = port.get("protocol") or "tcp"
+    return (f"{host_ip}:" if host_ip else "") + f"{host_port}:{container_port}" + ("" if protocol == "tcp" else f"/{protocol}")
 
 
 def _subnets(net: dict) -> str:

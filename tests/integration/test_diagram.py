@@ -1,5 +1,7 @@
 """``playbooks/diagram.yml``: the topology picture of an inventory, written on the controller and
-rendered with Graphviz. Offline (the hosts are never contacted), so no lab is needed.
+rendered with Graphviz. Offline (the hosts are never contacted), so no lab is needed; but the last
+test draws a real deployment of a lab host (root) with IPv6 published ports, from what
+``linuxnet.bridge.deployment_info`` plans and ``linuxnet.bridge.port_mapping`` gathers there.
 
 Run: ``.venv/bin/python -m pytest -p no:cacheprovider -q tests/integration/test_diagram.py </dev/null``
 """
@@ -18,6 +20,9 @@ import pytest
 import yaml
 from ansible_collections.linuxnet.bridge.plugins.module_utils._diagram import dot
 from ansible_collections.linuxnet.bridge.plugins.module_utils._topology import plan_deployment
+
+from tests.integration.helpers import ADDR, ADDR6, HOST, HOSTS, res, run, sh
+from tests.integration.helpers_role import GROUPS, site
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -128,3 +133,65 @@ def test_graphviz_draws_each_port_of_a_dual_stack_endpoint_once():
     assert edges.count("h/address->h/endpoint/web") == 4, edges
     labels = {html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", svg)}
     assert {"-p 8080:80", "-p [::1]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 8443:443", "from 192.0.2.0/24, 2001:db8::/64"} <= labels, labels
+
+
+# A dual-stack endpoint with IPv6 published ports: a -p string and fields (as linuxnet_endpoints
+# allows), and one host port on an IPv6 and an IPv4 address.
+NETWORKS6 = [{"name": "dual", "subnet": "172.20.0.0/16", "subnet6": "fd00:20::/64"}]
+ENDPOINTS6 = [{"name": "web", "network": "dual", "ports": [
+    "8080:80",  # both families: one -p
+    f"[{ADDR6}]:8081:80",  # IPv6 only
+    {"host_ip": ADDR6, "host_port": 8082, "container_port": 82, "protocol": "udp"},  # IPv6 only, as fields
+    {"host_ip": ADDR, "host_port": 8082, "container_port": 82, "protocol": "udp"},  # its host port on IPv4
+]}]
+PUBLISHED6 = ["8080:80", f"[{ADDR6}]:8081:80", f"[{ADDR6}]:8082:82/udp", f"{ADDR}:8082:82/udp"]
+
+
+def _drawn_texts(svg: str, kind: str) -> dict[str, list[str]]:
+    """The text Graphviz drew on each node or edge (``kind``) of an SVG, by its title; an edge's
+    title carries its style, so the dashed ones (published ports) are told apart."""
+    drawn: dict[str, list[str]] = {}
+    for title, body in re.findall(rf'<g id="{kind}\d+" class="{kind}">\s*<title>(.*?)</title>(.*?)</g>', svg, flags=re.S):
+        key = html.unescape(title) + (" dashed" if "stroke-dasharray" in body else "")
+        drawn.setdefault(key, []).extend(html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", body))
+    return drawn
+
+
+@NEEDS_DOT
+@pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
+def test_pictures_of_a_lab_deployment_show_its_ipv6_published_ports(lab_factory, run_playbook):
+    lab = lab_factory(HOSTS, groups=GROUPS)
+    sh(lab, f"ip -6 addr add {ADDR6}/64 dev ens160 nodad")  # the host's IPv6 address on the LAN, published on
+    site(run_playbook, lab, NETWORKS6, ENDPOINTS6)
+    draw = {  # on the controller: both pictures of the plan, and of the plan with the mappings read back from the rules
+        "planned_tree": "{{ info.plan | linuxnet.bridge.tree(inventory_hostname, address) }}",
+        "planned_dot": "{{ [{'host': inventory_hostname, 'address': address, 'plan': info.plan}] | linuxnet.bridge.dot }}",
+        "gathered_tree": "{{ live_plan | linuxnet.bridge.tree(inventory_hostname, address) }}",
+        "gathered_dot": "{{ [{'host': inventory_hostname, 'address': address, 'plan': live_plan}] | linuxnet.bridge.dot }}",
+    }
+    drawn = run(run_playbook, lab,
+                {"name": "plan", "linuxnet.bridge.deployment_info": {"networks": NETWORKS6, "endpoints": ENDPOINTS6},
+                 "register": "info"},
+                {"name": "gather", "linuxnet.bridge.port_mapping": {"state": "gathered"}, "register": "live"},
+                {"name": "draw", "ansible.builtin.set_fact": draw,
+                 "vars": {"address": ADDR6, "live_plan": "{{ info.plan | combine({'port_mapping': live.gathered}) }}"}})
+    assert res(drawn, "plan")["pending"] == []  # the plan is the deployment the lab host has
+    assert {(m.get("host_ip"), m["host_port"]) for m in res(drawn, "gather")["gathered"]} == {
+        (None, "8080"), (ADDR6, "8081"), (ADDR6, "8082"), (ADDR, "8082")}
+    pictures = res(drawn, "draw")["ansible_facts"]
+    # tree: the planned ports in the order given, a port of both families once
+    assert pictures["planned_tree"] == [
+        f"{HOST} ({ADDR6})",
+        "└── br-dual 172.20.0.1 [dual 172.20.0.0/16 fd00:20::/64]",
+        f"    └── web 172.20.0.2 fd00:20::2  -p {', '.join(PUBLISHED6)}",
+    ]
+    # the mappings read back from the rules (IPv4's first): the same texts
+    web, ports = pictures["gathered_tree"][2].split("  -p ")
+    assert web == "    └── web 172.20.0.2 fd00:20::2" and sorted(ports.split(", ")) == sorted(PUBLISHED6), pictures["gathered_tree"]
+    # dot: one dashed arrow per -p, each label drawn by Graphviz as written
+    for text in (pictures["planned_dot"], pictures["gathered_dot"]):
+        rendered = subprocess.run([DOT, "-Tsvg"], input=text, capture_output=True, text=True, check=False)
+        assert rendered.returncode == 0 and not rendered.stderr, rendered.stderr
+        edges = _drawn_texts(rendered.stdout, "edge")
+        assert sorted(edges[f"{HOST}/address->{HOST}/endpoint/web dashed"]) == sorted(f"-p {p}" for p in PUBLISHED6), edges
+        assert _drawn_texts(rendered.stdout, "node")[f"{HOST}/address"] == [ADDR6]

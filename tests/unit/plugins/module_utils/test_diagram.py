@@ -36,7 +36,7 @@ def test_tree():
         "│   ├── u1 172.18.0.2",
         "│   └── u2 172.18.0.3  -p 8080:80, 5353:53/udp, 127.0.0.1:9000:9000, 0.0.0.0:8443:443",
         "├── br-backnet 10.30.0.1 [backnet 10.30.0.0/24]",
-        "│   └── k1 10.30.0.2  -p 7000-7001",
+        "│   └── k1 10.30.0.2  -p 7000-7001:7000-7001",  # given as fields: written as -p
         "└── br-privnet 10.40.0.1 [privnet 10.40.0.0/24, internal]",
         "    ├── k1 10.40.0.2",
         "    └── p1 10.40.0.3",
@@ -77,7 +77,7 @@ def test_mermaid():
     assert '    linuxnet1_address(["172.16.211.128"])' in lines
     assert '  outside["outside<br/>172.16.211.1"] --- linuxnet1_address' in lines
     assert '  linuxnet1_address -. "-p 172.16.211.128:81:80" .-> ep_b2' in lines
-    assert '  linuxnet1_address -. "-p 7000-7001" .-> ep_k1' in lines
+    assert '  linuxnet1_address -. "-p 7000-7001:7000-7001" .-> ep_k1' in lines
     declared, used = _mermaid_ids(text)
     assert used <= declared, used - declared
     assert all(re.fullmatch(r"\w+", node) for node in declared), declared
@@ -160,7 +160,7 @@ def test_dot():
     # published ports: dashed arrows from the host's address, with their sources
     ports = [line for line in lines if "style=dashed" in line]
     assert len(ports) == 7, ports
-    assert any(line.startswith('  "edge1.example.net/address" -> "edge1.example.net/endpoint/k1" [label="-p 7000-7001", ') for line in ports)
+    assert any(line.startswith('  "edge1.example.net/address" -> "edge1.example.net/endpoint/k1" [label="-p 7000-7001:7000-7001", ') for line in ports)
     assert any(line.startswith('  "edge2.example.net/address" -> "edge2.example.net/endpoint/s" '
                                '[label="-p 8443:443\\nfrom 192.0.2.0/24, 198.51.100.7/32", ') for line in ports)
     declared, used = _dot_ids(text)
@@ -253,6 +253,19 @@ def _dual_stack_ports_plan() -> dict:
     ])
 
 
+# a published port of host h in dot()'s text: its endpoint and its label (as written, DOT-escaped)
+_PORT_EDGE = re.compile(r'  "h/address" -> "h/endpoint/([^"]+)" \[label="((?:[^"\\]|\\.)*)", '
+                        r'style=dashed, color="#d9822b", fontcolor="#a05a10", arrowhead=normal\];')
+
+
+def _port_edges(text: str) -> list[tuple[str, str]]:
+    """(endpoint, label) of each dashed edge of host h in dot()'s text, in order; each is a whole port edge."""
+    lines = [line for line in text.splitlines() if "style=dashed" in line]
+    edges = [_PORT_EDGE.fullmatch(line) for line in lines]
+    assert all(edges), lines
+    return [edge.groups() for edge in edges]
+
+
 def test_tree_of_dual_stack_ports():
     """IPv6 mappings count (an IPv6-only one is shown); a port on both families is said once."""
     p = _dual_stack_ports_plan()
@@ -275,15 +288,14 @@ def test_dot_of_dual_stack_ports():
     IPv6 address, a port on both families drawn once with both families' sources."""
     p = _dual_stack_ports_plan()
     text = dot([{"host": "h", "address": "192.0.2.10", "plan": p}])
-    style = 'style=dashed, color="#d9822b", fontcolor="#a05a10", arrowhead=normal];'
-    assert [line for line in text.splitlines() if "style=dashed" in line] == [
-        f'  "h/address" -> "h/endpoint/web" [label="-p 8080:80", {style}',
-        f'  "h/address" -> "h/endpoint/web" [label="-p [::1]:9000:9000", {style}',
-        f'  "h/address" -> "h/endpoint/web" [label="-p 127.0.0.1:9001:9001", {style}',
-        f'  "h/address" -> "h/endpoint/web" [label="-p 5353:53/udp", {style}',
-        f'  "h/address" -> "h/endpoint/web" [label="-p 8443:443\\nfrom 192.0.2.0/24, 2001:db8::/64", {style}',
-        f'  "h/address" -> "h/endpoint/b" [label="-p 81:80", {style}',
-        f'  "h/address" -> "h/endpoint/c" [label="-p 82:80", {style}',
+    assert _port_edges(text) == [
+        ("web", "-p 8080:80"),
+        ("web", "-p [::1]:9000:9000"),
+        ("web", "-p 127.0.0.1:9001:9001"),
+        ("web", "-p 5353:53/udp"),
+        ("web", "-p 8443:443\\nfrom 192.0.2.0/24, 2001:db8::/64"),
+        ("b", "-p 81:80"),
+        ("c", "-p 82:80"),
     ]
     # mermaid() draws the same ports
     arrows = [line.split('"')[1] for line in mermaid(p, "h", "192.0.2.10").splitlines() if ".->" in line]
@@ -292,3 +304,73 @@ def test_dot_of_dual_stack_ports():
     assert used <= declared, used - declared
     stray = dict(p, port_mapping=[dict(p["port_mapping"][1], container_ip="fd00:18::99")])
     assert "style=dashed" not in dot([{"host": "h", "plan": stray}])  # no endpoint has that address: nothing drawn
+
+
+def _ipv6_port_fields_plan() -> dict:
+    """A dual-stack endpoint whose ports are given as fields (as linuxnet_endpoints and port_mapping's
+    config allow) next to a -p string: IPv6 host addresses, and host port 9000 on an IPv4 and an IPv6
+    address (two mappings the pictures once told apart by host port only: one was drawn)."""
+    dual = {**USERNET, "subnet6": "fd00:18::/64"}
+    return plan([dual], [{"name": "web", "network": "usernet", "ports": [
+        "[::]:8080:80",
+        {"host_ip": "127.0.0.1", "host_port": 9000, "container_port": 9000},
+        {"host_ip": "2001:db8::1", "host_port": 9000, "container_port": 9000},
+        {"host_ip": "::", "host_port": "5353", "container_port": "53", "protocol": "udp"},
+        {"container_port": 81},  # no host address: both families; no host port: the container port's
+        {"host_ip": "2001:db8::1", "host_port": 8443, "container_port": 443, "sources": ["2001:db8:1::/48"]},
+    ]}])
+
+
+def test_tree_of_ipv6_port_fields():
+    """Fields are written as Docker's -p, an IPv6 host address in brackets, as a -p string shows it."""
+    p = _ipv6_port_fields_plan()
+    assert [m["container_ip"] for m in p["port_mapping"]] == ["fd00:18::2", "172.18.0.2", "fd00:18::2", "fd00:18::2",
+                                                              "172.18.0.2", "fd00:18::2", "fd00:18::2"]
+    assert tree(p, "h", "192.0.2.10") == [
+        "h (192.0.2.10)",
+        "└── br-usernet 172.18.0.1 [usernet 172.18.0.0/16 fd00:18::/64]",
+        "    └── web 172.18.0.2 fd00:18::2  -p [::]:8080:80, 127.0.0.1:9000:9000, [2001:db8::1]:9000:9000, "
+        "[::]:5353:53/udp, 81:81, [2001:db8::1]:8443:443",
+    ]
+    only6 = dict(p, port_mapping=[m for m in p["port_mapping"] if ":" in m["container_ip"]])
+    assert tree(only6, "h")[2] == ("    └── web 172.18.0.2 fd00:18::2  -p [::]:8080:80, [2001:db8::1]:9000:9000, "
+                                   "[::]:5353:53/udp, 81:81, [2001:db8::1]:8443:443")
+
+
+def test_dot_of_ipv6_port_fields():
+    """One dashed edge per -p, its label quoted for DOT (brackets and colons need no escape, the
+    sources' line break is DOT's \\n); an IPv6 host address is the address node's label."""
+    p = _ipv6_port_fields_plan()
+    text = dot([{"host": "h", "address": "2001:db8::10", "plan": p}])
+    assert _port_edges(text) == [
+        ("web", "-p [::]:8080:80"),
+        ("web", "-p 127.0.0.1:9000:9000"),
+        ("web", "-p [2001:db8::1]:9000:9000"),
+        ("web", "-p [::]:5353:53/udp"),
+        ("web", "-p 81:81"),
+        ("web", "-p [2001:db8::1]:8443:443\\nfrom 2001:db8:1::/48"),
+    ]
+    assert any(line.startswith('    "h/address" [label="2001:db8::10", shape=ellipse') for line in text.splitlines()), text
+    declared, used = _dot_ids(text)
+    assert used <= declared, used - declared
+    # mermaid() labels its arrows the same way
+    arrows = [line.split('"')[1] for line in mermaid(p, "h").splitlines() if ".->" in line]
+    assert arrows == ["-p [::]:8080:80", "-p 127.0.0.1:9000:9000", "-p [2001:db8::1]:9000:9000", "-p [::]:5353:53/udp",
+                      "-p 81:81", "-p [2001:db8::1]:8443:443"]
+
+
+def test_pictures_of_gathered_port_mappings():
+    """Mappings as port_mapping's state=gathered reads them back from the rules (no publish; no host
+    address: None; ports as text) draw as the planned ones: a port on both families once."""
+    p = _ipv6_port_fields_plan()
+    common = {"bridge": "br-usernet", "network": "usernet", "sources": None}
+    gathered = [
+        {"host_ip": None, "host_port": "8080", "protocol": "tcp", "container_ip": "172.18.0.2", "container_port": "80", **common},
+        {"host_ip": None, "host_port": "8080", "protocol": "tcp", "container_ip": "fd00:18::2", "container_port": "80", **common},
+        {"host_ip": "2001:db8::1", "host_port": "8081-8082", "protocol": "sctp", "container_ip": "fd00:18::2",
+         "container_port": "81-82", **dict(common, sources=["2001:db8:1::/48"])},
+    ]
+    live = dict(p, port_mapping=gathered)
+    assert tree(live, "h")[2] == "    └── web 172.18.0.2 fd00:18::2  -p 8080:80, [2001:db8::1]:8081-8082:81-82/sctp"
+    assert _port_edges(dot([{"host": "h", "plan": live}])) == [
+        ("web", "-p 8080:80"), ("web", "-p [2001:db8::1]:8081-8082:81-82/sctp\\nfrom 2001:db8:1::/48")]
