@@ -133,7 +133,7 @@ def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_p
     assert pycache(lab) == {}
     site(run_playbook, lab)
     first = pycache(lab)
-    assert first.pop("dir") == "0o700" and {mode for mode, _, _ in first.values()} == {"0o600"}, first
+    assert first.pop("dir") == "0o700" and {entry[0] for entry in first.values()} == {"0o600"}, first
     modules = {name.rpartition("-")[0].rpartition("-")[0] for name in first}
     assert {UTILS + "_deployment", UTILS + "_firewall", UTILS + "_rtnl", UTILS + "_persist"} <= modules, modules
     assert len(modules) == len(first)  # one entry per module

@@ -130,7 +130,7 @@ def test_the_next_payload_loads_the_cached_code_under_its_own_path(python: str, 
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     found = entries(cache)
     assert sorted(name.rpartition("-")[0].rpartition("-")[0] for name in found) == ["pkg", "pkg.a", "pkg.b", "top"], found
-    assert {mode for mode, _ in found.values()} == {0o600}
+    assert {entry[0] for entry in found.values()} == {0o600}
 
 
 def test_a_changed_source_is_compiled_and_replaces_its_entry(archive: Path, tmp_path: Path) -> None:
