@@ -350,12 +350,3 @@ def run(module: Any, resource: Resource) -> None:
     for warning in resource.warnings:
         module.warn(warning)
     module.exit_json(**result)
-
-
-def merge_list(current: list, wanted: list | None, exact: bool) -> list:
-    """Lists in ``merged`` state are added to; in ``replaced``/``overridden`` they are exact."""
-    if wanted is None:
-        return list(current)
-    if exact:
-        return list(wanted)
-    return list(current) + [x for x in wanted if x not in current]

@@ -220,7 +220,7 @@ def parse_rule(spec: str, family: str = "ipv4") -> Rule | None:
             continue
         fields = template.fields(m)
         if fields is not None:
-            return Rule.of_fields(kind, fields)
+            return Rule.ordered(kind, sorted(fields.items()))  # (Rule.of without unpacking: parsing makes thousands)
     return None
 
 

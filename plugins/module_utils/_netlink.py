@@ -242,12 +242,6 @@ class Sockets:
         self.limit = MAX_SOCKETS if limit is None else limit
         self._open: dict[str | None, Any] = {}  # in order of use, the most recent last
 
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def __contains__(self, netns: object) -> bool:
-        return netns in self._open
-
     def get(self, netns: str | None) -> Any:
         """The open socket of ``netns`` (None: none), now the most recently used."""
         sock = self._open.pop(netns, None)
@@ -347,21 +341,15 @@ class Netlink:
     def link(self, name: str, netns: str | None = None) -> dict | None:
         return self.links(netns).get(name)
 
-    def endpoint(self, netns: str, index: int) -> tuple[dict | None, list[str], str | None, str | None]:
-        """Link ``index`` of ``netns``, its addresses (IPv4, then global IPv6) and the namespace's
-        default gateways (IPv4, IPv6; the IPv6 one only read when the link has IPv6 on).
-        Nothing is cached, and no socket is kept: a gather visits each endpoint namespace once."""
-        found = self.endpoints([(netns, index)])[(netns, index)]
-        if isinstance(found, BaseException):
-            raise found
-        return found
-
     def endpoints(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
-        """:meth:`endpoint` of each (namespace, link index) of ``wanted``: its answer, or the exception
-        it raises (NamespaceMissing: no namespace of that name), for the caller to raise where it would
-        have called :meth:`endpoint`. Each namespace is entered once for all its links, whose reads go
-        in one datagram (``_rtnl.Reader.endpoints``), and the thread goes from one namespace straight
-        to the next, back to its own once at the end (not twice per namespace)."""
+        """Per (namespace, link index) of ``wanted``: the link (None: no such link), its addresses (IPv4,
+        then global IPv6) and the namespace's default gateways (IPv4, IPv6; the IPv6 one only read when
+        the link has IPv6 on), as ``_rtnl.Reader.endpoints`` gives them; or the exception reading them
+        raised (NamespaceMissing: no namespace of that name), for the caller to raise for the item that
+        met it. Nothing is cached, and no socket is kept: a gather visits each endpoint namespace once.
+        Each namespace is entered once for all its links, whose reads go in one datagram, and the thread
+        goes from one namespace straight to the next, back to its own once at the end (not twice per
+        namespace)."""
         indexes: dict[str, list[int]] = {}
         for netns, index in wanted:
             indexes.setdefault(netns, []).append(index)

@@ -31,7 +31,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 5, 10, 18, 20
 IFLA_PROTINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 12, 26, 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
@@ -112,18 +112,6 @@ def _inet6_conf(af_spec: bytes | None) -> bytes:
 
 def _devconf(conf: bytes, index: int) -> int | None:
     return None if len(conf) < 4 * (index + 1) else struct.unpack_from("=i", conf, 4 * index)[0]
-
-
-def ipv6_devconf(af_spec: bytes | None, index: int) -> int | None:
-    """Entry ``index`` (DEVCONF_*) of a link's IPv6 settings, from its IFLA_AF_SPEC; None when the
-    kernel reports no IPv6 for it (booted with ipv6.disable=1)."""
-    return _devconf(_inet6_conf(af_spec), index)
-
-
-def ipv6_enabled(af_spec: bytes | None) -> bool | None:
-    """Whether IPv6 is on for a link (``disable_ipv6`` is 0); None: the kernel has no IPv6."""
-    disabled = ipv6_devconf(af_spec, DEVCONF_DISABLE_IPV6)
-    return None if disabled is None else disabled == 0
 
 
 def _u8(raw: bytes | None) -> int | None:
@@ -372,33 +360,19 @@ class Reader:
 
     def request(self, msg_type: int, body: bytes, dump: bool, flags: int = 0) -> list[tuple[int, bytes]]:
         """(type, body) of the answers; an error answer raises OSError (ENODEV for a missing link)."""
-        self.seq += 1
-        flags |= NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-        self.sock.send(_HEADER.pack(_HEADER.size + len(body), msg_type, flags, self.seq, 0) + body)
-        answers: list[tuple[int, bytes]] = []
-        while True:
-            for kind, seq, body in _messages(self.sock.recv(1 << 17)):
-                if seq != self.seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return answers
-                if kind == NLMSG_ERROR:
-                    error = _errno(body)
-                    if error:
-                        raise OSError(error, os.strerror(error))
-                    return answers
-                answers.append((kind, body))
-            if answers and not dump:
-                return answers
+        answers = self.requests([(msg_type, body, dump)], flags)[0]
+        if isinstance(answers, OSError):
+            raise answers  # (requests leaves no None: every answer is read)  pylint: disable=raising-bad-type
+        return answers
 
-    def requests(self, asked: list[tuple[int, bytes, bool]]) -> list[list[tuple[int, bytes]] | OSError]:
-        """:meth:`request` for each (type, body, dump) of ``asked``, sent in one datagram and read
-        together: per request its answers, or the OSError its error answer raises. A socket runs one
-        dump at a time: a dump the kernel refuses (EBUSY) because the one before it had more than a
-        datagram to give is asked again on its own, once the others are answered."""
+    def requests(self, asked: list[tuple[int, bytes, bool]], flags: int = 0) -> list[list[tuple[int, bytes]] | OSError]:
+        """Each (type, body, dump) of ``asked``, sent in one datagram and read together: per request its
+        answers, or the OSError of its error answer. A socket runs one dump at a time: a dump of several
+        asked that the kernel refuses (EBUSY) because the one before it had more than a datagram to
+        give is asked again on its own, once the others are answered."""
         first = self.seq + 1
         self.seq += len(asked)
-        self.sock.send(b"".join(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | (NLM_F_DUMP if dump else 0),
+        self.sock.send(b"".join(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | flags | (NLM_F_DUMP if dump else 0),
                                              first + i, 0) + body for i, (kind, body, dump) in enumerate(asked)))
         answers: list[list[tuple[int, bytes]]] = [[] for _request in asked]
         results: list[list[tuple[int, bytes]] | OSError | None] = [None] * len(asked)
@@ -421,11 +395,8 @@ class Reader:
                     pending -= 1
         for i, (kind, body, dump) in enumerate(asked):
             refused = results[i]
-            if dump and isinstance(refused, OSError) and refused.errno == errno.EBUSY:
-                try:
-                    results[i] = self.request(kind, body, dump=True)
-                except OSError as exc:
-                    results[i] = exc
+            if dump and len(asked) > 1 and isinstance(refused, OSError) and refused.errno == errno.EBUSY:
+                results[i] = self.requests([(kind, body, dump)])[0]
         return results  # type: ignore[return-value]  (none is None any more)
 
     def transact(self, messages: list[Message]) -> list[int]:
@@ -477,7 +448,11 @@ class Reader:
         return found
 
     def default_gateway(self, family: int = socket.AF_INET) -> str | None:
-        return _gateway(self.request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), dump=True), family)
+        for kind, body in self.request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), dump=True):
+            gateway = parse_default_gateway(body, family) if kind == RTM_NEWROUTE else None
+            if gateway:
+                return gateway
+        return None
 
     def endpoints(self, indexes: list[int]) -> dict[int, tuple[dict | None, list[str], str | None, str | None]]:
         """Per link index: the link (None: no such link), its addresses as :meth:`addresses`, and the
@@ -526,11 +501,3 @@ def _address_table(answers: list[tuple[int, bytes]]) -> dict[int, list[str]]:
         if parsed:
             table.setdefault(parsed[0], []).append(parsed[1])
     return table
-
-
-def _gateway(answers: list[tuple[int, bytes]], family: int) -> str | None:
-    for kind, body in answers:
-        gateway = parse_default_gateway(body, family) if kind == RTM_NEWROUTE else None
-        if gateway:
-            return gateway
-    return None

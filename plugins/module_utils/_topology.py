@@ -416,8 +416,7 @@ def _resolv_conf(dns: dict, at: str) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, str]],
-           published: dict[str, dict] | None = None) -> list[dict]:
+def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, str]], published: dict[str, dict]) -> list[dict]:
     raw_ports = v.as_list(ep["raw"].get("ports"), f"{ep['at']}.ports")
     if ep["mode"] != "bridge" or not raw_ports:
         if ep["mode"] == "none" and raw_ports:
@@ -435,9 +434,7 @@ def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, st
         host_ip, host_field = item.get("host_ip"), f"{at}.host_ip"
         if "publish" in item:
             item["publish"] = str(item["publish"])
-            fields = parse_publish(item["publish"], at)
-            if published is not None:
-                published[item["publish"]] = fields
+            fields = published[item["publish"]] = parse_publish(item["publish"], at)
             host_ip, host_field = fields["host_ip"], at
         families = _port_families(host_ip, host_field, net)
         sources = _port_sources(item.get("sources"), f"{at}.sources", families) if "sources" in item else {}
@@ -452,15 +449,12 @@ def _ports(ep: dict, nets: dict, warnings: list[str], places: list[tuple[str, st
     return out
 
 
-def _conflict_item(mapping: dict, published: dict[str, dict] | None = None) -> dict | None:
+def _conflict_item(mapping: dict, published: dict[str, dict]) -> dict | None:
     """What port_mapping's check_conflicts reads of a planned mapping; None for one it will refuse
-    anyway (port_mapping validates every field and names it). ``published``: publish texts parsed already."""
+    anyway (port_mapping validates every field and names it). ``published``: the publish texts of
+    :func:`_ports`, parsed."""
     try:
-        if mapping.get("publish"):
-            parsed = (published or {}).get(mapping["publish"])
-            fields = dict(mapping, **(parsed if parsed is not None else parse_publish(mapping["publish"], "publish")))
-        else:
-            fields = mapping
+        fields = dict(mapping, **published[mapping["publish"]]) if mapping.get("publish") else mapping
         cp = port_range(fields.get("container_port"), "container_port")
         hp = port_range(fields["host_port"], "host_port") if fields.get("host_port") not in (None, "") else cp
         family = family_of(mapping["container_ip"])
@@ -479,7 +473,7 @@ def _conflicts(items: list[dict]) -> bool:
     return False
 
 
-def _check_port_conflicts(ports: list[dict], places: list[tuple[str, str]], published: dict[str, dict] | None = None) -> None:
+def _check_port_conflicts(ports: list[dict], places: list[tuple[str, str]], published: dict[str, dict]) -> None:
     """Two published ports that claim one protocol and host port on overlapping host addresses:
     refused here, naming the later one's field and the endpoint it clashes with (port_mapping's
     own check, which decides, cannot name the inventory's fields)."""

@@ -105,11 +105,11 @@ def test_sockets_keep_at_most_limit_namespaces_open_closing_the_least_recently_u
     made = {f"ns{i}": FakeSocket(f"ns{i}") for i in range(6)}
     for name in ("ns0", "ns1"):
         sockets.put(name, made[name])
-    assert len(sockets) == 3 and not any(s.closed for s in (host, made["ns0"], made["ns1"]))
+    assert len(sockets._open) == 3 and not any(s.closed for s in (host, made["ns0"], made["ns1"]))
     assert sockets.get("ns0") is made["ns0"]  # ns0 is now the most recently used: ns1 goes first
     sockets.put("ns2", made["ns2"])
-    assert made["ns1"].closed and "ns1" not in sockets and sockets.get("ns1") is None
-    assert not host.closed and not made["ns0"].closed and len(sockets) == 3
+    assert made["ns1"].closed and "ns1" not in sockets._open and sockets.get("ns1") is None
+    assert not host.closed and not made["ns0"].closed and len(sockets._open) == 3
     assert sockets.peek("ns0") is made["ns0"]  # peek leaves the order: ns0 (oldest but host) goes next
     sockets.put("ns3", made["ns3"])
     assert made["ns0"].closed and not made["ns2"].closed and not host.closed
@@ -118,11 +118,11 @@ def test_sockets_keep_at_most_limit_namespaces_open_closing_the_least_recently_u
     assert sum(not s.closed for s in (host, *made.values())) == 3 and not host.closed
     again = FakeSocket("ns5 again")
     sockets.put("ns5", again)  # replacing closes the one it replaces, keeps the count
-    assert made["ns5"].closed and sockets.get("ns5") is again and len(sockets) == 3
+    assert made["ns5"].closed and sockets.get("ns5") is again and len(sockets._open) == 3
     sockets.close("ns5")
-    assert again.closed and len(sockets) == 2
+    assert again.closed and len(sockets._open) == 2
     sockets.close_all()
-    assert host.closed and len(sockets) == 0
+    assert host.closed and len(sockets._open) == 0
 
     one = _netlink.Sockets(limit=1)  # the socket just kept is never the one closed for room
     one.put(None, FakeSocket("host"))

@@ -74,14 +74,15 @@ def one_at_a_time(netns, index):  # what Netlink.endpoint read before the batch
 
 wanted = [("a", index("a", "eth0")), ("b", 1), ("a", index("a", "eth1")), ("b", 99), ("gone", 2), ("a", 1)]
 asked_alone = []
-request = _rtnl.Reader.request
-def counted(self, kind, body, dump, flags=0):
-    asked_alone.append([kind, body[0]])  # (type, family)
-    return request(self, kind, body, dump, flags)
+requests = _rtnl.Reader.requests
+def counted(self, asked, flags=0):
+    if len(asked) == 1:
+        asked_alone.append([asked[0][0], asked[0][1][0]])  # (type, family)
+    return requests(self, asked, flags)
 mine = os.stat("/proc/thread-self/ns/net").st_ino
-_rtnl.Reader.request = counted
+_rtnl.Reader.requests = counted
 got = _netlink.Netlink().endpoints(wanted)
-_rtnl.Reader.request = request
+_rtnl.Reader.requests = requests
 back = os.stat("/proc/thread-self/ns/net").st_ino == mine
 answers = {f"{ns}/{i}": (["missing", str(found)] if isinstance(found, _netlink.NamespaceMissing) else list(found))
            for (ns, i), found in got.items()}
@@ -90,17 +91,47 @@ expected = {f"{ns}/{i}": one_at_a_time(ns, i) for ns, i in wanted}
 reader = _netlink.open_in_namespace("a", _rtnl.Reader)
 dumps = [(_rtnl.RTM_GETADDR, _rtnl._ALL_ADDRESSES, True), (_rtnl.RTM_GETROUTE, _rtnl._RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0), True),
          (_rtnl.RTM_GETLINK, _rtnl._link_request(99), False)]
-_rtnl.Reader.request = counted
+_rtnl.Reader.requests = counted
 together = reader.requests(dumps)
-_rtnl.Reader.request = request
+_rtnl.Reader.requests = requests
 alone = [reader.request(kind, body, dump) for kind, body, dump in dumps[:2]]
 together = [answer if isinstance(answer, list) else ["error", answer.errno] for answer in together]
 alone = [[list(answer) for answer in answers] for answers in alone] + [["error", 19]]  # ENODEV
 together = [[list(answer) for answer in answers] if answers[0] != "error" else answers for answers in together]
+
+def plain_request(reader, msg_type, body, dump, flags=0):  # Reader.request before it was requests of one
+    reader.seq += 1
+    flags |= _rtnl.NLM_F_REQUEST | (_rtnl.NLM_F_DUMP if dump else 0)
+    reader.sock.send(_rtnl._HEADER.pack(_rtnl._HEADER.size + len(body), msg_type, flags, reader.seq, 0) + body)
+    answers = []
+    while True:
+        for kind, seq, body in _rtnl._messages(reader.sock.recv(1 << 17)):
+            if seq != reader.seq:
+                continue
+            if kind == _rtnl.NLMSG_DONE:
+                return answers
+            if kind == _rtnl.NLMSG_ERROR:
+                error = _rtnl._errno(body)
+                if error:
+                    return ["error", error]
+                return answers
+            answers.append((kind, body))
+        if answers and not dump:
+            return answers
+
+def new_request(reader, *args):
+    try:
+        return reader.request(*args)
+    except OSError as exc:
+        return ["error", exc.errno]
+
+one_by_one = dumps + [(_rtnl.RTM_GETLINK, _rtnl._link_request(1), False), (_rtnl.RTM_GETLINK, _rtnl._link_request(0), True),
+                      (_rtnl.RTM_NEWLINK, _rtnl._IFINFO.pack(0, 0, 1, 1, 1), False, _rtnl.NLM_F_ACK)]  # (lo up: set_up)
+request_same = [repr(new_request(reader, *args)) == repr(plain_request(reader, *args)) for args in one_by_one]
 full = _rtnl.Reader()
 plain = [_rtnl.parse_link(body) for kind, body in full.request(_rtnl.RTM_GETLINK, _rtnl._IFINFO.pack(0, 0, 0, 0, 0), dump=True) if kind == 16]
 print(json.dumps({"answers": answers, "expected": expected, "back": back, "asked_alone": asked_alone,
-                  "together_same": repr(together) == repr(alone), "dumps": len(alone[0]),
+                  "together_same": repr(together) == repr(alone), "request_same": request_same, "dumps": len(alone[0]),
                   "links": full.links(), "plain_links": plain}))
 """
 
@@ -139,6 +170,11 @@ def test_a_dump_refused_behind_a_longer_one_is_asked_again_alone(batch):
     is refused (EBUSY) and asked again on its own; every answer is what it is asked alone."""
     assert batch["dumps"] > 300 and batch["together_same"] is True
     assert batch["asked_alone"][4:] == [[_ROUTE, 0]]
+
+
+def test_request_answers_as_it_did_before_it_was_requests_of_one(batch):
+    """Reader.request (dumps, gets, a missing link's ENODEV, a write with NLM_F_ACK) answers as its own loop did."""
+    assert batch["request_same"] == [True] * 6
 
 
 def test_links_without_counters_parse_the_same(batch):

@@ -4,7 +4,7 @@
   is the last token) can match: the same answer as trying every kind in order, for every kind's
   rendering and for near misses.
 * ``RuleTemplate.render`` (one format string per set of optional branches taken) renders as the regex
-  substitution did.
+  substitution did, and a missing field raises the KeyError it raised.
 * ``_netns._Expansion`` (the groups of a namespace expanded once for all namespaces using them)
   gives ``expand_hosts`` less the standard lines, and the file ``render_hosts`` writes.
 * The netns gather skips parsing a hosts file equal to the one it would write, and plans the same.
@@ -80,9 +80,10 @@ def test_render_is_the_substitution():
             fields = {n: val for n, val in zip(names, values) if val is not None}
             try:
                 expected = substituted(template, fields)
-            except KeyError:
-                with pytest.raises(KeyError):
+            except KeyError as missing:  # the same error: the first missing field of the text
+                with pytest.raises(KeyError) as raised:
                     template.render(fields)
+                assert raised.value.args == missing.args, (template.text, fields)
                 continue
             assert template.render(fields) == expected
 

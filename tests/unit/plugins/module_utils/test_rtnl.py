@@ -120,10 +120,11 @@ def test_accept_ra_from_the_devconf_array():
 
 
 def test_ipv6_unknown_without_inet6_or_with_a_short_array():
-    assert _rtnl.ipv6_enabled(None) is None
-    assert _rtnl.ipv6_enabled(nla(socket.AF_INET, b"\0" * 8)) is None
     short = nla(_rtnl.AF_INET6, nla(_rtnl.IFLA_INET6_CONF, struct.pack("=4i", 0, 64, 1500, 1)))
-    assert _rtnl.ipv6_enabled(short) is None
+    for af_spec in ([], [nla(_rtnl.IFLA_AF_SPEC | NLA_F_NESTED, nla(socket.AF_INET, b"\0" * 8))],
+                    [nla(_rtnl.IFLA_AF_SPEC | NLA_F_NESTED, short)]):
+        link = _rtnl.parse_link(link_body(3, 0, nla(_rtnl.IFLA_IFNAME, b"eth0\0"), *af_spec))
+        assert link["ipv6"] is None
 
 
 def test_routes_of_the_main_table_with_destination_and_device():
