@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import keep_compiled
 
 STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
 # Offline: running_config (text a host printed) -> config. Only resources that implement
@@ -246,6 +247,8 @@ def privileged_module(argument_spec: dict) -> Any:
 
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     require_privilege(module)
+    if not module.check_mode:
+        keep_compiled()
     return module
 
 
@@ -294,6 +297,8 @@ def main(resource_class: Callable[[Any], Resource], item_options: dict, module_o
 
     module = AnsibleModule(argument_spec=config_argument_spec(item_options, module_options, parsed),
                            supports_check_mode=True)
+    if not module.check_mode:
+        keep_compiled()
     run(module, resource_class(module))
 
 

@@ -26,6 +26,7 @@ from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
 from ansible_collections.linuxnet.bridge.plugins.module_utils._engine import ApplyError
 from ansible_collections.linuxnet.bridge.plugins.module_utils._persist import STATE_FILE, load_state
 from ansible_collections.linuxnet.bridge.plugins.module_utils._validate import ValidationError
+from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import keep_compiled
 
 
 class Failed(Exception):
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", default=STATE_FILE, help=f"saved state (default {STATE_FILE})")
     parser.add_argument("--check", action="store_true", help="report what would change, change nothing")
     args = parser.parse_args(argv)
+    if not args.check:
+        keep_compiled()  # (--check writes nothing, not even the bytecode cache)
     try:
         result = restore(args.state, args.check)
     except (OSError, ImportError, ValidationError, ApplyError, Failed) as exc:

@@ -22,7 +22,9 @@ module process's start-up.
   user can write; a file in it is used only if this user owns it, nobody else can write it and its
   header names this Python's bytecode and the very source. Each AnsiballZ payload sits at a new
   temporary path: the file name in the code (tracebacks) is set to where the source is now.
-  Anything amiss in the cache means a plain compile, never a failed import.
+  Anything amiss in the cache means a plain compile, never a failed import. A run writes what it
+  compiled only once it knows it is not in check mode (:func:`keep_compiled`), so ``--check``
+  writes nothing, and a run that finds everything cached writes nothing either.
 
 Everything else is zipimport's own.
 """
@@ -48,30 +50,34 @@ _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 
 class CodeCache:
-    """Code objects of modules by name and source digest, one file each in ``directory``."""
+    """Code objects of modules by name and source digest, one file each in ``directory``, which must be
+    this user's alone (checked once for reading, once before the first write)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         optimize = sys.flags.optimize
         self.suffix = f".{sys.implementation.cache_tag}{f'.opt-{optimize}' if optimize else ''}.pyc"
+        self._readable: bool | None = None
+        self._writable: bool | None = None
 
-    @classmethod
-    def open(cls, directory: str) -> CodeCache | None:
-        """The cache in ``directory`` (made if missing), or None when it is not this user's alone."""
+    def _private(self, make: bool) -> bool:
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            found = os.lstat(directory)
+            if make:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            found = os.lstat(self.directory)
         except OSError:
-            return None
-        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
-            return None
-        return cls(directory)
+            return False
+        return stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & 0o077
 
     def _file(self, fullname: str, digest: bytes) -> str:
         return os.path.join(self.directory, f"{fullname}-{digest.hex()[:32]}{self.suffix}")
 
     def load(self, fullname: str, digest: bytes, path: str) -> types.CodeType | None:
         """The cached code of ``fullname`` for a source with ``digest``, its file name set to ``path``."""
+        if self._readable is None:
+            self._readable = self._private(make=False)
+        if not self._readable:
+            return None
         try:
             fd = os.open(self._file(fullname, digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -97,6 +103,10 @@ class CodeCache:
         """Keep ``code`` (written aside, then renamed: a reader never sees half a file) and drop the
         entries of ``fullname`` for other sources. Best effort: a cache that cannot be written is
         no cache."""
+        if self._writable is None:
+            self._writable = self._private(make=True)
+        if not self._writable:
+            return
         target = self._file(fullname, digest)
         partial = os.path.join(self.directory, f".{os.path.basename(target)}.{os.getpid()}")
         try:
@@ -117,16 +127,12 @@ class CodeCache:
 
 class CompileOnce(zipimport.zipimporter):
     """A zipimporter whose ``get_filename`` does not compile the module (the archives hold sources
-    only) and whose ``get_code`` reads the bytecode cache first (:attr:`cache_dir`)."""
+    only) and whose ``get_code`` reads the bytecode cache first (:attr:`cache`). What it compiles
+    is written to the cache by :func:`keep_compiled`, and as it is compiled after that."""
 
-    cache_dir: str | None = None  # set by compile_once(); the directory is opened on the first import
-    _cache: CodeCache | None | bool = False  # False: not opened yet
-
-    @classmethod
-    def code_cache(cls) -> CodeCache | None:
-        if cls._cache is False:
-            cls._cache = CodeCache.open(cls.cache_dir) if _CACHEABLE and cls.cache_dir is not None else None
-        return cls._cache  # type: ignore[return-value]
+    cache: CodeCache | None = None  # set by compile_once()
+    compiled: list[tuple[str, bytes, types.CodeType]] = []  # not written yet
+    keep = False
 
     def get_filename(self, fullname: str) -> str:
         package = self.is_package(fullname)  # (ZipImportError when the archive has no such module)
@@ -134,7 +140,7 @@ class CompileOnce(zipimport.zipimporter):
         return f"{self.archive}/{self.prefix}{name}{'/__init__.py' if package else '.py'}"
 
     def get_code(self, fullname: str) -> types.CodeType:
-        cache = self.code_cache()
+        cache = self.cache
         if cache is None or not _NAME_OK.issuperset(fullname):
             return super().get_code(fullname)
         path = self.get_filename(fullname)
@@ -146,19 +152,31 @@ class CompileOnce(zipimport.zipimporter):
         code = cache.load(fullname, digest, path)
         if code is None:
             code = super().get_code(fullname)
-            cache.store(fullname, digest, code)
+            if CompileOnce.keep:
+                cache.store(fullname, digest, code)
+            else:
+                CompileOnce.compiled.append((fullname, digest, code))
         return code
 
 
 def compile_once(cache_dir: str | None = CACHE_DIR) -> None:
     """Use :class:`CompileOnce` for the zip archives on the path, and for the packages in them imported
-    from now on, with the bytecode cache in ``cache_dir`` (None: none). Nothing changes for a
-    process that imports nothing from a zip."""
-    if CompileOnce.cache_dir != cache_dir:
-        CompileOnce.cache_dir, CompileOnce._cache = cache_dir, False
+    from now on, with the bytecode cache in ``cache_dir`` (None: none). Nothing is written before
+    :func:`keep_compiled`. Nothing changes for a process that imports nothing from a zip."""
+    CompileOnce.cache = CodeCache(cache_dir) if _CACHEABLE and cache_dir is not None else None
     if CompileOnce not in sys.path_hooks:
         sys.path_hooks.insert(0, CompileOnce)
     for path, finder in list(sys.path_importer_cache.items()):
         # zipimport's own importers only (a CompileOnce is one already; another subclass is someone else's)
         if type(finder) is zipimport.zipimporter:  # pylint: disable=unidiomatic-typecheck
             sys.path_importer_cache[path] = CompileOnce(path)
+
+
+def keep_compiled() -> None:
+    """Write what was compiled so far to the cache, and from now on what is compiled. A run calls it
+    once it knows it is not in check mode: a check-mode run writes nothing, not even the cache."""
+    CompileOnce.keep = True
+    compiled, CompileOnce.compiled = CompileOnce.compiled, []
+    if CompileOnce.cache is not None:
+        for fullname, digest, code in compiled:
+            CompileOnce.cache.store(fullname, digest, code)

@@ -83,7 +83,8 @@ def snapshot(lab) -> dict[str, Any]:
             for r in ipj(lab, "-4", "route", "show", "table", "main", netns=ns))
     snap["files"] = sh(
         lab,
-        "find /etc/netns -mindepth 1 | sort; find /run/linuxnet -type f 2>/dev/null | sort; "
+        # (not the bytecode cache: the first module run of a host fills it, whatever the module does)
+        "find /etc/netns -mindepth 1 | sort; find /run/linuxnet -path /run/linuxnet/pycache -prune -o -type f -print 2>/dev/null | sort; "
         "for f in $(find /etc/netns -type f | sort); do echo \"== $f\"; cat \"$f\"; done",
     ).stdout.splitlines()
     return snap

@@ -125,12 +125,14 @@ def pycache(lab) -> dict:
 
 def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_playbook, tmp_path):
     """The collection's code is compiled once per host, not once per run (issue 17): the first module
-    run (AnsiballZ) fills the cache, root's alone; the re-run and check mode read it and write
-    nothing; the boot-time restore (a zip application of the same sources) adds only what the
+    run (AnsiballZ) fills the cache, root's alone (a check-mode run before it writes nothing); the
+    re-run and check mode read it and write nothing; the boot-time restore (a zip application of the same sources) adds only what the
     module does not import (its runner, and ansible's module_utils, which AnsiballZ imports before the
     cache is in place), and its second run writes nothing."""
     lab = lab_factory(HOSTS, groups={"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]})
-    assert pycache(lab) == {}
+    check = {"linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS}
+    run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars=check).assert_ok()
+    assert pycache(lab) == {}  # check mode writes nothing, not even the cache
     site(run_playbook, lab)
     first = pycache(lab)
     assert first.pop("dir") == "0o700" and {entry[0] for entry in first.values()} == {"0o600"}, first
@@ -138,8 +140,7 @@ def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_p
     assert {UTILS + "_deployment", UTILS + "_firewall", UTILS + "_rtnl", UTILS + "_persist"} <= modules, modules
     assert len(modules) == len(first)  # one entry per module
     site(run_playbook, lab)
-    run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars={
-        "linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS}).assert_ok()
+    run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars=check).assert_ok()
     assert pycache(lab) == {"dir": "0o700", **first}
     bundle = tmp_path / "linuxnet-bridge.pyz"
     bundle.write_bytes(_persist.bundle(_persist.engine_sources()))

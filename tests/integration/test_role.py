@@ -145,9 +145,11 @@ def docker_mac(cidr: str) -> str:
 
 
 def run_state(lab) -> dict[str, Any]:
-    """The collection's bookkeeping under /run/linuxnet: path -> parsed JSON (None for other files)."""
+    """The collection's bookkeeping under /run/linuxnet: path -> parsed JSON (None for other files);
+    not the bytecode cache (/run/linuxnet/pycache: compiled code, which records nothing)."""
     out: dict[str, Any] = {}
-    for path in sh(lab, "find /run/linuxnet -type f 2>/dev/null | sort", check=False).stdout.split():
+    listing = "find /run/linuxnet -path /run/linuxnet/pycache -prune -o -type f -print 2>/dev/null | sort"
+    for path in sh(lab, listing, check=False).stdout.split():
         text = sh(lab, f"cat {path}").stdout
         out[path] = json.loads(text) if path.endswith(".json") else None
     return out

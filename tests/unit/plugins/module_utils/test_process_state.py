@@ -43,6 +43,8 @@ SAFE = {
     ("module_utils/_links.py", "ENCODERS"): "a registry of encoders, filled at import",
     ("module_utils/_links.py", "LINK_OPERATIONS"): "a registry of operations, filled at import",
     ("module_utils/_netns.py", "NETNS_OPERATIONS"): "a registry of operations, filled at import",
+    ("module_utils/_zipimport.py", "compiled"): "code the imports compiled, held until keep_compiled() writes it to the"
+                                                " bytecode cache (emptied then); the code of a source, keyed by its digest",
 }
 
 _CACHES = ("cache", "lru_cache", "cached_property")

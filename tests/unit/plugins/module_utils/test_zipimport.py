@@ -39,14 +39,17 @@ def counting(source, filename, *args, **kwargs):
     counts[filename] = counts.get(filename, 0) + 1
     return original(source, filename, *args, **kwargs)
 builtins.compile = counting
-archive, helper, install, cache = sys.argv[1], sys.argv[2], sys.argv[3] == "yes", sys.argv[4] or None
+archive, helper, install, cache, keep = sys.argv[1], sys.argv[2], sys.argv[3] == "yes", sys.argv[4] or None, sys.argv[5]
 sys.path.insert(0, archive)
 if install:
     spec = importlib.util.spec_from_file_location("zipimport_helper", helper)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.compile_once(cache)
-import pkg.a, top
+import pkg.a
+if install and keep == "after pkg.a":  # as a module does once it knows it is not in check mode
+    module.keep_compiled()
+import top
 try:
     import pkg.missing
     missing = "imported"
@@ -75,9 +78,9 @@ def _archive(tmp_path: Path) -> Path:
     return path
 
 
-def probe(python: str, archive: Path, install: bool, cache: Path | None = None) -> dict:
+def probe(python: str, archive: Path, install: bool, cache: Path | None = None, keep: str = "after pkg.a") -> dict:
     out = subprocess.run([python, "-I", "-c", PROBE, str(archive), _zipimport.__file__, "yes" if install else "no",
-                          str(cache or "")], capture_output=True, text=True, check=True)
+                          str(cache or ""), keep], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -131,6 +134,16 @@ def test_the_next_payload_loads_the_cached_code_under_its_own_path(python: str, 
     found = entries(cache)
     assert sorted(name.rpartition("-")[0].rpartition("-")[0] for name in found) == ["pkg", "pkg.a", "pkg.b", "top"], found
     assert {entry[0] for entry in found.values()} == {0o600}
+
+
+def test_a_check_mode_run_writes_nothing(archive: Path, tmp_path: Path) -> None:
+    """Until the run calls keep_compiled() it writes nothing, not even the directory: --check writes nothing."""
+    cache = tmp_path / "pycache"
+    assert probe(sys.executable, archive, True, cache, keep="never")["b"] == "from b"
+    assert not cache.exists()
+    probe(sys.executable, archive, True, cache)  # what it compiled before keep_compiled() and after
+    assert sorted(name.rpartition("-")[0].rpartition("-")[0] for name in entries(cache)) == ["pkg", "pkg.a", "pkg.b", "top"]
+    assert probe(sys.executable, archive, True, cache, keep="never")["counts"] == {}  # check mode reads it
 
 
 def test_a_changed_source_is_compiled_and_replaces_its_entry(archive: Path, tmp_path: Path) -> None:
