@@ -49,6 +49,54 @@ _CACHEABLE = hasattr(zipimport.zipimporter, "exec_module") and hasattr(_imp, "_f
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
 
+def private_directory(directory: str, make: bool = False) -> bool:
+    """Whether ``directory`` is a directory (not a symlink) that this user (the effective uid) owns and
+    nobody else can use; with ``make``, created (0700) first where missing."""
+    try:
+        if make:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        found = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & 0o077
+
+
+def read_private(path: str) -> bytes | None:
+    """The contents of ``path`` if it is a regular file (not a symlink) that this user owns and nobody
+    else can write; otherwise None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as opened:
+        found = os.fstat(opened.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+            return None
+        try:
+            return opened.read()
+        except OSError:
+            return None
+
+
+def write_private(path: str, data: bytes) -> bool:
+    """Write ``data`` to ``path`` (0600) aside first, then rename it there: a reader never sees half a
+    file. Whether it worked."""
+    directory, name = os.path.split(path)
+    partial = os.path.join(directory, f".{name}.{os.getpid()}")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    except OSError:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        return False
+    return True
+
+
 class CodeCache:
     """Code objects of modules by name and source digest, one file each in ``directory``, which must be
     this user's alone (checked once for reading, once before the first write)."""
@@ -60,35 +108,18 @@ class CodeCache:
         self._readable: bool | None = None
         self._writable: bool | None = None
 
-    def _private(self, make: bool) -> bool:
-        try:
-            if make:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            found = os.lstat(self.directory)
-        except OSError:
-            return False
-        return stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & 0o077
-
     def _file(self, fullname: str, digest: bytes) -> str:
         return os.path.join(self.directory, f"{fullname}-{digest.hex()[:32]}{self.suffix}")
 
     def load(self, fullname: str, digest: bytes, path: str) -> types.CodeType | None:
         """The cached code of ``fullname`` for a source with ``digest``, its file name set to ``path``."""
         if self._readable is None:
-            self._readable = self._private(make=False)
+            self._readable = private_directory(self.directory)
         if not self._readable:
             return None
-        try:
-            fd = os.open(self._file(fullname, digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return None
-        with os.fdopen(fd, "rb") as cached:
-            found = os.fstat(cached.fileno())
-            if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
-                return None
-            data = cached.read()
+        data = read_private(self._file(fullname, digest))
         header = MAGIC_NUMBER + digest
-        if not data.startswith(header):
+        if data is None or not data.startswith(header):
             return None
         try:
             code = marshal.loads(memoryview(data)[len(header):])
@@ -100,29 +131,20 @@ class CodeCache:
         return code
 
     def store(self, fullname: str, digest: bytes, code: types.CodeType) -> None:
-        """Keep ``code`` (written aside, then renamed: a reader never sees half a file) and drop the
-        entries of ``fullname`` for other sources. Best effort: a cache that cannot be written is
-        no cache."""
+        """Keep ``code`` and drop the entries of ``fullname`` for other sources. Best effort: a cache
+        that cannot be written is no cache."""
         if self._writable is None:
-            self._writable = self._private(make=True)
-        if not self._writable:
-            return
+            self._writable = private_directory(self.directory, make=True)
         target = self._file(fullname, digest)
-        partial = os.path.join(self.directory, f".{os.path.basename(target)}.{os.getpid()}")
+        if not self._writable or not write_private(target, MAGIC_NUMBER + digest + marshal.dumps(code)):
+            return
         try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(MAGIC_NUMBER + digest + marshal.dumps(code))
-            os.replace(partial, target)
             for entry in os.listdir(self.directory):
                 if entry.endswith(self.suffix) and entry[: -len(self.suffix)].rpartition("-")[0] == fullname \
                         and entry != os.path.basename(target):
                     os.unlink(os.path.join(self.directory, entry))
         except OSError:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
+            pass
 
 
 class CompileOnce(zipimport.zipimporter):

@@ -5,7 +5,8 @@
 # Note that this plugin util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins!
 """The controller side of the collection's modules: Ansible's own module action
-(``ansible.builtin.normal``), run with CPython's cyclic garbage collector collecting less often.
+(``ansible.builtin.normal``), run with CPython's cyclic garbage collector collecting less often and
+with the module's payload kept from one run to the next (:mod:`._payload_cache`).
 
 Each task runs in a worker process forked from ansible-playbook. Building a module's payload
 (AnsiballZ) parses every module_utils file the module imports (about 480 KB here, 80,000 AST
@@ -19,16 +20,22 @@ N=100, the threshold below 3 MB. The worker's own thresholds are back when the a
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any
 
+from ansible import constants as C
 from ansible.plugins.action.normal import ActionModule as NormalAction
+
+from ansible_collections.linuxnet.bridge.plugins.plugin_utils._payload_cache import PayloadCache
 
 # (allocations before a young collection, young collections before a middle one, middle before a full one)
 THRESHOLDS = (100_000, 50, 1000)
 
 
 class ModuleAction(NormalAction):
-    """``ansible.builtin.normal`` with the garbage collector at :data:`THRESHOLDS` while it runs."""
+    """``ansible.builtin.normal`` with the garbage collector at :data:`THRESHOLDS` while it runs, and the
+    payload of the module of its own name (``plugins/action/<name>.py`` runs ``plugins/modules/<name>.py``)
+    taken from the :class:`PayloadCache` when it has it."""
 
     def run(self, tmp: Any = None, task_vars: dict | None = None) -> dict:
         before = gc.get_threshold()
@@ -37,3 +44,13 @@ class ModuleAction(NormalAction):
             return super().run(tmp, task_vars)
         finally:
             gc.set_threshold(*before)
+
+    def _configure_module(self, module_name: str, module_args: dict, task_vars: dict) -> tuple:
+        payloads = PayloadCache.for_module(C.DEFAULT_LOCAL_TMP, type(self).__module__.rpartition(".")[2])
+        run_cache = os.path.join(C.DEFAULT_LOCAL_TMP, "ansiballz_cache")  # where Ansible keeps this run's payloads
+        if payloads is not None:
+            payloads.seed(run_cache)
+        built = super()._configure_module(module_name, module_args, task_vars)
+        if payloads is not None and os.path.realpath(built[-1]) == os.path.realpath(payloads.module_file):
+            payloads.keep(run_cache)
+        return built
