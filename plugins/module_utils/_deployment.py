@@ -399,7 +399,8 @@ def converge(module: Any, networks: list[dict] | None, endpoints: list[dict] | N
 
 # Teardown order: published ports and firewall first (no traffic reaches a half-removed endpoint),
 # then the endpoint namespaces, whose veth ends go with them in one kernel batch (cleanup_net)
-# instead of one RTNL delete and RCU wait per veth, then the veths left and the bridges.
+# instead of one RTNL delete and RCU wait per veth, then the veths left and the bridges. The kernel
+# destroys those pairs while the bridges are deleted: the run waits for them after the bridge step.
 TEARDOWN_ORDER = ("port_mapping", "firewall", "netns", "veth", "bridge")
 
 
@@ -462,6 +463,9 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
     # (name, resource, operations) of a firewall step whose rule writes join the next step's: one
     # transaction per table (or one nft -f) for both
     joined: tuple[str, Any, list] | None = None
+    # a teardown's veth step and its items: the pairs going with their namespaces are waited for after the
+    # bridge step, whose deletes overlap the kernel's (see _delete_pairs_left)
+    veth_step: tuple[Any, list] | None = None
     try:
         for step, (name, resource, desired, checked) in enumerate(prepared):
             resource.module = StepModule(module, resource.params, check_mode)
@@ -485,14 +489,18 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                     before = None
                 if name == "veth" and gone_namespaces and not check_mode:
                     # The kernel destroys a deleted namespace's veths asynchronously, and not at all while
-                    # a process still lives in the namespace: wait a little, read again, delete what is left.
-                    _await_pairs_gone(netlink, gone_namespaces)
+                    # a process still lives in the namespace: wait a little, read again, delete what is left
+                    # (a teardown waits after its bridge step: nothing it does needs them gone before).
+                    if state == "deleted":
+                        veth_step = (resource, desired)
+                    else:
+                        _await_pairs_gone(netlink, gone_namespaces)
                     before = None
                 while True:
                     reused = before is not None
                     if not reused:
                         before = resource.gather(desired, state)
-                    if name == "veth" and gone_namespaces and check_mode:
+                    if name == "veth" and gone_namespaces and (check_mode or veth_step is not None):
                         before = _without_pairs_in(before, gone_namespaces, netlink)
                     if name == "firewall" and check_mode:
                         _foresee_bridges(resource, new_bridges)
@@ -545,6 +553,9 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
             for warning in resource.warnings:
                 module.warn(warning)
             resource.close()  # releases what the step holds (the host's link lock); shared sockets stay
+        if veth_step is not None:
+            name = "veth"
+            commands["veth"] += _delete_pairs_left(netlink, gone_namespaces, *veth_step, state)
     except Exception as exc:  # whatever stops a step, writes held for it are not dropped
         if isinstance(exc, KernelUnfit):
             raise  # before the first change: no step did anything (no commands, not changed)
@@ -626,12 +637,38 @@ def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: flo
     """Wait, bounded, for the kernel to destroy the veths of deleted namespaces (cleanup_net runs
     asynchronously); pairs kept alive by a process in their namespace stay, and the veth step deletes them."""
     deadline = time.monotonic() + timeout
+    pause = 0.005  # the kernel takes some 20-40 ms: looked at often at first, then every 20 ms
     while True:
         netlink.invalidate(None)
         left = [link for link in netlink.links(None).values() if _peer_netns(link) in namespaces]
         if not left or time.monotonic() > deadline:
             return
-        time.sleep(0.02)
+        time.sleep(pause)
+        pause = min(2 * pause, 0.02)
+
+
+def _delete_pairs_left(netlink: SharedNetlink, namespaces: set[str], resource: Any, desired: list, state: str) -> list[str]:
+    """The end of a teardown's veth step, after the steps that followed it: wait for the kernel to destroy
+    the pairs of the namespaces deleted (:func:`_await_pairs_gone`), then delete those still there, as
+    the step would have; their commands."""
+    _await_pairs_gone(netlink, namespaces)
+    if not any(_peer_netns(link) in namespaces for link in netlink.links(None).values()):
+        return []
+    if netlink.run_lock is not None:
+        resource._lock = os.dup(netlink.run_lock)  # as the step held it (closed by resource.close)
+    reported = len(resource.warnings)
+    try:
+        left = {name: item for name, item in resource.gather(desired, state).items()
+                if _peer_netns(netlink.link(name)) in namespaces}
+        operations, _expected = resource.plan(desired, left, state)
+        if operations:
+            resource.apply(operations)
+        resource.persist()
+        for warning in resource.warnings[reported:]:
+            resource.module.warn(warning)
+        return [op.command for op in operations]
+    finally:
+        resource.close()
 
 
 def _without_pairs_in(veths: dict, namespaces: set[str], netlink: SharedNetlink) -> dict:

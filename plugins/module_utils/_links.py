@@ -65,6 +65,8 @@ class Request:
     fd: int | None = None
     before: Callable[[], None] | None = None
     after: Callable[[], None] | None = None
+    #: the link that ``message`` deletes (``ip link del NAME``): consecutive ones go as one group delete
+    deletes: str | None = None
 
 
 # action -> the Request of an operation of that action (the index of a link it names is read now)
@@ -76,7 +78,7 @@ def _encode_request(nl: Netlink, op: Operation) -> Request:
     attrs = a["attrs"]
     method, verb = a["call"]
     if method == "link" and verb == "del":
-        message = _rtnl.del_link(a["name"])
+        return Request(a["netns"], _rtnl.del_link(a["name"]), deletes=a["name"])
     elif method == "link":
         state = attrs.get("state")
         stp = attrs.get("br_stp_state")
@@ -503,7 +505,7 @@ class NetlinkResource(Resource):
                 for _i, request in pending:
                     if request.before:
                         request.before()
-                errors = self.netlink.transact(netns, [request.message for _i, request in pending])
+                errors = self._transact(netns, [request for _i, request in pending])
             except NamespaceMissing as exc:
                 failures.append((pending[0][0], f"{operations[pending[0][0]].command}: network namespace {exc} does not exist"))
                 continue
@@ -522,6 +524,71 @@ class NetlinkResource(Resource):
                 if request.after:
                     request.after()
         return failures
+
+    def _transact(self, netns: Any, requests: list[Request]) -> list[int]:
+        """The errno of each of ``requests`` sent on the socket of ``netns``, in order; consecutive
+        link deletes go as one group delete (:func:`group_deletes`; the group is one that no link of
+        the namespace's dump, read under the host's lock, is in), and if the kernel refuses a group
+        delete, the links it left are deleted one by one."""
+        deletes = sum(request.deletes is not None for request in requests)
+        if deletes < 2:
+            return self.netlink.transact(netns, [request.message for request in requests])
+        messages, answered_by = group_deletes(requests, free_group(self.netlink.links(netns).values()))
+        errors = self.netlink.transact(netns, messages)
+        own = [next((errors[j] for j in answered_by[i] if errors[j]), 0) for i in range(len(requests))]
+        # a group delete refused (a kernel without it): its links, in the group now, deleted one by one
+        left = [i for i, request in enumerate(requests) if request.deletes is not None and own[i]
+                and not errors[answered_by[i][0]]]
+        if left:
+            for i, error in zip(left, self.netlink.transact(netns, [requests[i].message for i in left])):
+                own[i] = error
+        return own
+
+
+def free_group(links: Any) -> int:
+    """A link group (``ip link set NAME group GROUP``) that none of ``links`` (a namespace's dump) is in."""
+    used = {link.get("group") for link in links}
+    group = DELETE_GROUP
+    while group in used:
+        group += 1
+    return group
+
+
+# The first group tried for the links a batch deletes (``LNXD``); one no link of the namespace is in is used.
+DELETE_GROUP = 0x4C4E5844
+
+
+def group_deletes(requests: list[Request], group: int) -> tuple[list[_rtnl.Message], list[list[int]]]:
+    """The messages that do ``requests`` in their order, each run of two or more consecutive link
+    deletes as the links put in ``group`` (a group no link of the namespace is in: :func:`free_group`)
+    and the group deleted: the kernel unregisters them in one batch, with one wait for RCU readers
+    instead of one per link (a bridge costs about 40 ms alone, 20 in a batch). Also, per request, the
+    indexes of the messages that answer for it: its own, and for a delete in a run the group delete
+    (the first error among them is its own)."""
+    messages: list[_rtnl.Message] = []
+    answered_by: list[list[int]] = []
+    run: list[int] = []  # the requests of the current run of deletes (their messages put the link in the group)
+
+    def close_run() -> None:
+        if len(run) > 1:
+            messages.append(_rtnl.del_group(group))
+            for i in run:
+                answered_by[i].append(len(messages) - 1)
+        elif run:  # a delete alone: as it is
+            messages[answered_by[run[0]][0]] = requests[run[0]].message
+        run.clear()
+
+    for i, request in enumerate(requests):
+        if request.deletes is None:
+            close_run()
+            answered_by.append([len(messages)])
+            messages.append(request.message)
+            continue
+        run.append(i)
+        answered_by.append([len(messages)])
+        messages.append(_rtnl.set_group(request.deletes, group))
+    close_run()
+    return messages, answered_by
 
 
 # What an operation touches, for :func:`schedule`: key -> mode. Two operations on one key keep

@@ -33,7 +33,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 5, 10, 18, 20
-IFLA_PROTINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 12, 26, 28, 37
+IFLA_PROTINFO, IFLA_AF_SPEC, IFLA_GROUP, IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 12, 26, 27, 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
 VETH_INFO_PEER = 1
 IFLA_BR_STP_STATE = 5  # in IFLA_INFO_DATA of a bridge
@@ -120,7 +120,7 @@ def _u8(raw: bytes | None) -> int | None:
 
 # the attributes of a link that parse_link reads
 _LINK_ATTRIBUTES = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS,
-                              IFLA_AF_SPEC, IFLA_LINK_NETNSID})
+                              IFLA_AF_SPEC, IFLA_GROUP, IFLA_LINK_NETNSID})
 _STP, _HAIRPIN = frozenset({IFLA_BR_STP_STATE}), frozenset({IFLA_BRPORT_MODE})
 
 
@@ -148,6 +148,7 @@ def parse_link(body: bytes) -> dict:
         "alias": _string(attrs.get(IFLA_IFALIAS)),
         "link": _u32(attrs.get(IFLA_LINK)),
         "link_netnsid": _i32(attrs.get(IFLA_LINK_NETNSID)),
+        "group": _u32(attrs.get(IFLA_GROUP)),
         "stp": None if stp is None else bool(stp),
         "hairpin": None if hairpin is None else bool(hairpin),
         "ipv6": None if disabled is None else disabled == 0,
@@ -287,6 +288,18 @@ def set_link(name: str | None = None, index: int = 0, *, up: bool | None = None,
 def del_link(name: str) -> Message:
     """``ip link del NAME`` (no NLM_F_EXCL: since Linux 5.19 it means NLM_F_BULK on a delete)."""
     return RTM_DELLINK, _REQUEST, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla(IFLA_IFNAME, _asciiz(name))
+
+
+def set_group(name: str, group: int) -> Message:
+    """``ip link set NAME group GROUP``."""
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla(IFLA_IFNAME, _asciiz(name)) + _u32_attr(IFLA_GROUP, group)
+    return RTM_NEWLINK, _REQUEST, body
+
+
+def del_group(group: int) -> Message:
+    """``ip link del group GROUP``: every link of the group in one batch of the kernel (one
+    unregister, one wait for RCU readers, instead of one per link)."""
+    return RTM_DELLINK, _REQUEST, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _u32_attr(IFLA_GROUP, group)
 
 
 def set_hairpin(index: int, on: bool) -> Message:

@@ -6,7 +6,8 @@ its own Python process under cProfile, with a stand-in module (params, check_mod
 warn) as the boot-time restore uses: what is measured is the collection's own code and the
 kernel calls it makes, without Ansible's controller, connection and AnsiballZ start-up (the
 import times are measured separately with ``python -X importtime``). Prints per phase the wall
-time, the peak RSS of the process, the commands it ran and the top functions; ``--out FILE``
+time, the peak RSS of the process, the commands it ran, its netlink write batches (host, namespaces)
+and its waits for the kernel's cleanup of deleted namespaces, and the top functions; ``--out FILE``
 writes the same as Markdown. ``--memory``: no cProfile, ``ansible.module_utils.basic`` imported
 first, so the peak RSS is what the module process needs. Root only (lab hosts).
 """
@@ -35,9 +36,24 @@ request = json.loads(open(sys.argv[1]).read())
 started = time.perf_counter()
 if not request["profile"]:
     import ansible.module_utils.basic  # as the module process has it (memory)
-from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment
+from ansible_collections.linuxnet.bridge.plugins.module_utils import _deployment, _netlink
 imported = time.perf_counter() - started
 commands = []
+writes = []  # netlink write batches: [host or namespaces, messages, seconds]
+waits = []  # seconds waiting for the kernel to destroy the pairs of deleted namespaces
+
+def timed(function, record):
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record(args, time.perf_counter() - began)
+    return wrapper
+
+_netlink.Netlink.transact = timed(_netlink.Netlink.transact,
+                                  lambda a, s: writes.append(["host" if a[1] is None else "namespaces", len(a[2]), s]))
+_deployment._await_pairs_gone = timed(_deployment._await_pairs_gone, lambda a, s: waits.append(s))
 
 class Shim:  # the contract's module: params, check_mode, run_command, warn, fail_json
     params, check_mode, _diff = {}, False, False
@@ -69,7 +85,7 @@ if request["profile"]:
     stats.sort_stats("tottime").print_stats(16)
 json.dump({"wall": wall, "import": imported, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "changed": result["changed"], "commands": {k: len(v) for k, v in result["commands"].items()},
-           "processes": commands, "profile": text.getvalue()}, open(sys.argv[2], "w"))
+           "processes": commands, "writes": writes, "waits": waits, "profile": text.getvalue()}, open(sys.argv[2], "w"))
 """
 
 
@@ -116,9 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                     for name, seconds in got["processes"]:
                         name = os.path.basename(name)
                         procs[name] = [procs.get(name, [0, 0.0])[0] + 1, round(procs.get(name, [0, 0.0])[1] + seconds, 3)]
+                    writes: dict[str, list] = {}
+                    for where, messages, seconds in got["writes"]:
+                        count, sent, spent = writes.get(where, [0, 0, 0.0])
+                        writes[where] = [count + 1, sent + messages, round(spent + seconds, 3)]
                     head = (f"## N={n} {phase}: {got['wall']:.2f} s (import {got['import']:.2f} s), peak RSS"
                             f" {got['maxrss_mb']:.0f} MB, changed={got['changed']}, commands {got['commands']},"
-                            f" processes (count, s) {procs}")
+                            f" processes (count, s) {procs}, netlink writes (batches, messages, s) {writes},"
+                            f" waits for the pairs of deleted namespaces {sum(got['waits']):.3f} s")
                     log(head)
                     report += [head, "", "```", got["profile"].strip(), "```", ""]
             finally:

@@ -215,6 +215,69 @@ def test_a_wave_of_many_veths_holds_at_most_fd_budget_namespace_fds(monkeypatch,
     assert res.netlink.sent == [(None, FD_BUDGET)] and len(opened) == FD_BUDGET and not live
 
 
+class GroupNetlink(FakeNetlink):
+    """FakeNetlink that also has a namespace's dump (the groups its links are in) and keeps the messages
+    sent; ``refuse_group``: the errno a group delete gets."""
+
+    def __init__(self, refuse: dict[str, int], groups: list[int], refuse_group: int = 0) -> None:
+        super().__init__(refuse)
+        self.groups, self.refuse_group = groups, refuse_group
+        self.messages: list[list[tuple]] = []
+
+    def links(self, netns=None):
+        return {f"l{i}": {"name": f"l{i}", "group": group} for i, group in enumerate(self.groups)}
+
+    def transact(self, netns, messages):
+        self.messages.append(messages)
+        return [self.refuse_group if message == _links._rtnl.del_group(self.used) else error
+                for message, error in zip(messages, super().transact(netns, messages))]
+
+    @property
+    def used(self) -> int:
+        return _links.free_group(self.links().values())
+
+
+def sent_as(netlink: GroupNetlink, group: int) -> list[list[str]]:
+    """Each datagram's messages, as the ip commands they are."""
+    names = {_links._rtnl.set_group(f"br{c}", group): f"set br{c} group" for c in "abcd"}
+    names.update({_links._rtnl.del_link(f"br{c}"): f"del br{c}" for c in "abcd"})
+    names[_links._rtnl.del_group(group)] = "del group"
+    names.update({_links.ENCODERS["request"](netlink, op).message: op.command for op in [op_set_mtu("bra", None, 1400)]})
+    return [[names[message] for message in messages] for messages in netlink.messages]
+
+
+def test_consecutive_deletes_on_one_socket_go_as_one_group_delete():
+    """Two or more link deletes in a row on one socket: the links are put in a group no link of the
+    namespace is in, and the group is deleted (one batch of the kernel); a delete alone stays one."""
+    ops = [_links.op_delete(f"br{c}", None) for c in "abc"]
+    res = BridgeResource(FakeModule())
+    res.netlink = GroupNetlink({}, [0, _links.DELETE_GROUP])
+    res.apply(ops)
+    group = _links.DELETE_GROUP + 1  # the first one is some link's
+    assert sent_as(res.netlink, group) == [["set bra group", "set brb group", "set brc group", "del group"]]
+
+    res.netlink = GroupNetlink({}, [0])
+    res.apply([_links.op_delete("bra", None), op_set_mtu("bra", None, 1400), _links.op_delete("brb", None),
+               _links.op_delete("brc", None)])
+    assert sent_as(res.netlink, _links.DELETE_GROUP) == [
+        ["del bra", "ip link set bra mtu 1400", "set brb group", "set brc group", "del group"]]
+
+
+def test_a_link_a_group_delete_cannot_take_fails_alone_and_a_refused_group_delete_goes_link_by_link():
+    ops = [_links.op_delete(f"br{c}", None) for c in "abc"]
+    res = BridgeResource(FakeModule())
+    res.netlink = GroupNetlink({}, [0])
+    res.netlink.by_message[_links._rtnl.set_group("brb", _links.DELETE_GROUP)[2]] = "brb"
+    res.netlink.refuse = {"brb": 19}  # no such device: the others go
+    with pytest.raises(ApplyError, match=r"^ip link del brb: No such device \(errno 19\) \(2 of 3 operations"):
+        res.apply(ops)
+
+    res.netlink = GroupNetlink({}, [0], refuse_group=95)  # a kernel without group deletes
+    res.apply(ops)
+    assert sent_as(res.netlink, _links.DELETE_GROUP) == [["set bra group", "set brb group", "set brc group", "del group"],
+                                                         ["del bra", "del brb", "del brc"]]
+
+
 # ------------------------------------------------------------------------------ request arguments
 
 

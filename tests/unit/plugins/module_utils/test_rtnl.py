@@ -37,10 +37,11 @@ def test_link_attributes_nested_kind_and_padding():
         nla(_rtnl.IFLA_LINK, struct.pack("=I", 7)),
         nla(_rtnl.IFLA_LINKINFO | NLA_F_NESTED, nla(_rtnl.IFLA_INFO_KIND, b"veth\0")),
         nla(_rtnl.IFLA_LINK_NETNSID, struct.pack("=i", 0)),
+        nla(_rtnl.IFLA_GROUP, struct.pack("=I", 0)),
     )
     assert _rtnl.parse_link(body) == {
         "index": 2, "name": "eth0", "kind": "veth", "mtu": 1400, "mac": "02:42:0a:64:00:02", "up": True,
-        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "stp": None, "hairpin": None, "ipv6": None, "accept_ra": None,
+        "master": None, "alias": None, "link": 7, "link_netnsid": 0, "group": 0, "stp": None, "hairpin": None, "ipv6": None, "accept_ra": None,
     }
 
 
@@ -217,6 +218,16 @@ def test_del_link_without_excl():
     kind, flags, body = _rtnl.del_link("v1")
     assert (kind, flags) == (_rtnl.RTM_DELLINK, PLAIN)  # NLM_F_EXCL on a delete is NLM_F_BULK since Linux 5.19
     assert body == pyroute2_bytes(IFINFO, kind, flags, {"index": 0}, [("IFLA_IFNAME", "v1")])
+
+
+def test_set_group_by_name_and_delete_a_group():
+    """``ip link set NAME group G`` and ``ip link del group G`` (no index, no name: the kernel deletes the group)."""
+    kind, flags, body = _rtnl.set_group("br0", 0x4C4E5844)
+    assert (kind, flags) == (_rtnl.RTM_NEWLINK, PLAIN)
+    assert body == pyroute2_bytes(IFINFO, kind, flags, {"index": 0}, [("IFLA_IFNAME", "br0"), ("IFLA_GROUP", 0x4C4E5844)])
+    kind, flags, body = _rtnl.del_group(0x4C4E5844)
+    assert (kind, flags) == (_rtnl.RTM_DELLINK, PLAIN)
+    assert body == pyroute2_bytes(IFINFO, kind, flags, {"index": 0}, [("IFLA_GROUP", 0x4C4E5844)])
 
 
 def test_hairpin_is_a_nested_protinfo_of_af_bridge():
