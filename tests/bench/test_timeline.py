@@ -40,9 +40,17 @@ def test_phases_of_a_module_task_and_an_action_only_task() -> None:
     assert check["name"] == "Validating arguments" and check["task"] == pytest.approx(0.11)
     assert set(check) == {"name", "task"}  # no module through the connection
     assert converge["name"] == "Converge networks and endpoints" and converge["task"] == pytest.approx(1.15)
-    expected = {"worker": 0.02, "args": 0.08, "ansiballz": 0.30, "module": 0.60, "result": 0.05}
+    expected = {"worker": 0.02, "args": 0.08, "ansiballz": 0.32, "module": 0.60, "result": 0.05}
     assert {k: converge[k] for k in expected} == pytest.approx(expected)
     assert converge["connection"] == pytest.approx(1.15 - sum(expected.values()))
+
+
+def test_a_payload_kept_by_an_earlier_run_is_the_payload_phase() -> None:
+    cached = LOG.replace(" 102 10.53: ANSIBALLZ: Creating module\n", "").replace(
+        " 102 10.83: ANSIBALLZ: Done creating module", " 102 10.60: ANSIBALLZ: using cached module: /t/ansiballz_cache/x")
+    converge = timeline.parse(cached)["tasks"][1]
+    assert converge["ansiballz"] == pytest.approx(0.25)  # 10.60, then the wrapper until the next line (10.85)
+    assert converge["module"] == pytest.approx(0.60)
 
 
 def test_a_log_without_debug_lines_is_refused() -> None:
@@ -94,8 +102,8 @@ def test_a_pipelined_become_run_over_ssh_is_split_by_controller_and_journal() ->
     tl = timeline.parse(SSH_LOG)
     (ping,) = tl["tasks"]
     # With pipelining the module run is the first command: the payload build is not counted twice.
-    assert ping["args"] == pytest.approx(0.09) and ping["ansiballz"] == pytest.approx(0.10)
-    assert ping["module"] == pytest.approx(0.80) and ping["connection"] == pytest.approx(0.03)
+    assert ping["args"] == pytest.approx(0.09) and ping["ansiballz"] == pytest.approx(0.11)
+    assert ping["module"] == pytest.approx(0.80) and ping["connection"] == pytest.approx(0.02)
     journal = timeline.parse_journal(JOURNAL)
     assert [who for _ts, who, _msg in journal] == ["sshd", "systemd-logind", "sudo", "ansible-ansible.builtin.ping",
                                                    "systemd", "systemd"]  # the user manager and the kernel left out

@@ -89,8 +89,12 @@ def _task_phases(chunk: list[tuple[float, str]]) -> dict:
         return next((ts for ts, msg in chunk if ts >= after and msg.startswith(prefix)), None)
 
     phases = {"task": end - start, "end": end}
-    built_from = first("ANSIBALLZ: Creating module")
-    built_to = first("ANSIBALLZ: Done creating module")
+    # The payload: from Ansible's first ANSIBALLZ line (a build: "Acquiring lock" ... "Done creating module";
+    # a payload kept by an earlier run or task: "using cached module") to the next line after its last one
+    # (the wrapper around it, with the task's arguments, is assembled in between).
+    payload = [i for i, (_ts, msg) in enumerate(chunk) if msg.startswith("ANSIBALLZ: ")]
+    built_from = chunk[payload[0]][0] if payload else None
+    built_to = chunk[min(payload[-1] + 1, len(chunk) - 1)][0] if payload else None
     run_from = next((ts for ts, msg in chunk if _is_module_run(msg)), None)
     if built_from is None or built_to is None or run_from is None:
         return phases  # no module through the connection (skipped, include, action only)
@@ -208,7 +212,8 @@ def render(results: dict, repeat: int) -> str:
              "`python -m tests.bench.timeline`: the role's playbooks with `ANSIBLE_DEBUG=1` in a fresh lab host, "
              "split by the timestamps Ansible logs (debug logging slows Ansible down a little: the shares are what "
              "this is for). Per task: `worker` = queueing and forking the task's worker; `args` = templating the "
-             "task's arguments, loading the action and the connection; `ansiballz` = building the module payload; "
+             "task's arguments, loading the action and the connection; `ansiballz` = building the module payload "
+             "(or taking the one kept by an earlier run) and its wrapper; "
              "`connection` = the connection's commands (tmp dir, transfer, chmod, rm); `module` = the module "
              "process, from its start to its result; `result` = the result handled in the main process.", ""]
     for n, data in results.items():
