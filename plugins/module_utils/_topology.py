@@ -501,6 +501,7 @@ def _port_families(host_ip: object, field: str, net: dict) -> list[str]:
     if not net["subnet6"]:
         raise v.ValidationError(f"{field}: host address {address} is IPv6 but network {net['name']} has no subnet6 "
                                 "(kernel NAT cannot translate between families)")
+    host_address(address, "ipv6", field)  # what port_mapping refuses (::1, link-local, ...), named here too
     return ["ipv6"]
 
 

@@ -121,7 +121,7 @@ def test_bad_format_fails_before_writing(tmp_path):
 def test_graphviz_draws_each_port_of_a_dual_stack_endpoint_once():
     """IPv6 mappings (an IPv6-only one too) are arrows; a port on both families is one arrow."""
     network = {"name": "usernet", "subnet": "172.18.0.0/16", "subnet6": "fd00:18::/64"}
-    endpoints = [{"name": "web", "network": "usernet", "ports": ["8080:80", "[::1]:9000:9000", "127.0.0.1:9001:9001",
+    endpoints = [{"name": "web", "network": "usernet", "ports": ["8080:80", "[2001:db8::9]:9000:9000", "127.0.0.1:9001:9001",
                                                                  {"publish": "8443:443", "sources": ["192.0.2.0/24", "2001:db8::/64"]}]}]
     plan = plan_deployment([network], endpoints, [])
     assert len(plan["port_mapping"]) == 6  # 8080 and 8443 on both families
@@ -132,7 +132,7 @@ def test_graphviz_draws_each_port_of_a_dual_stack_endpoint_once():
     edges = [html.unescape(t) for t in re.findall(r'class="edge">\s*<title>(.*?)</title>', svg)]
     assert edges.count("h/address->h/endpoint/web") == 4, edges
     labels = {html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", svg)}
-    assert {"-p 8080:80", "-p [::1]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 8443:443", "from 192.0.2.0/24, 2001:db8::/64"} <= labels, labels
+    assert {"-p 8080:80", "-p [2001:db8::9]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 8443:443", "from 192.0.2.0/24, 2001:db8::/64"} <= labels, labels
 
 
 # A dual-stack endpoint with IPv6 published ports: a -p string and fields (as linuxnet_endpoints

@@ -246,7 +246,7 @@ def _dual_stack_ports_plan() -> dict:
     dual = {**USERNET, "subnet6": "fd00:18::/64"}
     return plan([dual, BRIDGE], [
         {"name": "web", "network": "usernet",
-         "ports": ["8080:80", "[::1]:9000:9000", "127.0.0.1:9001:9001", "5353:53/udp",
+         "ports": ["8080:80", "[2001:db8::9]:9000:9000", "127.0.0.1:9001:9001", "5353:53/udp",
                    {"publish": "8443:443", "sources": ["192.0.2.0/24", "2001:db8::/64"]}]},
         {"name": "b", "networks": ["usernet", "bridge"], "ports": ["81:80"]},
         {"name": "c", "network": "bridge", "ports": ["82:80"]},
@@ -269,18 +269,18 @@ def _port_edges(text: str) -> list[tuple[str, str]]:
 def test_tree_of_dual_stack_ports():
     """IPv6 mappings count (an IPv6-only one is shown); a port on both families is said once."""
     p = _dual_stack_ports_plan()
-    assert [m["container_ip"] for m in p["port_mapping"] if m["publish"] == "[::1]:9000:9000"] == ["fd00:18::2"]
+    assert [m["container_ip"] for m in p["port_mapping"] if m["publish"] == "[2001:db8::9]:9000:9000"] == ["fd00:18::2"]
     assert tree(p, "h", "192.0.2.10") == [
         "h (192.0.2.10)",
         "├── br-usernet 172.18.0.1 [usernet 172.18.0.0/16 fd00:18::/64]",
-        "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [::1]:9000:9000, 127.0.0.1:9001:9001, 5353:53/udp, 8443:443",
+        "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [2001:db8::9]:9000:9000, 127.0.0.1:9001:9001, 5353:53/udp, 8443:443",
         "│   └── b 172.18.0.3 fd00:18::3  -p 81:80",
         "└── docker0 172.17.0.1 [bridge 172.17.0.0/16]",
         "    ├── b 172.17.0.2",
         "    └── c 172.17.0.3  -p 82:80",
     ]
     only6 = dict(p, port_mapping=[m for m in p["port_mapping"] if ":" in m["container_ip"]])
-    assert tree(only6, "h")[2] == "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [::1]:9000:9000, 5353:53/udp, 8443:443"
+    assert tree(only6, "h")[2] == "│   ├── web 172.18.0.2 fd00:18::2  -p 8080:80, [2001:db8::9]:9000:9000, 5353:53/udp, 8443:443"
 
 
 def test_dot_of_dual_stack_ports():
@@ -290,7 +290,7 @@ def test_dot_of_dual_stack_ports():
     text = dot([{"host": "h", "address": "192.0.2.10", "plan": p}])
     assert _port_edges(text) == [
         ("web", "-p 8080:80"),
-        ("web", "-p [::1]:9000:9000"),
+        ("web", "-p [2001:db8::9]:9000:9000"),
         ("web", "-p 127.0.0.1:9001:9001"),
         ("web", "-p 5353:53/udp"),
         ("web", "-p 8443:443\\nfrom 192.0.2.0/24, 2001:db8::/64"),
@@ -299,7 +299,7 @@ def test_dot_of_dual_stack_ports():
     ]
     # mermaid() draws the same ports
     arrows = [line.split('"')[1] for line in mermaid(p, "h", "192.0.2.10").splitlines() if ".->" in line]
-    assert arrows == ["-p 8080:80", "-p [::1]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 5353:53/udp", "-p 8443:443", "-p 81:80", "-p 82:80"]
+    assert arrows == ["-p 8080:80", "-p [2001:db8::9]:9000:9000", "-p 127.0.0.1:9001:9001", "-p 5353:53/udp", "-p 8443:443", "-p 81:80", "-p 82:80"]
     declared, used = _dot_ids(text)
     assert used <= declared, used - declared
     stray = dict(p, port_mapping=[dict(p["port_mapping"][1], container_ip="fd00:18::99")])

@@ -90,7 +90,7 @@ def test_published_ports_of_a_dual_stack_endpoint_are_checked_in_both_families()
     IPv6 mappings published without one are left out (never checked on the IPv4 address)."""
     networks = [{"name": "dual", "subnet": "172.20.0.0/16", "subnet6": "fd00:20::/64"}]
     endpoints = [{"name": "w", "network": "dual", "ports": [
-        "8080:80", "[::]:8081:80", "[2001:db8:ff::128]:8082:80/udp", "[::1]:8083:80",
+        "8080:80", "[::]:8081:80", "[2001:db8:ff::128]:8082:80/udp", "[2001:db8:ff::7]:8083:80",
         {"publish": "8084:80", "sources": ["2001:db8:ff::1", "192.0.2.0/24"]}]}]
     p = plan(networks, endpoints)
     published = [c for c in reachability(p, "172.16.211.1", "172.16.211.128", "2001:db8:ff::1", "2001:db8:ff::128")
@@ -100,7 +100,7 @@ def test_published_ports_of_a_dual_stack_endpoint_are_checked_in_both_families()
         ("w", "tcp", "2001:db8:ff::128", 8080, 80, True),  # the IPv6 mapping of the same -p
         ("w", "tcp", "2001:db8:ff::128", 8081, 80, True),  # [::]: every IPv6 address of the host
         ("w", "udp", "2001:db8:ff::128", 8082, 80, True),
-        # [::1]:8083 is not reachable from the LAN: no check
+        ("w", "tcp", "2001:db8:ff::7", 8083, 80, True),  # an address named: checked on it ([::1] is refused by the plan)
         ("w", "tcp", "172.16.211.128", 8084, 80, False),  # sources per family: the IPv4 list leaves out the probe
         ("w", "tcp", "2001:db8:ff::128", 8084, 80, True),
     ]
@@ -109,7 +109,8 @@ def test_published_ports_of_a_dual_stack_endpoint_are_checked_in_both_families()
     # without IPv6 addresses for the host and the probe: the IPv4 checks and the explicit IPv6 addresses only
     v4 = [c for c in reachability(p, "172.16.211.1", "172.16.211.128") if c["source"] == "probe"]
     assert [(c["address"], c["port"], c["expect"]) for c in v4] == [
-        ("172.16.211.128", 8080, True), ("2001:db8:ff::128", 8082, True), ("172.16.211.128", 8084, False)]
+        ("172.16.211.128", 8080, True), ("2001:db8:ff::128", 8082, True), ("2001:db8:ff::7", 8083, True),
+        ("172.16.211.128", 8084, False)]
     assert all(c["target"] == "w" for c in v4)
 
 

@@ -85,6 +85,12 @@ BAD = [
      "linuxnet_endpoints[0].ports[0]: host address 2001:db8::1 is IPv6 but network v4only has no subnet6"),
     (V4, [{"host_ip": "::", "host_port": 8080, "container_port": 80}],
      "linuxnet_endpoints[0].ports[0].host_ip: host address :: is IPv6 but network v4only has no subnet6"),
+    # what port_mapping refuses is refused by the plan too (before: planned, then refused by the deployment)
+    (DUAL, ["[::1]:9000:9000"], "linuxnet_endpoints[0].ports[0]: ::1 cannot be published with kernel NAT (IPv6 has no "
+                                "route_localnet)"),
+    (DUAL, [{"host_ip": "fe80::1", "host_port": 8080, "container_port": 80}],
+     "linuxnet_endpoints[0].ports[0].host_ip: fe80::1 is a link-local or multicast address"),
+    (DUAL, ["[::ffff:192.0.2.1]:8080:80"], "linuxnet_endpoints[0].ports[0]: ::ffff:c000:201 is an IPv4-mapped address"),
     (DUAL, [{"host_ip": "fd00::zz", "host_port": 8080, "container_port": 80}],
      "linuxnet_endpoints[0].ports[0].host_ip: 'fd00::zz' is not a valid IP address"),
     (DUAL, [{"publish": "8080:80", "sources": ["192.0.2.0/24"]}],
