@@ -240,16 +240,24 @@ def require_privilege(module: Any) -> None:
         )
 
 
-def privileged_module(argument_spec: dict) -> Any:
-    """The AnsibleModule of a module that reads or changes the network (check mode supported); fails
-    at once, with one message, without root."""
+def _ansible_module(argument_spec: dict, privileged: bool) -> Any:
+    """The run's AnsibleModule (check mode supported); ``privileged``: fails at once, with one message,
+    without root. Once the run knows it is not in check mode, the code it compiled goes to the bytecode
+    cache (``--check`` writes nothing, :func:`keep_compiled`)."""
     from ansible.module_utils.basic import AnsibleModule  # only module runs need it, not the boot-time restore
 
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    require_privilege(module)
+    if privileged:
+        require_privilege(module)
     if not module.check_mode:
         keep_compiled()
     return module
+
+
+def privileged_module(argument_spec: dict) -> Any:
+    """The AnsibleModule of a module that reads or changes the network (check mode supported); fails
+    at once, with one message, without root."""
+    return _ansible_module(argument_spec, privileged=True)
 
 
 def config_argument_spec(item_options: dict, extra: dict | None = None, parsed: bool = False) -> dict:
@@ -293,13 +301,8 @@ def predict(resource: Resource, state: str, before: dict | None = None) -> list[
 def main(resource_class: Callable[[Any], Resource], item_options: dict, module_options: dict | None = None,
          parsed: bool = False) -> None:
     """The whole main() of a resource module: its argument spec (see :func:`config_argument_spec`), one run."""
-    from ansible.module_utils.basic import AnsibleModule  # as in privileged_module; root is checked in run()
-
-    module = AnsibleModule(argument_spec=config_argument_spec(item_options, module_options, parsed),
-                           supports_check_mode=True)
-    if not module.check_mode:
-        keep_compiled()
-    run(module, resource_class(module))
+    module = _ansible_module(config_argument_spec(item_options, module_options, parsed), privileged=False)
+    run(module, resource_class(module))  # (root is checked in run(): not for the offline states)
 
 
 def run(module: Any, resource: Resource) -> None:
