@@ -118,9 +118,10 @@ class PayloadCache:
         seeded = 0
         try:
             os.makedirs(run_cache, exist_ok=True)  # (as Ansible makes it, in the run's own private directory)
-        except OSError:
+            listed = sorted(os.listdir(self.directory))
+        except OSError:  # (removed since the check: no cache)
             return 0
-        for kept in sorted(os.listdir(self.directory)):
+        for kept in listed:
             name = kept[len(mine):]
             if not kept.startswith(mine) or not self._ours(name) or os.path.lexists(os.path.join(run_cache, name)):
                 continue
@@ -134,12 +135,12 @@ class PayloadCache:
         drop the ones kept for other sources. How many it kept."""
         try:
             built = [name for name in os.listdir(run_cache) if self._ours(name)]
-        except OSError:
-            return 0
-        if not built or not private_directory(self.directory, make=True):
+            if not built or not private_directory(self.directory, make=True):
+                return 0
+            present = set(os.listdir(self.directory))
+        except OSError:  # (removed since the check: no cache)
             return 0
         kept = 0
-        present = set(os.listdir(self.directory))
         for name in built:
             target = f"{self.key}.{name}"
             if target in present:

@@ -130,6 +130,21 @@ def test_an_untrusted_cache_is_not_used(tmp_path: Path, spoil: str) -> None:
     assert not (tmp_path / "run2" / ENTRY).exists()
 
 
+def test_a_cache_removed_while_it_is_read_is_no_cache(tmp_path: Path, monkeypatch) -> None:
+    _built(tmp_path / "run1")
+    _cache(tmp_path).keep(str(tmp_path / "run1"))
+    listdir = os.listdir
+
+    def removed(path):  # the user removes the directory right after it was checked
+        if str(path).endswith(CACHE_NAME):
+            raise FileNotFoundError(path)
+        return listdir(path)
+
+    monkeypatch.setattr(_payload_cache.os, "listdir", removed)
+    assert _cache(tmp_path).seed(str(tmp_path / "run2")) == 0
+    assert _cache(tmp_path, "k2").keep(str(tmp_path / "run1")) == 0
+
+
 def test_the_action_seeds_then_keeps_what_ansible_built(tmp_path: Path, monkeypatch) -> None:
     """The action around Ansible's own ``_configure_module``: what it finds in the run's
     ``ansiballz_cache`` before, and what it leaves for the next run."""
