@@ -242,14 +242,15 @@ def require_privilege(module: Any) -> None:
 
 def _ansible_module(argument_spec: dict, privileged: bool) -> Any:
     """The run's AnsibleModule (check mode supported); ``privileged``: fails at once, with one message,
-    without root. Once the run knows it is not in check mode, the code it compiled goes to the bytecode
-    cache (``--check`` writes nothing, :func:`keep_compiled`)."""
+    without root. Once the run knows it is neither in check mode nor offline (``rendered``, ``parsed``:
+    they touch nothing of the host), the code it compiled goes to the bytecode cache
+    (:func:`keep_compiled`)."""
     from ansible.module_utils.basic import AnsibleModule  # only module runs need it, not the boot-time restore
 
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if privileged:
         require_privilege(module)
-    if not module.check_mode:
+    if not module.check_mode and module.params.get("state") not in ("rendered", PARSED):
         keep_compiled()
     return module
 

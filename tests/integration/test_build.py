@@ -75,8 +75,11 @@ def test_build_install_and_use_by_fqcn(tmp_path: Path) -> None:
 """,
         encoding="utf-8",
     )
+    cache_before = os.path.exists("/run/linuxnet/pycache")
     used = run([str(BIN / "ansible-playbook"), str(playbook)], env=env, cwd=tmp_path)
     assert used.returncode == 0, used.stdout + used.stderr
+    # state=rendered touches nothing of this machine, not even the bytecode cache under /run/linuxnet
+    assert cache_before or not os.path.exists("/run/linuxnet/pycache")
     assert str(collections) in run([str(BIN / "ansible-doc"), "linuxnet.bridge.veth"], env=env, cwd=tmp_path).stdout
     # One documentation per filter, each its own.
     docs = json.loads(run([str(BIN / "ansible-doc"), "--json", "-t", "filter", *(f"linuxnet.bridge.{f}" for f in FILTERS)],
