@@ -47,6 +47,10 @@ CACHE_DIR = "/run/linuxnet/pycache"
 _CACHEABLE = hasattr(zipimport.zipimporter, "exec_module") and hasattr(_imp, "_fix_co_filename") \
     and sys.implementation.cache_tag is not None
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+# Smaller sources are compiled, not cached: that costs less than a file read, and the package stubs
+# archives differ in (AnsiballZ's ``ansible/__init__.py``, the restore's empty ones) never take turns
+# replacing each other's entry.
+_CACHED_FROM = 1024
 
 
 def private_directory(directory: str, make: bool = False) -> bool:
@@ -107,6 +111,7 @@ class CodeCache:
         self.suffix = f".{sys.implementation.cache_tag}{f'.opt-{optimize}' if optimize else ''}.pyc"
         self._readable: bool | None = None
         self._writable: bool | None = None
+        self._before: list[str] | None = None  # the entries there before this process stored any
 
     def _file(self, fullname: str, digest: bytes) -> str:
         return os.path.join(self.directory, f"{fullname}-{digest.hex()[:32]}{self.suffix}")
@@ -139,9 +144,10 @@ class CodeCache:
         if not self._writable or not write_private(target, MAGIC_NUMBER + digest + marshal.dumps(code)):
             return
         try:
-            for entry in os.listdir(self.directory):
-                if entry.endswith(self.suffix) and entry[: -len(self.suffix)].rpartition("-")[0] == fullname \
-                        and entry != os.path.basename(target):
+            if self._before is None:  # listed once: a process stores each module once
+                self._before = [entry for entry in os.listdir(self.directory) if entry.endswith(self.suffix)]
+            for entry in self._before:
+                if entry[: -len(self.suffix)].rpartition("-")[0] == fullname and entry != os.path.basename(target):
                     os.unlink(os.path.join(self.directory, entry))
         except OSError:
             pass
@@ -169,6 +175,8 @@ class CompileOnce(zipimport.zipimporter):
         try:
             source = self.get_data(path)
         except OSError:  # no source in the archive (bytecode only): zipimport's way
+            return super().get_code(fullname)
+        if len(source) < _CACHED_FROM:
             return super().get_code(fullname)
         digest = hashlib.sha256(source).digest()
         code = cache.load(fullname, digest, path)

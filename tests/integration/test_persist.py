@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.linuxnet.bridge.plugins.module_utils import _persist, _zipimport
 
-from tests.integration.helpers import ADDR, HOST, HOSTS, OUTSIDE, Traffic, res, run
+from tests.integration.helpers import ADDR, HOST, HOSTS, OUTSIDE, Traffic, res, run, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root (namespaces, mounts)")
 
@@ -116,6 +116,7 @@ for name in sorted(os.listdir(d)) if out else []:
 print(json.dumps(out))
 """
 UTILS = "ansible_collections.linuxnet.bridge.plugins.module_utils."
+MODULES = "ansible_collections.linuxnet.bridge.plugins.modules."
 
 
 def pycache(lab) -> dict:
@@ -124,11 +125,11 @@ def pycache(lab) -> dict:
 
 
 def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_playbook, tmp_path):
-    """The collection's code is compiled once per host, not once per run (issue 17): the first module
-    run (AnsiballZ) fills the cache, root's alone (a check-mode run before it writes nothing); the
-    re-run and check mode read it and write nothing; the boot-time restore (a zip application of the same sources) adds only what the
-    module does not import (its runner, and ansible's module_utils, which AnsiballZ imports before the
-    cache is in place), and its second run writes nothing."""
+    """The collection's code, and Ansible's module_utils its payload ships, are compiled once per host,
+    not once per run (issue 17): the first module run (AnsiballZ) fills the cache, root's alone (a
+    check-mode run before it writes nothing); the re-run and check mode read it and write nothing;
+    another module adds only its own file, the boot-time restore (a zip application of the same
+    sources) only its runner, and their second runs write nothing."""
     lab = lab_factory(HOSTS, groups={"linuxnet_hosts": [HOST], "linuxnet_probes": [OUTSIDE]})
     check = {"linuxnet_install_packages": False, "linuxnet_networks": NETWORKS, "linuxnet_endpoints": ENDPOINTS}
     run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars=check).assert_ok()
@@ -137,7 +138,8 @@ def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_p
     first = pycache(lab)
     assert first.pop("dir") == "0o700" and {entry[0] for entry in first.values()} == {"0o600"}, first
     modules = {name.rpartition("-")[0].rpartition("-")[0] for name in first}
-    assert {UTILS + "_deployment", UTILS + "_firewall", UTILS + "_rtnl", UTILS + "_persist"} <= modules, modules
+    assert {UTILS + "_deployment", UTILS + "_firewall", UTILS + "_rtnl", UTILS + "_persist", MODULES + "deployment",
+            "ansible.module_utils.basic"} <= modules, modules  # (Ansible's: through the payload's prelude)
     assert len(modules) == len(first)  # one entry per module
     site(run_playbook, lab)
     run_playbook(lab.inventory_path, REPO / "playbooks" / "site.yml", check=True, extra_vars=check).assert_ok()
@@ -153,11 +155,44 @@ def test_module_runs_and_the_restore_share_one_bytecode_cache(lab_factory, run_p
     restored = pycache(lab)
     assert {name: restored[name] for name in first} == first
     added = {name.rpartition("-")[0].rpartition("-")[0] for name in set(restored) - set(first) - {"dir"}}
-    # (the restore imports ansible's own module_utils after compile_once too; AnsiballZ imports them before it)
-    assert {name for name in added if name.split(".")[0] != "ansible"} == {UTILS + "_restore"}, added
+    assert {name for name in added if not name.startswith("ansible.")} == {UTILS + "_restore", MODULES + "deployment_info"}, added
     assert restore(lab, bundle, state)["changed"] is False
     assert pycache(lab) == restored
     site(run_playbook, lab, linuxnet_state="absent")
+
+
+PLANT = """
+import hashlib, marshal, os, sys
+from importlib.util import MAGIC_NUMBER
+cache, source_file, marker = sys.argv[1:]
+source = open(source_file, "rb").read()
+digest = hashlib.sha256(source).digest()
+entries = [name for name in os.listdir(cache) if name.startswith("ansible.module_utils.basic-")]
+assert entries == [f"ansible.module_utils.basic-{digest.hex()[:32]}.{sys.implementation.cache_tag}.pyc"], entries
+code = compile(source + f"\\nopen({marker!r}, 'w').close()\\n".encode(), source_file, "exec")
+with open(os.path.join(cache, entries[0]), "wb") as out:
+    out.write(MAGIC_NUMBER + digest + marshal.dumps(code))
+"""
+
+
+def test_ansible_module_utils_run_from_the_hosts_bytecode_cache(lab_factory, run_playbook):
+    """What a module process takes from the cache is what runs, Ansible's ``basic`` included, which
+    the payload's wrapper imports before the module's code: an entry for ``basic`` whose code also
+    creates a file (the same source, so the same key) is run by the next module run, in check mode
+    too (which reads the cache and writes nothing)."""
+    # the controller's basic: what the payload ships
+    import ansible.module_utils.basic  # pylint: disable=import-outside-toplevel
+
+    lab = lab_factory({HOST: ADDR})
+    task = {"name": "ns", "linuxnet.bridge.netns": {"config": [{"name": "pc1"}]}}
+    run(run_playbook, lab, task)
+    marker = "/run/linuxnet-test-basic-from-cache"
+    lab.run(HOST, [sys.executable, "-c", PLANT, _zipimport.CACHE_DIR, ansible.module_utils.basic.__file__, marker])
+    assert sh(lab, f"test -e {marker}", check=False).returncode == 1
+    before = pycache(lab)
+    assert res(run(run_playbook, lab, task, check=True), "ns")["changed"] is False
+    assert sh(lab, f"test -e {marker}", check=False).returncode == 0
+    assert pycache(lab) == before
 
 
 def test_broken_state_fails_with_the_reason(lab_factory, tmp_path):

@@ -67,14 +67,18 @@ print(json.dumps({"counts": {k: v for k, v in counts.items() if k.startswith(arc
 """
 
 
+# (sources under 1 KB are compiled, never cached)
+PADDING = "# a source of a size the cache keeps\n" * 30
+
+
 @pytest.fixture(name="archive")
 def _archive(tmp_path: Path) -> Path:
     path = tmp_path / "payload.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("pkg/__init__.py", "")
-        zf.writestr("pkg/a.py", "from pkg.b import VALUE as B\n\n\ndef fail():\n    raise ValueError(B)\n")
-        zf.writestr("pkg/b.py", "VALUE = 'from b'\n")
-        zf.writestr("top.py", "X = 1\n")
+        zf.writestr("pkg/__init__.py", PADDING)
+        zf.writestr("pkg/a.py", "from pkg.b import VALUE as B\n\n\ndef fail():\n    raise ValueError(B)\n" + PADDING)
+        zf.writestr("pkg/b.py", "VALUE = 'from b'\n" + PADDING)
+        zf.writestr("top.py", "X = 1\n" + PADDING)
     return path
 
 
@@ -136,6 +140,19 @@ def test_the_next_payload_loads_the_cached_code_under_its_own_path(python: str, 
     assert {entry[0] for entry in found.values()} == {0o600}
 
 
+def test_a_small_source_is_compiled_not_cached(archive: Path, tmp_path: Path) -> None:
+    """Under 1 KB a file read costs more than the compile, and the package stubs of two kinds of archive
+    (AnsiballZ's, the restore's) would replace each other's entry in turn."""
+    small = tmp_path / "small.zip"
+    with zipfile.ZipFile(archive) as big, zipfile.ZipFile(small, "w") as out:
+        for name in big.namelist():
+            out.writestr(name, big.read(name) if name != "top.py" else b"X = 1\n")
+    cache = tmp_path / "pycache"
+    assert len(probe(sys.executable, small, True, cache)["counts"]) == 4
+    assert probe(sys.executable, small, True, cache)["counts"] == {f"{small}/top.py": 1}
+    assert sorted(name.rpartition("-")[0].rpartition("-")[0] for name in entries(cache)) == ["pkg", "pkg.a", "pkg.b"]
+
+
 def test_a_check_mode_run_writes_nothing(archive: Path, tmp_path: Path) -> None:
     """Until the run calls keep_compiled() it writes nothing, not even the directory: --check writes nothing."""
     cache = tmp_path / "pycache"
@@ -153,7 +170,7 @@ def test_a_changed_source_is_compiled_and_replaces_its_entry(archive: Path, tmp_
     changed = tmp_path / "changed.zip"
     with zipfile.ZipFile(archive) as old, zipfile.ZipFile(changed, "w") as new:
         for name in old.namelist():
-            new.writestr(name, "VALUE = 'changed'\n" if name == "pkg/b.py" else old.read(name))
+            new.writestr(name, "VALUE = 'changed'\n" + PADDING if name == "pkg/b.py" else old.read(name))
     out = probe(sys.executable, changed, True, cache)
     assert out["counts"] == {f"{changed}/pkg/b.py": 1} and out["b"] == "changed"
     after = entries(cache)
