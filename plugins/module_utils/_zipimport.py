@@ -26,6 +26,11 @@ module process's start-up.
   compiled only once it knows it is not in check mode (:func:`keep_compiled`), so ``--check``
   writes nothing, and a run that finds everything cached writes nothing either.
 
+A module calls :func:`compile_once` first thing; the collection's action plugins also put a hook
+into the AnsiballZ wrapper that calls it before the wrapper imports Ansible's own module_utils
+(``plugins/plugin_utils/_prelude.py``), so those go through the cache too. Sources under 1 KB are
+compiled, not cached.
+
 Everything else is zipimport's own.
 """
 
