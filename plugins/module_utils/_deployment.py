@@ -473,10 +473,7 @@ def _run_steps(module: Any, netlink: SharedNetlink, firewall: SharedFirewall, st
                 resource.bridges = bridges  # the veth step changed no bridge: no second dump of the links
             if name == "netns" and state == "deleted" and not getattr(module, "_diff", False):
                 resource.read_files = False  # deleted with the namespace: nobody sees them (no diff)
-            if netlink.run_lock is not None and getattr(resource, "_lock", False) is None:
-                # the step's gather would take the lock again (and drop what the run read under it):
-                # it holds the run's lock instead (a dup of the fd; closing it releases nothing)
-                resource._lock = os.dup(netlink.run_lock)
+            _hold_run_lock(netlink, resource)
             try:
                 if applied:  # an earlier step changed what the first check read
                     resource.check_references(desired, state)
@@ -633,6 +630,13 @@ def _foresee_bridges(resource: Any, new_bridges: set[str]) -> None:
             resource.sysctls[path] = "0"
 
 
+def _hold_run_lock(netlink: SharedNetlink, resource: Any) -> None:
+    """Let a link step's gather hold the run's host lock instead of taking it again (which would drop
+    what the run read under it): a dup of the fd, so closing it releases nothing."""
+    if netlink.run_lock is not None and getattr(resource, "_lock", False) is None:
+        resource._lock = os.dup(netlink.run_lock)
+
+
 def _await_pairs_gone(netlink: SharedNetlink, namespaces: set[str], timeout: float = 3.0) -> None:
     """Wait, bounded, for the kernel to destroy the veths of deleted namespaces (cleanup_net runs
     asynchronously); pairs kept alive by a process in their namespace stay, and the veth step deletes them."""
@@ -654,8 +658,7 @@ def _delete_pairs_left(netlink: SharedNetlink, namespaces: set[str], resource: A
     _await_pairs_gone(netlink, namespaces)
     if not any(_peer_netns(link) in namespaces for link in netlink.links(None).values()):
         return []
-    if netlink.run_lock is not None:
-        resource._lock = os.dup(netlink.run_lock)  # as the step held it (closed by resource.close)
+    _hold_run_lock(netlink, resource)  # as the step held it (closed by resource.close)
     reported = len(resource.warnings)
     try:
         left = {name: item for name, item in resource.gather(desired, state).items()

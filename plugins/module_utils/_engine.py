@@ -26,6 +26,8 @@ STATES = ["merged", "replaced", "overridden", "deleted", "gathered", "rendered"]
 # Offline: running_config (text a host printed) -> config. Only resources that implement
 # Resource.parsed offer it (config_argument_spec(..., parsed=True)).
 PARSED = "parsed"
+# The states that touch nothing of the host: no privilege needed, nothing kept (not even compiled code).
+OFFLINE = ("rendered", PARSED)
 CAP_NET_ADMIN = 12  # bit in /proc/self/status CapEff
 # The key of a gathered item that is planned like any other but never listed (gathered, before,
 # after, diff: all go through listing()): a leftover with nothing behind it, such as the mountpoint
@@ -250,7 +252,7 @@ def _ansible_module(argument_spec: dict, privileged: bool) -> Any:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if privileged:
         require_privilege(module)
-    if not module.check_mode and module.params.get("state") not in ("rendered", PARSED):
+    if not module.check_mode and module.params.get("state") not in OFFLINE:
         keep_compiled()
     return module
 
@@ -311,7 +313,7 @@ def run(module: Any, resource: Resource) -> None:
     state = module.params["state"]
     config = module.params.get("config")
     result: dict[str, Any] = {"changed": False}
-    if state not in ("rendered", PARSED):
+    if state not in OFFLINE:
         require_privilege(module)
     try:
         if state == PARSED:

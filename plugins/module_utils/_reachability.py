@@ -56,7 +56,8 @@ def reachability(plan: dict, probe_address: str | None = None, host_address: str
         why = f"published {port.get('publish') or host_port}" + (
             "" if not port.get("sources") else f" to {', '.join(port['sources'])}" + ("" if allowed else ", not the probe")) + (
             " over IPv6" if six else "")
-        if host_ip and not host_ip.startswith("127.") and host_ip != "::1" and endpoint:
+        # (a port published on loopback only is not reachable from the probe: not checked)
+        if host_ip and not ipaddress.ip_address(host_ip).is_loopback and endpoint:
             checks.append({"source": "probe", "target": endpoint, "kind": protocol, "address": host_ip,
                            "port": int(host_port), "container_port": int(container_port),
                            "expect": allowed, "why": why})

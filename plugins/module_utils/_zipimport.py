@@ -42,6 +42,7 @@ import marshal
 import os
 import stat
 import sys
+import time
 import types
 import zipimport
 from importlib.util import MAGIC_NUMBER
@@ -56,6 +57,7 @@ _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 # archives differ in (AnsiballZ's ``ansible/__init__.py``, the restore's empty ones) never take turns
 # replacing each other's entry.
 _CACHED_FROM = 1024
+PARTIAL_AGE = 600  # seconds
 
 
 def private_directory(directory: str, make: bool = False) -> bool:
@@ -106,6 +108,20 @@ def write_private(path: str, data: bytes) -> bool:
     return True
 
 
+def drop_partials(directory: str, names: list[str], now: float) -> None:
+    """Remove the partial files of :func:`write_private` (``.<name>.<pid>``) among ``names`` in
+    ``directory`` that a killed writer left: older than :data:`PARTIAL_AGE` (a writer takes
+    milliseconds). Best effort."""
+    for name in names:
+        if name.startswith("."):
+            path = os.path.join(directory, name)
+            try:
+                if now - os.lstat(path).st_mtime > PARTIAL_AGE:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
 class CodeCache:
     """Code objects of modules by name and source digest, one file each in ``directory``, which must be
     this user's alone (checked once for reading, once before the first write)."""
@@ -150,7 +166,9 @@ class CodeCache:
             return
         try:
             if self._before is None:  # listed once: a process stores each module once
-                self._before = [entry for entry in os.listdir(self.directory) if entry.endswith(self.suffix)]
+                listed = os.listdir(self.directory)
+                drop_partials(self.directory, listed, time.time())
+                self._before = [entry for entry in listed if entry.endswith(self.suffix) and not entry.startswith(".")]
             for entry in self._before:
                 if entry[: -len(self.suffix)].rpartition("-")[0] == fullname and entry != os.path.basename(target):
                     os.unlink(os.path.join(self.directory, entry))

@@ -28,11 +28,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 
 from ansible_collections.linuxnet.bridge.plugins.module_utils._zipimport import (
+    drop_partials,
     private_directory,
     read_private,
     write_private,
@@ -140,6 +142,7 @@ class PayloadCache:
             present = set(os.listdir(self.directory))
         except OSError:  # (removed since the check: no cache)
             return 0
+        drop_partials(self.directory, sorted(present), time.time())
         kept = 0
         for name in built:
             target = f"{self.key}.{name}"

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -226,3 +227,21 @@ def test_the_cache_sits_under_the_run_directory() -> None:
     from ansible_collections.linuxnet.bridge.plugins.module_utils._ownership import RUN_DIR
 
     assert os.path.dirname(_zipimport.CACHE_DIR) == RUN_DIR
+
+
+def _partials(directory: Path) -> tuple[Path, Path]:
+    """A partial file a killed writer left an hour ago, and one a writer is writing now."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old, new = directory / ".m-0123.cpython-311.pyc.4242", directory / ".m-4567.cpython-311.pyc.4343"
+    for path in (old, new):
+        path.write_bytes(b"half")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    return old, new
+
+
+def test_storing_drops_the_partial_files_of_killed_writers(tmp_path: Path) -> None:
+    cache = tmp_path / "pycache"
+    old, new = _partials(cache)
+    _zipimport.CodeCache(str(cache)).store("m", b"\0" * 32, compile("X = 1", "m.py", "exec"))
+    assert not old.exists() and new.exists()
+    assert len(list(cache.glob("m-*"))) == 1

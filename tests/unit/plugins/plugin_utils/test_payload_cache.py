@@ -8,6 +8,7 @@ takes a kept payload, and that the module it runs is the same, by
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,15 @@ def test_the_action_seeds_then_keeps_what_ansible_built(tmp_path: Path, monkeypa
         assert action._configure_module("linuxnet.bridge.netns", {}, {})[0] == "built"
     assert seen == [[], [ENTRY]]  # the second run's cache had the first run's payload before Ansible looked
     assert len(os.listdir(tmp_path / CACHE_NAME)) == 1
+
+
+def test_keeping_drops_the_partial_files_of_killed_writers(tmp_path: Path) -> None:
+    kept = tmp_path / CACHE_NAME
+    kept.mkdir(mode=0o700)
+    old, new = kept / f".k0.{ENTRY}.4242", kept / f".k1.{ENTRY}.4343"
+    for path in (old, new):
+        path.write_bytes(b"half")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    _built(tmp_path / "run1")
+    assert _cache(tmp_path).keep(str(tmp_path / "run1")) == 1
+    assert sorted(os.listdir(kept)) == sorted([new.name, f"k1.{ENTRY}"])
