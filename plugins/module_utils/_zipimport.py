@@ -53,9 +53,9 @@ CACHE_DIR = "/run/linuxnet/pycache"
 _CACHEABLE = hasattr(zipimport.zipimporter, "exec_module") and hasattr(_imp, "_fix_co_filename") \
     and sys.implementation.cache_tag is not None
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-# Smaller sources are compiled, not cached: that costs less than a file read, and the package stubs
-# archives differ in (AnsiballZ's ``ansible/__init__.py``, the restore's empty ones) never take turns
-# replacing each other's entry.
+# Smaller sources are compiled, not cached: that costs less than a file read, and package stubs that
+# differ from one kind of archive to the other (AnsiballZ's ``ansible/__init__.py``, the restore's
+# empty ones) do not take turns replacing each other's entry.
 _CACHED_FROM = 1024
 PARTIAL_AGE = 600  # seconds
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 MARKER = b"\ndef _ansiballz_main("
 
 # Runs on the managed host, in the wrapper's namespace (Python 3.8+ syntax: what ansible-core's
-# wrappers run on); everything it needs is imported before the hook is installed, so the hook never
-# imports while a path entry is being resolved.
+# wrappers run on). The hook is called while Python resolves a path entry; the only imports it makes
+# then are _zipimport's own, once (``tried``), so it never recurses into itself.
 PRELUDE = b'''
 def _linuxnet_bridge_compile_once():
     """linuxnet.bridge: the archive's modules, Ansible's too, through the collection's bytecode cache."""
