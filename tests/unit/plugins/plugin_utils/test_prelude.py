@@ -72,6 +72,15 @@ def test_the_prelude_goes_before_the_wrappers_main_function() -> None:
     compile(wrapped, "AnsiballZ_x.py", "exec")  # still one valid script (the future import first)
 
 
+def test_the_wrapper_of_this_ansible_core_has_the_place_for_the_prelude() -> None:
+    """(``make test-matrix`` runs this on ansible-core 2.16 to 2.20: the wrapper's code is
+    ``_ANSIBALLZ_CODE`` from 2.19 on, the template ``ACTIVE_ANSIBALLZ_TEMPLATE`` before)"""
+    from ansible.executor import module_common  # pylint: disable=import-outside-toplevel
+
+    code = getattr(module_common, "_ANSIBALLZ_CODE", None) or module_common.ACTIVE_ANSIBALLZ_TEMPLATE
+    assert with_compile_once(code.encode()).count(PRELUDE) == 1
+
+
 def test_a_wrapper_of_another_shape_is_left_as_it_is() -> None:
     assert with_compile_once(WRAPPER.replace(b"def _ansiballz_main(", b"def main(")) == WRAPPER.replace(
         b"def _ansiballz_main(", b"def main(")
