@@ -108,10 +108,11 @@ def write_private(path: str, data: bytes) -> bool:
     return True
 
 
-def drop_partials(directory: str, names: list[str], now: float) -> None:
+def drop_partials(directory: str, names: list[str]) -> None:
     """Remove the partial files of :func:`write_private` (``.<name>.<pid>``) among ``names`` in
     ``directory`` that a killed writer left: older than :data:`PARTIAL_AGE` (a writer takes
     milliseconds). Best effort."""
+    now = time.time()
     for name in names:
         if name.startswith("."):
             path = os.path.join(directory, name)
@@ -167,7 +168,7 @@ class CodeCache:
         try:
             if self._before is None:  # listed once: a process stores each module once
                 listed = os.listdir(self.directory)
-                drop_partials(self.directory, listed, time.time())
+                drop_partials(self.directory, listed)
                 self._before = [entry for entry in listed if entry.endswith(self.suffix) and not entry.startswith(".")]
             for entry in self._before:
                 if entry[: -len(self.suffix)].rpartition("-")[0] == fullname and entry != os.path.basename(target):

@@ -29,7 +29,7 @@ from typing import Any
 from ansible import constants as C
 from ansible.plugins.action.normal import ActionModule as NormalAction
 
-from ansible_collections.linuxnet.bridge.plugins.plugin_utils._payload_cache import PLUGINS, PayloadCache
+from ansible_collections.linuxnet.bridge.plugins.plugin_utils._payload_cache import PayloadCache, module_path
 from ansible_collections.linuxnet.bridge.plugins.plugin_utils._prelude import with_compile_once
 
 # (allocations before a young collection, young collections before a middle one, middle before a full one)
@@ -56,7 +56,7 @@ class ModuleAction(NormalAction):
         if payloads is not None:
             payloads.seed(run_cache)
         built = super()._configure_module(module_name, module_args, task_vars)
-        if os.path.realpath(built[-1]) != os.path.realpath(PLUGINS / "modules" / f"{short_name}.py"):
+        if os.path.realpath(built[-1]) != os.path.realpath(module_path(short_name)):
             return built  # (another module: the async wrapper)
         if payloads is not None:
             payloads.keep(run_cache)

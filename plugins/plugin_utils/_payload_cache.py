@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from ansible.module_utils.ansible_release import __version__ as ansible_version
@@ -60,6 +59,11 @@ def _module_utils_roots() -> list[Path]:
     except (ImportError, AttributeError):  # (a private helper of ansible-core: the key only gets coarser)
         pass
     return roots
+
+
+def module_path(short_name: str) -> Path:
+    """The file of the collection's module ``short_name``."""
+    return PLUGINS / "modules" / f"{short_name}.py"
 
 
 def payload_key(module_file: Path, module_utils: Path) -> str:
@@ -100,7 +104,7 @@ class PayloadCache:
     def for_module(cls, local_tmp: str, short_name: str) -> PayloadCache | None:
         """The cache of the collection's module ``short_name`` beside the run's temporary directory
         ``local_tmp`` (Ansible's ``DEFAULT_LOCAL_TMP``); None if the module's sources cannot be read."""
-        module_file = PLUGINS / "modules" / f"{short_name}.py"
+        module_file = module_path(short_name)
         try:
             key = payload_key(module_file, PLUGINS / "module_utils")
         except OSError:
@@ -142,7 +146,7 @@ class PayloadCache:
             present = set(os.listdir(self.directory))
         except OSError:  # (removed since the check: no cache)
             return 0
-        drop_partials(self.directory, sorted(present), time.time())
+        drop_partials(self.directory, sorted(present))
         kept = 0
         for name in built:
             target = f"{self.key}.{name}"
